@@ -1,0 +1,66 @@
+# wardstream — the README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/wardstream
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Packages with cgo-only parts (ONNX, libav) build without cgo deps missing? No: we install them in `deps`.
+UNIT_FLAGS ?= -race -shuffle=on -count=1
+IT_TIMEOUT ?= 25m
+
+.PHONY: all build deps services services-down services-status proto test unit integration vet demo clean fuzz bench-go
+
+all: build
+
+## build: compile bin/wardstream
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wardstream
+
+## deps: install the system packages and libraries builds and tests need
+deps:
+	bash deploy/local/deps.sh
+
+## services: install (if missing) and start Kafka, ClickHouse and Mosquitto on loopback
+services:
+	bash deploy/local/services.sh up
+
+## services-down: stop exactly what `make services` started
+services-down:
+	bash deploy/local/services.sh down
+
+services-status:
+	bash deploy/local/services.sh status
+
+## proto: regenerate schemas/proto/wardstreamv1 from schemas/proto/wardstream/v1/*.proto
+proto:
+	@command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/struct.proto ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
+	mkdir -p .local/bin
+	$(GO) build -o .local/bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	protoc --plugin=protoc-gen-go=.local/bin/protoc-gen-go -I schemas/proto -I /usr/include \
+	  --go_out=. --go_opt=module=github.com/wardstream/wardstream schemas/proto/wardstream/v1/*.proto
+
+vet:
+	$(GO) vet ./...
+
+## unit: unit tests, race detector on, no network
+unit:
+	$(GO) test $(UNIT_FLAGS) ./...
+
+## integration: integration tests against the real services (starts them)
+integration: services
+	set -a; source .local/services.env; set +a; \
+	WARDSTREAM_IT=1 $(GO) test -count=1 -timeout $(IT_TIMEOUT) -run 'Integration' ./...
+
+## test: vet, unit tests (-race), then integration tests on the real Kafka, ClickHouse and Mosquitto
+test: deps vet unit integration build
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEveryTopic -fuzztime 30s ./schemas/codec
+
+## demo: build, start services, apply topics and migrations, run every role and a simulated ward
+demo: deps build services
+	bash deploy/local/demo.sh
+
+clean:
+	rm -rf bin

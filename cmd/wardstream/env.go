@@ -1,0 +1,41 @@
+package main
+
+import (
+	"flag"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/runtime"
+	"github.com/wardstream/wardstream/internal/telemetry"
+)
+
+// env is what every command gets: the loaded topology, a logger, a
+// registry and the health tracker.
+type env struct {
+	cfg    *config.Root
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	health *runtime.Health
+}
+
+// configFlag registers --config on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", config.DefaultPath, "topology YAML file (env WARDSTREAM_KAFKA_BROKERS, WARDSTREAM_CLICKHOUSE_ADDR, WARDSTREAM_MQTT_URL override its addresses)")
+}
+
+// loadEnv loads the topology at path and builds logger and registry.
+func loadEnv(path string) (*env, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &env{
+		cfg:    cfg,
+		log:    telemetry.NewLogger(os.Stderr, cfg.Telemetry.LogLevel, cfg.Telemetry.LogFormat),
+		reg:    telemetry.NewRegistry(),
+		health: runtime.NewHealth(),
+	}, nil
+}

@@ -1,0 +1,389 @@
+// Package config loads the topology YAML: the shared sections every role
+// needs (Kafka, ClickHouse, MQTT broker, telemetry) and the raw sections each
+// role decodes itself with [Section].
+//
+// Decoding is strict: unknown keys are errors, with their line number. Env
+// vars WARDSTREAM_KAFKA_BROKERS, WARDSTREAM_CLICKHOUSE_ADDR and
+// WARDSTREAM_MQTT_URL override the file. Validate reports every problem at
+// once, each prefixed with its dotted field path.
+//
+// We keep role sections as yaml.Node rather than embedding role Config
+// structs (the loki pattern): internal/ must not import the roles, so each
+// role owns its Config/DefaultConfig/Validate and decodes its section.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultPath is the topology file used when --config is not given.
+const DefaultPath = "deploy/local/topology.yaml"
+
+// Env var names that override the file.
+const (
+	EnvKafkaBrokers   = "WARDSTREAM_KAFKA_BROKERS"
+	EnvClickHouseAddr = "WARDSTREAM_CLICKHOUSE_ADDR"
+	EnvMQTTURL        = "WARDSTREAM_MQTT_URL"
+)
+
+// Duration is a time.Duration written as "15m", "1s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like 15m: %w", n.Line, err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: bad duration %q (want e.g. 500ms, 15m, 4h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Root is the whole topology file.
+type Root struct {
+	// Tenant is the default tenant for records that do not name one.
+	Tenant       string           `yaml:"tenant"`
+	Kafka        Kafka            `yaml:"kafka"`
+	ClickHouse   ClickHouse       `yaml:"clickhouse"`
+	MQTT         MQTT             `yaml:"mqtt"`
+	Telemetry    Telemetry        `yaml:"telemetry"`
+	DrainTimeout Duration         `yaml:"drain_timeout"`
+	Tenants      []TenantConfig   `yaml:"tenants"`
+	Connectors   ConnectorSection `yaml:"connectors"`
+	Pipelines    yaml.Node        `yaml:"pipelines"`
+	Sinks        SinkSection      `yaml:"sinks"`
+	API          yaml.Node        `yaml:"api"`
+	Bench        yaml.Node        `yaml:"bench"`
+	Scaling      yaml.Node        `yaml:"scaling"`
+
+	path string
+}
+
+// ConnectorSection holds the source roles' raw sections.
+type ConnectorSection struct {
+	MQTT yaml.Node `yaml:"mqtt"`
+	RTSP yaml.Node `yaml:"rtsp"`
+}
+
+// SinkSection holds the sink roles' raw sections.
+type SinkSection struct {
+	ClickHouse yaml.Node `yaml:"clickhouse"`
+}
+
+// TenantConfig names a tenant and its wards.
+type TenantConfig struct {
+	ID    string   `yaml:"id"`
+	Name  string   `yaml:"name"`
+	Wards []string `yaml:"wards"`
+}
+
+// Kafka is the connection to the Kafka cluster, shared by every role.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`
+	ClientID string   `yaml:"client_id"`
+	// Partitions overrides the catalog's partition counts when > 0.
+	Partitions int32 `yaml:"partitions"`
+	// ReplicationFactor for created topics (1 locally, 3 on clusters).
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// MaxBufferedRecords bounds the producer buffer; Produce blocks when full.
+	MaxBufferedRecords int `yaml:"max_buffered_records"`
+	// MaxBufferedBytes bounds the producer buffer in bytes.
+	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// Linger is the producer linger (batching delay).
+	Linger Duration `yaml:"linger"`
+	// Compression is none, snappy, lz4 or zstd.
+	Compression string `yaml:"compression"`
+	// SaramaVersion is the protocol version goka's sarama client speaks
+	// (>= 2.1.0; Kafka 4 dropped older versions).
+	SaramaVersion string `yaml:"sarama_version"`
+	TLS           TLS    `yaml:"tls"`
+	SASL          SASL   `yaml:"sasl"`
+}
+
+// SASL is optional SASL/PLAIN or SCRAM authentication.
+type SASL struct {
+	Mechanism   string `yaml:"mechanism"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// TLS is a client TLS setup; files are PEM paths.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// ClickHouse is the connection to ClickHouse.
+type ClickHouse struct {
+	Addr     []string `yaml:"addr"`
+	Database string   `yaml:"database"`
+	Username string   `yaml:"username"`
+	// PasswordEnv names the env var holding the password (never in the file).
+	PasswordEnv string `yaml:"password_env"`
+	// Cluster, when set, makes migrations emit ON CLUSTER / Replicated*.
+	Cluster     string   `yaml:"cluster"`
+	DialTimeout Duration `yaml:"dial_timeout"`
+	TLS         TLS      `yaml:"tls"`
+}
+
+// MQTT is the connection to the MQTT broker.
+type MQTT struct {
+	URL         string `yaml:"url"`
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+	TLS         TLS    `yaml:"tls"`
+}
+
+// Telemetry configures logs and the metrics/health endpoint.
+type Telemetry struct {
+	// Listen is the address of /metrics, /healthz and /readyz ("" disables).
+	Listen    string `yaml:"listen"`
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+}
+
+// Default returns the defaults of the shared sections.
+func Default() Root {
+	return Root{
+		Tenant: "default",
+		Kafka: Kafka{
+			Brokers: []string{"127.0.0.1:9092"}, ClientID: "wardstream", ReplicationFactor: 1,
+			MaxBufferedRecords: 100_000, MaxBufferedBytes: 64 << 20, Linger: Duration(5 * time.Millisecond),
+			Compression: "lz4", SaramaVersion: "2.1.0",
+		},
+		ClickHouse:   ClickHouse{Addr: []string{"127.0.0.1:9000"}, Database: "wardstream", Username: "default", DialTimeout: Duration(5 * time.Second)},
+		MQTT:         MQTT{URL: "tcp://127.0.0.1:1883"},
+		Telemetry:    Telemetry{Listen: "127.0.0.1:9464", LogLevel: "info", LogFormat: "text"},
+		DrainTimeout: Duration(15 * time.Second),
+	}
+}
+
+// Load reads path, applies env overrides and validates. Errors name the
+// file and the offending field.
+func Load(path string) (*Root, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	r, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	r.path = path
+	return r, nil
+}
+
+// Parse decodes a topology document strictly, applies env overrides and
+// validates the shared sections.
+func Parse(data []byte) (*Root, error) {
+	r := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil && !errors.Is(err, errEOF(err)) {
+		return nil, cleanYAMLError(err)
+	}
+	r.ApplyEnv(os.Getenv)
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func errEOF(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return errors.New("not eof")
+}
+
+var fieldNotFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type (?:\S+\.(\w+)|struct \{.*\})`)
+
+// cleanYAMLError turns yaml.v3's Go-type wording into field wording.
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+	msg = fieldNotFound.ReplaceAllString(msg, "line $1: unknown field $2")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	return errors.New(msg)
+}
+
+// Path returns the file the config was loaded from ("" when parsed).
+func (r *Root) Path() string { return r.path }
+
+// ApplyEnv overrides addresses from the environment (getenv is os.Getenv).
+func (r *Root) ApplyEnv(getenv func(string) string) {
+	if v := getenv(EnvKafkaBrokers); v != "" {
+		r.Kafka.Brokers = splitList(v)
+	}
+	if v := getenv(EnvClickHouseAddr); v != "" {
+		r.ClickHouse.Addr = splitList(v)
+	}
+	if v := getenv(EnvMQTTURL); v != "" {
+		r.MQTT.URL = v
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate checks the shared sections and returns all problems joined,
+// each prefixed by its field path.
+func (r *Root) Validate() error {
+	var errs []error
+	add := func(path, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...)))
+	}
+	if r.Tenant == "" {
+		add("tenant", "must not be empty")
+	}
+	if len(r.Kafka.Brokers) == 0 {
+		add("kafka.brokers", "must list at least one host:port")
+	}
+	for i, b := range r.Kafka.Brokers {
+		if _, _, err := splitHostPort(b); err != nil {
+			add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
+		}
+	}
+	if r.Kafka.ReplicationFactor < 1 {
+		add("kafka.replication_factor", "must be >= 1")
+	}
+	if r.Kafka.Partitions < 0 {
+		add("kafka.partitions", "must be >= 0")
+	}
+	if r.Kafka.MaxBufferedRecords < 1 {
+		add("kafka.max_buffered_records", "must be >= 1")
+	}
+	switch r.Kafka.Compression {
+	case "none", "snappy", "lz4", "zstd", "gzip":
+	default:
+		add("kafka.compression", "%q is not one of none, snappy, lz4, zstd, gzip", r.Kafka.Compression)
+	}
+	if _, err := ParseVersion(r.Kafka.SaramaVersion); err != nil {
+		add("kafka.sarama_version", "%v", err)
+	}
+	if len(r.ClickHouse.Addr) == 0 {
+		add("clickhouse.addr", "must list at least one host:port")
+	}
+	for i, a := range r.ClickHouse.Addr {
+		if _, _, err := splitHostPort(a); err != nil {
+			add(fmt.Sprintf("clickhouse.addr[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if r.ClickHouse.Database == "" {
+		add("clickhouse.database", "must not be empty")
+	}
+	if !(strings.HasPrefix(r.MQTT.URL, "tcp://") || strings.HasPrefix(r.MQTT.URL, "mqtt://") ||
+		strings.HasPrefix(r.MQTT.URL, "ssl://") || strings.HasPrefix(r.MQTT.URL, "mqtts://") ||
+		strings.HasPrefix(r.MQTT.URL, "tls://") || strings.HasPrefix(r.MQTT.URL, "ws://") || strings.HasPrefix(r.MQTT.URL, "wss://")) {
+		add("mqtt.url", "%q must start with tcp://, mqtt://, ssl://, mqtts://, tls://, ws:// or wss://", r.MQTT.URL)
+	}
+	switch r.Telemetry.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("telemetry.log_level", "%q is not one of debug, info, warn, error", r.Telemetry.LogLevel)
+	}
+	switch r.Telemetry.LogFormat {
+	case "text", "json":
+	default:
+		add("telemetry.log_format", "%q is not text or json", r.Telemetry.LogFormat)
+	}
+	if r.DrainTimeout.D() <= 0 {
+		add("drain_timeout", "must be > 0")
+	}
+	for i, t := range r.Tenants {
+		if t.ID == "" {
+			add(fmt.Sprintf("tenants[%d].id", i), "must not be empty")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(s string) (string, int, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return "", 0, errors.New("missing port")
+	}
+	p, err := strconv.Atoi(s[i+1:])
+	if err != nil || p <= 0 || p > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return s[:i], p, nil
+}
+
+// ParseVersion parses "2.1.0"-style Kafka versions into numbers.
+func ParseVersion(s string) ([3]int, error) {
+	var v [3]int
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 || len(parts) > 4 {
+		return v, fmt.Errorf("%q is not a Kafka version like 2.1.0", s)
+	}
+	for i := 0; i < len(parts) && i < 3; i++ {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil {
+			return v, fmt.Errorf("%q is not a Kafka version like 2.1.0", s)
+		}
+		v[i] = n
+	}
+	if v[0] < 2 || (v[0] == 2 && v[1] < 1) {
+		return v, fmt.Errorf("%q is too old: Kafka 4 needs >= 2.1.0", s)
+	}
+	return v, nil
+}
+
+// Section strictly decodes a role's raw section into out, which should
+// already hold the role's defaults. path prefixes errors ("connectors.mqtt").
+// An empty (absent) section leaves out unchanged.
+func Section(n *yaml.Node, path string, out any) error {
+	if n == nil || n.Kind == 0 {
+		return nil
+	}
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && err.Error() != "EOF" {
+		// Re-marshalling starts the section at line 1; shift line numbers
+		// back to the file's.
+		msg := cleanYAMLError(err).Error()
+		msg = lineRe.ReplaceAllStringFunc(msg, func(m string) string {
+			k, _ := strconv.Atoi(lineRe.FindStringSubmatch(m)[1])
+			return fmt.Sprintf("line %d", k+n.Line-1)
+		})
+		return fmt.Errorf("%s: %s", path, msg)
+	}
+	return nil
+}
+
+var lineRe = regexp.MustCompile(`line (\d+)`)
