@@ -1,0 +1,610 @@
+#!/usr/bin/env bash
+# Local services for wardstream: a real Apache Kafka 4.1.0 broker (KRaft,
+# combined broker+controller), ClickHouse (Debian's 18.16) and Mosquitto 2.0,
+# all on 127.0.0.1 only, with every config, data file, log and pid file under
+# the git-ignored .local/ folder of the repository root. No systemd, no Docker.
+#
+#   bash deploy/local/services.sh up      install what is missing, start what is not running, wait until healthy
+#   bash deploy/local/services.sh down    stop exactly what `up` started (pid files in .local/run/)
+#   bash deploy/local/services.sh status  show each service; exit 0 when all three answer, 3 otherwise
+#   bash deploy/local/services.sh env     print the KEY=value lines of .local/services.env
+#
+# Environment knobs: WARDSTREAM_SERVICES_TIMEOUT (seconds to wait per service, default 90),
+# KAFKA_HEAP_OPTS (default "-Xmx1g -Xms512m").
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/deploy/local"
+LOCAL="$ROOT/.local"
+RUN="$LOCAL/run"
+ENV_FILE="$LOCAL/services.env"
+TIMEOUT="${WARDSTREAM_SERVICES_TIMEOUT:-90}"
+
+HOST=127.0.0.1
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+CH_TCP_PORT=9000
+CH_HTTP_PORT=8123
+MQTT_PORT=1883
+
+KAFKA_DIR="$LOCAL/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_POM="$HERE/kafka/pom.xml"
+KAFKA_LOG4J="$HERE/kafka/log4j2.properties"
+CH_DIR="$LOCAL/clickhouse"
+MQ_DIR="$LOCAL/mosquitto"
+
+APT_PACKAGES=(clickhouse-server clickhouse-client mosquitto mosquitto-clients
+  ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev pkg-config
+  protobuf-compiler libprotobuf-dev curl ca-certificates)
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() {
+  printf 'services: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit "${1:-2}"
+}
+
+# ---------------------------------------------------------------- installing
+
+apt_install() {
+  (($#)) || return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "missing packages ($*) and not root; install them: apt-get install $*"
+    local sudo=(sudo)
+  else
+    local sudo=()
+  fi
+  log "installing: $*"
+  # Keep the packages' init scripts from starting the system-wide clickhouse-server
+  # and mosquitto on our ports: a policy-rc.d that refuses every start, if none exists.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    created_policy=1
+  fi
+  local rc=0
+  "${sudo[@]}" apt-get update -qq || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || rc=$?
+  fi
+  if [ "$created_policy" -eq 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc) installing: $*"
+}
+
+install_missing() {
+  local need=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+  done
+  command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || need+=(maven)
+  apt_install "${need[@]}"
+
+  local javav
+  javav="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+  if [ -z "$javav" ] || [ "$javav" -lt 17 ]; then
+    die "Kafka 4.1 needs Java 17 or newer; found: $(java -version 2>&1 | head -n1)"
+  fi
+
+  # Kafka jars, re-resolved only when the pom changes.
+  local want have=""
+  want="$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)"
+  [ -f "$KAFKA_LIBS/.pom.sha256" ] && have="$(cat "$KAFKA_LIBS/.pom.sha256")"
+  if [ "$want" != "$have" ] || ! compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then
+    log "resolving Kafka jars with Maven into ${KAFKA_LIBS#"$ROOT"/}"
+    rm -rf "$KAFKA_LIBS"
+    mkdir -p "$KAFKA_LIBS"
+    if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+      -DoutputDirectory="$KAFKA_LIBS" -DincludeScope=runtime >"$KAFKA_DIR/mvn.log" 2>&1; then
+      tail -n 30 "$KAFKA_DIR/mvn.log" >&2
+      die "mvn could not resolve the Kafka jars (is Maven Central reachable?); see .local/kafka/mvn.log"
+    fi
+    echo "$want" >"$KAFKA_LIBS/.pom.sha256"
+  fi
+}
+
+# ---------------------------------------------------------------- processes
+
+pidfile() { echo "$RUN/$1.pid"; }
+
+# The pid recorded for a service, if that process is alive and is still the
+# one we started (its command line mentions our .local folder).
+service_pid() {
+  local f pid
+  f="$(pidfile "$1")"
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f" 2>/dev/null)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LOCAL/" || return 1
+  echo "$pid"
+}
+
+# spawn NAME LOGFILE CMD...: start CMD detached (own session, stdin closed),
+# recording its pid (the pid of CMD itself, via exec) in .local/run/NAME.pid.
+spawn() {
+  local name="$1" out="$2" f
+  shift 2
+  f="$(pidfile "$name")"
+  rm -f "$f"
+  # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' spawn "$f" "$@" </dev/null >>"$out" 2>&1 &
+  local i
+  for i in $(seq 50); do
+    [ -s "$f" ] && return 0
+    sleep 0.1
+  done
+  die "$name did not start (no pid file)"
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+
+# Refuse to start over a port that something else already holds.
+check_port_free() {
+  local name="$1" port="$2"
+  if port_open "$port"; then
+    local who=""
+    command -v ss >/dev/null 2>&1 && who="$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n3)"
+    die "$name: port $HOST:$port is already in use by a process this script did not start${who:+:
+$who}
+stop it (e.g. 'service ${3:-$name} stop' for a system service) and run 'up' again"
+  fi
+}
+
+stop_service() {
+  local name="$1" pid f i
+  f="$(pidfile "$name")"
+  if ! pid="$(service_pid "$name")"; then
+    [ -f "$f" ] && log "$name: not running (stale pid file removed)"
+    rm -f "$f"
+    return 0
+  fi
+  log "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name: still running after 30 s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$f"
+}
+
+# Tail of a service's log and of the stdout/stderr file next to it.
+show_logs() {
+  local f
+  for f in "$1" "$(dirname "$1")/stdout.log"; do
+    [ -s "$f" ] || continue
+    log "last lines of ${f#"$ROOT"/}:"
+    tail -n 40 "$f" >&2 || true
+  done
+}
+
+# wait_healthy NAME LOGFILE CHECK-FUNCTION: poll CHECK until it succeeds, the
+# process dies, or $TIMEOUT seconds pass; on failure show the log and stop it.
+wait_healthy() {
+  local name="$1" logf="$2" check="$3" start=$SECONDS
+  while :; do
+    if "$check"; then
+      log "$name: up after $((SECONDS - start)) s (pid $(cat "$(pidfile "$name")"))"
+      return 0
+    fi
+    if ! service_pid "$name" >/dev/null; then
+      log "$name: process exited during startup"
+      show_logs "$logf"
+      rm -f "$(pidfile "$name")"
+      return 1
+    fi
+    if ((SECONDS - start >= TIMEOUT)); then
+      log "$name: not healthy after $TIMEOUT s"
+      show_logs "$logf"
+      stop_service "$name"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- Kafka
+
+# The JVM command line shared by the broker and StorageTool.
+KAFKA_JAVA=()
+kafka_java_cmd() {
+  local heap
+  read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xmx1g -Xms512m}"
+  KAFKA_JAVA=(java "${heap[@]}" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+    -Dkafka.logs.dir="$KAFKA_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J"
+    -cp "$KAFKA_LIBS/*")
+}
+
+kafka_config() {
+  kafka_java_cmd
+  mkdir -p "$KAFKA_DATA"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# Generated by deploy/local/services.sh; edits are overwritten on the next start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=168
+EOF
+  # Format the storage once; the cluster id is kept in .local/kafka/cluster.id.
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    local id
+    if [ -s "$KAFKA_DIR/cluster.id" ]; then
+      id="$(cat "$KAFKA_DIR/cluster.id")"
+    else
+      id="$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/format.log" | tail -n1)"
+      [ -n "$id" ] || die "kafka: StorageTool random-uuid failed; see .local/kafka/format.log"
+      echo "$id" >"$KAFKA_DIR/cluster.id"
+    fi
+    log "kafka: formatting storage (cluster id $id)"
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_DIR/server.properties" \
+      --ignore-formatted >>"$KAFKA_DIR/format.log" 2>&1 ||
+      {
+        tail -n 20 "$KAFKA_DIR/format.log" >&2
+        die "kafka: storage format failed; see .local/kafka/format.log"
+      }
+  fi
+}
+
+# A Kafka ApiVersions v0 request (correlation id 1, client id "hc"); healthy
+# when the broker answers with correlation id 1 and error code 0.
+kafka_answers() {
+  local reply
+  reply="$(timeout 3 bash -c "
+    exec 3<>/dev/tcp/$HOST/$KAFKA_PORT || exit 1
+    printf '\\x00\\x00\\x00\\x0c\\x00\\x12\\x00\\x00\\x00\\x00\\x00\\x01\\x00\\x02hc' >&3
+    head -c 10 <&3 | od -An -tx1
+  " 2>/dev/null | tr -d ' \n')" || return 1
+  [ "${reply:8:12}" = "000000010000" ]
+}
+
+# Right after a start, also wait for the broker's own "started" line.
+kafka_started() {
+  kafka_answers && grep -q 'Kafka Server started' "$KAFKA_DIR/kafka.log" 2>/dev/null
+}
+
+start_kafka() {
+  kafka_config
+  # A fresh log per start, so the readiness check cannot match an older run.
+  if [ -f "$KAFKA_DIR/kafka.log" ]; then
+    mv -f "$KAFKA_DIR/kafka.log" "$KAFKA_DIR/kafka.log.prev"
+  fi
+  log "kafka: starting broker+controller on $HOST:$KAFKA_PORT (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+  spawn kafka "$KAFKA_DIR/stdout.log" "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties"
+}
+
+# ---------------------------------------------------------------- ClickHouse
+
+clickhouse_config() {
+  mkdir -p "$CH_DIR"/{data,tmp,user_files,format_schemas}
+  cat >"$CH_DIR/config.xml" <<EOF
+<?xml version="1.0"?>
+<!-- Generated by deploy/local/services.sh; edits are overwritten on the next start. -->
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$CH_DIR/clickhouse-server.log</log>
+        <errorlog>$CH_DIR/clickhouse-server.err.log</errorlog>
+        <size>100M</size>
+        <count>3</count>
+    </logger>
+    <listen_host>$HOST</listen_host>
+    <tcp_port>$CH_TCP_PORT</tcp_port>
+    <http_port>$CH_HTTP_PORT</http_port>
+    <max_connections>1024</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <mark_cache_size>268435456</mark_cache_size>
+    <path>$CH_DIR/data/</path>
+    <tmp_path>$CH_DIR/tmp/</tmp_path>
+    <user_files_path>$CH_DIR/user_files/</user_files_path>
+    <format_schema_path>$CH_DIR/format_schemas/</format_schema_path>
+    <users_config>$CH_DIR/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <partition_by>toYYYYMM(event_date)</partition_by>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+    </query_log>
+    <max_table_size_to_drop>0</max_table_size_to_drop>
+    <max_partition_size_to_drop>0</max_partition_size_to_drop>
+</yandex>
+EOF
+  # ClickHouse 18.16 has no SQL access management: users live here.
+  cat >"$CH_DIR/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<!-- Generated by deploy/local/services.sh; edits are overwritten on the next start. -->
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <use_uncompressed_cache>0</use_uncompressed_cache>
+            <load_balancing>random</load_balancing>
+        </default>
+        <readonly>
+            <readonly>1</readonly>
+        </readonly>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+        <readonly>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </readonly>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+EOF
+}
+
+clickhouse_healthy() {
+  [ "$(curl -fsS --max-time 3 "http://$HOST:$CH_HTTP_PORT/?query=SELECT%201" 2>/dev/null)" = 1 ] &&
+    [ "$(timeout 5 clickhouse-client --host "$HOST" --port "$CH_TCP_PORT" --query 'SELECT 1' 2>/dev/null)" = 1 ]
+}
+
+start_clickhouse() {
+  clickhouse_config
+  log "clickhouse: starting on $HOST:$CH_TCP_PORT (native) and $HOST:$CH_HTTP_PORT (http)"
+  # Run as the invoking user (root included): 18.16 does not drop privileges itself.
+  spawn clickhouse "$CH_DIR/stdout.log" clickhouse-server --config-file="$CH_DIR/config.xml"
+}
+
+# ---------------------------------------------------------------- Mosquitto
+
+mosquitto_config() {
+  mkdir -p "$MQ_DIR/data"
+  cat >"$MQ_DIR/mosquitto.conf" <<EOF
+# Generated by deploy/local/services.sh; edits are overwritten on the next start.
+# Run as the invoking user (mosquitto would otherwise drop root to user "mosquitto",
+# which cannot write .local/).
+user $(id -un)
+per_listener_settings false
+listener $MQTT_PORT $HOST
+allow_anonymous true
+
+persistence true
+persistence_location $MQ_DIR/data/
+persistence_file mosquitto.db
+autosave_interval 30
+
+# QoS 1/2 messages for slow or offline persistent sessions are never dropped:
+# no limit on the queue, by count or bytes.
+max_queued_messages 0
+max_queued_bytes 0
+queue_qos0_messages false
+max_inflight_messages 100
+max_inflight_bytes 0
+max_packet_size 16777216
+persistent_client_expiration 1d
+retain_available true
+set_tcp_nodelay true
+
+log_dest file $MQ_DIR/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+connection_messages true
+log_timestamp true
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+EOF
+}
+
+mosquitto_healthy() {
+  timeout 5 mosquitto_pub -h "$HOST" -p "$MQTT_PORT" -q 1 -i "wardstream-services-health-$$" \
+    -t wardstream/health -m ok >/dev/null 2>&1
+}
+
+start_mosquitto() {
+  mosquitto_config
+  log "mosquitto: starting on $HOST:$MQTT_PORT"
+  spawn mosquitto "$MQ_DIR/stdout.log" mosquitto -c "$MQ_DIR/mosquitto.conf"
+}
+
+# ---------------------------------------------------------------- commands
+
+write_env() {
+  mkdir -p "$LOCAL"
+  cat >"$ENV_FILE.tmp" <<EOF
+WARDSTREAM_KAFKA_BROKERS=$HOST:$KAFKA_PORT
+WARDSTREAM_CLICKHOUSE_ADDR=$HOST:$CH_TCP_PORT
+WARDSTREAM_MQTT_URL=tcp://$HOST:$MQTT_PORT
+EOF
+  mv -f "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+SERVICES=(kafka clickhouse mosquitto)
+
+healthy() {
+  case "$1" in
+  kafka) kafka_answers ;;
+  clickhouse) clickhouse_healthy ;;
+  mosquitto) mosquitto_healthy ;;
+  esac
+}
+
+startcheck() {
+  case "$1" in
+  kafka) echo kafka_started ;;
+  *) echo "${1}_healthy" ;;
+  esac
+}
+
+logfile() {
+  case "$1" in
+  kafka) echo "$KAFKA_DIR/kafka.log" ;;
+  clickhouse) echo "$CH_DIR/clickhouse-server.log" ;;
+  mosquitto) echo "$MQ_DIR/mosquitto.log" ;;
+  esac
+}
+
+cmd_up() {
+  local t0=$SECONDS
+  mkdir -p "$RUN" "$KAFKA_DIR" "$CH_DIR" "$MQ_DIR"
+  install_missing
+
+  # Which services must be started; check all their ports before starting any.
+  local tostart=() started=() s pid
+  for s in "${SERVICES[@]}"; do
+    if pid="$(service_pid "$s")"; then
+      if healthy "$s"; then
+        log "$s: already up (pid $pid)"
+      else
+        # Ours but not answering (e.g. still starting): wait for it below.
+        started+=("$s")
+      fi
+      continue
+    fi
+    rm -f "$(pidfile "$s")"
+    case "$s" in
+    kafka)
+      check_port_free kafka "$KAFKA_PORT"
+      check_port_free kafka "$KAFKA_CONTROLLER_PORT"
+      ;;
+    clickhouse)
+      check_port_free clickhouse "$CH_TCP_PORT" clickhouse-server
+      check_port_free clickhouse "$CH_HTTP_PORT" clickhouse-server
+      ;;
+    mosquitto) check_port_free mosquitto "$MQTT_PORT" ;;
+    *) die "unknown service $s" ;;
+    esac
+    tostart+=("$s")
+  done
+  for s in "${tostart[@]}"; do
+    "start_$s"
+    started+=("$s")
+  done
+
+  local failed=()
+  for s in "${started[@]}"; do
+    wait_healthy "$s" "$(logfile "$s")" "$(startcheck "$s")" || failed+=("$s")
+  done
+  ((${#failed[@]} == 0)) || die "not healthy: ${failed[*]} (logs under .local/)"
+
+  write_env
+  if ((${#started[@]})); then
+    log "all services up in $((SECONDS - t0)) s; environment in ${ENV_FILE#"$ROOT"/}"
+  fi
+}
+
+cmd_down() {
+  local i
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    stop_service "${SERVICES[i]}"
+  done
+}
+
+cmd_status() {
+  local s pid all=0 state
+  for s in "${SERVICES[@]}"; do
+    if pid="$(service_pid "$s")"; then
+      if healthy "$s"; then state="up (pid $pid)"; else
+        state="running (pid $pid) but not answering"
+        all=3
+      fi
+    else
+      state="down"
+      all=3
+    fi
+    printf '%-11s %s\n' "$s" "$state"
+  done
+  return "$all"
+}
+
+cmd_env() {
+  [ -f "$ENV_FILE" ] || write_env
+  cat "$ENV_FILE"
+}
+
+# Serialise concurrent up/down calls (e.g. from parallel make targets).
+lock() {
+  mkdir -p "$RUN"
+  exec 9>"$RUN/services.lock"
+  if command -v flock >/dev/null 2>&1; then
+    flock -w 300 9 || die "another services.sh is still running (lock $RUN/services.lock)"
+  fi
+}
+
+main() {
+  (($# == 1)) || usage
+  case "$1" in
+  up)
+    lock
+    cmd_up
+    ;;
+  down)
+    lock
+    cmd_down
+    ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  -h | --help | help) usage 0 ;;
+  *) usage ;;
+  esac
+}
+
+main "$@"
