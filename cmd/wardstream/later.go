@@ -18,7 +18,3 @@ func cmdBench(_ context.Context, _ []string) error {
 func cmdSchedules(_ context.Context, _ []string) error {
 	return fmt.Errorf("schedules is not part of this build yet (issue 4)")
 }
-
-func cmdValidate(_ context.Context, _ []string) error {
-	return fmt.Errorf("validate is not part of this build yet (issue 8)")
-}

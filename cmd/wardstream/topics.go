@@ -14,6 +14,9 @@ import (
 )
 
 func cmdTopics(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "manifest" {
+		return cmdTopicsManifest(ctx, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "apply" && args[0] != "list" && args[0] != "--help" && args[0] != "-h") {
 		return fmt.Errorf("%w: want 'topics apply' or 'topics list'", errUsage)
 	}

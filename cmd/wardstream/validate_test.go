@@ -1,0 +1,123 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// shippedTopologies are every topology file the repository ships.
+func shippedTopologies(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	for _, pat := range []string{
+		"../../deploy/local/topology.yaml",
+		"../../deploy/topologies/*.yaml",
+		"../../deploy/compose/topology.yaml",
+		"../../deploy/k8s/base/topology.yaml",
+		"../../deploy/k8s/overlays/*/topology.yaml",
+	} {
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	return files
+}
+
+func TestShippedTopologiesValidate(t *testing.T) {
+	files := shippedTopologies(t)
+	if len(files) < 1 {
+		t.Fatalf("found only %d shipped topologies", len(files))
+	}
+	for _, f := range files {
+		t.Run(strings.TrimPrefix(f, "../../"), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := validateTopology(data)
+			for _, p := range res.problems {
+				t.Errorf("%s:%s", f, p)
+			}
+			for _, s := range res.sections {
+				t.Log(strings.ReplaceAll(s, "\t", ": "))
+			}
+		})
+	}
+}
+
+func TestValidateProblemsCarryLines(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string // "line N: ..." substrings in order
+	}{
+		{"clean", "tenant: a\ntenants:\n  - id: a\n", nil},
+		{"empty file", "", nil},
+		{"not yaml", "a: [\n", []string{"line 1: did not find expected node content"}},
+		{"unknown key and bad field in one run", "tenant: a\nkafka:\n  brokerz: [x:1]\n  compression: rar\n",
+			[]string{"line 3: unknown field brokerz", `line 4: kafka.compression: "rar" is not one of`}},
+		{"bad duration", "drain_timeout: soon\n", []string{`line 1: bad duration "soon"`}},
+		{"missing field points at its parent", "clickhouse:\n  database: ''\n  addr: []\n",
+			[]string{"line 2: clickhouse.database: must not be empty", "line 3: clickhouse.addr: must list"}},
+		{"cross reference", "tenant: a\nconnectors:\n  rtsp:\n    cameras:\n      - id: c1\n        tenant: nope\n",
+			[]string{`line 6: connectors.rtsp.cameras[0].tenant: tenant "nope" is not declared`}},
+		{"scaling", "scaling:\n  processors:\n    replicas: 2\n    max_replicas: 40\n",
+			[]string{"line 4: scaling.processors.max_replicas: 40 instances exceed the 12 partitions"}},
+		{"scaling unknown key", "scaling:\n  sinks: {replicas: 2}\n", []string{"line 2: scaling: unknown field sinks"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := validateTopology([]byte(c.yaml))
+			if len(res.problems) != len(c.want) {
+				t.Fatalf("got %v, want %v", res.problems, c.want)
+			}
+			for i, w := range c.want {
+				if !strings.Contains(res.problems[i].String(), w) {
+					t.Errorf("problem %d %q lacks %q", i, res.problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReportsUncheckedSections(t *testing.T) {
+	res := validateTopology([]byte("tenant: a\nbench:\n  anything: 1\n"))
+	found := false
+	for _, s := range res.sections {
+		if strings.HasPrefix(s, "bench\t") {
+			found = true
+			if res.unchecked > 0 && !strings.Contains(s, "not checked") {
+				t.Fatalf("bench section %q: an unchecked section must say so", s)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no bench section line in %v", res.sections)
+	}
+}
+
+func FuzzValidateTopology(f *testing.F) {
+	for _, s := range []string{"", "tenant: a\n", "scaling:\n  cameras_per_rtsp_instance: 0\nconnectors:\n  rtsp:\n    cameras: [{id: x}]\n",
+		"a: [", "kafka: {brokers: [':0']}\n", "tenants: [{id: a, wards: [x, x]}]\npipelines: {ward: y, camera: [1]}\n", "*a\n", "&a [*a]\n"} {
+		f.Add([]byte(s))
+	}
+	if files, err := filepath.Glob("../../deploy/topologies/*.yaml"); err == nil {
+		for _, p := range files {
+			if b, err := os.ReadFile(p); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res := validateTopology(data)
+		for _, p := range res.problems {
+			if p.Line < 0 || p.Msg == "" {
+				t.Fatalf("bad problem %+v", p)
+			}
+		}
+	})
+}
