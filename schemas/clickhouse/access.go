@@ -1,0 +1,170 @@
+package clickhouse
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// BI access: a read-only BI user per tenant that sees the BI views, and only
+// its own tenant's rows.
+//
+// Modern servers (SQL access control): migration 4 creates the role
+// "<db>_bi" with SELECT on the BI views and on the tables they read (views
+// run with the invoker's rights, so the invoker needs both). [UserStatements]
+// creates each user with that role, and a row policy "tenant = '<t>'" on
+// every table the views read, so a BI user reading a view, or a table
+// directly, only ever gets its tenant's rows. Users without a policy are
+// unaffected (users_without_row_policies_can_read_rows, the default).
+//
+// Compat servers (18.16) have no SQL users. [UsersXML] writes a users.d
+// file: a readonly profile, allow_databases limited to the wardstream
+// database, and a row filter per table in <databases><db><table><filter>.
+// What old servers cannot do: restrict a user to views only (the user can
+// query base tables, still filtered by tenant), or change users without a
+// config file on every server (ClickHouse reloads users.d by itself).
+
+// BIUser is a read-only BI user bound to one tenant.
+type BIUser struct {
+	Name   string
+	Tenant string
+	// Password is the clear-text password (from an env var; never logged).
+	Password string
+}
+
+// BIRole is the role granted to BI users on modern servers.
+func BIRole(database string) string { return database + "_bi" }
+
+// biReadTables are the tables BI users may read (what the views read).
+func biReadTables() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range v3Views() {
+		for _, t := range v.Reads {
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func biRoleStatements(tg Target) []string {
+	role := quoteIdent(BIRole(tg.Database))
+	out := []string{fmt.Sprintf("CREATE ROLE IF NOT EXISTS %s%s", role, tg.onCluster())}
+	var objs []string
+	for _, v := range v3Views() {
+		objs = append(objs, v.Name)
+	}
+	objs = append(objs, biReadTables()...)
+	for _, o := range objs {
+		out = append(out, fmt.Sprintf("GRANT%s SELECT ON %s TO %s", tg.onCluster(), tg.q(o), role))
+	}
+	return out
+}
+
+// UserStatements returns the SQL that creates (idempotently) BI user u on a
+// modern server: the user, its role, and the tenant row policies.
+func UserStatements(tg Target, u BIUser) ([]string, error) {
+	if !tg.Caps.SQLAccess {
+		return nil, fmt.Errorf("bi user %s: server profile %s has no SQL users; use the users.d XML (wardstream migrate --bi-users-xml)", u.Name, tg.Caps.Profile)
+	}
+	if err := u.validate(); err != nil {
+		return nil, err
+	}
+	name := quoteIdent(u.Name)
+	out := []string{
+		fmt.Sprintf("CREATE USER IF NOT EXISTS %s%s IDENTIFIED WITH sha256_hash BY %s DEFAULT ROLE %s SETTINGS readonly = 1",
+			name, tg.onCluster(), quoteString(sha256Hex(u.Password)), quoteIdent(BIRole(tg.Database))),
+		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
+	}
+	for _, t := range biReadTables() {
+		out = append(out, fmt.Sprintf("CREATE ROW POLICY IF NOT EXISTS %s%s ON %s FOR SELECT USING tenant = %s TO %s",
+			quoteIdent("tenant_"+u.Name), tg.onCluster(), tg.q(t), quoteString(u.Tenant), name))
+	}
+	return out, nil
+}
+
+func (u BIUser) validate() error {
+	if u.Name == "" || u.Tenant == "" {
+		return fmt.Errorf("bi user %q: name and tenant are required", u.Name)
+	}
+	if u.Password == "" {
+		return fmt.Errorf("bi user %s: empty password", u.Name)
+	}
+	for _, r := range u.Name {
+		if !(r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')) {
+			return fmt.Errorf("bi user %q: name may hold only letters, digits, '-' and '_'", u.Name)
+		}
+	}
+	return nil
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// xmlNode is a generic element for the users.d document, whose element
+// names are user, database and table names.
+type xmlNode struct {
+	XMLName  xml.Name
+	Text     string    `xml:",chardata"`
+	Children []xmlNode `xml:",any"`
+}
+
+func el(name, text string, children ...xmlNode) xmlNode {
+	return xmlNode{XMLName: xml.Name{Local: name}, Text: text, Children: children}
+}
+
+// UsersXML returns a users.d document for compat servers declaring users:
+// readonly, limited to database, with a tenant filter on every table BI
+// views read. networks are the allowed client networks (e.g. "::/0").
+func UsersXML(database string, networks []string, users []BIUser) ([]byte, error) {
+	if !xmlName(database) {
+		return nil, fmt.Errorf("database %q cannot be an XML element name in users.d", database)
+	}
+	var us []xmlNode
+	for _, u := range users {
+		if err := u.validate(); err != nil {
+			return nil, err
+		}
+		var nets []xmlNode
+		for _, n := range networks {
+			nets = append(nets, el("ip", n))
+		}
+		var filters []xmlNode
+		for _, t := range biReadTables() {
+			filters = append(filters, el(t, "", el("filter", "tenant = "+quoteString(u.Tenant))))
+		}
+		us = append(us, el(u.Name, "",
+			el("password_sha256_hex", sha256Hex(u.Password)),
+			el("networks", "", nets...),
+			el("profile", "wardstream_bi_readonly"),
+			el("quota", "default"),
+			el("allow_databases", "", el("database", database)),
+			el("databases", "", el(database, "", filters...)),
+		))
+	}
+	doc := el("yandex", "",
+		el("profiles", "", el("wardstream_bi_readonly", "", el("readonly", "1"))),
+		el("users", "", us...),
+	)
+	out, err := xml.MarshalIndent(doc, "", "    ")
+	if err != nil {
+		return nil, fmt.Errorf("rendering users.d xml: %w", err)
+	}
+	head := "<?xml version=\"1.0\"?>\n<!-- Generated by wardstream migrate --bi-users-xml: read-only BI users with per-tenant row filters. -->\n"
+	return append([]byte(head), append(out, '\n')...), nil
+}
+
+// xmlName reports whether s is usable as an XML element name (database
+// and table names become element names in users.d).
+func xmlName(s string) bool {
+	return s != "" && !strings.ContainsAny(s, " <>&'\"/=") && !(s[0] >= '0' && s[0] <= '9')
+}
