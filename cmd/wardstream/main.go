@@ -41,6 +41,7 @@ func commands() []command {
 		{"bench", "--scenario FILE [--duration D | --messages N] [--stage all|mqtt|kafka|sink] --out DIR", "Drive load through the pipeline and write results.json and results.md.", cmdBench},
 		{"schedules", "apply FILE.yaml [flags]", "Publish dose schedules from a YAML file to the schedule topic.", cmdSchedules},
 		{"validate", "FILE", "Validate a topology file fully; errors carry line numbers.", cmdValidate},
+		{"token", "[--role admin|medical_staff|analyst] [--tenant T] [--user U] [--ttl D] [--url]", "Mint a bearer token for the API with the demo signing key (api.auth.demo_key_file).", cmdToken},
 	}
 }
 

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/internal/runtime"
 )
 
-// newAPIRole builds the api role. Owned by the work on issue 7.
-func newAPIRole(_ *env) (runtime.Role, error) {
-	return nil, fmt.Errorf("the api role is not part of this build yet (issue 7)")
+// newAPIRole builds the api role: the HTTP API and dashboard on the
+// topology's Kafka and ClickHouse (see connectors/api).
+func newAPIRole(e *env) (runtime.Role, error) {
+	return api.FromRoot(e.cfg, api.WithLogger(e.log), api.WithRegisterer(e.reg), api.WithHealth(e.health))
 }
