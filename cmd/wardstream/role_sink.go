@@ -1,12 +1,15 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/wardstream/wardstream/internal/runtime"
+	chsink "github.com/wardstream/wardstream/sinks/clickhouse"
 )
 
-// newSinkRole builds the sink role. Owned by the work on issue 5.
-func newSinkRole(_ *env) (runtime.Role, error) {
-	return nil, fmt.Errorf("the sink role is not part of this build yet (issue 5)")
+// newSinkRole builds the ClickHouse sink role from sinks.clickhouse.
+func newSinkRole(e *env) (runtime.Role, error) {
+	cfg, err := chsink.Load(e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return chsink.New(e.cfg, cfg, chsink.WithLogger(e.log), chsink.WithRegisterer(e.reg), chsink.WithHealth(e.health))
 }

@@ -1,0 +1,171 @@
+package clickhouse
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// Config is the sinks.clickhouse section of the topology.
+type Config struct {
+	// Topics are the catalog topics consumed (catalog names); empty is
+	// every catalog topic.
+	Topics []string `yaml:"topics"`
+	// TopicPrefix is prepended to every catalog name to get the Kafka
+	// topic (for shared clusters and tests); "" by default.
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Group is the Kafka consumer group; replicas sharing it share the
+	// partitions. Default topics.GroupSink.
+	Group string `yaml:"group"`
+	// BatchRows flushes a table's batch once it holds this many rows
+	// (default 100000).
+	BatchRows int `yaml:"batch_rows"`
+	// BatchAge flushes a table's batch once its oldest row waited this long
+	// (default 1s). Low-volume tables therefore write at most one part per
+	// BatchAge, never one per record.
+	BatchAge config.Duration `yaml:"batch_age"`
+	// MaxBufferedRows bounds the rows held across all tables (default
+	// 400000); when reached the largest batches are flushed first. While a
+	// flush waits for ClickHouse nothing more is fetched (partitions are
+	// paused), so memory stays bounded by this and the fetch buffer.
+	MaxBufferedRows int `yaml:"max_buffered_rows"`
+	// MaxPollRecords is the most records taken per poll (default 10000).
+	MaxPollRecords int `yaml:"max_poll_records"`
+	// FetchMaxBytes bounds one fetch response (default 16 MiB).
+	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// InsertTimeout bounds one batch insert attempt (default 30s).
+	InsertTimeout config.Duration `yaml:"insert_timeout"`
+	// RetryBackoff is the first wait after a failed insert; it doubles up
+	// to RetryBackoffMax (defaults 200ms and 5s), with jitter.
+	RetryBackoff    config.Duration `yaml:"retry_backoff"`
+	RetryBackoffMax config.Duration `yaml:"retry_backoff_max"`
+	// BreakerFailures consecutive failed inserts open the circuit breaker
+	// (default 3): fetching pauses and one probe insert is tried every
+	// BreakerCooldown (default 2s) until one succeeds.
+	BreakerFailures int             `yaml:"breaker_failures"`
+	BreakerCooldown config.Duration `yaml:"breaker_cooldown"`
+	// RevokeFlushTimeout bounds the flush attempted when partitions are
+	// revoked in a rebalance (default 10s); on failure the batches are
+	// dropped uncommitted and re-read by the partitions' new owner.
+	RevokeFlushTimeout config.Duration `yaml:"revoke_flush_timeout"`
+	// RetentionInterval is how often the sink drops expired month
+	// partitions on servers without TTL (default 1h; 0 disables).
+	RetentionInterval config.Duration `yaml:"retention_interval"`
+	// BIUsers are the read-only per-tenant BI users `wardstream migrate`
+	// creates (modern servers) or writes to BIUsersXML (old servers).
+	BIUsers []BIUserConfig `yaml:"bi_users"`
+	// BIUsersXML is where migrate writes the users.d file on servers
+	// without SQL users ("" skips it).
+	BIUsersXML string `yaml:"bi_users_xml"`
+	// BINetworks are the client networks BI users may connect from in the
+	// users.d file (default ::/0).
+	BINetworks []string `yaml:"bi_networks"`
+}
+
+// BIUserConfig is one BI user.
+type BIUserConfig struct {
+	Name   string `yaml:"name"`
+	Tenant string `yaml:"tenant"`
+	// PasswordEnv names the env var holding the password.
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Group:              topics.GroupSink,
+		BatchRows:          100_000,
+		BatchAge:           config.Duration(time.Second),
+		MaxBufferedRows:    400_000,
+		MaxPollRecords:     10_000,
+		FetchMaxBytes:      16 << 20,
+		InsertTimeout:      config.Duration(30 * time.Second),
+		RetryBackoff:       config.Duration(200 * time.Millisecond),
+		RetryBackoffMax:    config.Duration(5 * time.Second),
+		BreakerFailures:    3,
+		BreakerCooldown:    config.Duration(2 * time.Second),
+		RevokeFlushTimeout: config.Duration(10 * time.Second),
+		RetentionInterval:  config.Duration(time.Hour),
+		BINetworks:         []string{"::/0"},
+	}
+}
+
+// Validate returns every problem, each prefixed with its field path.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("sinks.clickhouse.%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	for i, t := range c.Topics {
+		if _, ok := topics.Lookup(t); !ok {
+			add(fmt.Sprintf("topics[%d]", i), "%q is not a catalog topic (see wardstream topics list)", t)
+		}
+	}
+	if c.Group == "" {
+		add("group", "must not be empty")
+	}
+	if c.BatchRows < 1 {
+		add("batch_rows", "must be >= 1")
+	}
+	if c.BatchAge.D() <= 0 {
+		add("batch_age", "must be > 0")
+	}
+	if c.MaxBufferedRows < c.BatchRows {
+		add("max_buffered_rows", "must be >= batch_rows (%d)", c.BatchRows)
+	}
+	if c.MaxPollRecords < 1 {
+		add("max_poll_records", "must be >= 1")
+	}
+	if c.FetchMaxBytes < 1<<10 {
+		add("fetch_max_bytes", "must be >= 1024")
+	}
+	if c.InsertTimeout.D() <= 0 {
+		add("insert_timeout", "must be > 0")
+	}
+	if c.RetryBackoff.D() <= 0 || c.RetryBackoffMax.D() < c.RetryBackoff.D() {
+		add("retry_backoff", "must be > 0 and <= retry_backoff_max")
+	}
+	if c.BreakerFailures < 1 {
+		add("breaker_failures", "must be >= 1")
+	}
+	if c.BreakerCooldown.D() <= 0 {
+		add("breaker_cooldown", "must be > 0")
+	}
+	if c.RevokeFlushTimeout.D() <= 0 {
+		add("revoke_flush_timeout", "must be > 0")
+	}
+	if c.RetentionInterval.D() < 0 {
+		add("retention_interval", "must be >= 0")
+	}
+	for i, u := range c.BIUsers {
+		if u.Name == "" || u.Tenant == "" || u.PasswordEnv == "" {
+			add(fmt.Sprintf("bi_users[%d]", i), "name, tenant and password_env are required")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Load decodes the sinks.clickhouse section of root over the defaults and
+// validates it.
+func Load(root *config.Root) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Section(&root.Sinks.ClickHouse, "sinks.clickhouse", &cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// catalogTopics returns the catalog names consumed.
+func (c Config) catalogTopics() []string {
+	if len(c.Topics) > 0 {
+		return c.Topics
+	}
+	var out []string
+	for _, t := range topics.All() {
+		out = append(out, t.Name)
+	}
+	return out
+}

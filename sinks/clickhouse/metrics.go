@@ -1,0 +1,41 @@
+package clickhouse
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	records           prometheus.Counter
+	tombstones        prometheus.Counter
+	fetchErrors       prometheus.Counter
+	deadLetters       *prometheus.CounterVec
+	rows              *prometheus.CounterVec
+	batches           *prometheus.CounterVec
+	insertSeconds     *prometheus.HistogramVec
+	buffered          prometheus.Gauge
+	breakerOpen       prometheus.Gauge
+	partitions        prometheus.Gauge
+	partitionsDropped prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_records_total", Help: "Kafka records consumed."}),
+		tombstones:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_tombstones_total", Help: "Tombstones (nil values) seen on compacted topics; they write no row."}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_fetch_errors_total", Help: "Kafka fetch errors."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason (decode, convert)."}, []string{"reason"}),
+		rows:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_rows_inserted_total", Help: "Rows ClickHouse acknowledged, by table."}, []string{"table"}),
+		batches:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_batches_total", Help: "Batch insert attempts, by table and result (ok, error)."}, []string{"table", "result"}),
+		insertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wardstream_sink_insert_duration_seconds", Help: "Batch insert latency, by table.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"table"}),
+		buffered:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_buffered_rows", Help: "Rows held in pending batches."}),
+		breakerOpen:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_breaker_open", Help: "1 while the ClickHouse circuit breaker is open and fetching is paused."}),
+		partitions:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_assigned_partitions", Help: "Kafka partitions assigned to this replica."}),
+		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_expired_partitions_dropped_total", Help: "Month partitions dropped for retention (servers without TTL)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.tombstones, m.fetchErrors, m.deadLetters, m.rows, m.batches, m.insertSeconds,
+			m.buffered, m.breakerOpen, m.partitions, m.partitionsDropped)
+	}
+	return m
+}

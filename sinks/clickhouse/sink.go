@@ -1,0 +1,824 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/runtime"
+	"github.com/wardstream/wardstream/internal/telemetry"
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// Option injects what code (not YAML) decides.
+type Option func(*Sink)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *Sink) { s.log = l } }
+
+// WithRegisterer sets where metrics are registered (default: none).
+func WithRegisterer(r prometheus.Registerer) Option { return func(s *Sink) { s.reg = r } }
+
+// WithHealth sets the readiness tracker; the sink reports "sink" ready once
+// it reaches ClickHouse and while its circuit breaker is closed.
+func WithHealth(h *runtime.Health) Option { return func(s *Sink) { s.health = h } }
+
+// WithKafkaOpts appends franz-go options (tests).
+func WithKafkaOpts(o ...kgo.Opt) Option { return func(s *Sink) { s.kopts = append(s.kopts, o...) } }
+
+// Sink is the ClickHouse sink role: it consumes the catalog topics in the
+// consumer group, converts records to rows, and inserts them in batches.
+// Run may be called once.
+type Sink struct {
+	root   *config.Root
+	cfg    Config
+	log    *slog.Logger
+	reg    prometheus.Registerer
+	health *runtime.Health
+	kopts  []kgo.Opt
+	m      *metrics
+
+	// kafka topic -> catalog topic and routes
+	catalog map[string]topics.Topic
+	routes  map[string][]boundRoute
+	dlq     string
+
+	// Everything below is guarded by mu: the poll loop holds it while it
+	// processes and inserts, the rebalance callbacks while they flush.
+	mu       sync.Mutex
+	cl       *kgo.Client
+	conn     driver.Conn
+	caps     chschema.Caps
+	tables   []*tableBuf
+	next     map[partKey]int64 // offset after the last record processed
+	epoch    map[partKey]int32
+	assigned map[partKey]bool
+	buffered int
+	gen      uint64            // bumped whenever batches are dropped
+	rewind   map[partKey]int64 // where to re-read dropped partitions from
+	brk      breaker
+	paused   bool
+	ran      bool
+}
+
+type boundRoute struct {
+	tb *tableBuf
+	fn mapper
+}
+
+// New builds the sink; it does no I/O.
+func New(root *config.Root, cfg Config, opts ...Option) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sink{root: root, cfg: cfg, catalog: map[string]topics.Topic{}, routes: map[string][]boundRoute{},
+		next: map[partKey]int64{}, epoch: map[partKey]int32{}, assigned: map[partKey]bool{}, rewind: map[partKey]int64{}}
+	for _, o := range opts {
+		o(s)
+	}
+	s.log = telemetry.OrDiscard(s.log).With("component", "sinks/clickhouse")
+	s.m = newMetrics(s.reg)
+	s.brk = breaker{base: cfg.RetryBackoff.D(), max: cfg.RetryBackoffMax.D(), cooldown: cfg.BreakerCooldown.D(), threshold: cfg.BreakerFailures}
+	s.dlq = cfg.TopicPrefix + topics.DeadLetters
+
+	bufs := map[string]*tableBuf{}
+	all := routes()
+	for _, name := range cfg.catalogTopics() {
+		t, _ := topics.Lookup(name)
+		rs, ok := all[name]
+		if !ok {
+			return nil, fmt.Errorf("sinks/clickhouse: catalog topic %s has no table", name)
+		}
+		kt := cfg.TopicPrefix + name
+		s.catalog[kt] = t
+		for _, r := range rs {
+			tb := bufs[r.table]
+			if tb == nil {
+				def, ok := chschema.LookupTable(r.table)
+				if !ok {
+					return nil, fmt.Errorf("sinks/clickhouse: table %s is not in the schema", r.table)
+				}
+				tb = newTableBuf(root.ClickHouse.Database, def)
+				bufs[r.table] = tb
+				s.tables = append(s.tables, tb)
+			}
+			// Check the mapper against the table once, with an empty
+			// message and a row of defaults (then drop that row).
+			if err := checkMapper(t, r.fn, tb); err != nil {
+				return nil, fmt.Errorf("sinks/clickhouse: topic %s -> table %s: %w", name, r.table, err)
+			}
+			s.routes[kt] = append(s.routes[kt], boundRoute{tb, r.fn})
+		}
+	}
+	sort.Slice(s.tables, func(i, j int) bool { return s.tables[i].table.Name < s.tables[j].table.Name })
+	if s.health != nil {
+		s.health.NotReady("sink")
+	}
+	return s, nil
+}
+
+func checkMapper(t topics.Topic, fn mapper, tb *tableBuf) error {
+	m := t.New()
+	// A message with the required ids set, so that validation passes.
+	fillRequired(m)
+	var err error
+	rows := 0
+	fn(m, &recCtx{defaultTenant: "t"}, func() *rowWriter {
+		if rows > 0 && tb.w.err == nil && tb.w.i != len(tb.cols) {
+			err = fmt.Errorf("%w: row has %d values, table has %d columns", errColumn, tb.w.i, len(tb.cols))
+		}
+		rows++
+		return tb.emit()
+	})
+	if err == nil && tb.w.err != nil {
+		err = tb.w.err
+	}
+	if err == nil && rows > 0 && tb.w.i != len(tb.cols) {
+		err = fmt.Errorf("%w: row has %d values, table has %d columns", errColumn, tb.w.i, len(tb.cols))
+	}
+	tb.reset()
+	return err
+}
+
+// fillRequired sets the fields mappers require, for [checkMapper].
+func fillRequired(m proto.Message) {
+	meta := &pb.Meta{EventId: "check"}
+	switch v := m.(type) {
+	case *pb.MedicationIntake:
+		v.Meta = meta
+	case *pb.DoseSchedule:
+		v.Meta, v.PatientId, v.MedicationId = meta, "p", "m"
+	case *pb.DeviceStatus:
+		v.Meta = meta
+	case *pb.VitalsTelemetry:
+		v.Meta, v.Extra = meta, map[string]float64{"x": 1}
+	case *pb.DeviceCommand:
+		v.Meta, v.CommandId = meta, "c"
+	case *pb.DeviceShadow:
+		v.Meta, v.DeviceId = meta, "d"
+	case *pb.FrameDetections:
+		v.Meta, v.Detections = meta, []*pb.Detection{{ClassName: "person"}}
+	case *pb.VideoEvent:
+		v.Meta = meta
+	case *pb.DoseOutcome:
+		v.Meta, v.DoseId, v.ScheduledTimeMs = meta, "d", 1
+	case *pb.AdherenceWindow:
+		v.Meta, v.Day = meta, "2026-01-01"
+	case *pb.AnomalyScore:
+		v.Meta = meta
+	case *pb.Alert:
+		v.Meta, v.AlertId, v.OpenedTimeMs = meta, "a", 1
+	case *pb.AlertAck:
+		v.Meta = meta
+	case *pb.DeadLetter:
+		v.Meta = meta
+	case *pb.AuditEvent:
+		v.Meta = meta
+	}
+}
+
+// Name implements runtime.Role.
+func (s *Sink) Name() string { return "sink" }
+
+// KafkaTopics returns the Kafka topics the sink consumes.
+func (s *Sink) KafkaTopics() []string {
+	out := make([]string, 0, len(s.catalog))
+	for t := range s.catalog {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Open connects to ClickHouse as configured in the topology (lazily: the
+// first query dials).
+func Open(c config.ClickHouse) (driver.Conn, error) {
+	opts := &clickhouse.Options{
+		Addr: c.Addr,
+		Auth: clickhouse.Auth{Database: "default", Username: c.Username, Password: envOr(c.PasswordEnv)},
+		// One dial timeout for every attempt; inserts carry their own.
+		DialTimeout:  c.DialTimeout.D(),
+		MaxOpenConns: 4,
+		MaxIdleConns: 2,
+		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}
+	if c.TLS.Enabled {
+		tc, err := kafka.TLSConfig(c.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.tls: %w", err)
+		}
+		opts.TLS = tc
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening clickhouse %v: %w", c.Addr, err)
+	}
+	return conn, nil
+}
+
+func envOr(name string) string {
+	if name == "" {
+		return ""
+	}
+	return os.Getenv(name)
+}
+
+// Run consumes until ctx is done, then flushes what it holds and commits
+// within the topology's drain timeout. It returns nil after a clean drain.
+func (s *Sink) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("sinks/clickhouse: Run called twice")
+	}
+	s.ran = true
+	s.mu.Unlock()
+
+	conn, err := Open(s.root.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	s.conn = conn
+	if err := s.connect(ctx); err != nil {
+		return nil // ctx done before ClickHouse answered: nothing consumed, nothing to drain
+	}
+
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(s.KafkaTopics()...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Offsets are committed only once ClickHouse acknowledged the
+		// rows: we mark them after Send and autocommit commits marks only.
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.FetchMaxBytes(s.cfg.FetchMaxBytes),
+		kgo.OnPartitionsAssigned(s.onAssigned),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+		kgo.OnPartitionsLost(s.onLost),
+	}
+	cl, err := kafka.NewClient(s.root.Kafka, append(opts, s.kopts...)...)
+	if err != nil {
+		return err
+	}
+	s.cl = cl
+	runErr := s.loop(ctx)
+
+	// Drain: flush what we hold and commit it, bounded by drain_timeout.
+	dctx, cancel := runtime.DrainContext(ctx, s.root.DrainTimeout.D())
+	defer cancel()
+	s.mu.Lock()
+	var drainErr error
+	if runErr == nil {
+		drainErr = s.flushAll(dctx, false)
+	}
+	s.markAll()
+	s.mu.Unlock()
+	if err := cl.CommitMarkedOffsets(dctx); err != nil && drainErr == nil {
+		drainErr = fmt.Errorf("committing offsets at shutdown: %w", err)
+	}
+	cl.Close()
+	if runErr != nil {
+		return runErr
+	}
+	if drainErr != nil {
+		return fmt.Errorf("sinks/clickhouse: drain: %w", drainErr)
+	}
+	s.log.Info("sink drained")
+	return nil
+}
+
+// connect waits until ClickHouse answers and detects its capabilities.
+func (s *Sink) connect(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		v, err := chschema.Adapt(s.conn).ServerVersion(ctx)
+		if err == nil {
+			s.caps = chschema.CapsFor(chschema.ProfileFor(v))
+			s.log.Info("clickhouse connected", "version", v, "profile", s.caps.Profile, "database", s.root.ClickHouse.Database)
+			if s.health != nil {
+				s.health.Set("sink", nil)
+			}
+			return nil
+		}
+		s.log.Warn("clickhouse not reachable, retrying", "addr", s.root.ClickHouse.Addr, "err", err)
+		if s.health != nil {
+			s.health.Set("sink", fmt.Errorf("clickhouse: %w", err))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.brk.base << min(attempt, 5)):
+		}
+	}
+}
+
+// loop is the poll / convert / insert / mark loop.
+func (s *Sink) loop(ctx context.Context) error {
+	lastRetention := time.Time{}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		pctx, cancel := s.pollContext(ctx)
+		fetches := s.cl.PollRecords(pctx, s.cfg.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		s.mu.Lock()
+		err := s.process(ctx, fetches)
+		if err == nil {
+			err = s.flushDue(ctx)
+		}
+		if err == nil {
+			s.markAll()
+		}
+		s.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // shutting down mid-retry: the drain decides
+			}
+			return err
+		}
+		if !s.caps.TTL && s.cfg.RetentionInterval.D() > 0 && time.Since(lastRetention) > s.cfg.RetentionInterval.D() {
+			lastRetention = time.Now()
+			s.dropExpired(ctx)
+		}
+	}
+}
+
+// pollContext bounds the poll by the oldest pending batch's deadline.
+func (s *Sink) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due time.Time
+	for _, tb := range s.tables {
+		if tb.rows > 0 {
+			d := tb.since.Add(s.cfg.BatchAge.D())
+			if due.IsZero() || d.Before(due) {
+				due = d
+			}
+		}
+	}
+	if due.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, due)
+}
+
+// process converts the polled records into rows.
+func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
+	if len(s.rewind) > 0 {
+		// Batches were dropped in a rebalance while ClickHouse was
+		// failing: re-read those partitions from their commit point and
+		// ignore what this poll returned.
+		set := map[string]map[int32]kgo.EpochOffset{}
+		for pk, off := range s.rewind {
+			if s.assigned[pk] {
+				if set[pk.topic] == nil {
+					set[pk.topic] = map[int32]kgo.EpochOffset{}
+				}
+				set[pk.topic][pk.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+				s.next[pk] = off
+			}
+		}
+		s.cl.SetOffsets(set)
+		clear(s.rewind)
+		return nil
+	}
+	fetches.EachError(func(t string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			s.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			s.m.fetchErrors.Inc()
+		}
+	})
+	var err error
+	fetches.EachRecord(func(r *kgo.Record) {
+		if err != nil {
+			return
+		}
+		err = s.record(ctx, r)
+	})
+	return err
+}
+
+// record converts one record into rows of its tables (or a dead letter).
+func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
+	pk := partKey{r.Topic, r.Partition}
+	if !s.assigned[pk] {
+		return nil // revoked after it was fetched; its new owner reads it
+	}
+	if next, ok := s.next[pk]; ok && r.Offset < next {
+		return nil // already processed (re-delivered after a rewind)
+	}
+	s.next[pk] = r.Offset + 1
+	s.epoch[pk] = r.LeaderEpoch
+	s.m.records.Inc()
+	ct := s.catalog[r.Topic]
+	if r.Value == nil {
+		// A tombstone on a compacted topic: the state tables keep their
+		// last version (history is the point of the warehouse).
+		s.m.tombstones.Inc()
+		return nil
+	}
+	msg := ct.New()
+	if err := codec.Unmarshal(r.Value, msg); err != nil {
+		return s.deadLetter(ctx, r, "decode", err)
+	}
+	rc := recCtx{defaultTenant: s.root.Tenant, recordMs: r.Timestamp.UnixMilli(), topic: r.Topic, partition: r.Partition, offset: r.Offset, key: r.Key}
+	for _, rt := range s.routes[r.Topic] {
+		tb := rt.tb
+		before := tb.rows
+		err := rt.fn(msg, &rc, func() *rowWriter {
+			tb.rows++
+			return tb.emit()
+		})
+		if err != nil {
+			// Mappers validate before they emit, so nothing was appended.
+			tb.rows = before
+			return s.deadLetter(ctx, r, "convert", err)
+		}
+		if added := tb.rows - before; added > 0 {
+			if before == 0 {
+				tb.since = time.Now()
+			}
+			if _, ok := tb.first[pk]; !ok {
+				tb.first[pk] = r.Offset
+			}
+			s.buffered += added
+		}
+	}
+	return nil
+}
+
+// deadLetter sends a record that cannot become rows to the dead-letter
+// topic with the reason. A dead letter that itself cannot be decoded is
+// written straight to the dead_letters table instead (no loops).
+func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cause error) error {
+	s.m.deadLetters.WithLabelValues(reason).Inc()
+	s.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", cause)
+	now := time.Now().UnixMilli()
+	dl := &pb.DeadLetter{
+		Meta:  &pb.Meta{Tenant: s.root.Tenant, EventId: fmt.Sprintf("sink/%s/%d/%d", r.Topic, r.Partition, r.Offset), EventTimeMs: r.Timestamp.UnixMilli(), IngestTimeMs: now, Source: "sinks/clickhouse"},
+		Stage: "sink", SourceTopic: r.Topic, SourcePartition: r.Partition, SourceOffset: r.Offset,
+		Key: r.Key, Raw: r.Value, Reason: reason, Error: cause.Error(),
+	}
+	if r.Topic == s.dlq {
+		tb := s.routes[r.Topic][0].tb
+		rc := recCtx{defaultTenant: s.root.Tenant, recordMs: now, topic: r.Topic, partition: r.Partition, offset: r.Offset}
+		_ = mapDeadLetter(dl, &rc, func() *rowWriter { tb.rows++; return tb.emit() })
+		if tb.rows == 1 {
+			tb.since = time.Now()
+		}
+		pk := partKey{r.Topic, r.Partition}
+		if _, ok := tb.first[pk]; !ok {
+			tb.first[pk] = r.Offset
+		}
+		s.buffered++
+		return nil
+	}
+	val, err := codec.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encoding dead letter for %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = s.cl.ProduceSync(pctx, &kgo.Record{Topic: s.dlq, Key: r.Key, Value: val}).FirstErr()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || attempt >= 5 {
+			return fmt.Errorf("producing dead letter for %s/%d@%d to %s: %w", r.Topic, r.Partition, r.Offset, s.dlq, err)
+		}
+		time.Sleep(s.brk.base << attempt)
+	}
+}
+
+// flushDue inserts the batches that are full or old enough, and the
+// largest ones while more than MaxBufferedRows are held.
+func (s *Sink) flushDue(ctx context.Context) error {
+	now := time.Now()
+	for _, tb := range s.tables {
+		if tb.rows > 0 && (tb.rows >= s.cfg.BatchRows || now.Sub(tb.since) >= s.cfg.BatchAge.D()) {
+			if err := s.flush(ctx, tb); err != nil {
+				return err
+			}
+		}
+	}
+	for s.buffered >= s.cfg.MaxBufferedRows {
+		var big *tableBuf
+		for _, tb := range s.tables {
+			if big == nil || tb.rows > big.rows {
+				big = tb
+			}
+		}
+		if err := s.flush(ctx, big); err != nil {
+			return err
+		}
+	}
+	s.m.buffered.Set(float64(s.buffered))
+	return nil
+}
+
+// flushAll inserts every pending batch; once=true makes one attempt each.
+func (s *Sink) flushAll(ctx context.Context, once bool) error {
+	for _, tb := range s.tables {
+		if tb.rows == 0 {
+			continue
+		}
+		var err error
+		if once {
+			err = s.insertOnce(ctx, tb)
+		} else {
+			err = s.flush(ctx, tb)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush inserts tb's batch, retrying with backoff and the circuit breaker
+// until it succeeds or ctx is done. While it waits, fetching is paused and
+// mu is released (so rebalance callbacks can run); if they dropped the
+// batch meanwhile, flush returns nil.
+func (s *Sink) flush(ctx context.Context, tb *tableBuf) error {
+	gen := s.gen
+	for {
+		if tb.rows == 0 || s.gen != gen {
+			return nil
+		}
+		err := s.insertOnce(ctx, tb)
+		if err == nil {
+			if s.brk.open() || s.paused {
+				s.log.Info("clickhouse inserts succeed again, resuming")
+			}
+			s.brk.success()
+			s.setPaused(false)
+			return nil
+		}
+		wait := s.brk.failure()
+		if s.brk.open() {
+			s.setPaused(true)
+		}
+		s.log.Warn("clickhouse insert failed, retrying", "table", tb.table.Name, "rows", tb.rows,
+			"failures", s.brk.failures, "breaker_open", s.brk.open(), "wait", wait, "err", err)
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			return fmt.Errorf("inserting %d rows into %s: %w (last error: %v)", tb.rows, tb.table.Name, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		s.mu.Lock()
+	}
+}
+
+func (s *Sink) setPaused(p bool) {
+	if p == s.paused {
+		return
+	}
+	s.paused = p
+	if p {
+		// Stop fetching while ClickHouse is down instead of buffering
+		// without bound; what we hold is bounded by MaxBufferedRows.
+		s.cl.PauseFetchTopics(s.KafkaTopics()...)
+		s.m.breakerOpen.Set(1)
+		if s.health != nil {
+			s.health.Set("sink", errors.New("clickhouse inserts failing: circuit breaker open"))
+		}
+	} else {
+		s.cl.ResumeFetchTopics(s.KafkaTopics()...)
+		s.m.breakerOpen.Set(0)
+		if s.health != nil {
+			s.health.Set("sink", nil)
+		}
+	}
+}
+
+// insertOnce sends tb's batch once; on success it resets tb and marks the
+// offsets that are now fully in ClickHouse.
+func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
+	start := time.Now()
+	ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout.D())
+	defer cancel()
+	if s.caps.InsertDedupToken {
+		// A retried batch carries the same token, so the server drops
+		// it if the first attempt had landed after all.
+		ictx = clickhouse.Context(ictx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": tb.token()}))
+	}
+	err := s.send(ictx, tb)
+	s.m.insertSeconds.WithLabelValues(tb.table.Name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.m.batches.WithLabelValues(tb.table.Name, "error").Inc()
+		return err
+	}
+	s.m.batches.WithLabelValues(tb.table.Name, "ok").Inc()
+	s.m.rows.WithLabelValues(tb.table.Name).Add(float64(tb.rows))
+	s.buffered -= tb.rows
+	parts := make([]partKey, 0, len(tb.first))
+	for pk := range tb.first {
+		parts = append(parts, pk)
+	}
+	tb.reset()
+	s.mark(parts)
+	return nil
+}
+
+func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
+	batch, err := s.conn.PrepareBatch(ctx, tb.insert)
+	if err != nil {
+		return fmt.Errorf("preparing insert into %s: %w", tb.table.Name, err)
+	}
+	defer batch.Close()
+	for i, c := range tb.cols {
+		if err := c.appendTo(batch.Column(i)); err != nil {
+			return fmt.Errorf("appending column %s of %s: %w", tb.table.Columns[i].Name, tb.table.Name, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("inserting %d rows into %s: %w", tb.rows, tb.table.Name, err)
+	}
+	return nil
+}
+
+// token identifies a batch's content by its partitions' first offsets and
+// its row count (stable across retries of the same batch).
+func (tb *tableBuf) token() string {
+	keys := make([]string, 0, len(tb.first))
+	for pk, off := range tb.first {
+		keys = append(keys, fmt.Sprintf("%s/%d@%d", pk.topic, pk.part, off))
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d", tb.table.Name, tb.rows)
+	for _, k := range keys {
+		h.Write([]byte(k))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// commitPoint is the offset up to which partition pk is fully in
+// ClickHouse: the lowest first offset still pending in a batch, else the
+// offset after the last processed record.
+func (s *Sink) commitPoint(pk partKey) (int64, bool) {
+	off, ok := s.next[pk]
+	if !ok {
+		return 0, false
+	}
+	for _, tb := range s.tables {
+		if f, ok := tb.first[pk]; ok && f < off {
+			off = f
+		}
+	}
+	return off, true
+}
+
+// mark marks the commit points of parts for autocommit.
+func (s *Sink) mark(parts []partKey) {
+	marks := map[string]map[int32]kgo.EpochOffset{}
+	for _, pk := range parts {
+		if !s.assigned[pk] {
+			continue
+		}
+		off, ok := s.commitPoint(pk)
+		if !ok {
+			continue
+		}
+		if marks[pk.topic] == nil {
+			marks[pk.topic] = map[int32]kgo.EpochOffset{}
+		}
+		marks[pk.topic][pk.part] = kgo.EpochOffset{Epoch: s.epoch[pk], Offset: off}
+	}
+	if len(marks) > 0 {
+		s.cl.MarkCommitOffsets(marks)
+	}
+}
+
+// markAll marks every assigned partition (after records that needed no
+// batch, e.g. tombstones, moved the commit point).
+func (s *Sink) markAll() {
+	parts := make([]partKey, 0, len(s.assigned))
+	for pk := range s.assigned {
+		parts = append(parts, pk)
+	}
+	s.mark(parts)
+}
+
+func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for t, ps := range m {
+		for _, p := range ps {
+			s.assigned[partKey{t, p}] = true
+			n++
+		}
+	}
+	s.m.partitions.Set(float64(len(s.assigned)))
+	s.log.Info("partitions assigned", "count", n)
+}
+
+// onRevoked flushes what the sink holds (one attempt per batch, bounded by
+// RevokeFlushTimeout) and commits, so that the partitions' next owner
+// starts after the rows already in ClickHouse. If ClickHouse fails, every
+// batch is dropped uncommitted: the revoked partitions are re-read by their
+// new owner and the kept ones by us (rewind).
+func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	s.mu.Lock()
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.RevokeFlushTimeout.D())
+	defer cancel()
+	s.markAll()
+	if err := s.flushAll(fctx, true); err != nil {
+		s.log.Warn("flush on revoke failed; dropping uncommitted batches to be re-read", "err", err)
+		s.dropAll()
+	}
+	for t, ps := range m {
+		for _, p := range ps {
+			pk := partKey{t, p}
+			delete(s.assigned, pk)
+			delete(s.next, pk)
+			delete(s.rewind, pk)
+		}
+	}
+	s.m.partitions.Set(float64(len(s.assigned)))
+	s.mu.Unlock()
+	if err := cl.CommitMarkedOffsets(fctx); err != nil {
+		s.log.Warn("commit on revoke failed", "err", err)
+	}
+}
+
+// onLost forgets partitions whose offsets can no longer be committed.
+func (s *Sink) onLost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			pk := partKey{t, p}
+			delete(s.assigned, pk)
+			delete(s.next, pk)
+			delete(s.rewind, pk)
+		}
+	}
+	s.m.partitions.Set(float64(len(s.assigned)))
+	s.log.Warn("partitions lost", "topics", len(m))
+}
+
+// dropAll discards every pending batch and records where each partition
+// must be re-read from.
+func (s *Sink) dropAll() {
+	for pk := range s.next {
+		if off, ok := s.commitPoint(pk); ok && off < s.next[pk] {
+			s.rewind[pk] = off
+		}
+	}
+	for _, tb := range s.tables {
+		tb.reset()
+	}
+	s.buffered = 0
+	s.gen++
+}
+
+// dropExpired enforces retention on servers without TTL by dropping month
+// partitions older than each table's retention.
+func (s *Sink) dropExpired(ctx context.Context) {
+	db := s.root.ClickHouse.Database
+	rows, err := chschema.Adapt(s.conn).QueryStrings(ctx, chschema.PartitionsQuery(db))
+	if err != nil {
+		s.log.Warn("listing partitions for retention failed", "err", err)
+		return
+	}
+	parts := map[string][]string{}
+	for _, r := range rows {
+		parts[r[0]] = append(parts[r[0]], r[1])
+	}
+	tg := chschema.Target{Database: db, Cluster: s.root.ClickHouse.Cluster, Caps: s.caps}
+	for _, q := range chschema.ExpiredPartitions(tg, parts, time.Now()) {
+		if err := s.conn.Exec(ctx, q); err != nil {
+			s.log.Warn("dropping expired partition failed", "query", q, "err", err)
+			continue
+		}
+		s.m.partitionsDropped.Inc()
+		s.log.Info("expired partition dropped", "query", q)
+	}
+}
