@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
 )
@@ -39,7 +40,8 @@ func sectionChecks() []sectionCheck {
 		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP }, pending: "the rtsp role (issue 6)"},
 		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines }, pending: "the processors role (issue 4)"},
 		{path: "sinks.clickhouse", node: func(r *config.Root) *yaml.Node { return &r.Sinks.ClickHouse }, pending: "the sink role (issue 5)"},
-		{path: "api", node: func(r *config.Root) *yaml.Node { return &r.API }, pending: "the api role (issue 7)"},
+		{path: "api", node: func(r *config.Root) *yaml.Node { return &r.API },
+			check: func(r *config.Root) error { _, err := api.LoadConfig(r); return err }},
 		{path: "bench", node: func(r *config.Root) *yaml.Node { return &r.Bench }, pending: "wardstream bench (issue 7)"},
 		{path: deploy.ScalingSection, node: func(r *config.Root) *yaml.Node { return &r.Scaling },
 			check: func(r *config.Root) error {
@@ -68,7 +70,9 @@ type validateResult struct {
 	problems []deploy.Problem
 	// sections holds "path<TAB>status" lines in check order.
 	sections []string
-	// unchecked counts present role sections no role Config checked.
+	// unchecked counts role sections that are present but not checked
+	// (their role is not part of this build), and absent sections whose
+	// role would not start on its defaults.
 	unchecked int
 }
 
@@ -132,14 +136,22 @@ func validateTopology(data []byte) validateResult {
 		case sc.check == nil:
 			res.unchecked++
 			res.sections = append(res.sections, fmt.Sprintf("%s\tnot checked: %s is not part of this build yet", sc.path, sc.pending))
+		case !present:
+			// An absent section means the role runs on its defaults. Some
+			// roles need settings no default can give (the api's identity
+			// provider); that only matters where the role runs, so it is a
+			// note, not a problem (--require-all makes it one).
+			st := "absent: defaults ok"
+			if err := sc.check(&root); err != nil {
+				res.unchecked++
+				st = "absent: this role would not start on defaults (" + strings.ReplaceAll(err.Error(), "\n", "; ") + ")"
+			}
+			res.sections = append(res.sections, sc.path+"\t"+st)
 		default:
 			k := add(deploy.Problems(sc.check(&root), &doc, sc.path))
 			st := "ok"
 			if k > 0 {
 				st = fmt.Sprintf("%d problem(s)", k)
-			}
-			if !present {
-				st += " (absent: defaults)"
 			}
 			res.sections = append(res.sections, sc.path+"\t"+st)
 		}
@@ -157,7 +169,7 @@ func validateTopology(data []byte) validateResult {
 
 func cmdValidate(_ context.Context, args []string) error {
 	fs := newFlags("validate")
-	requireAll := fs.Bool("require-all", false, "fail when a present role section could not be checked because its role is not part of this build")
+	requireAll := fs.Bool("require-all", false, "also fail when a role section could not be checked (role not part of this build) or is absent while its role cannot start on defaults")
 	quiet := fs.Bool("quiet", false, "print only problems")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -191,7 +203,7 @@ func cmdValidate(_ context.Context, args []string) error {
 			failed++
 		}
 		if *requireAll && res.unchecked > 0 && len(res.problems) == 0 {
-			fmt.Printf("%s: %d role section(s) not checked (--require-all)\n", file, res.unchecked)
+			fmt.Printf("%s: %d role section(s) not checked or incomplete (--require-all)\n", file, res.unchecked)
 		}
 	}
 	if failed > 0 {

@@ -67,6 +67,9 @@ func TestValidateProblemsCarryLines(t *testing.T) {
 			[]string{`line 6: connectors.rtsp.cameras[0].tenant: tenant "nope" is not declared`}},
 		{"scaling", "scaling:\n  processors:\n    replicas: 2\n    max_replicas: 40\n",
 			[]string{"line 4: scaling.processors.max_replicas: 40 instances exceed the 12 partitions"}},
+		{"api section is checked by the api role", "api:\n  listen: nope\n  auth: {demo_key_file: k.pem}\n",
+			[]string{`line 2: api.listen: "nope" is not host:port`}},
+		{"api section strict", "api:\n  auth: {demo_key_file: k.pem}\n  lisen: x\n", []string{"line 3: api: unknown field lisen"}},
 		{"scaling unknown key", "scaling:\n  sinks: {replicas: 2}\n", []string{"line 2: scaling: unknown field sinks"}},
 	}
 	for _, c := range cases {
@@ -81,6 +84,22 @@ func TestValidateProblemsCarryLines(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestValidateAbsentSectionIsANote(t *testing.T) {
+	res := validateTopology([]byte("tenant: a\n"))
+	if len(res.problems) != 0 {
+		t.Fatalf("an absent section is not a problem: %v", res.problems)
+	}
+	if res.unchecked == 0 {
+		t.Fatal("the api role cannot start without auth settings; --require-all must see that")
+	}
+	res = validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n"))
+	for _, s := range res.sections {
+		if strings.HasPrefix(s, "api\t") && s != "api\tok" {
+			t.Fatalf("api section: %q", s)
+		}
 	}
 }
 

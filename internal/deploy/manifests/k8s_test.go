@@ -596,6 +596,27 @@ func (b *built) checkRoles(t *testing.T) {
 				}
 			}
 		}
+		if role == "api" {
+			var sec struct {
+				Listen string `yaml:"listen"`
+			}
+			_ = b.topology.API.Decode(&sec)
+			_, p, _ := net.SplitHostPort(sec.Listen)
+			found := false
+			for _, cp := range c.Ports {
+				found = found || strconv.Itoa(int(cp.ContainerPort)) == p
+			}
+			if !found {
+				t.Errorf("%s: api.listen %q has no container port", where, sec.Listen)
+			}
+			for _, s := range b.services {
+				for _, sp := range s.Spec.Ports {
+					if s.Spec.Selector["app.kubernetes.io/component"] == "api" && sp.TargetPort.StrVal != "" && !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == sp.TargetPort.StrVal }) {
+						t.Errorf("Service %s: targetPort %s is not a port of %s", s.Name, sp.TargetPort.StrVal, where)
+					}
+				}
+			}
+		}
 		if tg := d.Spec.Template.Spec.TerminationGracePeriodSeconds; tg == nil || float64(*tg) <= b.topology.DrainTimeout.D().Seconds() {
 			t.Errorf("%s: terminationGracePeriodSeconds must exceed drain_timeout %s", where, b.topology.DrainTimeout.D())
 		}
