@@ -1,0 +1,478 @@
+package clickhouse_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/testutil"
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+	chsink "github.com/wardstream/wardstream/sinks/clickhouse"
+)
+
+// itEnv is one test's private slice of the shared real services: a
+// ClickHouse database and a topic prefix of its own.
+type itEnv struct {
+	Brokers    []string `json:"brokers"`
+	CHAddr     string   `json:"ch_addr"`
+	Database   string   `json:"database"`
+	Prefix     string   `json:"prefix"`
+	Group      string   `json:"group"`
+	Topics     []string `json:"topics"`
+	BatchRows  int      `json:"batch_rows"`
+	Partitions int32    `json:"partitions"`
+
+	conn driver.Conn
+}
+
+func newEnv(t *testing.T, catalog ...string) *itEnv {
+	t.Helper()
+	svc := testutil.Integration(t)
+	e := &itEnv{Brokers: svc.KafkaBrokers, CHAddr: svc.ClickHouseAddr, Database: testutil.Unique(t, "ws"),
+		Prefix: testutil.Unique(t, "it") + ".", Group: testutil.Unique(t, "sink"), Topics: catalog, BatchRows: 100_000, Partitions: 6}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{svc.ClickHouseAddr}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.conn = conn
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := (&chschema.Migrator{Conn: chschema.Adapt(conn), Database: e.Database}).Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	var names []string
+	for _, c := range catalog {
+		names = append(names, e.Prefix+c)
+	}
+	if _, err := adm.CreateTopics(ctx, e.Partitions, 1, nil, names...); err != nil {
+		t.Fatalf("creating topics: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, names...)
+		_, _ = adm.DeleteGroup(ctx, e.Group)
+		cl.Close()
+		if os.Getenv("WARDSTREAM_KEEP_DB") == "" {
+			_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+e.Database)
+		}
+		conn.Close()
+	})
+	return e
+}
+
+// root is the topology the sink under test runs with; chAddr may be a proxy.
+func (e *itEnv) root(chAddr string) (*config.Root, chsink.Config) {
+	r := config.Default()
+	r.Tenant = "hospital-it"
+	r.Kafka.Brokers = e.Brokers
+	r.ClickHouse.Addr = []string{chAddr}
+	r.ClickHouse.Database = e.Database
+	r.ClickHouse.DialTimeout = config.Duration(2 * time.Second)
+	r.DrainTimeout = config.Duration(20 * time.Second)
+	cfg := chsink.DefaultConfig()
+	cfg.Topics, cfg.TopicPrefix, cfg.Group, cfg.BatchRows = e.Topics, e.Prefix, e.Group, e.BatchRows
+	cfg.BatchAge = config.Duration(500 * time.Millisecond)
+	cfg.MaxBufferedRows = 4 * e.BatchRows
+	cfg.RetryBackoff, cfg.RetryBackoffMax = config.Duration(100*time.Millisecond), config.Duration(time.Second)
+	cfg.BreakerCooldown = config.Duration(time.Second)
+	return &r, cfg
+}
+
+// startSink runs the sink in-process; stop cancels it and returns Run's error.
+func (e *itEnv) startSink(t *testing.T, chAddr string, reg prometheus.Registerer) (stop func() error) {
+	t.Helper()
+	r, cfg := e.root(chAddr)
+	s, err := chsink.New(r, cfg, chsink.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var res error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case res = <-done:
+			case <-time.After(40 * time.Second):
+				res = errors.New("sink did not stop within 40s")
+			}
+		})
+		return res
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func (e *itEnv) producer(t *testing.T) *kgo.Client {
+	t.Helper()
+	cfg := config.Default().Kafka
+	cfg.Brokers = e.Brokers
+	cl, err := kafka.NewClient(cfg, kgo.MaxBufferedRecords(200_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func vitals(i int, device string) *pb.VitalsTelemetry {
+	ms := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli() + int64(i)*10
+	return &pb.VitalsTelemetry{
+		Meta:     &pb.Meta{Tenant: "hospital-it", EventId: fmt.Sprintf("ev-%09d", i), EventTimeMs: ms, IngestTimeMs: ms + 5, Source: "it"},
+		DeviceId: device, DeviceType: "vitals_monitor", PatientId: "p-" + device, Kind: "vitals",
+		HeartRate: 60 + float64(i%40), Spo2: 95 + float64(i%5), Ward: "ward-1", Present: []string{"heartRate", "spo2"},
+	}
+}
+
+// produceVitals produces n vitals records [from, from+n) and waits for acks.
+func (e *itEnv) produceVitals(t *testing.T, cl *kgo.Client, from, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	topic := e.Prefix + topics.Vitals
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := from; i < from+n; i++ {
+		dev := fmt.Sprintf("dev-%03d", i%200)
+		v, err := codec.Marshal(vitals(i, dev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(dev), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatalf("producing vitals: %v", firstErr)
+	}
+}
+
+func (e *itEnv) count(t *testing.T, q string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf(q, e.Database)).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// waitCount polls until query q (with %s for the database) returns want.
+func (e *itEnv) waitCount(t *testing.T, q string, want uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var n uint64
+	for time.Now().Before(deadline) {
+		if n = e.count(t, q); n == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: got %d, want %d after %v", fmt.Sprintf(q, e.Database), n, want, timeout)
+}
+
+// TestIntegrationEndToEnd is the foundation's first end-to-end proof: a
+// record produced with franz-go to the real broker is consumed, decoded,
+// inserted into the real ClickHouse and read back with a query. A record
+// that is not protobuf goes to the dead-letter topic, and from there (the
+// sink consumes it too) into the dead_letters table.
+func TestIntegrationEndToEnd(t *testing.T) {
+	e := newEnv(t, topics.Vitals, topics.DeadLetters)
+	prod := e.producer(t)
+	stop := e.startSink(t, e.CHAddr, nil)
+
+	rec := vitals(42, "dev-e2e")
+	v, _ := codec.Marshal(rec)
+	ctx := context.Background()
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: e.Prefix + topics.Vitals, Key: []byte("dev-e2e"), Value: v},
+		&kgo.Record{Topic: e.Prefix + topics.Vitals, Key: []byte("dev-bad"), Value: []byte("\xff\xffnot protobuf")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCount(t, "SELECT count() FROM %s.vitals", 1, 30*time.Second)
+	var (
+		tenant, eventID, device, ward string
+		hr, spo2                      float64
+		at                            time.Time
+		present                       []string
+	)
+	if err := e.conn.QueryRow(ctx, "SELECT tenant, event_id, device_id, ward, heart_rate, spo2, event_time, present FROM "+e.Database+".vitals").
+		Scan(&tenant, &eventID, &device, &ward, &hr, &spo2, &at, &present); err != nil {
+		t.Fatal(err)
+	}
+	if tenant != "hospital-it" || eventID != rec.Meta.EventId || device != "dev-e2e" || ward != "ward-1" || hr != rec.HeartRate || spo2 != rec.Spo2 ||
+		at.Unix() != rec.Meta.EventTimeMs/1000 || len(present) != 2 {
+		t.Fatalf("row read back = %s %s %s %s %v %v %v %v, want the produced record %v", tenant, eventID, device, ward, hr, spo2, at, present, rec)
+	}
+	// The rollup saw it too.
+	e.waitCount(t, "SELECT toUInt64(uniqExactMerge(readings)) FROM %s.vitals_1m", 1, 10*time.Second)
+	// The garbage record: dead-lettered with its reason, then stored.
+	e.waitCount(t, "SELECT count() FROM %s.dead_letters WHERE reason = 'decode' AND stage = 'sink' AND key_hex = lower(hex('dev-bad'))", 1, 30*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("sink stop: %v", err)
+	}
+	// Offsets were committed: a second sink in the same group inserts nothing new.
+	stop2 := e.startSink(t, e.CHAddr, nil)
+	time.Sleep(3 * time.Second)
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(t, "SELECT count() FROM %s.vitals"); n != 1 {
+		t.Fatalf("after restart vitals has %d rows, want 1 (offsets not committed?)", n)
+	}
+}
+
+const childEnv = "WARDSTREAM_SINK_CHILD"
+
+// TestIntegrationSinkChild is not a test: it is the sink process that
+// TestIntegrationKilledMidBatch starts (re-executing the test binary) and
+// kills with SIGKILL.
+func TestIntegrationSinkChild(t *testing.T) {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		t.Skip("helper process for TestIntegrationKilledMidBatch")
+	}
+	var e itEnv
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		t.Fatal(err)
+	}
+	r, cfg := e.root(e.CHAddr)
+	s, err := chsink.New(r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *itEnv) startChild(t *testing.T) *exec.Cmd {
+	t.Helper()
+	raw, _ := json.Marshal(e)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationSinkChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), testutil.EnvGate+"=1")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// TestIntegrationKilledMidBatch: 1M records through Kafka, the sink process
+// killed with SIGKILL mid-stream (after some batches were inserted, with
+// others buffered or in flight, offsets partly committed), a new process
+// takes over, and every event id is in the answers exactly once, both with
+// FINAL and with the argMax/uniqExact pattern.
+func TestIntegrationKilledMidBatch(t *testing.T) {
+	const n = 1_000_000
+	e := newEnv(t, topics.Vitals)
+	e.BatchRows = 50_000
+	prod := e.producer(t)
+	start := time.Now()
+	e.produceVitals(t, prod, 0, n)
+	t.Logf("produced %d records in %v", n, time.Since(start).Round(time.Millisecond))
+
+	first := e.startChild(t)
+	t0 := time.Now()
+	for e.count(t, "SELECT count() FROM %s.vitals") < 300_000 {
+		if time.Since(t0) > 90*time.Second {
+			t.Fatal("sink did not insert 300k rows in 90s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	killedAt := e.count(t, "SELECT count() FROM %s.vitals")
+	t.Logf("killed the sink after %d rows were in ClickHouse (%v)", killedAt, time.Since(t0).Round(time.Millisecond))
+
+	second := e.startChild(t)
+	t1 := time.Now()
+	e.waitCount(t, "SELECT uniqExact(event_id) FROM %s.vitals", n, 2*time.Minute)
+	elapsed := time.Since(t1)
+	raw := e.count(t, "SELECT count() FROM %s.vitals")
+	t.Logf("second sink: %d distinct events in %v; %d raw rows (%d replayed after the kill); throughput about %.0f rows/s",
+		n, elapsed.Round(time.Millisecond), raw, raw-n, float64(raw-killedAt)/elapsed.Seconds())
+	if got := e.count(t, "SELECT count() FROM %s.vitals FINAL"); got != n {
+		t.Fatalf("SELECT count() FROM vitals FINAL = %d, want %d", got, n)
+	}
+	if got := e.count(t, "SELECT count() FROM (SELECT event_id FROM %s.vitals GROUP BY event_id HAVING count() >= 1)"); got != n {
+		t.Fatalf("distinct event ids = %d, want %d", got, n)
+	}
+	if got := e.count(t, "SELECT toUInt64(sum(c)) FROM (SELECT uniqExactMerge(readings) AS c FROM %s.vitals_1m GROUP BY tenant, ward, device_id, minute)"); got != n {
+		t.Fatalf("vitals_1m readings = %d, want %d (rollup counts must be exact under replay)", got, n)
+	}
+	_ = second.Process.Signal(syscall.SIGTERM)
+	_ = second.Wait()
+}
+
+// proxy forwards TCP connections to a real server and can cut them: it is
+// how we take ClickHouse away from the sink without stopping the shared
+// server other engineers use.
+type proxy struct {
+	addr, upstream string
+	mu             sync.Mutex
+	ln             net.Listener
+	conns          map[net.Conn]bool
+}
+
+func newProxy(t *testing.T, upstream string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: ln.Addr().String(), upstream: upstream, conns: map[net.Conn]bool{}}
+	p.serve(ln)
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[up] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
+			go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every forwarded connection.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// restore listens again on the same address.
+func (p *proxy) restore(t *testing.T) {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatalf("re-listening on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+// TestIntegrationClickHouseOutage: ClickHouse unreachable for 30 s
+// mid-stream (a TCP proxy between the sink and the real server is cut; the
+// shared server itself keeps running) -> the sink retries with backoff,
+// opens its breaker and pauses fetching, then catches up with nothing lost
+// and nothing doubled in the answers.
+func TestIntegrationClickHouseOutage(t *testing.T) {
+	e := newEnv(t, topics.Vitals)
+	e.BatchRows = 20_000
+	px := newProxy(t, e.CHAddr)
+	prod := e.producer(t)
+	reg := prometheus.NewRegistry()
+	stop := e.startSink(t, px.addr, reg)
+
+	e.produceVitals(t, prod, 0, 50_000)
+	e.waitCount(t, "SELECT count() FROM %s.vitals", 50_000, time.Minute)
+
+	px.cut()
+	cutAt := time.Now()
+	// Keep producing through the outage.
+	for i := 0; i < 10; i++ {
+		e.produceVitals(t, prod, 50_000+i*10_000, 10_000)
+		time.Sleep(2 * time.Second)
+	}
+	if n := e.count(t, "SELECT count() FROM %s.vitals"); n != 50_000 {
+		t.Fatalf("rows changed during the outage: %d", n)
+	}
+	if v := gauge(t, reg, "wardstream_sink_breaker_open"); v != 1 {
+		t.Fatalf("breaker_open = %v during the outage, want 1", v)
+	}
+	time.Sleep(time.Until(cutAt.Add(30 * time.Second)))
+	px.restore(t)
+	restored := time.Now()
+	e.waitCount(t, "SELECT uniqExact(event_id) FROM %s.vitals", 150_000, time.Minute)
+	t.Logf("caught up %d rows %v after ClickHouse came back", 100_000, time.Since(restored).Round(time.Millisecond))
+	if got := e.count(t, "SELECT count() FROM %s.vitals FINAL"); got != 150_000 {
+		t.Fatalf("count FINAL = %d, want 150000", got)
+	}
+	if v := gauge(t, reg, "wardstream_sink_breaker_open"); v != 0 {
+		t.Fatalf("breaker_open = %v after recovery, want 0", v)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("sink stop: %v", err)
+	}
+}
+
+func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
