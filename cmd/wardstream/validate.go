@@ -15,6 +15,7 @@ import (
 	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
+	chsink "github.com/wardstream/wardstream/sinks/clickhouse"
 )
 
 // sectionCheck validates one role section of the topology with the role's
@@ -39,7 +40,8 @@ func sectionChecks() []sectionCheck {
 		{path: "connectors.mqtt", node: func(r *config.Root) *yaml.Node { return &r.Connectors.MQTT }, pending: "the mqtt role (issue 3)"},
 		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP }, pending: "the rtsp role (issue 6)"},
 		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines }, pending: "the processors role (issue 4)"},
-		{path: "sinks.clickhouse", node: func(r *config.Root) *yaml.Node { return &r.Sinks.ClickHouse }, pending: "the sink role (issue 5)"},
+		{path: "sinks.clickhouse", node: func(r *config.Root) *yaml.Node { return &r.Sinks.ClickHouse },
+			check: func(r *config.Root) error { _, err := chsink.Load(r); return err }},
 		{path: "api", node: func(r *config.Root) *yaml.Node { return &r.API },
 			check: func(r *config.Root) error { _, err := api.LoadConfig(r); return err }},
 		{path: "bench", node: func(r *config.Root) *yaml.Node { return &r.Bench }, pending: "wardstream bench (issue 7)"},

@@ -596,6 +596,11 @@ func (b *built) checkRoles(t *testing.T) {
 				}
 			}
 		}
+		wantEnv := []string{b.topology.ClickHouse.PasswordEnv}
+		if role == "mqtt" {
+			wantEnv = append(wantEnv, b.topology.MQTT.PasswordEnv)
+		}
+		checkEnv(t, where, c, wantEnv)
 		if role == "api" {
 			var sec struct {
 				Listen string `yaml:"listen"`
@@ -628,6 +633,20 @@ func (b *built) checkRoles(t *testing.T) {
 	}
 	for _, j := range b.jobs {
 		b.checkPodSpec(t, "Job "+j.Name, j.Spec.Template.Spec)
+		if slices.Contains(j.Spec.Template.Spec.Containers[0].Args, "migrate") {
+			// migrate logs in to ClickHouse and creates the BI users.
+			want := []string{b.topology.ClickHouse.PasswordEnv}
+			var sink struct {
+				BIUsers []struct {
+					PasswordEnv string `yaml:"password_env"`
+				} `yaml:"bi_users"`
+			}
+			_ = b.topology.Sinks.ClickHouse.Decode(&sink)
+			for _, u := range sink.BIUsers {
+				want = append(want, u.PasswordEnv)
+			}
+			checkEnv(t, "Job "+j.Name, j.Spec.Template.Spec.Containers[0], want)
+		}
 	}
 	for _, s := range b.services {
 		sel := labels.SelectorFromSet(s.Spec.Selector)
@@ -850,6 +869,15 @@ func (b *built) checkScaling(t *testing.T) {
 			if !groups[tr.Metadata["consumerGroup"]] {
 				t.Errorf("%s: consumerGroup %q is not a catalog group", tw, tr.Metadata["consumerGroup"])
 			}
+			if role == "sink" {
+				sink := struct {
+					Group string `yaml:"group"`
+				}{Group: topics.GroupSink}
+				_ = b.topology.Sinks.ClickHouse.Decode(&sink)
+				if tr.Metadata["consumerGroup"] != sink.Group {
+					t.Errorf("%s: consumerGroup %q, the sink consumes as sinks.clickhouse.group %q", tw, tr.Metadata["consumerGroup"], sink.Group)
+				}
+			}
 			if tr.Metadata["lagThreshold"] != strconv.FormatInt(h.LagThreshold, 10) {
 				t.Errorf("%s: lagThreshold %q, topology scaling.%s.lag_threshold %d", tw, tr.Metadata["lagThreshold"], role, h.LagThreshold)
 			}
@@ -999,6 +1027,17 @@ func (b *built) checkPolicies(t *testing.T) {
 		}
 		if !b.egressAllowed(pod, "clickhouse.altinity.com/chi", chPort) {
 			t.Errorf("Deployment %s: no NetworkPolicy lets it reach ClickHouse on %d", d.Name, chPort)
+		}
+	}
+}
+
+// checkEnv reports the env vars of want (names from the topology's
+// *password_env fields) that c does not set.
+func checkEnv(t *testing.T, where string, c corev1.Container, want []string) {
+	t.Helper()
+	for _, w := range want {
+		if w != "" && !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == w }) {
+			t.Errorf("%s: the topology reads a password from $%s, which the container does not set", where, w)
 		}
 	}
 }
