@@ -179,8 +179,15 @@ func cmdValidate(_ context.Context, args []string) error {
 	if fs.NArg() == 0 {
 		return fmt.Errorf("%w: want a topology FILE", errUsage)
 	}
+	return validateFiles(os.Stdout, fs.Args(), *requireAll, *quiet)
+}
+
+// validateFiles validates each file, writing problems as FILE:LINE: lines
+// (and, unless quiet, a per-section summary) to w. It returns a one-line
+// error when any file has problems.
+func validateFiles(w io.Writer, files []string, requireAll, quiet bool) error {
 	total, failed := 0, 0
-	for _, file := range fs.Args() {
+	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return fmt.Errorf("reading topology: %w", err)
@@ -188,28 +195,28 @@ func cmdValidate(_ context.Context, args []string) error {
 		res := validateTopology(data)
 		for _, p := range res.problems {
 			if p.Line > 0 {
-				fmt.Printf("%s:%d: %s\n", file, p.Line, strings.TrimPrefix(p.String(), fmt.Sprintf("line %d: ", p.Line)))
+				fmt.Fprintf(w, "%s:%d: %s\n", file, p.Line, strings.TrimPrefix(p.String(), fmt.Sprintf("line %d: ", p.Line)))
 			} else {
-				fmt.Printf("%s: %s\n", file, p.String())
+				fmt.Fprintf(w, "%s: %s\n", file, p.String())
 			}
 		}
-		if !*quiet {
-			fmt.Printf("%s:\n", file)
+		if !quiet {
+			fmt.Fprintf(w, "%s:\n", file)
 			for _, s := range res.sections {
 				name, st, _ := strings.Cut(s, "\t")
-				fmt.Printf("  %-58s %s\n", name, st)
+				fmt.Fprintf(w, "  %-58s %s\n", name, st)
 			}
 		}
 		total += len(res.problems)
-		if len(res.problems) > 0 || (*requireAll && res.unchecked > 0) {
+		if len(res.problems) > 0 || (requireAll && res.unchecked > 0) {
 			failed++
 		}
-		if *requireAll && res.unchecked > 0 && len(res.problems) == 0 {
-			fmt.Printf("%s: %d role section(s) not checked or incomplete (--require-all)\n", file, res.unchecked)
+		if requireAll && res.unchecked > 0 && len(res.problems) == 0 {
+			fmt.Fprintf(w, "%s: %d role section(s) not checked or incomplete (--require-all)\n", file, res.unchecked)
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d problem(s) in %d of %d topology file(s)", total, failed, fs.NArg())
+		return fmt.Errorf("%d of %d topology file(s) failed validation (%d problem(s))", failed, len(files), total)
 	}
 	return nil
 }

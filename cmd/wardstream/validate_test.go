@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,4 +140,43 @@ func FuzzValidateTopology(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestValidateFilesOutput(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, []byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("tenant: a\nkafka:\n  brokers: [nohost]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := validateFiles(&out, []string{good}, false, false); err != nil {
+		t.Fatalf("good file: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "connectors.rtsp") {
+		t.Fatalf("summary lacks sections: %s", out.String())
+	}
+	out.Reset()
+	err := validateFiles(&out, []string{good, bad}, false, true)
+	if err == nil || err.Error() != "1 of 2 topology file(s) failed validation (1 problem(s))" {
+		t.Fatalf("error %v", err)
+	}
+	if want := bad + `:3: kafka.brokers[0]: "nohost" is not host:port` + "\n"; out.String() != want {
+		t.Fatalf("output %q, want %q (FILE:LINE: form, quiet)", out.String(), want)
+	}
+	// --require-all fails a file whose role sections are not all checked.
+	out.Reset()
+	if err := validateFiles(&out, []string{good}, true, true); (err == nil) != (validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n")).unchecked == 0) {
+		t.Fatalf("require-all: %v", err)
+	}
+	var stderr bytes.Buffer
+	if code := run(t.Context(), []string{"validate"}, &stderr); code != 2 || !strings.Contains(stderr.String(), "want a topology FILE") {
+		t.Fatalf("no file: exit %d %q", code, stderr.String())
+	}
+	if code := run(t.Context(), []string{"validate", filepath.Join(dir, "missing.yaml")}, &stderr); code != 1 {
+		t.Fatalf("missing file: exit %d", code)
+	}
 }
