@@ -429,3 +429,24 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// RouteInfo describes one route of the router.
+type RouteInfo struct {
+	// Method and Path as registered (ServeMux syntax; "/{$}" is exactly "/").
+	Method, Path string
+	// Name is the OpenAPI operationId.
+	Name string
+	// Roles may call it; empty means public (no token).
+	Roles []string
+	// Write routes are audited.
+	Write bool
+}
+
+// Routes lists the router's routes, for documentation and tests.
+func (s *Server) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = RouteInfo{Method: r.method, Path: r.path, Name: r.name, Roles: append([]string(nil), r.roles...), Write: r.write}
+	}
+	return out
+}
