@@ -124,7 +124,9 @@ func (s Scaling) Check(k config.Kafka, cameras int) error {
 		}
 	}
 	if minTopic != "" && int32(s.Processors.max()) > minParts {
-		errs = append(errs, fmt.Errorf("%s.processors.max_replicas: %d instances exceed the %d partitions of %s; the extra instances would idle (raise kafka.partitions first)",
+		// Raising partitions later remaps keys and breaks the goka tables'
+		// co-partitioning, so the advice is to plan partitions up-front.
+		errs = append(errs, fmt.Errorf("%s.processors.max_replicas: %d instances exceed the %d partitions of %s; the extra instances would idle (size kafka.partitions for the largest scale before the first deploy: see deploy/README.md)",
 			ScalingSection, s.Processors.max(), minParts, minTopic))
 	}
 	if cameras > 0 && s.CamerasPerRTSPInstance > 0 {
