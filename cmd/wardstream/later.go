@@ -7,10 +7,6 @@ import (
 
 // These commands are built by the work on their issues; until then they say so.
 
-func cmdBench(_ context.Context, _ []string) error {
-	return fmt.Errorf("bench is not part of this build yet (issue 7)")
-}
-
 func cmdSchedules(_ context.Context, _ []string) error {
 	return fmt.Errorf("schedules is not part of this build yet (issue 4)")
 }

@@ -1,0 +1,515 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gopkg.in/yaml.v3"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// Stages the harness can drive.
+const (
+	StageAll   = "all"   // MQTT broker -> connector -> Kafka -> processors -> sink -> ClickHouse
+	StageMQTT  = "mqtt"  // MQTT broker -> connector -> Kafka
+	StageKafka = "kafka" // Kafka -> processors -> sink -> ClickHouse
+	StageSink  = "sink"  // Kafka -> sink -> ClickHouse
+)
+
+// Options configure one run.
+type Options struct {
+	// Scenario is the load.
+	Scenario *Scenario
+	// Root is the base topology; the run writes a copy with its own
+	// tenant, ClickHouse database and (where every role supports it) topic
+	// prefix and consumer groups into Out/topology.yaml.
+	Root *config.Root
+	// RootPath is the base topology file (copied with overrides).
+	RootPath string
+	// Config is the bench section.
+	Config Config
+	// Stage is one of StageAll, StageMQTT, StageKafka, StageSink.
+	Stage string
+	// Duration of the sending phase; 0 uses Messages or the scenario's.
+	Duration time.Duration
+	// Messages stops sending after this many telemetry readings (0: none).
+	Messages int64
+	// Forever sends until ctx is cancelled (demo mode).
+	Forever bool
+	// Shared runs in the topology's own tenant, database and topics
+	// (demo mode) instead of isolated ones.
+	Shared bool
+	// Out is the results directory.
+	Out string
+	// Binary is the wardstream executable started for roles.
+	Binary string
+	// Roles is "auto" (the stage's roles as child processes), "none"
+	// (roles already run elsewhere, e.g. on a real cluster) or a comma
+	// list.
+	Roles string
+	// RepoRoot finds the local services' pid files (optional).
+	RepoRoot string
+	// Progress receives the live progress line (nil: none).
+	Progress io.Writer
+	// Log is the logger (nil discards).
+	Log *slog.Logger
+}
+
+// stageRoles are the roles each stage needs, in start order (consumers
+// first, so nothing produced is waiting for a consumer to appear).
+func stageRoles(stage string, cameras bool) []string {
+	switch stage {
+	case StageMQTT:
+		return []string{"mqtt"}
+	case StageKafka:
+		return []string{"sink", "processors"}
+	case StageSink:
+		return []string{"sink"}
+	}
+	r := []string{"sink", "processors", "mqtt"}
+	if cameras {
+		r = append(r, "rtsp")
+	}
+	return r
+}
+
+// roleIsolation returns the topology overrides that point role at the
+// run's topic prefix and consumer groups, and whether the role supports
+// them. A role whose section has no such keys cannot be isolated: its
+// strict decoding would reject them.
+func roleIsolation(role, prefix, runID string) ([]override, bool) {
+	switch role {
+	case "sink":
+		return []override{
+			{[]string{"sinks", "clickhouse", "topic_prefix"}, prefix},
+			{[]string{"sinks", "clickhouse", "group"}, "bench-" + runID + "-sink"},
+		}, true
+	}
+	return nil, false
+}
+
+// override sets a scalar at a path of the topology.
+type override struct {
+	path  []string
+	value string
+}
+
+// Run executes one bench run and returns its results (also written to
+// opts.Out unless Out is empty). A run whose required roles could not
+// start returns an error together with the partial results.
+func Run(ctx context.Context, opts Options) (*Results, error) {
+	h, err := newHarness(opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.run(ctx)
+	if res != nil && opts.Out != "" {
+		if werr := res.Write(opts.Out); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	return res, err
+}
+
+type harness struct {
+	o      Options
+	sc     *Scenario
+	log    *slog.Logger
+	runID  string
+	tenant string
+	db     string
+	prefix string
+	cfg    string // generated topology path
+	res    *Results
+	start  time.Time
+	c      counters
+
+	adm    *kadm.Client
+	kcl    *kgo.Client
+	obs    *Observer
+	kobs   *kafkaObserver
+	roles  []*Proc
+	svcs   []*Proc
+	failed map[string]bool
+
+	mu          sync.Mutex
+	outstanding map[string]probe
+	latencies   []float64
+	intervalLat []float64
+	fleet       *Fleet
+}
+
+func newHarness(o Options) (*harness, error) {
+	switch o.Stage {
+	case StageAll, StageMQTT, StageKafka, StageSink:
+	default:
+		return nil, fmt.Errorf("stage %q is not all, mqtt, kafka or sink", o.Stage)
+	}
+	if o.Scenario == nil || o.Root == nil {
+		return nil, errors.New("bench: scenario and topology are required")
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var rb [3]byte
+	_, _ = rand.Read(rb[:])
+	runID := "b" + time.Now().UTC().Format("0102150405") + hex.EncodeToString(rb[:])
+	h := &harness{o: o, sc: o.Scenario, log: log, runID: runID, outstanding: map[string]probe{}, failed: map[string]bool{}}
+	if o.Shared {
+		h.tenant, h.db = o.Root.Tenant, o.Root.ClickHouse.Database
+	} else {
+		h.tenant, h.db = "bench-"+runID, o.Config.DatabasePrefix+runID
+	}
+	return h, nil
+}
+
+func (h *harness) note(format string, a ...any) {
+	h.res.Notes = append(h.res.Notes, fmt.Sprintf(format, a...))
+}
+
+func (h *harness) run(ctx context.Context) (*Results, error) {
+	o, sc := h.o, h.sc
+	h.res = &Results{RunID: h.runID, Scenario: sc.Name, Stage: o.Stage, Tenant: h.tenant, Database: h.db, Transport: sc.Transport, Rate: sc.Rate}
+	if o.Stage == StageMQTT {
+		h.res.Database = ""
+	}
+	if o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", o.Out, err)
+		}
+	}
+	roles := h.roleList()
+	if err := h.isolation(roles); err != nil {
+		return h.res, err
+	}
+	var err error
+	h.kcl, err = kafka.NewClient(o.Root.Kafka, kgo.MaxBufferedRecords(max(o.Root.Kafka.MaxBufferedRecords, 10000)))
+	if err != nil {
+		return h.res, err
+	}
+	defer h.kcl.Close()
+	h.adm = kadm.NewClient(h.kcl)
+	if err := h.applyTopics(ctx); err != nil {
+		return h.res, err
+	}
+	if o.Stage != StageMQTT {
+		h.obs, err = OpenObserver(ctx, o.Root.ClickHouse, passwordOf(o.Root.ClickHouse.PasswordEnv), h.db, h.tenant)
+		if err != nil {
+			return h.res, err
+		}
+		defer h.obs.Close()
+		if _, err := h.obs.Migrate(ctx, o.Root.ClickHouse.Cluster); err != nil {
+			return h.res, err
+		}
+	}
+	defer h.cleanup()
+	if err := h.startRoles(ctx, roles); err != nil {
+		return h.res, err
+	}
+	defer h.stopRoles()
+	if o.Stage == StageMQTT {
+		h.kobs, err = newKafkaObserver(ctx, o.Root.Kafka, h.adm, h.prefix, h.tenant, topics.Vitals, topics.Intake, topics.DeadLetters)
+		if err != nil {
+			return h.res, err
+		}
+		kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer kcancel()
+		go h.kobs.run(kctx)
+	}
+	return h.res, h.drive(ctx)
+}
+
+func (h *harness) roleList() []string {
+	switch strings.TrimSpace(h.o.Roles) {
+	case "", "auto":
+		return stageRoles(h.o.Stage, h.sc.Cameras.Count > 0)
+	case "none":
+		return nil
+	}
+	var out []string
+	for _, r := range strings.Split(h.o.Roles, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// isolation writes the run's topology: its tenant, its database and, when
+// every role supports it, its topic prefix and consumer groups.
+func (h *harness) isolation(roles []string) error {
+	var ovs []override
+	if !h.o.Shared {
+		ovs = append(ovs, override{[]string{"tenant"}, h.tenant}, override{[]string{"clickhouse", "database"}, h.db})
+		prefixOK := len(roles) > 0
+		var roleOvs []override
+		var lacking []string
+		for _, r := range roles {
+			ro, ok := roleIsolation(r, "bench."+h.runID+".", h.runID)
+			if !ok {
+				prefixOK = false
+				lacking = append(lacking, r)
+			}
+			roleOvs = append(roleOvs, ro...)
+		}
+		if prefixOK {
+			h.prefix = "bench." + h.runID + "."
+			ovs = append(ovs, roleOvs...)
+		} else if len(roles) > 0 {
+			h.note("topics: shared catalog topics (role(s) %s have no topic_prefix setting); the run is isolated by tenant %q, device ids and ClickHouse database %q", strings.Join(lacking, ","), h.tenant, h.db)
+		}
+	}
+	if h.o.Out == "" {
+		h.cfg = h.o.RootPath
+		return nil
+	}
+	data, err := os.ReadFile(h.o.RootPath)
+	if err != nil {
+		return fmt.Errorf("reading topology: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("parsing topology %s: %w", h.o.RootPath, err)
+	}
+	for _, ov := range ovs {
+		setPath(&doc, ov.path, ov.value)
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return fmt.Errorf("encoding run topology: %w", err)
+	}
+	h.cfg = filepath.Join(h.o.Out, "topology.yaml")
+	if err := os.WriteFile(h.cfg, out, 0o644); err != nil {
+		return fmt.Errorf("writing run topology: %w", err)
+	}
+	return nil
+}
+
+// setPath sets a scalar at path in a YAML document, creating mappings.
+func setPath(doc *yaml.Node, path []string, value string) {
+	n := doc
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			n.Content = []*yaml.Node{{Kind: yaml.MappingNode}}
+		}
+		n = n.Content[0]
+	}
+	for i, key := range path {
+		var child *yaml.Node
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == key {
+				child = n.Content[j+1]
+				break
+			}
+		}
+		last := i == len(path)-1
+		if child == nil {
+			child = &yaml.Node{Kind: yaml.MappingNode}
+			if last {
+				child = &yaml.Node{Kind: yaml.ScalarNode}
+			}
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, child)
+		}
+		if last {
+			child.Kind, child.Tag, child.Value, child.Content = yaml.ScalarNode, "!!str", value, nil
+			return
+		}
+		if child.Kind != yaml.MappingNode {
+			child.Kind, child.Tag, child.Value, child.Content = yaml.MappingNode, "", "", nil
+		}
+		n = child
+	}
+}
+
+// applyTopics creates the catalog topics (with the run's prefix).
+func (h *harness) applyTopics(ctx context.Context) error {
+	if h.prefix == "" {
+		_, err := kafka.ApplyTopics(ctx, h.adm, h.o.Root.Kafka, h.log)
+		return err
+	}
+	var errs []error
+	for _, t := range topics.All() {
+		resp, err := h.adm.CreateTopic(ctx, kafka.PartitionsFor(h.o.Root.Kafka, t), h.o.Root.Kafka.ReplicationFactor, t.Configs(), h.prefix+t.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("creating topic %s: %w", h.prefix+t.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func passwordOf(env string) string {
+	if env == "" {
+		return ""
+	}
+	return os.Getenv(env)
+}
+
+// startRoles starts each role as a child process and waits for /readyz.
+// A role that is not part of this build is recorded as unavailable.
+func (h *harness) startRoles(ctx context.Context, roles []string) error {
+	if len(roles) == 0 {
+		h.note("roles: none started by the harness (--roles none); they must already run against this topology")
+	}
+	logDir := h.o.Out
+	if logDir == "" {
+		logDir = os.TempDir()
+	}
+	for _, r := range roles {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		p, err := StartRole(ctx, h.o.Binary, r, h.cfg, addr, logDir)
+		if err != nil {
+			return err
+		}
+		status, err := h.waitReady(ctx, p)
+		h.res.Roles = append(h.res.Roles, RoleResult{Name: r, Status: status, Usage: Usage{Pid: p.Pid}})
+		if err != nil {
+			h.failed[r] = true
+			h.note("role %s: %v", r, err)
+			if h.required(r) {
+				return fmt.Errorf("role %s is required by stage %s: %w", r, h.o.Stage, err)
+			}
+			continue
+		}
+		h.roles = append(h.roles, p)
+	}
+	for name, pid := range ServicePids(h.o.RepoRoot) {
+		h.svcs = append(h.svcs, WatchPid("service "+name, pid))
+	}
+	sort.Slice(h.svcs, func(i, j int) bool { return h.svcs[i].Name < h.svcs[j].Name })
+	h.svcs = append(h.svcs, WatchPid("bench harness (simulator, publishers, observers)", os.Getpid()))
+	return nil
+}
+
+// required says whether the stage cannot measure anything without role.
+func (h *harness) required(role string) bool {
+	switch role {
+	case "mqtt":
+		return h.o.Stage == StageAll || h.o.Stage == StageMQTT
+	case "sink":
+		return h.o.Stage != StageMQTT
+	}
+	return false
+}
+
+func (h *harness) waitReady(ctx context.Context, p *Proc) (string, error) {
+	deadline := time.Now().Add(h.o.Config.StartupTimeout.D())
+	client := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		if ok, err := p.Exited(); ok {
+			tail := p.LogTail(3)
+			if strings.Contains(tail, "not part of this build") {
+				return "unavailable", fmt.Errorf("not part of this build yet: %s", lastLine(tail))
+			}
+			return "exited", fmt.Errorf("exited at start (%v): %s", err, lastLine(tail))
+		}
+		resp, err := client.Get("http://" + p.Listen + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return "running", nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "cancelled", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	_ = p.Stop(h.o.Config.StopTimeout.D())
+	return "not ready", fmt.Errorf("not ready within %s: %s", h.o.Config.StartupTimeout.D(), lastLine(p.LogTail(3)))
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr, nil
+}
+
+func (h *harness) stopRoles() {
+	for i := len(h.roles) - 1; i >= 0; i-- {
+		p := h.roles[i]
+		p.Sample(time.Now())
+		if err := p.Stop(h.o.Config.StopTimeout.D()); err != nil {
+			h.note("role %s stop: %v", p.Name, err)
+		}
+	}
+	h.roles = nil
+}
+
+// cleanup drops the run's database and topics unless kept.
+func (h *harness) cleanup() {
+	if h.o.Shared || h.o.Config.KeepDatabase {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Roles must be gone before their topics and tables go.
+	h.stopRoles()
+	if h.obs != nil {
+		if err := h.obs.DropDatabase(ctx); err != nil {
+			h.note("dropping database %s: %v", h.db, err)
+		}
+	}
+	if h.prefix != "" {
+		var names []string
+		for _, t := range topics.All() {
+			names = append(names, h.prefix+t.Name)
+		}
+		if _, err := h.adm.DeleteTopics(ctx, names...); err != nil {
+			h.note("deleting run topics: %v", err)
+		}
+		groups, err := h.adm.ListGroups(ctx)
+		if err == nil {
+			var mine []string
+			for _, g := range groups.Groups() {
+				if strings.Contains(g, h.runID) {
+					mine = append(mine, g)
+				}
+			}
+			if len(mine) > 0 {
+				_, _ = h.adm.DeleteGroups(ctx, mine...)
+			}
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// progress samples the run once per interval: the timeline of results.json
+// and the live progress line (rate, Kafka intake, queryable rows, lag,
+// errors, latency).
+type progress struct {
+	h    *harness
+	out  io.Writer
+	tty  bool
+	last Sample
+	mu   sync.Mutex
+	line string
+}
+
+func newProgress(h *harness) *progress {
+	p := &progress{h: h, out: h.o.Progress}
+	if f, ok := p.out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+// baseline records the starting point of the timeline before sending:
+// shared topics hold earlier records, so Kafka counts are deltas from here.
+func (p *progress) baseline(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s := Sample{T: 0, KafkaIn: p.kafkaIn(qctx)}
+	if d, err := p.h.delivered(qctx, false); err == nil {
+		s.Delivered = d
+	}
+	p.last = s
+	p.h.res.Timeline = append(p.h.res.Timeline, s)
+}
+
+func (p *progress) loop(ctx context.Context) {
+	iv := p.h.o.Config.ProgressInterval.D()
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.sample(ctx)
+	}
+}
+
+// kafkaIn sums the end offsets of the path's input topics.
+func (p *progress) kafkaIn(ctx context.Context) int64 {
+	h := p.h
+	ends, err := h.adm.ListEndOffsets(ctx, h.prefix+topics.Vitals, h.prefix+topics.Intake)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, ps := range ends {
+		for _, o := range ps {
+			n += o.Offset
+		}
+	}
+	return n
+}
+
+func (p *progress) sample(ctx context.Context) {
+	h := p.h
+	now := time.Now()
+	for _, r := range h.roles {
+		r.Sample(now)
+	}
+	for _, s := range h.svcs {
+		s.Sample(now)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s := Sample{T: now.Sub(h.start).Seconds(), Sent: h.c.sent.Load(), Errors: h.c.errors.Load() + h.c.failed.Load()}
+	if d, err := h.delivered(qctx, false); err == nil {
+		s.Delivered = d
+	} else {
+		s.Delivered = p.last.Delivered
+	}
+	s.KafkaIn = p.kafkaIn(qctx)
+	if dt := s.T - p.last.T; dt > 0 {
+		s.SendRate = float64(s.Sent-p.last.Sent) / dt
+		s.DeliverRat = float64(s.Delivered-p.last.Delivered) / dt
+		if s.KafkaIn >= 0 && p.last.KafkaIn >= 0 {
+			s.KafkaRate = float64(s.KafkaIn-p.last.KafkaIn) / dt
+		}
+	}
+	h.mu.Lock()
+	lat := h.intervalLat
+	h.intervalLat = nil
+	h.mu.Unlock()
+	if len(lat) > 0 {
+		q := quantiles(lat, "", 0)
+		s.P50Ms, s.P99Ms = q.P50Ms, q.P99Ms
+	}
+	h.mu.Lock()
+	h.res.Timeline = append(h.res.Timeline, s)
+	h.mu.Unlock()
+	p.last = s
+	var roleErr []string
+	for _, r := range h.roles {
+		if ok, _ := r.Exited(); ok {
+			roleErr = append(roleErr, r.Name+" exited")
+		}
+	}
+	line := fmt.Sprintf("[%s %6.0fs] sent %d (%s/s)  kafka %s/s  queryable %d (%s/s)  lag %d  errors %d  p50/p99 %s/%s ms",
+		h.sc.Name, s.T, s.Sent, human(s.SendRate), human(s.KafkaRate), s.Delivered, human(s.DeliverRat),
+		max(0, s.Sent-s.Delivered), s.Errors, human(s.P50Ms), human(s.P99Ms))
+	if len(roleErr) > 0 {
+		line += "  !! " + strings.Join(roleErr, ", ")
+	}
+	p.print(line)
+}
+
+func (p *progress) print(line string) {
+	if p.out == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.line = line
+	if p.tty {
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(p.out, line)
+	}
+}
+
+// final ends the live line.
+func (p *progress) final() {
+	if p.out != nil && p.tty {
+		fmt.Fprintln(p.out)
+	}
+}
+
+// missedWatch times MISSED_DOSE alerts of live skipped doses:
+// scheduled + grace -> alert queryable.
+type missedWatch struct {
+	h       *harness
+	pending []LiveMissed
+	seen    map[string]bool
+}
+
+func newMissedWatch(h *harness, f *Fleet) *missedWatch {
+	w := &missedWatch{h: h, seen: map[string]bool{}}
+	if h.checksCorrectness() {
+		w.pending = f.Expect(nil).LiveMissed
+		sort.Slice(w.pending, func(i, j int) bool { return w.pending[i].Due.Before(w.pending[j].Due) })
+	}
+	return w
+}
+
+func (w *missedWatch) loop(ctx context.Context) {
+	if len(w.pending) == 0 || w.h.obs == nil {
+		return
+	}
+	var ms []float64
+	defer func() {
+		w.h.mu.Lock()
+		w.h.res.Latency.MissedAlert = quantiles(ms, "poll alerts table", time.Second)
+		if len(ms) == 0 {
+			w.h.res.Latency.MissedAlert.Method = "none"
+		}
+		w.h.mu.Unlock()
+	}()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for len(w.pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Now().Before(w.pending[0].Due) {
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		alerts, err := w.h.obs.Alerts(qctx, pb.AlertType_MISSED_DOSE.String())
+		cancel()
+		at := time.Now()
+		if err != nil {
+			continue
+		}
+		for _, a := range alerts {
+			if w.seen[a.AlertID] {
+				continue
+			}
+			w.seen[a.AlertID] = true
+			// The alert belongs to the pending dose of its patient and
+			// medication that fell due first.
+			for i, p := range w.pending {
+				if p.PatientID == a.PatientID && p.MedicationID == a.MedicationID && !at.Before(p.Due) {
+					ms = append(ms, float64(at.Sub(p.Due).Milliseconds()))
+					w.pending = append(w.pending[:i], w.pending[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wardstream/wardstream/bench"
+)
+
+func cmdBench(ctx context.Context, args []string) error {
+	fs := newFlags("bench")
+	cfgPath := configFlag(fs)
+	scenario := fs.String("scenario", "", "scenario YAML file (bench/scenarios/smoke.yaml, ward.yaml, hospital.yaml, fleet.yaml)")
+	duration := fs.Duration("duration", 0, "length of the sending phase (default: the scenario's duration, unless --messages is set)")
+	messages := fs.Int64("messages", 0, "stop after this many telemetry readings")
+	stage := fs.String("stage", bench.StageAll, "path to drive: all (MQTT -> connector -> Kafka -> processors -> sink -> ClickHouse), mqtt (broker + connector), kafka (Kafka -> processors + sink), sink (sink only)")
+	out := fs.String("out", "", "results directory: results.json, results.md, rate.svg, latency.svg, role logs, the run's topology (required unless --forever)")
+	roles := fs.String("roles", "auto", "auto: start the stage's roles as child processes; none: they already run (e.g. on a real cluster); or a comma list")
+	forever := fs.Bool("forever", false, "demo mode: send at the scenario's nominal rate until interrupted")
+	shared := fs.Bool("shared", false, "use the topology's own tenant, database and topics instead of an isolated run (demo mode)")
+	keep := fs.Bool("keep", false, "keep the run's ClickHouse database and topics after the run")
+	bin := fs.String("bin", "", "wardstream binary started for roles (default: this executable)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *scenario == "" {
+		return fmt.Errorf("%w: --scenario is required", errUsage)
+	}
+	if *out == "" && !*forever {
+		return fmt.Errorf("%w: --out is required", errUsage)
+	}
+	if *duration < 0 || *messages < 0 {
+		return fmt.Errorf("%w: --duration and --messages must be >= 0", errUsage)
+	}
+	if *duration > 0 && *messages > 0 {
+		return fmt.Errorf("%w: give --duration or --messages, not both", errUsage)
+	}
+	sc, err := bench.LoadScenario(*scenario)
+	if err != nil {
+		return err
+	}
+	e, err := loadEnv(*cfgPath)
+	if err != nil {
+		return err
+	}
+	bc, err := bench.LoadConfig(e.cfg)
+	if err != nil {
+		return err
+	}
+	if *keep {
+		bc.KeepDatabase = true
+	}
+	exe := *bin
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding the wardstream executable: %w", err)
+		}
+	}
+	root, _ := os.Getwd()
+	if abs, err := filepath.Abs(*cfgPath); err == nil {
+		// The repository root is two levels above deploy/local/topology.yaml
+		// in a checkout; pid files of `make services` live under it.
+		if dir := filepath.Dir(filepath.Dir(filepath.Dir(abs))); dir != "" {
+			if _, err := os.Stat(filepath.Join(dir, ".local", "run")); err == nil {
+				root = dir
+			}
+		}
+	}
+	start := time.Now()
+	res, err := bench.Run(ctx, bench.Options{
+		Scenario: sc, Root: e.cfg, RootPath: *cfgPath, Config: bc, Stage: *stage,
+		Duration: *duration, Messages: *messages, Forever: *forever, Shared: *shared || *forever,
+		Out: *out, Binary: exe, Roles: *roles, RepoRoot: root, Progress: os.Stderr, Log: e.log,
+	})
+	if res != nil {
+		summary := map[string]any{
+			"run_id": res.RunID, "scenario": res.Scenario, "stage": res.Stage, "sent": res.Sent, "delivered": res.Delivered,
+			"lost": res.Lost, "duplicates_visible": res.DuplicatesVisible, "msgs_per_min": int64(res.MsgsPerMin),
+			"delivered_per_min": int64(res.DeliveredPerMin), "p99_ms": res.Latency.EventToQueryable.P99Ms,
+			"wall_seconds": int(time.Since(start).Seconds()),
+		}
+		if res.Correctness != nil {
+			summary["correctness"] = res.Correctness
+		}
+		b, _ := json.Marshal(summary)
+		fmt.Println(string(b))
+		if *out != "" {
+			fmt.Fprintf(os.Stderr, "wrote %s and %s\n", filepath.Join(*out, "results.json"), filepath.Join(*out, "results.md"))
+		}
+	}
+	return err
+}
