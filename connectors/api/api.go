@@ -90,6 +90,10 @@ type Config struct {
 	Roles map[string]string `yaml:"roles"`
 	// Timezone is the zone that "today" means on the dashboard. Default UTC.
 	Timezone string `yaml:"timezone"`
+	// TopicPrefix is prepended to every catalog topic name the API writes
+	// and watches (shared clusters, tests); "" by default. It must match
+	// the prefix of the roles that read those topics (sinks.clickhouse).
+	TopicPrefix string `yaml:"topic_prefix"`
 	// PublishAckedAlert makes an acknowledgement also publish the
 	// ACKNOWLEDGED alert version to the alerts topic, instead of leaving
 	// that to the alerts processor. Default false.
@@ -242,13 +246,16 @@ type Topics struct {
 }
 
 // DefaultTopics returns the catalog topics.
-func DefaultTopics() Topics {
+func DefaultTopics() Topics { return PrefixedTopics("") }
+
+// PrefixedTopics returns the catalog topics with prefix prepended.
+func PrefixedTopics(prefix string) Topics {
 	var watched []string
 	for _, t := range topics.All() {
-		watched = append(watched, t.Name)
+		watched = append(watched, prefix+t.Name)
 	}
-	return Topics{Schedules: topics.Schedules, Commands: topics.Commands, ShadowDesired: topics.ShadowDesired,
-		AlertAcks: topics.AlertAcks, Alerts: topics.Alerts, Audit: topics.Audit, Watched: watched}
+	return Topics{Schedules: prefix + topics.Schedules, Commands: prefix + topics.Commands, ShadowDesired: prefix + topics.ShadowDesired,
+		AlertAcks: prefix + topics.AlertAcks, Alerts: prefix + topics.Alerts, Audit: prefix + topics.Audit, Watched: watched}
 }
 
 // defaultLagGroups are the catalog's consumer groups.
@@ -284,7 +291,7 @@ func WithAdmin(a *kadm.Client) Option { return func(s *Server) { s.adm = a } }
 // auth.demo_key_file (tests).
 func WithKeys(k KeySource) Option { return func(s *Server) { s.keys = k } }
 
-// WithTopics overrides the catalog topic names.
+// WithTopics overrides the topic names (and api.topic_prefix).
 func WithTopics(t Topics) Option { return func(s *Server) { s.topics = t } }
 
 // WithClock sets the clock (time.Now by default).
@@ -329,7 +336,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, topics: DefaultTopics(), now: time.Now}
+	s := &Server{cfg: cfg, topics: PrefixedTopics(cfg.TopicPrefix), now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -418,20 +425,25 @@ func (s *Server) Run(ctx context.Context) error {
 	if !first {
 		return errors.New("api: Run called twice")
 	}
-	defer func() {
-		for _, c := range s.closers {
-			c()
-		}
-	}()
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
+		s.closeClients()
 		return fmt.Errorf("api: listening on %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ctx, ln)
 }
 
-// Serve is Run on an existing listener (tests listen on port 0).
+func (s *Server) closeClients() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
+}
+
+// Serve is Run on an existing listener (tests listen on port 0). It
+// closes ln and the clients FromRoot created when it returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.closeClients()
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -2,14 +2,17 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/wardstream/wardstream/internal/runtime"
 )
@@ -130,7 +133,8 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 		h.Kafka = Component{Error: "no kafka admin client configured"}
 	} else {
 		h.Kafka = Component{OK: true}
-		offs, err := m.adm.ListEndOffsets(ctx, m.topics...)
+		// kadm reuses the variadic slice it is given: pass copies.
+		offs, err := m.adm.ListEndOffsets(ctx, slices.Clone(m.topics)...)
 		if err != nil {
 			h.Kafka = Component{Error: fmt.Sprintf("listing end offsets: %v", err)}
 		} else {
@@ -141,7 +145,7 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 			})
 		}
 		if len(m.groups) > 0 && h.Kafka.OK {
-			lags, err := m.adm.Lag(ctx, m.groups...)
+			lags, err := m.adm.Lag(ctx, slices.Clone(m.groups)...)
 			if err != nil {
 				h.Kafka = Component{Error: fmt.Sprintf("describing group lag: %v", err)}
 			}
@@ -151,7 +155,10 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 					continue
 				}
 				gl := GroupLag{Group: g, State: l.State, Members: len(l.Members)}
-				if err := l.Error(); err != nil {
+				if err := l.Error(); errors.Is(err, kerr.GroupIDNotFound) || (err == nil && l.State == "Dead") {
+					// The group's role has never run (or its group expired).
+					gl.State = "absent"
+				} else if err != nil {
 					gl.Error = err.Error()
 				} else {
 					gl.Lag = l.Lag.Total()

@@ -15,3 +15,5 @@ fi
 if [ -f deploy/local/onnxruntime.sh ]; then
   bash deploy/local/onnxruntime.sh >/dev/null
 fi
+# Headless Chromium for the api dashboard's browser test (connectors/api).
+dpkg -s chromium >/dev/null 2>&1 || { echo "deps: installing chromium"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
