@@ -32,6 +32,10 @@ type Config struct {
 	// flush waits for ClickHouse nothing more is fetched (partitions are
 	// paused), so memory stays bounded by this and the fetch buffer.
 	MaxBufferedRows int `yaml:"max_buffered_rows"`
+	// SessionTimeout is the consumer group session timeout (default 15s):
+	// how long a crashed replica's partitions wait before the group hands
+	// them to another replica.
+	SessionTimeout config.Duration `yaml:"session_timeout"`
 	// MaxPollRecords is the most records taken per poll (default 10000).
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// FetchMaxBytes bounds one fetch response (default 16 MiB).
@@ -81,6 +85,7 @@ func DefaultConfig() Config {
 		BatchAge:           config.Duration(time.Second),
 		MaxBufferedRows:    400_000,
 		MaxPollRecords:     10_000,
+		SessionTimeout:     config.Duration(15 * time.Second),
 		FetchMaxBytes:      16 << 20,
 		InsertTimeout:      config.Duration(30 * time.Second),
 		RetryBackoff:       config.Duration(200 * time.Millisecond),
@@ -115,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBufferedRows < c.BatchRows {
 		add("max_buffered_rows", "must be >= batch_rows (%d)", c.BatchRows)
+	}
+	if c.SessionTimeout.D() < 6*time.Second {
+		add("session_timeout", "must be >= 6s (the broker's group.min.session.timeout.ms default)")
 	}
 	if c.MaxPollRecords < 1 {
 		add("max_poll_records", "must be >= 1")

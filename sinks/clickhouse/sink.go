@@ -271,6 +271,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
 		kgo.FetchMaxBytes(s.cfg.FetchMaxBytes),
+		kgo.SessionTimeout(s.cfg.SessionTimeout.D()),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
