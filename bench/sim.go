@@ -327,6 +327,11 @@ func (f *Fleet) behave(profile string, d *Dose, grace, early, late time.Duration
 	default:
 		d.SendAt = d.Intake
 	}
+	if d.SendAt.Before(f.Start) {
+		// An early intake of the first live dose happened before the run:
+		// the device reports it at the start, after its schedule.
+		d.SendAt = f.Start
+	}
 }
 
 // PillEvents returns every pillcase message in send order: schedules at

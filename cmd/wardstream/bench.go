@@ -24,6 +24,8 @@ func cmdBench(ctx context.Context, args []string) error {
 	shared := fs.Bool("shared", false, "use the topology's own tenant, database and topics instead of an isolated run (demo mode)")
 	keep := fs.Bool("keep", false, "keep the run's ClickHouse database and topics after the run")
 	bin := fs.String("bin", "", "wardstream binary started for roles (default: this executable)")
+	rate := fs.Int("rate", 0, "override the scenario's rate: readings/s, or -1 for as fast as the path accepts (0 keeps the scenario's)")
+	batch := fs.Int("batch", 0, "override the scenario's readings per publish (1: one per publish; > 1: the seed's batched topic)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,9 +41,23 @@ func cmdBench(ctx context.Context, args []string) error {
 	if *duration > 0 && *messages > 0 {
 		return fmt.Errorf("%w: give --duration or --messages, not both", errUsage)
 	}
+	switch *stage {
+	case bench.StageAll, bench.StageMQTT, bench.StageKafka, bench.StageSink:
+	default:
+		return fmt.Errorf("%w: --stage %q is not all, mqtt, kafka or sink", errUsage, *stage)
+	}
 	sc, err := bench.LoadScenario(*scenario)
 	if err != nil {
 		return err
+	}
+	if *rate != 0 {
+		sc.Rate = *rate
+	}
+	if *batch != 0 {
+		sc.Transport.Batch = *batch
+	}
+	if err := sc.Validate(); err != nil {
+		return fmt.Errorf("scenario %s with flag overrides: %w", *scenario, err)
 	}
 	e, err := loadEnv(*cfgPath)
 	if err != nil {
