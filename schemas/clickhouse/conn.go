@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -34,20 +36,43 @@ func (a chConn) QueryStrings(ctx context.Context, q string, args ...any) ([][]st
 		return nil, err
 	}
 	defer rows.Close()
-	n := len(rows.Columns())
+	types := rows.ColumnTypes()
 	var out [][]string
 	for rows.Next() {
-		vals := make([]string, n)
-		ptrs := make([]any, n)
-		for i := range vals {
-			ptrs[i] = &vals[i]
+		ptrs := make([]any, len(types))
+		for i, ct := range types {
+			ptrs[i] = reflect.New(ct.ScanType()).Interface()
 		}
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
+		vals := make([]string, len(types))
+		for i, p := range ptrs {
+			vals[i] = formatValue(reflect.ValueOf(p).Elem().Interface())
+		}
 		out = append(out, vals)
 	}
 	return out, rows.Err()
+}
+
+// formatValue prints a scanned value the way clickhouse-client does.
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case time.Time:
+		return x.UTC().Format("2006-01-02 15:04:05")
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case float32:
+		return strconv.FormatFloat(float64(x), 'f', -1, 32)
+	case *string:
+		if x == nil {
+			return "NULL"
+		}
+		return *x
+	}
+	return fmt.Sprint(v)
 }
 
 // ExpiredPartitions returns, for compat servers (no TTL), the
