@@ -24,6 +24,8 @@ type progress struct {
 	last Sample
 	mu   sync.Mutex
 	line string
+	// baseDelivered is the rows visible before the run (shared runs).
+	baseDelivered int64
 }
 
 func newProgress(h *harness) *progress {
@@ -42,8 +44,9 @@ func (p *progress) baseline(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	s := Sample{T: 0, KafkaIn: p.kafkaIn(qctx)}
+	// Shared runs (demo) see the tenant's earlier rows: count from here.
 	if d, err := p.h.delivered(qctx, false); err == nil {
-		s.Delivered = d
+		p.baseDelivered = d
 	}
 	p.last = s
 	p.h.res.Timeline = append(p.h.res.Timeline, s)
@@ -92,7 +95,7 @@ func (p *progress) sample(ctx context.Context) {
 	defer cancel()
 	s := Sample{T: now.Sub(h.start).Seconds(), Sent: h.c.sent.Load(), Errors: h.c.errors.Load() + h.c.failed.Load()}
 	if d, err := h.delivered(qctx, false); err == nil {
-		s.Delivered = d
+		s.Delivered = d - p.baseDelivered
 	} else {
 		s.Delivered = p.last.Delivered
 	}

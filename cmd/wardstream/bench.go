@@ -92,7 +92,7 @@ func cmdBench(ctx context.Context, args []string) error {
 		Duration: *duration, Messages: *messages, Forever: *forever, Shared: *shared || *forever,
 		Out: *out, Binary: exe, Roles: *roles, RepoRoot: root, Progress: os.Stderr, Log: e.log,
 	})
-	if res != nil {
+	if res != nil && !(*forever && *out == "") {
 		summary := map[string]any{
 			"run_id": res.RunID, "scenario": res.Scenario, "stage": res.Stage, "sent": res.Sent, "delivered": res.Delivered,
 			"lost": res.Lost, "duplicates_visible": res.DuplicatesVisible, "msgs_per_min": int64(res.MsgsPerMin),

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# make demo: run wardstream end to end on this machine with a simulated ward.
+#
+# `make demo` has already built bin/wardstream and started Kafka, ClickHouse
+# and Mosquitto (make services). This script then
+#   1. applies the Kafka topics and the ClickHouse migrations,
+#   2. starts every role of this build as its own process (`wardstream run
+#      --roles X`), skipping, and saying so, any role not part of the build yet,
+#   3. prints the dashboard URL (the api role, with a demo token),
+#   4. runs a simulated ward (`wardstream bench --forever` with
+#      bench/scenarios/ward.yaml: 500 patients with schedules and behaviour
+#      profiles, vitals monitors, infusion pumps) whose live status line shows
+#      rate, lag and errors,
+# until Ctrl-C, which stops exactly the processes this script started.
+#
+# Environment: WARDSTREAM_CONFIG (topology, default deploy/local/topology.yaml),
+# DEMO_SCENARIO (default bench/scenarios/ward.yaml), DEMO_ROLES (default
+# "sink processors mqtt rtsp api"), DEMO_LOGS (role logs, default .local/demo).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 1
+BIN="$ROOT/bin/wardstream"
+CFG="${WARDSTREAM_CONFIG:-deploy/local/topology.yaml}"
+SCENARIO="${DEMO_SCENARIO:-bench/scenarios/ward.yaml}"
+ROLES="${DEMO_ROLES:-sink processors mqtt rtsp api}"
+LOGS="${DEMO_LOGS:-$ROOT/.local/demo}"
+
+say() { printf 'demo: %s\n' "$*" >&2; }
+die() {
+  printf 'demo: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+[ -x "$BIN" ] || die "$BIN is missing: run 'make demo' (it builds first) or 'make build'"
+if [ -f .local/services.env ]; then
+  set -a
+  # shellcheck disable=SC1091
+  . .local/services.env
+  set +a
+else
+  die ".local/services.env is missing: start the services with 'make services'"
+fi
+mkdir -p "$LOGS"
+
+PIDS=()
+NAMES=()
+stopping=0
+stop_all() {
+  ((stopping)) && return
+  stopping=1
+  trap - INT TERM EXIT
+  echo >&2
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    if kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      say "stopping ${NAMES[$i]} (pid ${PIDS[$i]})"
+      kill -TERM "${PIDS[$i]}" 2>/dev/null
+    fi
+  done
+  # Roles drain within their drain_timeout; then anything left is killed.
+  local deadline=$((SECONDS + 30))
+  for ((i = 0; i < ${#PIDS[@]}; i++)); do
+    while kill -0 "${PIDS[$i]}" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      say "${NAMES[$i]} did not drain in time: killing"
+      kill -KILL "${PIDS[$i]}" 2>/dev/null
+    fi
+    wait "${PIDS[$i]}" 2>/dev/null
+  done
+  say "stopped everything this demo started (the services keep running: 'make services-down' stops them)"
+}
+trap 'stop_all; exit 130' INT TERM
+trap 'stop_all' EXIT
+
+say "applying Kafka topics"
+"$BIN" topics apply --config "$CFG" >"$LOGS/topics.log" 2>&1 || die "topics apply failed: $(tail -3 "$LOGS/topics.log")"
+say "applying ClickHouse migrations"
+if ! "$BIN" migrate --config "$CFG" >"$LOGS/migrate.log" 2>&1; then
+  if grep -q "not part of this build" "$LOGS/migrate.log"; then
+    say "migrate is not part of this build yet: ClickHouse tables are not created"
+  else
+    die "migrate failed: $(tail -3 "$LOGS/migrate.log")"
+  fi
+fi
+
+# start_role NAME PORT: start one role and wait for /readyz (60 s).
+STARTED=()
+MISSING=()
+start_role() {
+  local name=$1 port=$2 log="$LOGS/role-$1.log"
+  "$BIN" run --roles "$name" --config "$CFG" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+  local pid=$!
+  local deadline=$((SECONDS + 60))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      if grep -q "not part of this build" "$log"; then
+        MISSING+=("$name")
+        say "role $name: not part of this build yet ($(grep -o 'issue [0-9]*' "$log" | head -1)); skipped"
+      else
+        say "role $name exited at start: $(tail -2 "$log" | tr '\n' ' ')"
+        MISSING+=("$name")
+      fi
+      return 0
+    fi
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+      PIDS+=("$pid")
+      NAMES+=("role $name")
+      STARTED+=("$name")
+      say "role $name ready (pid $pid, metrics http://127.0.0.1:$port/metrics, log $log)"
+      return 0
+    fi
+    sleep 0.3
+  done
+  PIDS+=("$pid")
+  NAMES+=("role $name")
+  STARTED+=("$name")
+  say "role $name started but not ready after 60 s (pid $pid); see $log"
+}
+
+port=9470
+for r in $ROLES; do
+  start_role "$r" "$port"
+  port=$((port + 1))
+done
+((${#STARTED[@]})) || die "no role could start"
+
+dashboard=""
+for r in "${STARTED[@]}"; do
+  if [ "$r" = api ]; then
+    dashboard="$("$BIN" token --config "$CFG" --url --role medical_staff 2>/dev/null || true)"
+  fi
+done
+echo >&2
+say "running roles: ${STARTED[*]}"
+((${#MISSING[@]})) && say "not running (not in this build yet or failed): ${MISSING[*]}"
+if [ -n "$dashboard" ]; then
+  say "dashboard: $dashboard"
+else
+  say "dashboard: none (the api role is not running)"
+fi
+stage=all
+if [[ " ${MISSING[*]} " == *" mqtt "* ]]; then
+  # Without the connector nothing would read the devices' MQTT traffic:
+  # the simulated devices write their records straight to Kafka instead.
+  stage=kafka
+  say "simulated ward: $SCENARIO, written straight to Kafka (the mqtt connector is not running)"
+else
+  say "simulated ward: $SCENARIO over MQTT (QoS1) through the connector"
+fi
+say "cameras: listed by the scenario but not simulated (no synthetic RTSP source is wired into the simulator yet)"
+say "Ctrl-C stops everything this demo started"
+echo >&2
+
+# The simulator runs in the foreground: its live line is the demo's status.
+"$BIN" bench --config "$CFG" --scenario "$SCENARIO" --stage "$stage" --forever --roles none &
+PIDS+=("$!")
+NAMES+=("simulated ward")
+wait "$!"
