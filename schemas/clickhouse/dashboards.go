@@ -104,7 +104,7 @@ func DashboardJSON(d Dashboard) ([]byte, error) {
 		})
 	}
 	doc := map[string]any{
-		"uid":      d.UID, "title": d.Title, "schemaVersion": 39, "version": 1, "editable": true,
+		"uid": d.UID, "title": d.Title, "schemaVersion": 39, "version": 1, "editable": true,
 		"tags": []string{"wardstream"}, "time": map[string]string{"from": "now-24h", "to": "now"}, "refresh": "30s",
 		"templating": map[string]any{"list": []any{
 			map[string]any{"name": "database", "type": "constant", "query": "wardstream", "hide": 2},
