@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -562,5 +563,20 @@ func TestDemoKeyJWKS(t *testing.T) {
 	srv.Handler().ServeHTTP(w, req)
 	if w.Code != 200 {
 		t.Fatalf("me with demo token: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestFailedAuthThrottledPerAddress(t *testing.T) {
+	h := newHarness(t, func(c *api.Config) { c.RateLimit.RequestsPerSecond = 1; c.RateLimit.Burst = 3 })
+	codes := []int{}
+	for i := 0; i < 5; i++ {
+		codes = append(codes, h.do("GET", "/api/v1/me", "forged.token.here", "").code)
+	}
+	if fmt.Sprint(codes) != "[401 401 401 429 429]" {
+		t.Fatalf("codes %v", codes)
+	}
+	// A valid token from the same address is its user's bucket, not the address's.
+	if r := h.do("GET", "/api/v1/me", h.token("ok", "hospital-a", api.RoleAnalyst), ""); r.code != 200 {
+		t.Fatalf("valid token after throttled failures: %d", r.code)
 	}
 }

@@ -54,6 +54,9 @@ type Principal struct {
 	Tenant string
 	// Roles are the caller's known roles, sorted.
 	Roles []string
+	// Expires is when the token expires; long-lived responses (the live
+	// stream) end then.
+	Expires time.Time
 }
 
 // Has reports whether p holds any of roles.
@@ -148,6 +151,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		return nil, ErrNoRole
 	}
 	slices.Sort(p.Roles)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Time
+	}
 	return p, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -166,6 +167,12 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 		var err error
 		p, err = s.authenticate(r)
 		if err != nil {
+			// Failed attempts count against the client address, so that
+			// token guessing is throttled like any user.
+			if ok, wait := s.limiter.Allow("addr:" + clientHost(r)); !ok {
+				s.metrics.limited.Inc()
+				return s.fail(w, &httpError{status: http.StatusTooManyRequests, msg: "too many failed authentications; slow down", retry: wait})
+			}
 			return s.fail(w, err)
 		}
 		if !p.Has(rt.roles...) {
@@ -218,6 +225,17 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 	}
 	writeJSON(w, status, out)
 	return status
+}
+
+// clientHost is the request's peer address without the port. We do not
+// trust X-Forwarded-For: behind a proxy all failures share one bucket,
+// which errs on the safe side.
+func clientHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // errStore marks store failures (wrapped by handlers) for the metrics.

@@ -67,9 +67,14 @@ func TestKafkaPublisherAndLag(t *testing.T) {
 		t.Fatalf("audit record %v", a)
 	}
 
-	// 10 vitals produced, a group that committed 4 of them: lag 6.
+	// 10 vitals produced to partition 0, a group that committed 4 of them: lag 6.
+	manual, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
 	for i := 0; i < 10; i++ {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topics.Vitals, Partition: 0, Value: []byte("x")}).FirstErr(); err != nil {
+		if err := manual.ProduceSync(ctx, &kgo.Record{Topic: topics.Vitals, Partition: 0, Value: []byte("x")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -172,5 +177,42 @@ func BenchmarkListAlerts(b *testing.B) {
 		if r := h.do("GET", "/api/v1/alerts?state=OPEN", tok, ""); r.code != 200 {
 			b.Fatal(r.code)
 		}
+	}
+}
+
+// TestStreamEndsWhenTokenExpires: a live stream does not outlive its token.
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	h := newHarness(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = h.srv.Serve(ctx, ln) }()
+	tok, err := h.key.Mint(h.cfg.Auth, api.TokenRequest{User: "short", Tenant: "hospital-a", Roles: []string{api.RoleAnalyst},
+		Issuer: h.cfg.Auth.Issuer, Audience: h.cfg.Auth.Audience, TTL: 1500 * time.Millisecond}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/v1/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sawExpired := false
+	for sc.Scan() {
+		if sc.Text() == "event: expired" {
+			sawExpired = true
+		}
+	}
+	// jwt exp has one-second resolution: the token ends within [0.5s, 2.5s].
+	if el := time.Since(start); !sawExpired || el > 5*time.Second {
+		t.Fatalf("stream ended after %v, expired event %v", el, sawExpired)
 	}
 }

@@ -229,10 +229,22 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 	fl.Flush()
 	heartbeat := time.NewTicker(15 * time.Second)
 	defer heartbeat.Stop()
+	// The token was checked once, at connect: end the stream when it
+	// expires, so that the client must come back with a fresh one.
+	var expired <-chan time.Time
+	if !p.Expires.IsZero() {
+		t := time.NewTimer(time.Until(p.Expires))
+		defer t.Stop()
+		expired = t.C
+	}
 	id := 0
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-expired:
+			fmt.Fprint(w, "event: expired\ndata: {}\n\n")
+			fl.Flush()
 			return
 		case <-s.hub.done:
 			return
