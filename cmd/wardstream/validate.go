@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/wardstream/wardstream/bench"
 	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
@@ -44,7 +45,8 @@ func sectionChecks() []sectionCheck {
 			check: func(r *config.Root) error { _, err := chsink.Load(r); return err }},
 		{path: "api", node: func(r *config.Root) *yaml.Node { return &r.API },
 			check: func(r *config.Root) error { _, err := api.LoadConfig(r); return err }},
-		{path: "bench", node: func(r *config.Root) *yaml.Node { return &r.Bench }, pending: "wardstream bench (issue 7)"},
+		{path: "bench", node: func(r *config.Root) *yaml.Node { return &r.Bench },
+			check: func(r *config.Root) error { _, err := bench.LoadConfig(r); return err }},
 		{path: deploy.ScalingSection, node: func(r *config.Root) *yaml.Node { return &r.Scaling },
 			check: func(r *config.Root) error {
 				s, err := deploy.DecodeScaling(r)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // shippedTopologies are every topology file the repository ships.
@@ -71,6 +73,7 @@ func TestValidateProblemsCarryLines(t *testing.T) {
 		{"api section is checked by the api role", "api:\n  listen: nope\n  auth: {demo_key_file: k.pem}\n",
 			[]string{`line 2: api.listen: "nope" is not host:port`}},
 		{"api section strict", "api:\n  auth: {demo_key_file: k.pem}\n  lisen: x\n", []string{"line 3: api: unknown field lisen"}},
+		{"bench section is checked by bench", "bench:\n  poll_interval: 1ms\n", []string{"line 2: bench.poll_interval: must be >= 10ms"}},
 		{"scaling unknown key", "scaling:\n  sinks: {replicas: 2}\n", []string{"line 2: scaling: unknown field sinks"}},
 	}
 	for _, c := range cases {
@@ -105,18 +108,40 @@ func TestValidateAbsentSectionIsANote(t *testing.T) {
 }
 
 func TestValidateReportsUncheckedSections(t *testing.T) {
-	res := validateTopology([]byte("tenant: a\nbench:\n  anything: 1\n"))
-	found := false
-	for _, s := range res.sections {
-		if strings.HasPrefix(s, "bench\t") {
-			found = true
-			if res.unchecked > 0 && !strings.Contains(s, "not checked") {
-				t.Fatalf("bench section %q: an unchecked section must say so", s)
+	// Every present section is either checked by its role's Config or
+	// reported as "not checked", never silently passed.
+	tree := map[string]any{"tenant": "a"}
+	for _, sc := range sectionChecks() {
+		m := tree
+		parts := strings.Split(sc.path, ".")
+		for _, p := range parts[:len(parts)-1] {
+			if _, ok := m[p]; !ok {
+				m[p] = map[string]any{}
 			}
+			m = m[p].(map[string]any)
+		}
+		m[parts[len(parts)-1]] = map[string]any{"zz_unknown_key": 1}
+	}
+	doc, err := yaml.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := validateTopology(doc)
+	unknown := 0
+	for _, p := range res.problems {
+		if strings.Contains(p.Msg, "unknown field zz_unknown_key") {
+			unknown++
 		}
 	}
-	if !found {
-		t.Fatalf("no bench section line in %v", res.sections)
+	notChecked := 0
+	for _, s := range res.sections {
+		if strings.Contains(s, "\tnot checked") {
+			notChecked++
+		}
+	}
+	if unknown+notChecked != len(sectionChecks()) || res.unchecked != notChecked {
+		t.Fatalf("%d sections: %d rejected the unknown key, %d not checked (unchecked=%d)\n%v\n%v",
+			len(sectionChecks()), unknown, notChecked, res.unchecked, res.problems, res.sections)
 	}
 }
 

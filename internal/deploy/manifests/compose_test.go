@@ -3,6 +3,7 @@ package manifests_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -165,6 +166,73 @@ func TestComposeParses(t *testing.T) {
 		if slices.Contains([]string(s.Command), "--roles") && !strings.Contains(string(prom), name+":"+port) {
 			t.Errorf("prometheus.yml does not scrape %s:%s", name, port)
 		}
+	}
+}
+
+// TestGrafanaDataSources checks that every data source the dashboards of
+// deploy/grafana use is provisioned in the compose stack, with its type.
+func TestGrafanaDataSources(t *testing.T) {
+	var prov struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+		} `yaml:"datasources"`
+	}
+	data, err := os.ReadFile(filepath.Join(composeDir, "grafana", "provisioning", "datasources", "wardstream.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yamlv3.Unmarshal(data, &prov); err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]string{}
+	for _, d := range prov.Datasources {
+		have[d.UID] = d.Type
+	}
+	dashboards, err := filepath.Glob("../../../deploy/grafana/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dashboards) == 0 {
+		t.Skip("no dashboards in deploy/grafana yet")
+	}
+	used := 0
+	for _, f := range dashboards {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var walk func(v any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				if ds, ok := x["datasource"].(map[string]any); ok {
+					uid, _ := ds["uid"].(string)
+					typ, _ := ds["type"].(string)
+					if uid != "" && !strings.HasPrefix(uid, "$") {
+						used++
+						if got, ok := have[uid]; !ok || (typ != "" && got != typ) {
+							t.Errorf("%s: data source %s (%s) is not provisioned (have %v)", filepath.Base(f), uid, typ, have)
+						}
+					}
+				}
+				for _, c := range x {
+					walk(c)
+				}
+			case []any:
+				for _, c := range x {
+					walk(c)
+				}
+			}
+		}
+		var doc any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		walk(doc)
+	}
+	if used == 0 {
+		t.Fatal("the dashboards reference no data source uid; the check would prove nothing")
 	}
 }
 
