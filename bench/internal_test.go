@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestSetPath(t *testing.T) {
+	cases := []struct {
+		name, in string
+		path     []string
+		value    string
+		want     []string
+	}{
+		{"replace scalar", "tenant: a\nkafka:\n  brokers: [x:1]\n", []string{"tenant"}, "bench-1", []string{"tenant: bench-1", "brokers:"}},
+		{"nested existing", "clickhouse:\n  database: wardstream\n  username: default\n", []string{"clickhouse", "database"}, "bench_1", []string{"database: bench_1", "username: default"}},
+		{"create mappings", "tenant: a\n", []string{"sinks", "clickhouse", "group"}, "g1", []string{"sinks:", "clickhouse:", "group: g1"}},
+		{"numeric-looking value stays a string", "tenant: a\n", []string{"tenant"}, "123", []string{`tenant: "123"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var doc yaml.Node
+			if err := yaml.Unmarshal([]byte(c.in), &doc); err != nil {
+				t.Fatal(err)
+			}
+			setPath(&doc, c.path, c.value)
+			out, err := yaml.Marshal(&doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestProcSampleSelf(t *testing.T) {
+	p := WatchPid("self", os.Getpid())
+	p.Sample(time.Now())
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) { // burn CPU so utime moves
+	}
+	p.Sample(time.Now())
+	u := p.Usage()
+	if u.RSSMiB <= 0 || u.PeakRSSMiB < u.RSSMiB {
+		t.Errorf("rss: %+v", u)
+	}
+	if u.CPUSeconds <= 0 || u.AvgCores <= 0 || u.WindowSecs <= 0 {
+		t.Errorf("cpu: %+v", u)
+	}
+	if _, _, err := readProc(1 << 30); err == nil {
+		t.Error("reading a non-existent pid succeeded")
+	}
+}
+
+func TestQuantiles(t *testing.T) {
+	var ms []float64
+	for i := 1; i <= 100; i++ {
+		ms = append(ms, float64(101-i))
+	}
+	q := quantiles(ms, "probes", 250*time.Millisecond)
+	if q.P50Ms != 50 || q.P95Ms != 95 || q.P99Ms != 99 || q.MaxMs != 100 || q.Samples != 100 || q.ResolutionMs != 250 {
+		t.Errorf("%+v", q)
+	}
+	if e := quantiles(nil, "x", 0); e.Samples != 0 || e.P99Ms != 0 {
+		t.Errorf("%+v", e)
+	}
+}
+
+func TestInListEscapes(t *testing.T) {
+	if got := inList([]string{"a", "b'c", `d\`}); got != `'a','b\'c','d\\'` {
+		t.Errorf("got %s", got)
+	}
+}
+
+func TestStageRoles(t *testing.T) {
+	cases := map[string]string{StageAll: "sink,processors,mqtt", StageMQTT: "mqtt", StageKafka: "sink,processors", StageSink: "sink"}
+	for st, want := range cases {
+		if got := strings.Join(stageRoles(st, false), ","); got != want {
+			t.Errorf("%s: %s, want %s", st, got, want)
+		}
+	}
+	if got := strings.Join(stageRoles(StageAll, true), ","); got != "sink,processors,mqtt,rtsp" {
+		t.Errorf("cameras: %s", got)
+	}
+}
