@@ -1,0 +1,377 @@
+package clickhouse
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
+
+	"github.com/wardstream/wardstream/internal/config"
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+func TestConfig(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		errs       []string
+	}{
+		{"defaults", ``, nil},
+		{"tuned", "batch_rows: 5000\nbatch_age: 250ms\nmax_buffered_rows: 20000\ntopics: [wardstream.vitals]\n", nil},
+		{"bad values", "batch_rows: 0\nbatch_age: 0s\nbreaker_failures: 0\ntopics: [nope]\nsession_timeout: 1s\n",
+			[]string{"sinks.clickhouse.batch_rows", "sinks.clickhouse.batch_age", "sinks.clickhouse.breaker_failures", "sinks.clickhouse.topics[0]", "sinks.clickhouse.session_timeout"}},
+		{"buffer below batch", "batch_rows: 1000\nmax_buffered_rows: 10\n", []string{"sinks.clickhouse.max_buffered_rows"}},
+		{"unknown key", "batch_size: 3\n", []string{"unknown field batch_size"}},
+		{"bi user", "bi_users: [{name: bi}]\n", []string{"sinks.clickhouse.bi_users[0]"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := config.Default()
+			var doc yaml.Node
+			if err := yaml.Unmarshal([]byte("clickhouse:\n"+indent(c.yaml)), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if c.yaml != "" {
+				root.Sinks.ClickHouse = *doc.Content[0].Content[1]
+			}
+			_, err := Load(&root)
+			if len(c.errs) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %v", c.errs)
+			}
+			for _, e := range c.errs {
+				if !strings.Contains(err.Error(), e) {
+					t.Errorf("error %q lacks %q", err, e)
+				}
+			}
+		})
+	}
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  {}\n"
+	}
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+// TestEveryTopicRouted: every catalog topic has a table and its mapper
+// matches the table's columns (New checks each mapper against the schema).
+func TestEveryTopicRouted(t *testing.T) {
+	root := config.Default()
+	s, err := New(&root, DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.KafkaTopics()) != len(topics.All()) {
+		t.Fatalf("%d topics consumed, catalog has %d", len(s.KafkaTopics()), len(topics.All()))
+	}
+	written := map[string]bool{}
+	for _, tb := range s.tables {
+		written[tb.table.Name] = true
+		if !strings.HasPrefix(tb.insert, "INSERT INTO wardstream."+tb.table.Name+" (tenant, event_id, event_time, ingest_time, source, ") {
+			t.Errorf("insert without explicit column list: %s", tb.insert)
+		}
+	}
+	for _, tb := range chschema.Tables() {
+		if !written[tb.Name] {
+			t.Errorf("table %s is written by no topic", tb.Name)
+		}
+	}
+}
+
+// harness is a sink with a kfake Kafka client, no ClickHouse.
+func harness(t *testing.T) (*Sink, *kfake.Cluster) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.DeadLetters, topics.Vitals, topics.Detections, topics.Schedules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	root := config.Default()
+	cfg := DefaultConfig()
+	cfg.Topics = []string{topics.Vitals, topics.Detections, topics.Schedules, topics.DeadLetters}
+	s, err := New(&root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.cl.Close)
+	for _, tp := range cfg.Topics {
+		for p := int32(0); p < 3; p++ {
+			s.assigned[partKey{tp, p}] = true
+		}
+	}
+	return s, c
+}
+
+func rec(t *testing.T, topic string, part int32, off int64, m proto.Message) *kgo.Record {
+	t.Helper()
+	var v []byte
+	if m != nil {
+		var err error
+		if v, err = codec.Marshal(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &kgo.Record{Topic: topic, Partition: part, Offset: off, Value: v, Key: []byte("k"), Timestamp: time.UnixMilli(1_700_000_000_000)}
+}
+
+func (s *Sink) table(name string) *tableBuf {
+	for _, tb := range s.tables {
+		if tb.table.Name == name {
+			return tb
+		}
+	}
+	return nil
+}
+
+// TestRecordsToRowsAndCommitPoints follows records of one partition into
+// two tables and checks where the partition may be committed as batches
+// are acknowledged in a different order.
+func TestRecordsToRowsAndCommitPoints(t *testing.T) {
+	s, _ := harness(t)
+	ctx := context.Background()
+	frame := &pb.FrameDetections{Meta: &pb.Meta{EventId: "f1", Tenant: "h"}, CameraId: "cam", Detections: []*pb.Detection{{ClassName: "person"}, {ClassName: "bed"}}}
+	steps := []*kgo.Record{
+		rec(t, topics.Vitals, 0, 10, vitalsMsg("v1")),
+		rec(t, topics.Detections, 0, 5, frame),
+		rec(t, topics.Vitals, 0, 11, vitalsMsg("v2")),
+		rec(t, topics.Schedules, 1, 7, nil), // tombstone: no row
+	}
+	for _, r := range steps {
+		if err := s.record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vit, frames, dets := s.table(chschema.TVitals), s.table(chschema.TFrames), s.table(chschema.TDetections)
+	if vit.rows != 2 || frames.rows != 1 || dets.rows != 2 || s.buffered != 5 {
+		t.Fatalf("rows vitals %d frames %d detections %d buffered %d", vit.rows, frames.rows, dets.rows, s.buffered)
+	}
+	for _, tb := range []*tableBuf{vit, frames, dets} {
+		n := reflect.ValueOf(tb.cols[0]).Elem().Field(0).Len()
+		for i, c := range tb.cols {
+			if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != n || l != tb.rows {
+				t.Fatalf("%s column %d has %d values, want %d", tb.table.Name, i, l, tb.rows)
+			}
+		}
+	}
+	if got := vit.cols[1].(*typed[string]).v; got[0] != "v1" || got[1] != "v2" {
+		t.Fatalf("event ids %v", got)
+	}
+	if got := vit.cols[0].(*typed[string]).v[0]; got != "default" {
+		t.Fatalf("tenant fallback = %q, want the topology tenant", got)
+	}
+	pv, pd, ps := partKey{topics.Vitals, 0}, partKey{topics.Detections, 0}, partKey{topics.Schedules, 1}
+	check := func(pk partKey, want int64) {
+		t.Helper()
+		if got, _ := s.commitPoint(pk); got != want {
+			t.Fatalf("commit point %v = %d, want %d", pk, got, want)
+		}
+	}
+	check(pv, 10)
+	check(pd, 5)
+	check(ps, 8) // nothing pending: after the tombstone
+	// The frames batch is acknowledged, detections not yet: still 5.
+	frames.reset()
+	check(pd, 5)
+	dets.reset()
+	check(pd, 6)
+	// Re-delivered records (offset below next) are skipped.
+	if err := s.record(ctx, rec(t, topics.Vitals, 0, 10, vitalsMsg("v1"))); err != nil {
+		t.Fatal(err)
+	}
+	if vit.rows != 2 {
+		t.Fatalf("re-delivered record added a row")
+	}
+	// Revoked partitions' records are ignored.
+	delete(s.assigned, partKey{topics.Vitals, 2})
+	if err := s.record(ctx, rec(t, topics.Vitals, 2, 0, vitalsMsg("v9"))); err != nil || vit.rows != 2 {
+		t.Fatalf("record of a revoked partition was converted (err %v)", err)
+	}
+	// Dropping everything (failed flush on revoke) rewinds to the commit point.
+	s.dropAll()
+	if s.rewind[pv] != 10 || s.buffered != 0 || vit.rows != 0 {
+		t.Fatalf("rewind %v buffered %d", s.rewind, s.buffered)
+	}
+}
+
+func vitalsMsg(id string) *pb.VitalsTelemetry {
+	return &pb.VitalsTelemetry{Meta: &pb.Meta{EventId: id, EventTimeMs: 1_700_000_000_123}, DeviceId: "d", HeartRate: 70, Extra: map[string]float64{"b": 2, "a": 1}}
+}
+
+// TestDeadLetters: undecodable and unconvertible records go to the
+// dead-letter topic with the reason; a broken dead letter is written to
+// the dead_letters table directly.
+func TestDeadLetters(t *testing.T) {
+	s, c := harness(t)
+	ctx := context.Background()
+	cases := []struct {
+		r      *kgo.Record
+		reason string
+	}{
+		{&kgo.Record{Topic: topics.Vitals, Partition: 1, Offset: 3, Key: []byte("dev"), Value: []byte{0xff, 0xff, 0xff}}, "decode"},
+		{rec(t, topics.Vitals, 1, 4, &pb.VitalsTelemetry{DeviceId: "no-event-id"}), "convert"},
+		{rec(t, topics.Schedules, 0, 1, &pb.DoseSchedule{Meta: &pb.Meta{EventId: "s"}}), "convert"},
+	}
+	for _, tc := range cases {
+		if err := s.record(ctx, tc.r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.table(chschema.TVitals).rows != 0 || s.table(chschema.TSchedules).rows != 0 {
+		t.Fatal("a bad record produced rows")
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topics.DeadLetters), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var got []*pb.DeadLetter
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for len(got) < len(cases) && pctx.Err() == nil {
+		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			dl := &pb.DeadLetter{}
+			if err := codec.Unmarshal(r.Value, dl); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, dl)
+		})
+	}
+	if len(got) != len(cases) {
+		t.Fatalf("%d dead letters, want %d", len(got), len(cases))
+	}
+	seen := map[int64]string{}
+	for _, dl := range got {
+		seen[dl.SourceOffset] = dl.Reason
+		if dl.Stage != "sink" || dl.Error == "" || dl.Meta.GetEventId() == "" {
+			t.Errorf("dead letter lacks stage/error/id: %v", dl)
+		}
+	}
+	for _, tc := range cases {
+		if seen[tc.r.Offset] != tc.reason {
+			t.Errorf("offset %d: reason %q, want %q", tc.r.Offset, seen[tc.r.Offset], tc.reason)
+		}
+	}
+	// A dead letter that cannot be decoded: straight into dead_letters.
+	if err := s.record(ctx, &kgo.Record{Topic: topics.DeadLetters, Partition: 0, Offset: 9, Value: []byte{0xff}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.table(chschema.TDeadLetters).rows; n != 1 {
+		t.Fatalf("dead_letters rows = %d, want 1", n)
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	b := breaker{base: 100 * time.Millisecond, max: time.Second, cooldown: 3 * time.Second, threshold: 3}
+	w1 := b.failure()
+	w2 := b.failure()
+	if b.open() || w1 < 50*time.Millisecond || w1 > 100*time.Millisecond || w2 < 100*time.Millisecond || w2 > 200*time.Millisecond {
+		t.Fatalf("backoff %v %v open %v", w1, w2, b.open())
+	}
+	if w := b.failure(); !b.open() || w != 3*time.Second {
+		t.Fatalf("third failure: wait %v open %v", w, b.open())
+	}
+	b.success()
+	if b.open() {
+		t.Fatal("breaker open after success")
+	}
+	b = breaker{base: time.Second, max: 2 * time.Second, cooldown: time.Second, threshold: 100}
+	for i := 0; i < 70; i++ {
+		if w := b.failure(); w > 2*time.Second || w <= 0 {
+			t.Fatalf("failure %d: wait %v beyond max", i, w)
+		}
+	}
+}
+
+// FuzzConvert feeds arbitrary bytes as the value of every catalog topic:
+// conversion never panics, and either adds whole rows (every column the
+// same length) or rejects the record.
+func FuzzConvert(f *testing.F) {
+	v, _ := codec.Marshal(vitalsMsg("x"))
+	f.Add(uint8(0), v)
+	f.Add(uint8(3), []byte{0x0a, 0x02, 0x12, 0x00})
+	f.Add(uint8(7), []byte{})
+	f.Add(uint8(9), []byte{0xff})
+	root := config.Default()
+	all := topics.All()
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		s, err := New(&root, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := all[int(which)%len(all)]
+		msg := tp.New()
+		if err := codec.Unmarshal(data, msg); err != nil {
+			return // would be dead-lettered as "decode"
+		}
+		rc := recCtx{defaultTenant: "t", recordMs: 1}
+		for _, rt := range s.routes[tp.Name] {
+			tb := rt.tb
+			before := tb.rows
+			err := rt.fn(msg, &rc, func() *rowWriter { tb.rows++; return tb.emit() })
+			if err != nil {
+				if tb.rows != before {
+					t.Fatalf("%s: mapper emitted rows and then failed", tp.Name)
+				}
+				continue
+			}
+			if tb.w.err != nil {
+				t.Fatalf("%s: %v", tp.Name, tb.w.err)
+			}
+			for i, c := range tb.cols {
+				if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != tb.rows {
+					t.Fatalf("%s.%s has %d values for %d rows", tb.table.Name, tb.table.Columns[i].Name, l, tb.rows)
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkConvertVitals is the sink's per-record hot path: decode a vitals
+// record and append it to the columnar batch.
+func BenchmarkConvertVitals(b *testing.B) {
+	root := config.Default()
+	cfg := DefaultConfig()
+	cfg.Topics = []string{topics.Vitals}
+	s, err := New(&root, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.assigned[partKey{topics.Vitals, 0}] = true
+	m := vitalsMsg("ev-000000001")
+	m.Present = []string{"heartRate", "spo2"}
+	m.Extra = nil
+	v, _ := codec.Marshal(m)
+	r := &kgo.Record{Topic: topics.Vitals, Value: v, Timestamp: time.Now()}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(v)))
+	for i := 0; b.Loop(); i++ {
+		r.Offset = int64(i)
+		if err := s.record(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		if s.table(chschema.TVitals).rows >= 100_000 {
+			s.table(chschema.TVitals).reset()
+			s.buffered = 0
+		}
+	}
+}
