@@ -155,6 +155,7 @@ type scaledObjectCR struct {
 		} `json:"advanced,omitempty"`
 		Triggers []struct {
 			Type              string            `json:"type"`
+			MetricType        string            `json:"metricType,omitempty"`
 			Metadata          map[string]string `json:"metadata"`
 			AuthenticationRef *struct {
 				Name string `json:"name"`
@@ -859,6 +860,16 @@ func (b *built) checkScaling(t *testing.T) {
 		}
 		for i, tr := range so.Spec.Triggers {
 			tw := fmt.Sprintf("%s: trigger %d", where, i)
+			if role == "mqtt" || role == "api" {
+				// Not consumer-group roles: they scale on CPU.
+				if v, err := strconv.Atoi(tr.Metadata["value"]); tr.Type != "cpu" || tr.MetricType != "Utilization" || err != nil || v < 10 || v > 95 {
+					t.Errorf("%s: want a cpu Utilization trigger with a value in 10..95, got %+v", tw, tr)
+				}
+				if h.LagThreshold != 0 {
+					t.Errorf("%s: topology gives %s a lag threshold, but it scales on CPU", tw, role)
+				}
+				continue
+			}
 			if tr.Type != "kafka" {
 				t.Errorf("%s: type %q, want kafka (consumer lag)", tw, tr.Type)
 				continue
@@ -889,6 +900,11 @@ func (b *built) checkScaling(t *testing.T) {
 	for _, role := range []string{"processors", "sink"} {
 		if !scaled[role] {
 			t.Errorf("no ScaledObject scales %s on consumer lag", role)
+		}
+	}
+	for role, h := range hints {
+		if h.MaxReplicas > h.Replicas && !scaled[role] {
+			t.Errorf("topology scaling.%s allows %d..%d instances but no ScaledObject scales it", role, h.Replicas, h.MaxReplicas)
 		}
 	}
 	if err := s.Check(b.topology.Kafka, 0); err != nil {
