@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"encoding/json"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +91,27 @@ func TestStageRoles(t *testing.T) {
 	}
 	if got := strings.Join(stageRoles(StageAll, true), ","); got != "sink,processors,mqtt,rtsp" {
 		t.Errorf("cameras: %s", got)
+	}
+}
+
+// The hand-written telemetry JSON must say exactly what the generic
+// encoder says.
+func TestAppendTelemetryMatchesGeneric(t *testing.T) {
+	at := time.Date(2026, 3, 10, 9, 0, 0, 123e6, time.UTC)
+	for _, r := range []Reading{
+		{Kind: KindVitals, DeviceID: "d\"1", DeviceType: TypeMonitor, PatientID: "p1", EventID: "e1", EventTime: at,
+			HeartRate: 72, SystolicBP: 118.5, DiastolicBP: 79, SpO2: 97.3, Temperature: 36.8, RespiratoryRate: 16},
+		{Kind: KindPump, DeviceID: "d2", DeviceType: TypePump, EventID: "e2", EventTime: at, MedicationDose: 5.01, AdministrationRate: 2.5, BatteryLevel: 80},
+		{Kind: KindPumpFailure, DeviceID: "d3", DeviceType: TypePump, PatientID: "p3", EventID: "e3\n", EventTime: at, Severity: 8, AlertType: "PUMP_FAILURE", BatteryLevel: 80},
+	} {
+		var fast, generic map[string]any
+		if err := json.Unmarshal(appendTelemetry(nil, &r, ""), &fast); err != nil {
+			t.Fatalf("fast JSON invalid: %v: %s", err, appendTelemetry(nil, &r, ""))
+		}
+		gb, _ := json.Marshal(deviceJSON(&r))
+		_ = json.Unmarshal(gb, &generic)
+		if !reflect.DeepEqual(fast, generic) {
+			t.Errorf("kind %d:\nfast    %v\ngeneric %v", r.Kind, fast, generic)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"time"
 
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
@@ -450,9 +451,12 @@ func (g *TelemetryGen) base(d Device, now time.Time, k int) Reading {
 	g.seq++
 	// Readings of one batch are a millisecond apart, as a device that
 	// buffered them would stamp them.
+	id := make([]byte, 0, len(g.f.RunID)+12)
+	id = append(append(id, g.f.RunID...), "-t"...)
+	id = strconv.AppendUint(id, g.seq, 10)
 	return Reading{
 		DeviceID: d.ID, DeviceType: d.Type, PatientID: d.PatientID,
-		EventID:   fmt.Sprintf("%s-t%d", g.f.RunID, g.seq),
+		EventID:   string(id),
 		EventTime: now.Add(time.Duration(k-0) * time.Millisecond).Truncate(time.Millisecond),
 		Probe:     g.probe > 0 && g.seq%g.probe == 0,
 	}
