@@ -557,7 +557,7 @@ func (s *Server) listAlerts(rc *reqCtx) (int, any, error) {
 	if err != nil {
 		return 0, nil, storeErr(err)
 	}
-	return http.StatusOK, map[string]any{"alerts": pbList(alerts)}, nil
+	return http.StatusOK, listBody("alerts", alerts), nil
 }
 
 func (s *Server) getAlert(rc *reqCtx) (int, any, error) {
@@ -769,7 +769,7 @@ func (s *Server) listAnomalies(rc *reqCtx) (int, any, error) {
 	if err != nil {
 		return 0, nil, storeErr(err)
 	}
-	return http.StatusOK, map[string]any{"anomalies": pbList(rows)}, nil
+	return http.StatusOK, listBody("anomalies", rows), nil
 }
 
 func (s *Server) listCameraEvents(rc *reqCtx) (int, any, error) {
@@ -787,7 +787,7 @@ func (s *Server) listCameraEvents(rc *reqCtx) (int, any, error) {
 	if err != nil {
 		return 0, nil, storeErr(err)
 	}
-	return http.StatusOK, map[string]any{"cameraEvents": pbList(rows)}, nil
+	return http.StatusOK, listBody("cameraEvents", rows), nil
 }
 
 // --- pipeline health and dashboard ---

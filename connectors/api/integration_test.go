@@ -6,11 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -588,5 +590,67 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 	t.Logf("acknowledge click -> gone from the page: %v", time.Since(clicked).Round(time.Millisecond))
 	if remaining := text(`#alerts tbody`); !strings.Contains(remaining, "pat-101") {
 		t.Fatalf("the other open alert vanished too: %q", remaining)
+	}
+}
+
+// TestIntegrationReadLatency measures read latency against the real
+// ClickHouse on loopback: 4 clients for 3 s each on the dashboard (5
+// queries per request) and on the alerts list. It logs p50/p95/p99 and
+// requests per second and fails only when requests fail or p99 exceeds 2 s.
+func TestIntegrationReadLatency(t *testing.T) {
+	e := openIT(t)
+	e.seed(t)
+	tp, cl := uniqueTopics(t, e)
+	srv, token := itServer(t, e, tp, cl, func(c *api.Config) { c.RateLimit.RequestsPerSecond = 1e6; c.RateLimit.Burst = 1e6 })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = srv.Serve(ctx, ln) }()
+	tok := token(api.RoleMedicalStaff)
+	for _, path := range []string{"/api/v1/dashboard", "/api/v1/alerts?state=OPEN,ESCALATED"} {
+		var mu sync.Mutex
+		var lat []time.Duration
+		failures := 0
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Since(start) < 3*time.Second {
+					req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+path, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					t0 := time.Now()
+					resp, err := http.DefaultClient.Do(req)
+					d := time.Since(t0)
+					mu.Lock()
+					if err != nil || resp.StatusCode != 200 {
+						failures++
+					} else {
+						lat = append(lat, d)
+					}
+					mu.Unlock()
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		if failures > 0 || len(lat) == 0 {
+			t.Fatalf("%s: %d failed requests, %d ok", path, failures, len(lat))
+		}
+		slices.Sort(lat)
+		q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+		t.Logf("%s: %d requests in %v (%.0f req/s, 4 clients): p50 %v p95 %v p99 %v", path, len(lat), el.Round(time.Millisecond),
+			float64(len(lat))/el.Seconds(), q(0.50).Round(time.Millisecond), q(0.95).Round(time.Millisecond), q(0.99).Round(time.Millisecond))
+		if q(0.99) > 2*time.Second {
+			t.Errorf("%s: p99 %v above 2s", path, q(0.99))
+		}
 	}
 }
