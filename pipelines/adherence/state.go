@@ -1,0 +1,265 @@
+package adherence
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardstream/wardstream/pipelines/schedule"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+// State is one patient's adherence state, the value of the group table
+// (keyed by patient id). It is JSON on the table topic.
+type State struct {
+	Tenant string               `json:"tn,omitempty"`
+	Meds   map[string]*MedState `json:"m,omitempty"`
+}
+
+// MedState is the state of one patient's medication.
+type MedState struct {
+	// Sched is the latest schedule (deterministic protobuf bytes); nil
+	// while intakes arrived before any schedule.
+	Sched []byte `json:"s,omitempty"`
+	// From is the earliest event time of any schedule version seen: doses
+	// are due from then on (a schedule applies from when it was written).
+	From int64 `json:"f,omitempty"`
+	// Through is the end (exclusive, Unix ms) of the doses materialized.
+	Through int64      `json:"t,omitempty"`
+	Doses   []*DoseRec `json:"d,omitempty"`
+	Intakes []*Intake  `json:"i,omitempty"`
+	// Days holds due/taken counts of days whose doses were pruned (older
+	// than the correction horizon), by local date.
+	Days map[string][2]int `json:"y,omitempty"`
+	// AdhVer is the version counter of adherence windows.
+	AdhVer int64 `json:"av,omitempty"`
+	// Low is set while the latest 7-day ratio is below the threshold;
+	// LowAlert names the open LOW_ADHERENCE alert window (crossing day).
+	Low      bool   `json:"lo,omitempty"`
+	LowAlert string `json:"la,omitempty"`
+	Ward     string `json:"w,omitempty"`
+	Device   string `json:"dv,omitempty"`
+
+	spec *schedule.Spec
+}
+
+// DoseRec is one materialized dose and its last emitted outcome.
+type DoseRec struct {
+	At   int64  `json:"a"`
+	Slot int    `json:"s,omitempty"`
+	Date string `json:"d"`
+	// Out is the last emitted outcome (0: none yet).
+	Out      pb.Outcome `json:"o,omitempty"`
+	Ver      int64      `json:"v,omitempty"`
+	IntakeID string     `json:"i,omitempty"`
+	// Alert is set while a MISSED_DOSE alert for the dose is open.
+	Alert bool `json:"al,omitempty"`
+}
+
+// Intake is one intake seen within the correction horizon.
+type Intake struct {
+	ID    string `json:"i"`
+	T     int64  `json:"t"`
+	Taken bool   `json:"k,omitempty"`
+	Dev   string `json:"dv,omitempty"`
+	Ward  string `json:"w,omitempty"`
+	Verif string `json:"vf,omitempty"`
+	// Extra is set while an EXTRA outcome is emitted for the intake;
+	// ExtraVer is its outcome version.
+	Extra    bool  `json:"x,omitempty"`
+	ExtraVer int64 `json:"xv,omitempty"`
+	// Used is set when the dose the intake matched was pruned: the intake
+	// stays for de-duplication but takes part in no further matching.
+	Used bool `json:"u,omitempty"`
+}
+
+// StateCodec is the goka codec of [State].
+type StateCodec struct{}
+
+// Encode implements goka.Codec.
+func (StateCodec) Encode(v any) ([]byte, error) {
+	s, ok := v.(*State)
+	if !ok {
+		return nil, fmt.Errorf("encoding adherence state: got %T, want *adherence.State", v)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encoding adherence state: %w", err)
+	}
+	return b, nil
+}
+
+// Decode implements goka.Codec.
+func (StateCodec) Decode(b []byte) (any, error) {
+	s := &State{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("decoding adherence state (%d bytes): %w", len(b), err)
+	}
+	for k, m := range s.Meds {
+		if m == nil {
+			delete(s.Meds, k)
+		}
+	}
+	return s, nil
+}
+
+// specOf parses (and caches) the medication's schedule.
+func (m *MedState) specOf() (*schedule.Spec, error) {
+	if m.spec != nil || m.Sched == nil {
+		return m.spec, nil
+	}
+	var s pb.DoseSchedule
+	if err := proto.Unmarshal(m.Sched, &s); err != nil {
+		return nil, fmt.Errorf("decoding stored schedule: %w", err)
+	}
+	sp, err := schedule.Parse(&s)
+	if err != nil {
+		return nil, err
+	}
+	m.spec = sp
+	return sp, nil
+}
+
+func (m *MedState) schedProto() *pb.DoseSchedule {
+	var s pb.DoseSchedule
+	if m.Sched != nil {
+		_ = proto.Unmarshal(m.Sched, &s)
+	}
+	return &s
+}
+
+// doseKey orders doses by instant then slot.
+func doseLess(a, b *DoseRec) bool {
+	if a.At != b.At {
+		return a.At < b.At
+	}
+	return a.Slot < b.Slot
+}
+
+func intakeLess(a, b *Intake) bool {
+	if a.T != b.T {
+		return a.T < b.T
+	}
+	return a.ID < b.ID
+}
+
+// chunk is the granularity of dose materialization: doses are materialized
+// ahead in whole chunks so that the state changes only when a chunk is
+// added, not on every clock tick.
+const chunk = int64(6 * time.Hour / time.Millisecond)
+
+// materialize adds the doses due before upto (rounded up to a chunk) from
+// the current spec.
+func (m *MedState) materialize(sp *schedule.Spec, upto int64) bool {
+	if sp == nil || sp.Deleted {
+		return false
+	}
+	upto = (upto/chunk + 1) * chunk
+	from := m.Through
+	if from < m.From {
+		from = m.From
+	}
+	if upto <= from {
+		return false
+	}
+	insts := sp.Instances(time.UnixMilli(from), time.UnixMilli(upto))
+	m.Through = upto
+	for _, in := range insts {
+		m.Doses = append(m.Doses, &DoseRec{At: in.At.UnixMilli(), Slot: in.Slot, Date: in.LocalDate})
+	}
+	sort.SliceStable(m.Doses, func(i, j int) bool { return doseLess(m.Doses[i], m.Doses[j]) })
+	return true
+}
+
+// regenerate rebuilds the materialized doses from a new spec, keeping the
+// records (and emitted outcomes) of doses that still exist; doses that no
+// longer exist are returned so that their outcomes can be retracted.
+func (m *MedState) regenerate(sp *schedule.Spec, floor int64) (gone []*DoseRec) {
+	old := m.Doses
+	m.Doses = nil
+	if sp != nil && !sp.Deleted && m.Through > floor {
+		from := m.From
+		if from < floor {
+			from = floor
+		}
+		for _, in := range sp.Instances(time.UnixMilli(from), time.UnixMilli(m.Through)) {
+			m.Doses = append(m.Doses, &DoseRec{At: in.At.UnixMilli(), Slot: in.Slot, Date: in.LocalDate})
+		}
+	}
+	idx := make(map[[2]int64]*DoseRec, len(m.Doses))
+	for _, d := range m.Doses {
+		idx[[2]int64{d.At, int64(d.Slot)}] = d
+	}
+	for _, d := range old {
+		if nd, ok := idx[[2]int64{d.At, int64(d.Slot)}]; ok {
+			nd.Out, nd.Ver, nd.IntakeID, nd.Alert = d.Out, d.Ver, d.IntakeID, d.Alert
+			continue
+		}
+		if d.At < floor {
+			// Older than the horizon floor: kept as is.
+			m.Doses = append(m.Doses, d)
+			continue
+		}
+		gone = append(gone, d)
+	}
+	sort.SliceStable(m.Doses, func(i, j int) bool { return doseLess(m.Doses[i], m.Doses[j]) })
+	return gone
+}
+
+// match runs the matching definition over the state: taken intakes in
+// event-time order (ties by event id) each take the nearest unmatched dose
+// whose window contains them (ties: the earlier dose). It returns, per
+// dose index, the matched intake (nil: none) and its outcome, and the set
+// of unmatched taken intakes.
+func (m *MedState) match(sp *schedule.Spec) (byDose []*Intake, outs []pb.Outcome, extra map[*Intake]bool) {
+	byDose = make([]*Intake, len(m.Doses))
+	outs = make([]pb.Outcome, len(m.Doses))
+	extra = map[*Intake]bool{}
+	for _, it := range m.Intakes {
+		if !it.Taken || it.Used {
+			continue
+		}
+		if sp == nil || sp.Deleted {
+			extra[it] = true
+			continue
+		}
+		// Doses are sorted: only those with At in [T-late, T+early] can
+		// hold the intake in their window.
+		lo := sort.Search(len(m.Doses), func(i int) bool { return m.Doses[i].At >= it.T-sp.Late.Milliseconds() })
+		best := -1
+		var bestDist int64
+		var bestOut pb.Outcome
+		for i := lo; i < len(m.Doses) && m.Doses[i].At <= it.T+sp.Early.Milliseconds(); i++ {
+			if byDose[i] != nil {
+				continue
+			}
+			o, ok := sp.Classify(m.Doses[i].At, it.T)
+			if !ok {
+				continue
+			}
+			dist := it.T - m.Doses[i].At
+			if dist < 0 {
+				dist = -dist
+			}
+			if best < 0 || dist < bestDist {
+				best, bestDist, bestOut = i, dist, o
+			}
+		}
+		if best < 0 {
+			extra[it] = true
+			continue
+		}
+		byDose[best], outs[best] = it, bestOut
+	}
+	return byDose, outs, extra
+}
+
+// patientOf returns the patient id of a schedule key "patient|medication".
+func patientOf(key string) (string, string, bool) {
+	p, m, ok := strings.Cut(key, "|")
+	return p, m, ok && p != "" && m != ""
+}
