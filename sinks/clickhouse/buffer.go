@@ -25,11 +25,12 @@ type tableBuf struct {
 	rows   int
 	since  time.Time // when the first row was added
 	first  map[partKey]int64
+	last   map[partKey]int64 // last offset per partition (dedup token)
 	w      rowWriter
 }
 
 func newTableBuf(database string, t chschema.Table) *tableBuf {
-	tb := &tableBuf{table: t, first: map[partKey]int64{}}
+	tb := &tableBuf{table: t, first: map[partKey]int64{}, last: map[partKey]int64{}}
 	tb.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", database, t.Name, strings.Join(t.ColumnNames(), ", "))
 	for _, c := range t.Columns {
 		tb.cols = append(tb.cols, newCol(c.Type))
@@ -50,4 +51,5 @@ func (tb *tableBuf) reset() {
 	}
 	tb.rows = 0
 	clear(tb.first)
+	clear(tb.last)
 }

@@ -464,6 +464,7 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 			if _, ok := tb.first[pk]; !ok {
 				tb.first[pk] = r.Offset
 			}
+			tb.last[pk] = r.Offset
 			s.buffered += added
 		}
 	}
@@ -493,6 +494,7 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 		if _, ok := tb.first[pk]; !ok {
 			tb.first[pk] = r.Offset
 		}
+		tb.last[pk] = r.Offset
 		s.buffered++
 		return nil
 	}
@@ -663,12 +665,13 @@ func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
 	return nil
 }
 
-// token identifies a batch's content by its partitions' first offsets and
-// its row count (stable across retries of the same batch).
+// token identifies a batch's content: the offset range of every partition
+// in it (the rows are a function of those records). A retry of the same
+// batch carries the same token; a different batch never does.
 func (tb *tableBuf) token() string {
 	keys := make([]string, 0, len(tb.first))
 	for pk, off := range tb.first {
-		keys = append(keys, fmt.Sprintf("%s/%d@%d", pk.topic, pk.part, off))
+		keys = append(keys, fmt.Sprintf("%s/%d@%d-%d", pk.topic, pk.part, off, tb.last[pk]))
 	}
 	sort.Strings(keys)
 	h := sha256.New()

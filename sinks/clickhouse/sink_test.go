@@ -375,3 +375,35 @@ func BenchmarkConvertVitals(b *testing.B) {
 		}
 	}
 }
+
+// TestTopologySection: the sinks.clickhouse sample in the default topology
+// decodes and validates.
+func TestTopologySection(t *testing.T) {
+	root, err := config.Load("../../deploy/local/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BatchRows != 100_000 || cfg.BatchAge.D() != time.Second || cfg.Group != topics.GroupSink {
+		t.Fatalf("unexpected sample values: %+v", cfg)
+	}
+}
+
+// TestToken: a retried batch has the same token, a different batch with
+// the same first offsets and row count has another.
+func TestToken(t *testing.T) {
+	def, _ := chschema.LookupTable(chschema.TVitals)
+	a, b := newTableBuf("db", def), newTableBuf("db", def)
+	p0, p1 := partKey{"t", 0}, partKey{"t", 1}
+	a.first[p0], a.last[p0], a.first[p1], a.last[p1], a.rows = 10, 20, 5, 15, 22
+	b.first[p0], b.last[p0], b.first[p1], b.last[p1], b.rows = 10, 25, 5, 10, 22
+	if a.token() == b.token() {
+		t.Fatal("different batches share a dedup token")
+	}
+	if a.token() != a.token() {
+		t.Fatal("token not stable")
+	}
+}
