@@ -578,3 +578,43 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestIntegrationRebalance: replicas share the topics through the consumer
+// group. A second sink joins mid-stream and the first leaves mid-stream;
+// every event is in the answers exactly once.
+func TestIntegrationRebalance(t *testing.T) {
+	const n = 300_000
+	e := newEnv(t, topics.Vitals)
+	e.BatchRows = 20_000
+	prod := e.producer(t)
+	e.produceVitals(t, prod, 0, n)
+	stopA := e.startSink(t, e.CHAddr, nil)
+	for e.count(t, "SELECT count() FROM %s.vitals") < 60_000 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopB := e.startSink(t, e.CHAddr, nil)
+	// Keep producing while the group rebalances.
+	e.produceVitals(t, prod, n, 100_000)
+	for e.count(t, "SELECT count() FROM %s.vitals") < 200_000 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stopA(); err != nil {
+		t.Fatalf("first sink: %v", err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for e.lag(t) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("lag %d after 90s", e.lag(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := stopB(); err != nil {
+		t.Fatalf("second sink: %v", err)
+	}
+	if got := e.count(t, "SELECT uniqExact(event_id) FROM %s.vitals"); got != n+100_000 {
+		t.Fatalf("uniqExact(event_id) = %d, want %d", got, n+100_000)
+	}
+	if got := e.count(t, "SELECT count() FROM %s.vitals FINAL"); got != n+100_000 {
+		t.Fatalf("count FINAL = %d, want %d", got, n+100_000)
+	}
+}
