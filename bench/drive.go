@@ -74,6 +74,10 @@ func (h *harness) drive(ctx context.Context) error {
 	ccancel()
 	sent := time.Now()
 	h.res.SendSeconds = sent.Sub(h.start).Seconds()
+	if h.telemetryEnd.IsZero() {
+		h.telemetryEnd, h.sentAtTelemetryEnd = sent, h.c.sent.Load()
+	}
+	h.res.TelemetrySeconds = h.telemetryEnd.Sub(h.start).Seconds()
 	if o.Forever {
 		// Demo mode ends on Ctrl-C: no settle, no verdict.
 		stopObs()
@@ -190,6 +194,10 @@ func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd ti
 		telemetryDone := gen.Empty() ||
 			(dur > 0 && !now.Before(h.start.Add(dur))) ||
 			(h.o.Messages > 0 && generated >= h.o.Messages)
+		if telemetryDone && h.telemetryEnd.IsZero() {
+			h.telemetryEnd = now
+			h.sentAtTelemetryEnd = h.c.sent.Load()
+		}
 		if telemetryDone && (pi >= len(pills) || h.o.Forever && ctx.Err() != nil) {
 			return nil
 		}
@@ -492,6 +500,11 @@ func (h *harness) fillCounters() {
 	if r.SendSeconds > 0 {
 		r.MsgsPerMin = float64(r.Sent) / r.SendSeconds * 60
 	}
+	if r.TelemetrySeconds > 0 && h.sentAtTelemetryEnd > 0 {
+		// Trailing pillcase messages (offline flushes) would dilute the
+		// rate: measure over the telemetry phase.
+		r.MsgsPerMin = float64(h.sentAtTelemetryEnd) / r.TelemetrySeconds * 60
+	}
 }
 
 // measure reads the final answers: counts, duplicates, dead letters,
@@ -534,8 +547,8 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	if r.Delivered > r.Sent {
 		h.note("delivered (%d) exceeds sent (%d): rows whose event id differs from the device's messageId count twice", r.Delivered, r.Sent)
 	}
-	if last := h.lastDeliveryTime(); !last.IsZero() && last.After(h.start) {
-		r.DeliveredPerMin = float64(r.Delivered) / last.Sub(h.start).Seconds() * 60
+	if at, n := h.deliveryMark(); !at.IsZero() && at.After(h.start) {
+		r.DeliveredPerMin = float64(n) / at.Sub(h.start).Seconds() * 60
 	}
 	if dl, err := h.obs.DeadLetters(ctx); err == nil {
 		r.Malformed.Reasons = dl
@@ -560,16 +573,23 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	return nil
 }
 
-// lastDeliveryTime is when the delivered count last grew (from the
-// timeline): the end of the end-to-end window.
-func (h *harness) lastDeliveryTime() time.Time {
+// deliveryMark returns when the readings sent during the telemetry phase
+// were all queryable (from the timeline) and their number: the end-to-end
+// window. If they never were, it is the last time the count grew.
+func (h *harness) deliveryMark() (time.Time, int64) {
 	tl := h.res.Timeline
-	for i := len(tl) - 1; i > 0; i-- {
-		if tl[i].Delivered > tl[i-1].Delivered {
-			return h.start.Add(time.Duration(tl[i].T * float64(time.Second)))
+	at := func(s Sample) time.Time { return h.start.Add(time.Duration(s.T * float64(time.Second))) }
+	for _, s := range tl {
+		if h.sentAtTelemetryEnd > 0 && s.Delivered >= h.sentAtTelemetryEnd {
+			return at(s), h.sentAtTelemetryEnd
 		}
 	}
-	return time.Time{}
+	for i := len(tl) - 1; i > 0; i-- {
+		if tl[i].Delivered > tl[i-1].Delivered {
+			return at(tl[i]), tl[i].Delivered
+		}
+	}
+	return time.Time{}, 0
 }
 
 // correctness compares the pipeline's outcomes, adherence and alerts with

@@ -151,6 +151,11 @@ type harness struct {
 	svcs   []*Proc
 	failed map[string]bool
 
+	// telemetryEnd is when telemetry stopped; sentAtTelemetryEnd the sent
+	// count then (the rates' window, without trailing pillcase messages).
+	telemetryEnd       time.Time
+	sentAtTelemetryEnd int64
+
 	mu          sync.Mutex
 	outstanding map[string]probe
 	latencies   []float64
@@ -213,7 +218,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 		return h.res, err
 	}
 	if o.Stage != StageMQTT {
-		h.obs, err = OpenObserver(ctx, o.Root.ClickHouse, passwordOf(o.Root.ClickHouse.PasswordEnv), h.db, h.tenant)
+		h.obs, err = OpenObserver(ctx, o.Root.ClickHouse, passwordOf(o.Root.ClickHouse.PasswordEnv), h.db, h.tenant, h.runID)
 		if err != nil {
 			return h.res, err
 		}

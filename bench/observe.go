@@ -20,10 +20,14 @@ type Observer struct {
 	conn   driver.Conn
 	db     string
 	tenant string
+	// runID prefixes every simulated device id: rows of other sources
+	// that land in the same tenant (the connector's default tenant) are
+	// not counted.
+	runID string
 }
 
 // OpenObserver connects to ClickHouse (cfg's address) for database db.
-func OpenObserver(ctx context.Context, cfg config.ClickHouse, password, db, tenant string) (*Observer, error) {
+func OpenObserver(ctx context.Context, cfg config.ClickHouse, password, db, tenant, runID string) (*Observer, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        cfg.Addr,
 		Auth:        clickhouse.Auth{Database: "default", Username: cfg.Username, Password: password},
@@ -36,7 +40,7 @@ func OpenObserver(ctx context.Context, cfg config.ClickHouse, password, db, tena
 		conn.Close()
 		return nil, fmt.Errorf("pinging clickhouse %v: %w", cfg.Addr, err)
 	}
-	return &Observer{conn: conn, db: db, tenant: tenant}, nil
+	return &Observer{conn: conn, db: db, tenant: tenant, runID: runID}, nil
 }
 
 // Close closes the connection.
@@ -71,13 +75,13 @@ type Counts struct {
 // the FINAL count (costly on large tables: the harness asks once, at the end).
 func (o *Observer) Count(ctx context.Context, table string, final bool) (Counts, error) {
 	var c Counts
-	q := fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s WHERE tenant = ?", o.t(table))
-	if err := o.conn.QueryRow(ctx, q, o.tenant).Scan(&c.Rows, &c.Unique); err != nil {
+	q := fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s WHERE tenant = ? AND startsWith(device_id, ?)", o.t(table))
+	if err := o.conn.QueryRow(ctx, q, o.tenant, o.runID).Scan(&c.Rows, &c.Unique); err != nil {
 		return c, fmt.Errorf("counting %s: %w", table, err)
 	}
 	if final {
-		q := fmt.Sprintf("SELECT count() FROM %s FINAL WHERE tenant = ?", o.t(table))
-		if err := o.conn.QueryRow(ctx, q, o.tenant).Scan(&c.FinalRow); err != nil {
+		q := fmt.Sprintf("SELECT count() FROM %s FINAL WHERE tenant = ? AND startsWith(device_id, ?)", o.t(table))
+		if err := o.conn.QueryRow(ctx, q, o.tenant, o.runID).Scan(&c.FinalRow); err != nil {
 			return c, fmt.Errorf("counting %s FINAL: %w", table, err)
 		}
 	}
@@ -87,8 +91,8 @@ func (o *Observer) Count(ctx context.Context, table string, final bool) (Counts,
 // FastCount returns count() of table for the tenant (the progress poll).
 func (o *Observer) FastCount(ctx context.Context, table string) (uint64, error) {
 	var n uint64
-	q := fmt.Sprintf("SELECT count() FROM %s WHERE tenant = ?", o.t(table))
-	if err := o.conn.QueryRow(ctx, q, o.tenant).Scan(&n); err != nil {
+	q := fmt.Sprintf("SELECT count() FROM %s WHERE tenant = ? AND startsWith(device_id, ?)", o.t(table))
+	if err := o.conn.QueryRow(ctx, q, o.tenant, o.runID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting %s: %w", table, err)
 	}
 	return n, nil
@@ -208,8 +212,11 @@ func (o *Observer) Alerts(ctx context.Context, alertType string) ([]AlertRow, er
 
 // DeadLetters returns the dead letters of the run's tenant per reason.
 func (o *Observer) DeadLetters(ctx context.Context) (map[string]uint64, error) {
-	q := fmt.Sprintf("SELECT reason, uniqExact(event_id) FROM %s WHERE tenant = ? GROUP BY reason", o.t("dead_letters"))
-	rows, err := o.conn.Query(ctx, q, o.tenant)
+	// The run's dead letters name its device in the MQTT topic or carry
+	// its device id as the Kafka key.
+	q := fmt.Sprintf(`SELECT reason, uniqExact(event_id) FROM %s WHERE tenant = ?
+		AND (position(source_topic, ?) > 0 OR position(lower(key_hex), lower(hex(?))) > 0) GROUP BY reason`, o.t("dead_letters"))
+	rows, err := o.conn.Query(ctx, q, o.tenant, o.runID, o.runID)
 	if err != nil {
 		return nil, fmt.Errorf("reading dead_letters: %w", err)
 	}

@@ -208,6 +208,8 @@ func EncodeMQTTBatch(tenant string, rs []Reading) Publish {
 		b = appendJSONString(b, rs[0].EventID)
 		b = append(b, `,"deviceId":`...)
 		b = appendJSONString(b, rs[0].DeviceID)
+		b = append(b, `,"tenant":`...)
+		b = appendJSONString(b, tenant)
 		b = append(b, `,"messages":[`...)
 		for i := range rs {
 			if i > 0 {
@@ -230,6 +232,7 @@ func EncodeMQTTBatch(tenant string, rs []Reading) Publish {
 	b, _ := json.Marshal(map[string]any{
 		"batchId":  rs[0].EventID,
 		"deviceId": rs[0].DeviceID,
+		"tenant":   tenant,
 		"messages": msgs,
 		"count":    len(msgs),
 	})

@@ -21,8 +21,10 @@ type Results struct {
 	Started  time.Time `json:"started"`
 	Ended    time.Time `json:"ended"`
 	// SendSeconds is the length of the sending phase.
-	SendSeconds float64   `json:"send_seconds"`
-	Transport   Transport `json:"transport"`
+	SendSeconds float64 `json:"send_seconds"`
+	// TelemetrySeconds is the telemetry part of it: msgs_per_min's window.
+	TelemetrySeconds float64   `json:"telemetry_seconds"`
+	Transport        Transport `json:"transport"`
 	// Rate is the scenario's target readings/s (-1 unthrottled, 0 nominal).
 	Rate int `json:"target_rate"`
 
@@ -45,10 +47,11 @@ type Results struct {
 	DuplicateCopiesSent int64 `json:"duplicate_copies_sent"`
 	// Publishes counts MQTT publishes (or Kafka records) acknowledged.
 	Publishes int64 `json:"publishes"`
-	// MsgsPerMin is Sent per minute of the sending phase.
+	// MsgsPerMin is the readings sent per minute of the telemetry phase.
 	MsgsPerMin float64 `json:"msgs_per_min"`
-	// DeliveredPerMin is Delivered per minute from the start to the time
-	// the last reading became queryable: the end-to-end sustained rate.
+	// DeliveredPerMin is the readings sent during the telemetry phase per
+	// minute from the start until all of them were queryable: the
+	// end-to-end sustained rate.
 	DeliveredPerMin float64 `json:"delivered_per_min"`
 	SendErrors      int64   `json:"send_errors"`
 	SendFailed      int64   `json:"send_failed"`
