@@ -56,7 +56,8 @@ func TestIntegrationAPIWithSinkEndToEnd(t *testing.T) {
 	}
 	prefix := testutil.Unique(t, "apie2e") + "."
 	group := testutil.Unique(t, "apie2e-sink")
-	sunk := []string{topics.Alerts, topics.AlertAcks, topics.Audit, topics.DoseOutcomes, topics.Adherence, topics.AnomalyScores, topics.VideoEvents}
+	sunk := []string{topics.Alerts, topics.AlertAcks, topics.Audit, topics.DoseOutcomes, topics.Adherence, topics.AnomalyScores, topics.VideoEvents,
+		topics.Schedules, topics.Commands}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestIntegrationAPIWithSinkEndToEnd(t *testing.T) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	var names []string
-	for _, n := range append(append([]string{}, sunk...), topics.DeadLetters, topics.Schedules, topics.Commands, topics.ShadowDesired) {
+	for _, n := range append(append([]string{}, sunk...), topics.DeadLetters, topics.ShadowDesired) {
 		names = append(names, prefix+n)
 	}
 	if _, err := adm.CreateTopics(ctx, 3, 1, nil, names...); err != nil {
@@ -266,4 +267,29 @@ api:
 	}
 	waitRows("SELECT count() FROM " + db + ".alert_acks WHERE tenant = 'hosp-e2e' AND alert_id = 'e2e-alert' AND user = 'nurse-e2e'")
 	waitRows("SELECT count() FROM " + db + ".audit WHERE tenant = 'hosp-e2e' AND action = 'ackAlert' AND status = 202 AND user = 'nurse-e2e'")
+
+	// A schedule written through the API is read back through the sink,
+	// and so is the UPDATE_SCHEDULE command it sent the pillcase.
+	body := `{"patientId":"pat-7","medicationId":"med-9","deviceId":"pill-7","timezone":"Europe/Berlin","times":["07:30"],"ward":"ward-e2e"}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/api/v1/schedules", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create schedule: %d", resp.StatusCode)
+	}
+	var scheds, cmds string
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(200 * time.Millisecond) {
+		scheds, cmds = get("/api/v1/patients/pat-7/schedules"), get("/api/v1/devices/pill-7/commands")
+		if strings.Contains(scheds, `"medicationId":"med-9"`) && strings.Contains(cmds, `"commandType":"UPDATE_SCHEDULE"`) {
+			break
+		}
+	}
+	if !strings.Contains(scheds, `"times":["07:30"]`) || !strings.Contains(cmds, `"state":"COMMAND_PENDING"`) {
+		t.Fatalf("schedule written through the API not read back: %s / %s", scheds, cmds)
+	}
 }

@@ -453,6 +453,8 @@ func TestReads(t *testing.T) {
 	h.store.video[ta] = []*pb.VideoEvent{{CameraId: "cam-1", EventType: pb.VideoEventType_PERSON_DETECTED}}
 	h.store.shadows[ta] = map[string]*pb.DeviceShadow{"d-1": {DeviceId: "d-1", Version: 3, Online: true}}
 	h.store.alerts[ta] = []*pb.Alert{alert(ta, "a1", pb.AlertState_OPEN, 1), alert(ta, "a2", pb.AlertState_ACKNOWLEDGED, 2)}
+	h.store.schedules[ta] = []*pb.DoseSchedule{{PatientId: "p-1", MedicationId: "m-1", Times: []string{"08:00"}, Timezone: "UTC"}}
+	h.store.commands[ta] = []*pb.DeviceCommand{{DeviceId: "d-1", CommandId: "c-1", CommandType: pb.CommandType_PING, State: pb.CommandState_COMMAND_ACKED}}
 	tok := h.token("n", ta, api.RoleMedicalStaff)
 	tests := []struct {
 		path string
@@ -473,6 +475,9 @@ func TestReads(t *testing.T) {
 		{"/api/v1/dashboard", []string{`"openAlerts":[{`, `"missedToday":[{`, `"today":"2026-03-10"`, `"pipeline":`}, []string{`"errors"`, "a2"}},
 		{"/api/v1/pipeline/health", []string{`"kafka":{"ok":false`, `"clickhouse":{"ok":true}`}, nil},
 		{"/api/v1/me", []string{`"canWrite":true`, `"tenant":"hospital-a"`}, nil},
+		{"/api/v1/patients/p-1/schedules", []string{`{"schedules":[{`, `"times":["08:00"]`}, nil},
+		{"/api/v1/patients/p-2/schedules", []string{`{"schedules":[]}`}, nil},
+		{"/api/v1/devices/d-1/commands", []string{`"commandId":"c-1"`, `"state":"COMMAND_ACKED"`}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {

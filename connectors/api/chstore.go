@@ -439,6 +439,67 @@ ORDER BY event_time DESC, event_id LIMIT 1 BY event_id LIMIT ?`
 	return out, rows.Err()
 }
 
+// Schedules implements [Store].
+func (c *ClickHouseStore) Schedules(ctx context.Context, tenant, patientID string) ([]*pb.DoseSchedule, error) {
+	q := `SELECT medication_id, argMax(device_id, version), argMax(ward, version), argMax(medication_name, version),
+    argMax(timezone, version), argMax(times, version), argMax(days_of_week, version), argMax(start_date, version),
+    argMax(end_date, version), argMax(doses_per_time, version), argMax(grace_minutes, version),
+    argMax(late_window_minutes, version), argMax(early_window_minutes, version), argMax(deleted, version) AS l_deleted, max(version)
+FROM ` + c.t(chschema.TSchedules) + `
+WHERE tenant = ? AND patient_id = ?
+GROUP BY medication_id HAVING l_deleted = 0 ORDER BY medication_id`
+	rows, err := c.conn.Query(ctx, q, tenant, patientID)
+	if err != nil {
+		return nil, fmt.Errorf("querying schedules of a patient of tenant %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	var out []*pb.DoseSchedule
+	for rows.Next() {
+		sc := &pb.DoseSchedule{Meta: &pb.Meta{Tenant: tenant}, PatientId: patientID}
+		var deleted uint8
+		var version uint64
+		if err := rows.Scan(&sc.MedicationId, &sc.DeviceId, &sc.Ward, &sc.MedicationName, &sc.Timezone, &sc.Times, &sc.DaysOfWeek,
+			&sc.StartDate, &sc.EndDate, &sc.DosesPerTime, &sc.GraceMinutes, &sc.LateWindowMinutes, &sc.EarlyWindowMinutes, &deleted, &version); err != nil {
+			return nil, fmt.Errorf("reading schedule row: %w", err)
+		}
+		sc.Version = int64(version)
+		out = append(out, sc)
+	}
+	return out, rows.Err()
+}
+
+// Commands implements [Store].
+func (c *ClickHouseStore) Commands(ctx context.Context, tenant, deviceID string, limit int) ([]*pb.DeviceCommand, error) {
+	q := `SELECT command_id, argMax(command_type, version), argMax(state, version), argMax(payload_json, version),
+    argMax(issued_by, version), argMax(timeout_ms, version), argMax(sent_time, version), argMax(ack_time, version),
+    argMax(error, version), max(version), min(event_time) AS issued
+FROM ` + c.t(chschema.TDeviceCommands) + `
+WHERE tenant = ? AND device_id = ?
+GROUP BY command_id ORDER BY issued DESC, command_id LIMIT ?`
+	rows, err := c.conn.Query(ctx, q, tenant, deviceID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("querying commands of a device of tenant %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	var out []*pb.DeviceCommand
+	for rows.Next() {
+		cmd := &pb.DeviceCommand{Meta: &pb.Meta{Tenant: tenant}, DeviceId: deviceID}
+		var typ, state string
+		var sent, acked, issued time.Time
+		var version uint64
+		if err := rows.Scan(&cmd.CommandId, &typ, &state, &cmd.PayloadJson, &cmd.IssuedBy, &cmd.TimeoutMs, &sent, &acked,
+			&cmd.Error, &version, &issued); err != nil {
+			return nil, fmt.Errorf("reading command row: %w", err)
+		}
+		cmd.CommandType = pb.CommandType(pb.CommandType_value[typ])
+		cmd.State = pb.CommandState(pb.CommandState_value[state])
+		cmd.SentTimeMs, cmd.AckTimeMs, cmd.Meta.EventTimeMs = ms(sent), ms(acked), ms(issued)
+		cmd.Version = int64(version)
+		out = append(out, cmd)
+	}
+	return out, rows.Err()
+}
+
 // Shadow implements [Store].
 func (c *ClickHouseStore) Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error) {
 	q := `SELECT argMax(desired_json, version), argMax(reported_json, version), argMax(delta_json, version), argMax(online, version),

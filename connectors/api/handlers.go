@@ -50,7 +50,9 @@ func (s *Server) routeTable() []route {
 		{method: "POST", path: "/api/v1/schedules", name: "createSchedule", roles: care, write: true, h: s.createSchedule},
 		{method: "PUT", path: "/api/v1/schedules/{patientId}/{medicationId}", name: "updateSchedule", roles: care, write: true, h: s.updateSchedule},
 		{method: "DELETE", path: "/api/v1/schedules/{patientId}/{medicationId}", name: "deleteSchedule", roles: care, write: true, h: s.deleteSchedule},
+		{method: "GET", path: "/api/v1/patients/{patientId}/schedules", name: "patientSchedules", roles: care, h: s.patientSchedules},
 		{method: "POST", path: "/api/v1/devices/{deviceId}/commands", name: "sendCommand", roles: care, write: true, h: s.sendCommand},
+		{method: "GET", path: "/api/v1/devices/{deviceId}/commands", name: "listCommands", roles: care, h: s.listCommands},
 		{method: "GET", path: "/api/v1/devices/{deviceId}/shadow", name: "getShadow", roles: care, h: s.getShadow},
 		{method: "PUT", path: "/api/v1/devices/{deviceId}/shadow/desired", name: "putShadowDesired", roles: admins, write: true, h: s.putShadowDesired},
 		{method: "GET", path: "/api/v1/alerts", name: "listAlerts", roles: anyRole, h: s.listAlerts},
@@ -450,6 +452,38 @@ func (s *Server) sendCommand(rc *reqCtx) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, map[string]any{"commandId": cmd.CommandId, "command": pbJSON(cmd)}, nil
+}
+
+func (s *Server) listCommands(rc *reqCtx) (int, any, error) {
+	device, err := rc.pathID("deviceId")
+	if err != nil {
+		return 0, nil, err
+	}
+	limit, err := rc.limit(50, 1000)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := rc.query()
+	defer cancel()
+	cmds, err := s.store.Commands(ctx, rc.p.Tenant, device, limit)
+	if err != nil {
+		return 0, nil, storeErr(err)
+	}
+	return http.StatusOK, listBody("commands", cmds), nil
+}
+
+func (s *Server) patientSchedules(rc *reqCtx) (int, any, error) {
+	patient, err := rc.pathID("patientId")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := rc.query()
+	defer cancel()
+	scheds, err := s.store.Schedules(ctx, rc.p.Tenant, patient)
+	if err != nil {
+		return 0, nil, storeErr(err)
+	}
+	return http.StatusOK, listBody("schedules", scheds), nil
 }
 
 func (s *Server) getShadow(rc *reqCtx) (int, any, error) {

@@ -33,6 +33,8 @@ type fakeStore struct {
 	anomalies map[string][]*pb.AnomalyScore
 	video     map[string][]*pb.VideoEvent
 	shadows   map[string]map[string]*pb.DeviceShadow
+	schedules map[string][]*pb.DoseSchedule
+	commands  map[string][]*pb.DeviceCommand
 	fail      error
 	calls     []string
 }
@@ -40,7 +42,7 @@ type fakeStore struct {
 func newFakeStore() *fakeStore {
 	return &fakeStore{alerts: map[string][]*pb.Alert{}, missed: map[string][]*pb.DoseOutcome{}, adherence: map[string][]*pb.AdherenceWindow{},
 		wards: map[string][]api.WardAdherence{}, anomalies: map[string][]*pb.AnomalyScore{}, video: map[string][]*pb.VideoEvent{},
-		shadows: map[string]map[string]*pb.DeviceShadow{}}
+		shadows: map[string]map[string]*pb.DeviceShadow{}, schedules: map[string][]*pb.DoseSchedule{}, commands: map[string][]*pb.DeviceCommand{}}
 }
 
 func (f *fakeStore) call(name, tenant string) error {
@@ -149,6 +151,32 @@ func (f *fakeStore) Shadow(_ context.Context, tenant, device string) (*pb.Device
 		return sh, nil
 	}
 	return nil, api.ErrNotFound
+}
+
+func (f *fakeStore) Schedules(_ context.Context, tenant, patient string) ([]*pb.DoseSchedule, error) {
+	if err := f.call("schedules", tenant); err != nil {
+		return nil, err
+	}
+	var out []*pb.DoseSchedule
+	for _, sc := range f.schedules[tenant] {
+		if sc.PatientId == patient {
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeStore) Commands(_ context.Context, tenant, device string, limit int) ([]*pb.DeviceCommand, error) {
+	if err := f.call("commands", tenant); err != nil {
+		return nil, err
+	}
+	var out []*pb.DeviceCommand
+	for _, c := range f.commands[tenant] {
+		if c.DeviceId == device && len(out) < limit {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeStore) Ping(context.Context) error { return f.fail }

@@ -206,6 +206,22 @@ func (e *itEnv) seed(t testing.TB) seeded {
 		e.insert(t, chschema.TDeviceShadows, with(meta("hosp-a", fmt.Sprint("sh", v), now), "device_id", "pill-1", "desired_json", desired,
 			"reported_json", `{"volume":1}`, "delta_json", `{"volume":2}`, "online", uint8(1), "last_seen", now, "version", uint64(v+1)))
 	}
+	sched1 := func(med string, v uint64, deleted uint8, times []string) {
+		e.insert(t, chschema.TSchedules, with(meta("hosp-a", fmt.Sprint("sc", med, v), now), "patient_id", "pat-100", "medication_id", med,
+			"device_id", "pill-1", "ward", "ward-1", "timezone", "Europe/Berlin", "times", times, "start_date", today,
+			"doses_per_time", int32(1), "grace_minutes", int32(30), "deleted", deleted, "version", v))
+	}
+	sched1("med-1", 1, 0, []string{"08:00"})
+	sched1("med-1", 2, 0, []string{"08:00", "20:00"})
+	sched1("med-2", 1, 0, []string{"12:00"})
+	sched1("med-2", 2, 1, nil) // removed
+	cmd := func(id, state string, v uint64, at time.Time) {
+		e.insert(t, chschema.TDeviceCommands, with(meta("hosp-a", id+state, at), "command_id", id, "device_id", "pill-1",
+			"command_type", "TRIGGER_REMINDER", "state", state, "issued_by", "nurse", "timeout_ms", int64(60000), "version", v))
+	}
+	cmd("cmd-1", "COMMAND_PENDING", 1, now.Add(-2*time.Minute))
+	cmd("cmd-1", "COMMAND_ACKED", 3, now.Add(-time.Minute))
+	cmd("cmd-2", "COMMAND_PENDING", 1, now.Add(-30*time.Second))
 	return seeded{now: now, today: today}
 }
 
@@ -280,6 +296,15 @@ func TestIntegrationClickHouseStore(t *testing.T) {
 	}
 	if _, err := st.Shadow(ctx, "hosp-b", "pill-1"); err == nil {
 		t.Fatal("tenant b reads tenant a's shadow")
+	}
+	scs, err := st.Schedules(ctx, "hosp-a", "pat-100")
+	if err != nil || len(scs) != 1 || scs[0].MedicationId != "med-1" || strings.Join(scs[0].Times, ",") != "08:00,20:00" || scs[0].Version != 2 || scs[0].GraceMinutes != 30 {
+		t.Fatalf("schedules %v %v", scs, err)
+	}
+	cmds, err := st.Commands(ctx, "hosp-a", "pill-1", 10)
+	if err != nil || len(cmds) != 2 || cmds[0].CommandId != "cmd-2" || cmds[1].State != pb.CommandState_COMMAND_ACKED || cmds[1].Version != 3 ||
+		cmds[1].CommandType != pb.CommandType_TRIGGER_REMINDER {
+		t.Fatalf("commands %v %v", cmds, err)
 	}
 }
 

@@ -41,6 +41,12 @@ type Store interface {
 	Anomalies(ctx context.Context, tenant string, f AnomalyFilter) ([]*pb.AnomalyScore, error)
 	// CameraEvents returns video events since the given time, newest first.
 	CameraEvents(ctx context.Context, tenant string, since time.Time, limit int) ([]*pb.VideoEvent, error)
+	// Schedules returns a patient's current dose schedules (latest version
+	// per medication, deleted ones left out), by medication id.
+	Schedules(ctx context.Context, tenant, patientID string) ([]*pb.DoseSchedule, error)
+	// Commands returns a device's commands in their latest delivery state,
+	// newest first.
+	Commands(ctx context.Context, tenant, deviceID string, limit int) ([]*pb.DeviceCommand, error)
 	// Shadow returns a device's latest shadow, or [ErrNotFound].
 	Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error)
 	// Ping checks that the store answers.
