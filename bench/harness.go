@@ -98,6 +98,17 @@ func stageRoles(stage string, cameras bool) []string {
 // strict decoding would reject them.
 func roleIsolation(role, prefix, runID string) ([]override, bool) {
 	switch role {
+	case "mqtt":
+		return []override{
+			{[]string{"connectors", "mqtt", "topic_prefix"}, prefix},
+			{[]string{"connectors", "mqtt", "client_id"}, "bench-" + runID + "-mqtt"},
+			{[]string{"connectors", "mqtt", "share_group"}, "bench-" + runID},
+			// The run's broker sessions must not outlive it: an expired
+			// session stops queueing every device message for a day.
+			{[]string{"connectors", "mqtt", "session_expiry"}, "2m"},
+			{[]string{"connectors", "mqtt", "commands", "group"}, "bench-" + runID + "-commands"},
+			{[]string{"connectors", "mqtt", "shadow", "group"}, "bench-" + runID + "-shadows"},
+		}, true
 	case "sink":
 		return []override{
 			{[]string{"sinks", "clickhouse", "topic_prefix"}, prefix},
@@ -496,25 +507,30 @@ func (h *harness) cleanup() {
 			h.note("dropping database %s: %v", h.db, err)
 		}
 	}
-	if h.prefix != "" {
+	// Every topic and group named after the run: the prefixed catalog
+	// topics and whatever the roles created (goka group tables, loopbacks).
+	if tds, err := h.adm.ListTopics(ctx); err == nil {
 		var names []string
-		for _, t := range topics.All() {
-			names = append(names, h.prefix+t.Name)
-		}
-		if _, err := h.adm.DeleteTopics(ctx, names...); err != nil {
-			h.note("deleting run topics: %v", err)
-		}
-		groups, err := h.adm.ListGroups(ctx)
-		if err == nil {
-			var mine []string
-			for _, g := range groups.Groups() {
-				if strings.Contains(g, h.runID) {
-					mine = append(mine, g)
-				}
+		for _, t := range tds.Names() {
+			if strings.Contains(t, h.runID) {
+				names = append(names, t)
 			}
-			if len(mine) > 0 {
-				_, _ = h.adm.DeleteGroups(ctx, mine...)
+		}
+		if len(names) > 0 {
+			if _, err := h.adm.DeleteTopics(ctx, names...); err != nil {
+				h.note("deleting run topics: %v", err)
 			}
+		}
+	}
+	if groups, err := h.adm.ListGroups(ctx); err == nil {
+		var mine []string
+		for _, g := range groups.Groups() {
+			if strings.Contains(g, h.runID) {
+				mine = append(mine, g)
+			}
+		}
+		if len(mine) > 0 {
+			_, _ = h.adm.DeleteGroups(ctx, mine...)
 		}
 	}
 }
