@@ -29,6 +29,10 @@ const (
 	VideoEventType_UNAUTHORIZED_ACCESS          VideoEventType = 2
 	VideoEventType_OCCUPANCY_CHANGED            VideoEventType = 3
 	VideoEventType_ANOMALY_DETECTED             VideoEventType = 4
+	// SAMPLE_RATE_BOOST is a control record on the camera-controls topic:
+	// sample the camera at sample_fps from start_time_ms until end_time_ms
+	// (e.g. during a patient's medical emergency).
+	VideoEventType_SAMPLE_RATE_BOOST VideoEventType = 5
 )
 
 // Enum value maps for VideoEventType.
@@ -39,6 +43,7 @@ var (
 		2: "UNAUTHORIZED_ACCESS",
 		3: "OCCUPANCY_CHANGED",
 		4: "ANOMALY_DETECTED",
+		5: "SAMPLE_RATE_BOOST",
 	}
 	VideoEventType_value = map[string]int32{
 		"VIDEO_EVENT_TYPE_UNSPECIFIED": 0,
@@ -46,6 +51,7 @@ var (
 		"UNAUTHORIZED_ACCESS":          2,
 		"OCCUPANCY_CHANGED":            3,
 		"ANOMALY_DETECTED":             4,
+		"SAMPLE_RATE_BOOST":            5,
 	}
 )
 
@@ -359,19 +365,21 @@ func (x *FrameDetections) GetWard() string {
 
 // VideoEvent is a debounced, deterministic-id event derived from detections.
 type VideoEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	CameraId      string                 `protobuf:"bytes,2,opt,name=camera_id,json=cameraId,proto3" json:"camera_id,omitempty"`
-	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
-	EventType     VideoEventType         `protobuf:"varint,4,opt,name=event_type,json=eventType,proto3,enum=wardstream.v1.VideoEventType" json:"event_type,omitempty"`
-	Confidence    float32                `protobuf:"fixed32,5,opt,name=confidence,proto3" json:"confidence,omitempty"`
-	PersonCount   int32                  `protobuf:"varint,6,opt,name=person_count,json=personCount,proto3" json:"person_count,omitempty"`
-	StartTimeMs   int64                  `protobuf:"varint,7,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
-	EndTimeMs     int64                  `protobuf:"varint,8,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
-	Details       string                 `protobuf:"bytes,9,opt,name=details,proto3" json:"details,omitempty"`
-	Location      string                 `protobuf:"bytes,10,opt,name=location,proto3" json:"location,omitempty"`
-	Ward          string                 `protobuf:"bytes,11,opt,name=ward,proto3" json:"ward,omitempty"`
-	Box           *Box                   `protobuf:"bytes,12,opt,name=box,proto3" json:"box,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Meta        *Meta                  `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	CameraId    string                 `protobuf:"bytes,2,opt,name=camera_id,json=cameraId,proto3" json:"camera_id,omitempty"`
+	Zone        string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	EventType   VideoEventType         `protobuf:"varint,4,opt,name=event_type,json=eventType,proto3,enum=wardstream.v1.VideoEventType" json:"event_type,omitempty"`
+	Confidence  float32                `protobuf:"fixed32,5,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	PersonCount int32                  `protobuf:"varint,6,opt,name=person_count,json=personCount,proto3" json:"person_count,omitempty"`
+	StartTimeMs int64                  `protobuf:"varint,7,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
+	EndTimeMs   int64                  `protobuf:"varint,8,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
+	Details     string                 `protobuf:"bytes,9,opt,name=details,proto3" json:"details,omitempty"`
+	Location    string                 `protobuf:"bytes,10,opt,name=location,proto3" json:"location,omitempty"`
+	Ward        string                 `protobuf:"bytes,11,opt,name=ward,proto3" json:"ward,omitempty"`
+	Box         *Box                   `protobuf:"bytes,12,opt,name=box,proto3" json:"box,omitempty"`
+	// SampleFps is the requested detection rate of a SAMPLE_RATE_BOOST.
+	SampleFps     float32 `protobuf:"fixed32,13,opt,name=sample_fps,json=sampleFps,proto3" json:"sample_fps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -490,6 +498,13 @@ func (x *VideoEvent) GetBox() *Box {
 	return nil
 }
 
+func (x *VideoEvent) GetSampleFps() float32 {
+	if x != nil {
+		return x.SampleFps
+	}
+	return 0
+}
+
 var File_wardstream_v1_video_proto protoreflect.FileDescriptor
 
 const file_wardstream_v1_video_proto_rawDesc = "" +
@@ -525,7 +540,7 @@ const file_wardstream_v1_video_proto_rawDesc = "" +
 	"\n" +
 	"detections\x18\f \x03(\v2\x18.wardstream.v1.DetectionR\n" +
 	"detections\x12\x12\n" +
-	"\x04ward\x18\r \x01(\tR\x04ward\"\x9b\x03\n" +
+	"\x04ward\x18\r \x01(\tR\x04ward\"\xba\x03\n" +
 	"\n" +
 	"VideoEvent\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x1b\n" +
@@ -543,13 +558,16 @@ const file_wardstream_v1_video_proto_rawDesc = "" +
 	"\blocation\x18\n" +
 	" \x01(\tR\blocation\x12\x12\n" +
 	"\x04ward\x18\v \x01(\tR\x04ward\x12$\n" +
-	"\x03box\x18\f \x01(\v2\x12.wardstream.v1.BoxR\x03box*\x8d\x01\n" +
+	"\x03box\x18\f \x01(\v2\x12.wardstream.v1.BoxR\x03box\x12\x1d\n" +
+	"\n" +
+	"sample_fps\x18\r \x01(\x02R\tsampleFps*\xa4\x01\n" +
 	"\x0eVideoEventType\x12 \n" +
 	"\x1cVIDEO_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fPERSON_DETECTED\x10\x01\x12\x17\n" +
 	"\x13UNAUTHORIZED_ACCESS\x10\x02\x12\x15\n" +
 	"\x11OCCUPANCY_CHANGED\x10\x03\x12\x14\n" +
-	"\x10ANOMALY_DETECTED\x10\x04BJZHgithub.com/wardstream/wardstream/schemas/proto/wardstreamv1;wardstreamv1b\x06proto3"
+	"\x10ANOMALY_DETECTED\x10\x04\x12\x15\n" +
+	"\x11SAMPLE_RATE_BOOST\x10\x05BJZHgithub.com/wardstream/wardstream/schemas/proto/wardstreamv1;wardstreamv1b\x06proto3"
 
 var (
 	file_wardstream_v1_video_proto_rawDescOnce sync.Once
