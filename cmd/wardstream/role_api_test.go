@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -291,5 +292,44 @@ api:
 	}
 	if !strings.Contains(scheds, `"times":["07:30"]`) || !strings.Contains(cmds, `"state":"COMMAND_PENDING"`) {
 		t.Fatalf("schedule written through the API not read back: %s / %s", scheds, cmds)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, api string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("tenant: hosp-t\n"+api), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	demo := write("demo.yaml", "api:\n  auth: {demo_key_file: "+filepath.Join(dir, "k.pem")+"}\n")
+	idp := write("idp.yaml", "api:\n  auth: {jwks_url: https://idp.example/jwks}\n")
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"token", "--config", demo, "--role", "analyst,admin"}, 0, ""},
+		{[]string{"token", "--config", demo, "--role", "janitor"}, 2, "janitor"},
+		{[]string{"token", "--config", idp}, 1, "identity provider"},
+	} {
+		var stderr strings.Builder
+		if code := run(context.Background(), tc.args, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("%v: exit %d (%s), want %d with %q", tc.args, code, stderr.String(), tc.code, tc.stderr)
+		}
+	}
+	// The minted token verifies with the key file's public key.
+	key, err := api.LoadOrCreateSigningKey(filepath.Join(dir, "k.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := key.Mint(api.DefaultConfig().Auth, api.TokenRequest{User: "u", Tenant: "hosp-t", Roles: []string{"analyst"}, TTL: time.Minute}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := api.NewVerifier(api.DefaultConfig().Auth, key.Keys()).Verify(context.Background(), tok); err != nil || p.Tenant != "hosp-t" {
+		t.Fatalf("%+v %v", p, err)
 	}
 }

@@ -655,7 +655,7 @@ func (s *Server) ackAlert(rc *reqCtx) (int, any, error) {
 	m := rc.meta()
 	ack := &pb.AlertAck{Meta: m, AlertId: id, User: rc.p.User, Note: req.Note}
 	recs := []Record{{Topic: s.topics.AlertAcks, Key: id, Value: ack}}
-	acked := ackedCopy(a, rc.p.User, m.EventTimeMs)
+	acked := ackedCopy(a, rc.p.Tenant, rc.p.User, m.EventTimeMs)
 	if s.cfg.PublishAckedAlert {
 		recs = append(recs, Record{Topic: s.topics.Alerts, Key: alertKey(acked), Value: acked})
 	}
@@ -668,9 +668,9 @@ func (s *Server) ackAlert(rc *reqCtx) (int, any, error) {
 // ackedCopy returns the ACKNOWLEDGED version that supersedes a. Its event
 // id is derived from the alert id and version, so that if the alerts
 // processor emits the same transition the sink sees one version, not two.
-func ackedCopy(a *pb.Alert, user string, nowMs int64) *pb.Alert {
+func ackedCopy(a *pb.Alert, tenant, user string, nowMs int64) *pb.Alert {
 	c := &pb.Alert{
-		Meta:    &pb.Meta{Tenant: a.GetMeta().GetTenant(), EventTimeMs: nowMs, IngestTimeMs: nowMs, Source: "api"},
+		Meta:    &pb.Meta{Tenant: tenant, EventTimeMs: nowMs, IngestTimeMs: nowMs, Source: "api"},
 		AlertId: a.AlertId, AlertType: a.AlertType, Priority: a.Priority, State: pb.AlertState_ACKNOWLEDGED,
 		SubjectType: a.SubjectType, SubjectId: a.SubjectId, PatientId: a.PatientId, DeviceId: a.DeviceId,
 		MedicationId: a.MedicationId, Message: a.Message, Version: a.Version + 1, OpenedTimeMs: a.OpenedTimeMs,
