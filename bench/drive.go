@@ -121,6 +121,9 @@ func (h *harness) fillStages() {
 		{"kafka_in", "records appended to the input topics (" + topics.Vitals + ", " + topics.Intake + ")", func(s Sample) int64 { return s.KafkaIn }},
 		{"queryable", last, func(s Sample) int64 { return s.Delivered }},
 	}
+	if h.checksCorrectness() {
+		stages = append(stages[:2], append([]stage{{"processors_out", "records the processors wrote (" + topics.AnomalyScores + ", " + topics.DoseOutcomes + ", " + topics.Adherence + ", " + topics.Alerts + ")", func(s Sample) int64 { return s.ProcOut }}}, stages[2:]...)...)
+	}
 	for _, st := range stages {
 		base := st.get(tl[0])
 		var peak float64

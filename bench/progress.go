@@ -43,7 +43,7 @@ func newProgress(h *harness) *progress {
 func (p *progress) baseline(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s := Sample{T: 0, KafkaIn: p.kafkaIn(qctx)}
+	s := Sample{T: 0, KafkaIn: p.kafkaIn(qctx), ProcOut: p.procOut(qctx)}
 	// Shared runs (demo) see the tenant's earlier rows: count from here.
 	if d, err := p.h.delivered(qctx, false); err == nil {
 		p.baseDelivered = d
@@ -68,15 +68,30 @@ func (p *progress) loop(ctx context.Context) {
 
 // kafkaIn sums the end offsets of the path's input topics.
 func (p *progress) kafkaIn(ctx context.Context) int64 {
+	return p.endOffsets(ctx, topics.Vitals, topics.Intake)
+}
+
+// procOut sums the end offsets of the processors' output topics.
+func (p *progress) procOut(ctx context.Context) int64 {
+	return p.endOffsets(ctx, topics.AnomalyScores, topics.DoseOutcomes, topics.Adherence, topics.Alerts)
+}
+
+func (p *progress) endOffsets(ctx context.Context, names ...string) int64 {
 	h := p.h
-	ends, err := h.adm.ListEndOffsets(ctx, h.prefix+topics.Vitals, h.prefix+topics.Intake)
+	full := make([]string, len(names))
+	for i, n := range names {
+		full[i] = h.prefix + n
+	}
+	ends, err := h.adm.ListEndOffsets(ctx, full...)
 	if err != nil {
 		return -1
 	}
 	var n int64
 	for _, ps := range ends {
 		for _, o := range ps {
-			n += o.Offset
+			if o.Err == nil {
+				n += o.Offset
+			}
 		}
 	}
 	return n
@@ -100,6 +115,7 @@ func (p *progress) sample(ctx context.Context) {
 		s.Delivered = p.last.Delivered
 	}
 	s.KafkaIn = p.kafkaIn(qctx)
+	s.ProcOut = p.procOut(qctx)
 	if dt := s.T - p.last.T; dt > 0 {
 		s.SendRate = float64(s.Sent-p.last.Sent) / dt
 		s.DeliverRat = float64(s.Delivered-p.last.Delivered) / dt

@@ -146,9 +146,12 @@ func (c Check) OK() bool { return c.Matched == c.Expected && c.Wrong == 0 && c.U
 
 // Sample is one point of the timeline (once per progress interval).
 type Sample struct {
-	T          float64 `json:"t"`
-	Sent       int64   `json:"sent"`
-	KafkaIn    int64   `json:"kafka_in"`
+	T       float64 `json:"t"`
+	Sent    int64   `json:"sent"`
+	KafkaIn int64   `json:"kafka_in"`
+	// ProcOut is the processors' output records (anomaly scores, dose
+	// outcomes, adherence, alerts) so far.
+	ProcOut    int64   `json:"processors_out"`
 	Delivered  int64   `json:"delivered"`
 	Errors     int64   `json:"errors"`
 	SendRate   float64 `json:"send_rate"`
