@@ -1,0 +1,382 @@
+// Package anomaly provides the anomaly goka group of wardstream: it scores
+// every vitals reading 0-10 (the seed's rules for heart rate, blood
+// pressure and SpO2, combined with a per-patient EWMA baseline z-score, see
+// [Baseline.Score]) and raises alert requests: VITALS_EMERGENCY (score > 8)
+// and VITALS_WARNING (score > 5) per patient, and the device alerts
+// DEVICE_SEVERITY (device-reported severity > 5), PUMP_FAILURE,
+// NEGATIVE_DOSE, LOW_BATTERY (below the threshold) and DEVICE_OFFLINE.
+//
+// The group table is keyed by device (vitals and status topics are keyed by
+// device id). The baseline is kept per patient inside the state of the
+// device that measured them: no re-keying round trip on the hottest path,
+// at the price that a patient moved to another monitor starts a new
+// baseline there.
+//
+// Alerts are episodes: a condition that starts opens an alert whose id
+// carries the episode's start (type + subject + start), and the end of the
+// condition (score back to normal, battery recharged, device online again)
+// resolves it. Discrete device events (severity, pump failure, negative
+// dose) continue their episode while they repeat within EpisodeQuiet
+// (default 15 min, the seed's alert window); the alerts group suppresses
+// repeated requests for an open alert and escalates unacknowledged ones.
+//
+// It does not decide adherence or manage the alert lifecycle.
+package anomaly
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/lovoo/goka"
+	gcodec "github.com/lovoo/goka/codec"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardstream/wardstream/internal/telemetry"
+	"github.com/wardstream/wardstream/pipelines/alerts"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// Source is the Meta.Source of every record the group emits.
+const Source = "pipelines/anomaly"
+
+// Topics names the Kafka topics the group reads and writes.
+type Topics struct {
+	Vitals, DeviceStatus, AnomalyScores, AlertRequests, DeadLetters string
+}
+
+// Config configures the group.
+type Config struct {
+	Group    string
+	Topics   Topics
+	Tenant   string
+	Baseline BaselineConfig
+	// BatteryThreshold is the battery level (percent) below which
+	// LOW_BATTERY is raised (default 20).
+	BatteryThreshold float64
+	// EpisodeQuiet ends a discrete device-alert episode after this long
+	// without a repeat (default 15m).
+	EpisodeQuiet time.Duration
+}
+
+// DefaultConfig returns the defaults with the catalog's topic names.
+func DefaultConfig() Config {
+	return Config{
+		Group: topics.GroupAnomaly,
+		Topics: Topics{Vitals: topics.Vitals, DeviceStatus: topics.DeviceStatus, AnomalyScores: topics.AnomalyScores,
+			AlertRequests: topics.GroupAlerts + "-requests", DeadLetters: topics.DeadLetters},
+		Tenant: "default", Baseline: DefaultBaselineConfig(), BatteryThreshold: 20, EpisodeQuiet: 15 * time.Minute,
+	}
+}
+
+// Validate returns every problem.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("group: must not be empty"))
+	}
+	if c.Topics.Vitals == "" || c.Topics.DeviceStatus == "" || c.Topics.AnomalyScores == "" || c.Topics.AlertRequests == "" || c.Topics.DeadLetters == "" {
+		errs = append(errs, errors.New("topics: every topic must be named"))
+	}
+	b := c.Baseline
+	if b.Alpha <= 0 || b.Alpha >= 1 {
+		errs = append(errs, fmt.Errorf("baseline_alpha: %v is not in (0,1)", b.Alpha))
+	}
+	if b.MinSamples < 2 {
+		errs = append(errs, fmt.Errorf("baseline_min_samples: %d is below 2", b.MinSamples))
+	}
+	if b.ZThreshold <= 0 || b.ZScale <= 0 {
+		errs = append(errs, errors.New("z_threshold and z_scale: must be > 0"))
+	}
+	if c.BatteryThreshold < 0 || c.BatteryThreshold > 100 {
+		errs = append(errs, fmt.Errorf("battery_threshold: %v is not 0..100", c.BatteryThreshold))
+	}
+	if c.EpisodeQuiet <= 0 {
+		errs = append(errs, errors.New("episode_quiet: must be > 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Option injects dependencies.
+type Option func(*Processor)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(p *Processor) { p.log = l } }
+
+// WithRegisterer sets the Prometheus registerer (default: none).
+func WithRegisterer(r prometheus.Registerer) Option { return func(p *Processor) { p.reg = r } }
+
+// WithClock sets the processing-time clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(p *Processor) { p.now = now } }
+
+// Processor is the anomaly group's logic; safe for concurrent use.
+type Processor struct {
+	cfg Config
+	log *slog.Logger
+	reg prometheus.Registerer
+	now func() time.Time
+
+	scored      *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	alertReqs   *prometheus.CounterVec
+}
+
+// New builds the group logic; it does no I/O.
+func New(cfg Config, opts ...Option) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("anomaly config: %w", err)
+	}
+	p := &Processor{cfg: cfg, now: time.Now}
+	for _, o := range opts {
+		o(p)
+	}
+	p.log = telemetry.OrDiscard(p.log).With("component", Source)
+	p.scored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_anomaly_scores_total",
+		Help: "Vitals readings scored, by level."}, []string{"level"})
+	p.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_anomaly_dead_letters_total",
+		Help: "Anomaly inputs sent to the dead-letter topic, by reason."}, []string{"reason"})
+	p.alertReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_anomaly_alert_requests_total",
+		Help: "Alert requests sent by the anomaly group, by type and state."}, []string{"type", "state"})
+	if p.reg != nil {
+		for _, c := range []prometheus.Collector{p.scored, p.deadLetters, p.alertReqs} {
+			if err := p.reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registering anomaly metrics: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+var (
+	scoreCodec = codec.NewGoka(func() *pb.AnomalyScore { return &pb.AnomalyScore{} })
+	alertCodec = codec.NewGoka(func() *pb.Alert { return &pb.Alert{} })
+	dlqCodec   = codec.NewGoka(func() *pb.DeadLetter { return &pb.DeadLetter{} })
+)
+
+// Graph returns the goka group graph.
+func (p *Processor) Graph() *goka.GroupGraph {
+	t := p.cfg.Topics
+	return goka.DefineGroup(goka.Group(p.cfg.Group),
+		goka.Input(goka.Stream(t.Vitals), new(gcodec.Bytes), p.onVitals),
+		goka.Input(goka.Stream(t.DeviceStatus), new(gcodec.Bytes), p.onStatus),
+		goka.Persist(StateCodec{}),
+		goka.Output(goka.Stream(t.AnomalyScores), scoreCodec),
+		goka.Output(goka.Stream(t.AlertRequests), alertCodec),
+		goka.Output(goka.Stream(t.DeadLetters), dlqCodec),
+	)
+}
+
+func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string, err error) {
+	p.deadLetters.WithLabelValues(reason).Inc()
+	now := p.now()
+	src := string(ctx.Topic())
+	p.log.Warn("input dead-lettered", "topic", src, "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	ctx.Emit(goka.Stream(p.cfg.Topics.DeadLetters), ctx.Key(), &pb.DeadLetter{
+		Meta: &pb.Meta{Tenant: p.cfg.Tenant, EventId: src + "/" + strconv.Itoa(int(ctx.Partition())) + "/" + strconv.FormatInt(ctx.Offset(), 10),
+			EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: Source},
+		Stage: Source, SourceTopic: src, SourcePartition: ctx.Partition(), SourceOffset: ctx.Offset(),
+		Key: []byte(ctx.Key()), Raw: raw, Reason: reason, Error: err.Error(),
+	})
+}
+
+func stateOf(ctx goka.Context) *State {
+	if v := ctx.Value(); v != nil {
+		return v.(*State)
+	}
+	return &State{}
+}
+
+// present reports whether the reading carries field (by its proto name or
+// the seed's camelCase); without a Present list a non-zero value counts.
+func present(v *pb.VitalsTelemetry, val float64, names ...string) bool {
+	if len(v.GetPresent()) == 0 {
+		return val != 0
+	}
+	for _, n := range names {
+		if slices.Contains(v.GetPresent(), n) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Processor) onVitals(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var v pb.VitalsTelemetry
+	if raw == nil {
+		p.deadLetter(ctx, nil, "empty", errors.New("vitals record has no value"))
+		return
+	}
+	if err := proto.Unmarshal(raw, &v); err != nil {
+		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals: %w", err))
+		return
+	}
+	if v.GetDeviceId() == "" || v.GetMeta().GetEventId() == "" {
+		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
+		return
+	}
+	now := p.now()
+	st := stateOf(ctx)
+	if t := v.GetMeta().GetTenant(); t != "" {
+		st.Tenant = t
+	}
+	ev := v.GetMeta().GetEventTimeMs()
+	var vit Vitals
+	vit.V = [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
+	vit.Has = [nMetrics]bool{
+		present(&v, v.GetHeartRate(), "heart_rate", "heartRate"),
+		present(&v, v.GetSystolicBp(), "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
+		present(&v, v.GetSpo2(), "spo2", "oxygenSat", "oxygen_sat"),
+	}
+	if vit.Has[HR] || vit.Has[BP] || vit.Has[SpO2] {
+		patient := v.GetPatientId()
+		subject := patient
+		if subject == "" {
+			subject = v.GetDeviceId()
+		}
+		if st.Patients == nil {
+			st.Patients = map[string]*Baseline{}
+		}
+		b := st.Patients[subject]
+		if b == nil {
+			b = &Baseline{}
+			st.Patients[subject] = b
+		}
+		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
+		level := Level(score)
+		p.scored.WithLabelValues(level).Inc()
+		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), &pb.AnomalyScore{
+			Meta:     p.meta(st, "anomaly|"+v.GetMeta().GetEventId(), ev, now),
+			DeviceId: v.GetDeviceId(), PatientId: patient, ReadingEventId: v.GetMeta().GetEventId(),
+			Score: score, RuleScore: rule, ZScore: z, Reasons: reasons, Level: level,
+			HeartRate: v.GetHeartRate(), SystolicBp: v.GetSystolicBp(), Spo2: v.GetSpo2(), Ward: v.GetWard(),
+		})
+		subjType := alerts.SubjectPatient
+		if patient == "" {
+			subjType = alerts.SubjectDevice
+		}
+		msg := fmt.Sprintf("anomaly score %.1f (%s)", score, level)
+		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, &v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, &v, msg)
+	}
+	dev := v.GetDeviceId()
+	if v.GetSeverity() > 5 {
+		pr := pb.Priority_HIGH
+		if v.GetSeverity() > 8 {
+			pr = pb.Priority_CRITICAL
+		}
+		p.event(ctx, st, pb.AlertType_DEVICE_SEVERITY, pr, dev, ev, now, &v, fmt.Sprintf("device reported severity %d", v.GetSeverity()))
+	}
+	if v.GetAlertType() == "PUMP_FAILURE" || v.GetAlertType() == "pump_failure" {
+		p.event(ctx, st, pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, dev, ev, now, &v, "infusion pump failure")
+	}
+	if present(&v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && v.GetMedicationDose() < 0 {
+		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, &v, "negative medication dose reported")
+	}
+	if present(&v, v.GetBatteryLevel(), "battery_level", "batteryLevel") {
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, &v,
+			fmt.Sprintf("battery below %.0f%%", p.cfg.BatteryThreshold))
+	}
+	ctx.SetValue(st)
+}
+
+func (p *Processor) onStatus(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	var s pb.DeviceStatus
+	if raw == nil {
+		p.deadLetter(ctx, nil, "empty", errors.New("status record has no value"))
+		return
+	}
+	if err := proto.Unmarshal(raw, &s); err != nil {
+		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding device status: %w", err))
+		return
+	}
+	if s.GetDeviceId() == "" {
+		p.deadLetter(ctx, raw, "missing_field", errors.New("status lacks deviceId"))
+		return
+	}
+	now := p.now()
+	st := stateOf(ctx)
+	if t := s.GetMeta().GetTenant(); t != "" {
+		st.Tenant = t
+	}
+	ev := s.GetMeta().GetEventTimeMs()
+	v := &pb.VitalsTelemetry{DeviceId: s.GetDeviceId(), PatientId: s.GetPatientId(), Ward: s.GetWard()}
+	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), ev, now, v, "device offline")
+	// A status without a battery reading (0 while online) says nothing
+	// about the battery.
+	if s.GetBatteryLevel() > 0 || !s.GetOnline() && s.GetBatteryLevel() == 0 && s.GetStatus() == "battery_empty" {
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
+			fmt.Sprintf("battery below %.0f%%", p.cfg.BatteryThreshold))
+	}
+	ctx.SetValue(st)
+}
+
+func (p *Processor) meta(st *State, id string, ev int64, now time.Time) *pb.Meta {
+	t := st.Tenant
+	if t == "" {
+		t = p.cfg.Tenant
+	}
+	return &pb.Meta{Tenant: t, EventId: id, EventTimeMs: ev, IngestTimeMs: now.UnixMilli(), Source: Source}
+}
+
+// condition opens an episode when on starts and resolves it when on ends.
+func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
+	e, open := st.Episodes[int32(t)]
+	switch {
+	case on && !open:
+		if st.Episodes == nil {
+			st.Episodes = map[int32]Episode{}
+		}
+		e = Episode{Start: ev, Last: ev, Subject: subject}
+		st.Episodes[int32(t)] = e
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, subjType, e, now, v, msg)
+	case !on && open:
+		delete(st.Episodes, int32(t))
+		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, subjType, e, now, v, msg)
+	case on && open:
+		e.Last = max(e.Last, ev)
+		st.Episodes[int32(t)] = e
+	}
+}
+
+// event continues or starts a discrete device-alert episode.
+func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, device string, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
+	if st.Episodes == nil {
+		st.Episodes = map[int32]Episode{}
+	}
+	e, open := st.Episodes[int32(t)]
+	if open && ev-e.Last <= p.cfg.EpisodeQuiet.Milliseconds() && ev >= e.Start {
+		e.Last = max(e.Last, ev)
+		st.Episodes[int32(t)] = e
+		// Repeat while open: the alerts group suppresses it, and counts it.
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, alerts.SubjectDevice, e, now, v, msg)
+		return
+	}
+	e = Episode{Start: ev, Last: ev, Subject: device}
+	st.Episodes[int32(t)] = e
+	p.request(ctx, st, t, pr, pb.AlertState_OPEN, alerts.SubjectDevice, e, now, v, msg)
+}
+
+func (p *Processor) request(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, state pb.AlertState, subjType string, e Episode, now time.Time, v *pb.VitalsTelemetry, msg string) {
+	tenant := st.Tenant
+	if tenant == "" {
+		tenant = p.cfg.Tenant
+	}
+	a := alerts.Request(tenant, t, pr, state, subjType, e.Subject, strconv.FormatInt(e.Start, 10), time.UnixMilli(e.Start), now)
+	if state == pb.AlertState_RESOLVED {
+		a.Meta.EventTimeMs = now.UnixMilli()
+	}
+	a.DeviceId, a.Ward, a.Message = v.GetDeviceId(), v.GetWard(), msg
+	if v.GetPatientId() != "" {
+		a.PatientId = v.GetPatientId()
+	}
+	p.alertReqs.WithLabelValues(t.String(), state.String()).Inc()
+	ctx.Emit(goka.Stream(p.cfg.Topics.AlertRequests), a.AlertId, a)
+}

@@ -1,0 +1,242 @@
+package anomaly_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/tester"
+
+	"github.com/wardstream/wardstream/pipelines/anomaly"
+	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+func vit(hr, bp, spo2 float64) anomaly.Vitals {
+	return anomaly.Vitals{V: [3]float64{hr, bp, spo2}, Has: [3]bool{hr != 0, bp != 0, spo2 != 0}}
+}
+
+func TestRuleScoreIsTheSeeds(t *testing.T) {
+	cases := []struct {
+		hr, bp, spo2 float64
+		want         float64
+		level        string
+	}{
+		{80, 120, 98, 0, "NORMAL"},
+		{100, 140, 95, 0, "NORMAL"}, // boundaries are strict
+		{60, 0, 0, 0, "NORMAL"},
+		{101, 0, 0, 0.1, "NORMAL"},
+		{150, 0, 0, 5, "NORMAL"},      // (150-100)/10 = 5: not > 5
+		{151, 0, 0, 5.1, "WARNING"},   // > 5
+		{180, 0, 0, 8, "WARNING"},     // 8 is not > 8
+		{181, 0, 0, 8.1, "EMERGENCY"}, // > 8
+		{250, 0, 0, 10, "EMERGENCY"},  // capped at 10
+		{50, 0, 0, 1, "NORMAL"},       // (60-50)/10
+		{0.5, 0, 0, 5.95, "WARNING"},  // present but tiny: (60-0.5)/10
+		{0, 200, 0, 6, "WARNING"},     // (200-140)/10
+		{0, 0, 90, 2.5, "NORMAL"},     // (95-90)/2
+		{0, 0, 84, 5.5, "WARNING"},    // (95-84)/2
+		{0, 0, 78, 8.5, "EMERGENCY"},  // (95-78)/2
+		{130, 170, 85, 5, "NORMAL"},   // max(3, 3, 5)
+	}
+	for _, c := range cases {
+		got, reasons := anomaly.RuleScore(vit(c.hr, c.bp, c.spo2))
+		if math.Abs(got-c.want) > 1e-9 || anomaly.Level(got) != c.level {
+			t.Errorf("hr %v bp %v spo2 %v: score %v (%s) %v, want %v (%s)", c.hr, c.bp, c.spo2, got, anomaly.Level(got), reasons, c.want, c.level)
+		}
+		if (got > 0) != (len(reasons) > 0) {
+			t.Errorf("reasons %v for score %v", reasons, got)
+		}
+	}
+}
+
+func TestBaselineLearnsPatientNormal(t *testing.T) {
+	cfg := anomaly.DefaultBaselineConfig()
+	var b anomaly.Baseline
+	// A patient whose normal heart rate is 62 +- 1.
+	for i := 0; i < 100; i++ {
+		s, rule, z, _ := b.Score(cfg, vit(62+float64(i%3)-1, 0, 0))
+		if s != 0 || rule != 0 || (i >= int(cfg.MinSamples) && z > 3) {
+			t.Fatalf("reading %d of the patient's normal scored %v (z %v)", i, s, z)
+		}
+	}
+	// 80 bpm is inside the seed's range but far from this patient's normal:
+	// |z| = 18/2 (std floor) = 9 -> (9-3)*2 = 12 -> capped 10.
+	s, rule, z, reasons := b.Score(cfg, vit(80, 0, 0))
+	if rule != 0 || z < 8.5 || s != 10 || anomaly.Level(s) != "EMERGENCY" {
+		t.Fatalf("80 bpm vs normal 62: score %v rule %v z %v %v", s, rule, z, reasons)
+	}
+	// Before MinSamples the baseline adds nothing.
+	var fresh anomaly.Baseline
+	if s, _, _, _ := fresh.Score(cfg, vit(80, 0, 0)); s != 0 {
+		t.Fatalf("unlearned baseline scored %v", s)
+	}
+	// The baseline never lowers a rule score: a patient used to 130 bpm.
+	var tachy anomaly.Baseline
+	for i := 0; i < 50; i++ {
+		tachy.Score(cfg, vit(130, 0, 0))
+	}
+	if s, rule, _, _ := tachy.Score(cfg, vit(130, 0, 0)); s != 3 || rule != 3 {
+		t.Fatalf("rule score hidden by baseline: %v/%v", s, rule)
+	}
+}
+
+func TestStateCodecRoundTrip(t *testing.T) {
+	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {N: [3]int64{1, 2, 3}, Mean: [3]float64{60, 120, 97}, Var: [3]float64{1, 2, 0.5}}},
+		Episodes: map[int32]anomaly.Episode{int32(pb.AlertType_VITALS_WARNING): {Start: 5, Last: 9, Subject: "p"}}}
+	b, err := anomaly.StateCodec{}.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := anomaly.StateCodec{}.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := anomaly.StateCodec{}.Encode(v)
+	if string(b) != string(b2) || v.(*anomaly.State).Patients["p"].Mean[1] != 120 {
+		t.Fatalf("round trip changed the state")
+	}
+	for i := 0; i < len(b); i++ {
+		if _, err := anomaly.DecodeState(b[:i]); err == nil {
+			t.Fatalf("truncated state of %d bytes decoded", i)
+		}
+	}
+}
+
+func FuzzDecodeState(f *testing.F) {
+	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {}}, Episodes: map[int32]anomaly.Episode{1: {Start: 1}}}
+	b, _ := s.AppendBinary(nil)
+	f.Add(b)
+	f.Add([]byte{1, 0, 0, 0})
+	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := anomaly.DecodeState(data)
+		if err != nil {
+			return
+		}
+		b, err := s.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := anomaly.DecodeState(b)
+		if err != nil || len(s2.Patients) != len(s.Patients) || len(s2.Episodes) != len(s.Episodes) {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+	})
+}
+
+type harness struct {
+	tt    *tester.Tester
+	cfg   anomaly.Config
+	score *tester.QueueTracker
+	alert *tester.QueueTracker
+	dlq   *tester.QueueTracker
+}
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{cfg: anomaly.DefaultConfig()}
+	p, err := anomaly.New(h.cfg, anomaly.WithClock(func() time.Time { return time.UnixMilli(1e12) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tt = tester.New(t)
+	proc, err := goka.NewProcessor(nil, p.Graph(), goka.WithTester(h.tt), goka.WithLogger(gokalog.New(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.score = h.tt.NewQueueTracker(h.cfg.Topics.AnomalyScores)
+	h.alert = h.tt.NewQueueTracker(h.cfg.Topics.AlertRequests)
+	h.dlq = h.tt.NewQueueTracker(h.cfg.Topics.DeadLetters)
+	return h
+}
+
+
+func drainAlerts(q *tester.QueueTracker) []*pb.Alert {
+	var out []*pb.Alert
+	for {
+		_, v, ok := q.Next()
+		if !ok {
+			return out
+		}
+		out = append(out, v.(*pb.Alert))
+	}
+}
+
+func TestGroupScoresAndAlertEpisodes(t *testing.T) {
+	h := newHarness(t)
+	n := 0
+	reading := func(hr float64, extra func(*pb.VitalsTelemetry)) {
+		n++
+		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: fmt.Sprint("r", n), EventTimeMs: int64(n) * 60_000},
+			DeviceId: "mon-1", PatientId: "p1", Kind: "vitals", HeartRate: hr, Present: []string{"heart_rate"}}
+		if extra != nil {
+			extra(v)
+		}
+		b, _ := codec.Marshal(v)
+		h.tt.Consume(h.cfg.Topics.Vitals, "mon-1", b)
+	}
+	reading(80, nil)
+	reading(185, nil) // 8.5: EMERGENCY opens
+	reading(190, nil) // still EMERGENCY: no new request
+	reading(155, nil) // 5.5: EMERGENCY resolves, WARNING opens
+	reading(80, nil)  // WARNING resolves
+	var levels []string
+	for {
+		_, v, ok := h.score.Next()
+		if !ok {
+			break
+		}
+		s := v.(*pb.AnomalyScore)
+		levels = append(levels, s.Level)
+		if s.Meta.EventId != "anomaly|"+s.ReadingEventId || s.Meta.Tenant != "t1" {
+			t.Fatalf("score meta %v", s.Meta)
+		}
+	}
+	if fmt.Sprint(levels) != "[NORMAL EMERGENCY EMERGENCY WARNING NORMAL]" {
+		t.Fatalf("levels %v", levels)
+	}
+	var got []string
+	for _, a := range drainAlerts(h.alert) {
+		got = append(got, a.AlertType.String()+":"+a.State.String()+":"+a.Priority.String()+":"+a.AlertId)
+	}
+	want := []string{
+		"VITALS_EMERGENCY:OPEN:CRITICAL:VITALS_EMERGENCY|patient|p1|120000",
+		"VITALS_EMERGENCY:RESOLVED:CRITICAL:VITALS_EMERGENCY|patient|p1|120000",
+		"VITALS_WARNING:OPEN:HIGH:VITALS_WARNING|patient|p1|240000",
+		"VITALS_WARNING:RESOLVED:HIGH:VITALS_WARNING|patient|p1|240000",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("alerts\n got %v\nwant %v", got, want)
+	}
+	// Device alerts.
+	reading(80, func(v *pb.VitalsTelemetry) { v.Kind, v.Severity, v.AlertType = "alerts", 7, "PUMP_FAILURE" })
+	reading(80, func(v *pb.VitalsTelemetry) { v.MedicationDose, v.Present = -1, append(v.Present, "medication_dose") })
+	reading(80, func(v *pb.VitalsTelemetry) { v.BatteryLevel, v.Present = 12, append(v.Present, "battery_level") })
+	reading(80, func(v *pb.VitalsTelemetry) { v.BatteryLevel, v.Present = 13, append(v.Present, "battery_level") })
+	reading(80, func(v *pb.VitalsTelemetry) { v.BatteryLevel, v.Present = 90, append(v.Present, "battery_level") })
+	st := &pb.DeviceStatus{Meta: &pb.Meta{EventId: "s1", EventTimeMs: 99}, DeviceId: "mon-1", Online: false}
+	b, _ := codec.Marshal(st)
+	h.tt.Consume(h.cfg.Topics.DeviceStatus, "mon-1", b)
+	got = nil
+	for _, a := range drainAlerts(h.alert) {
+		got = append(got, a.AlertType.String()+":"+a.State.String()+":"+a.SubjectType)
+	}
+	want = []string{"DEVICE_SEVERITY:OPEN:device", "PUMP_FAILURE:OPEN:device", "NEGATIVE_DOSE:OPEN:device",
+		"LOW_BATTERY:OPEN:device", "LOW_BATTERY:RESOLVED:device", "DEVICE_OFFLINE:OPEN:device"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("device alerts\n got %v\nwant %v", got, want)
+	}
+	// Garbage goes to the dead-letter topic, not into the state.
+	h.tt.Consume(h.cfg.Topics.Vitals, "mon-1", []byte{0xff, 0xff, 0xff})
+	if _, v, ok := h.dlq.Next(); !ok || v.(*pb.DeadLetter).Reason != "undecodable" {
+		t.Fatalf("no dead letter for garbage: %v", v)
+	}
+}
