@@ -58,8 +58,10 @@ func LineChart(title, xLabel, yLabel string, series []Series) string {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", left, w-right, py(y), py(y))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, py(y)+4, human(y))
 	}
-	for i := 0; i <= 6; i++ {
-		x := minX + (maxX-minX)*float64(i)/6
+	// X ticks at round multiples of a 1/2/5 step.
+	step := math.Max(niceCeil((maxX-minX)/6), 1e-9)
+	for x := math.Ceil(minX/step) * step; x <= maxX+step*1e-9; x += step {
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#333"/>`+"\n", px(x), px(x), h-bottom, h-bottom+4)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", px(x), h-bottom+16, human(x))
 	}
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#333"/>`+"\n", left, w-right, h-bottom, h-bottom)
