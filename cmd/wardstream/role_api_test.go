@@ -140,6 +140,9 @@ api:
 		return &pb.Meta{Tenant: "hosp-e2e", EventId: id, EventTimeMs: at.UnixMilli(), IngestTimeMs: at.UnixMilli(), Source: "e2e"}
 	}
 	opened := now.Add(-20 * time.Minute)
+	// An id as the alerts processor composes it: "|"-joined, so the page
+	// must percent-encode it in the acknowledge URL.
+	alertID := fmt.Sprintf("MISSED_DOSE|patient|pat-7|med-2|%d|0", opened.UnixMilli())
 	sched := time.Date(now.Year(), now.Month(), now.Day(), 0, 5, 0, 0, time.UTC)
 	if now.Sub(sched) < 2*time.Minute {
 		t.Skip("too close to midnight UTC for a stable 'today'")
@@ -148,7 +151,7 @@ api:
 		topic, key string
 		v          proto.Message
 	}{
-		{topics.Alerts, "pat-7", &pb.Alert{Meta: m("e2e-alert:v1", opened), AlertId: "e2e-alert", AlertType: pb.AlertType_MISSED_DOSE,
+		{topics.Alerts, "pat-7", &pb.Alert{Meta: m(alertID+"@OPEN", opened), AlertId: alertID, AlertType: pb.AlertType_MISSED_DOSE,
 			Priority: pb.Priority_HIGH, State: pb.AlertState_OPEN, SubjectType: "patient", SubjectId: "pat-7", PatientId: "pat-7",
 			MedicationId: "med-2", Ward: "ward-e2e", Message: "morning dose missed", Version: 1, OpenedTimeMs: opened.UnixMilli()}},
 		{topics.DoseOutcomes, "pat-7", &pb.DoseOutcome{Meta: m("dose-e2e:v1", now), DoseId: "dose-e2e", PatientId: "pat-7", MedicationId: "med-2",
@@ -195,12 +198,12 @@ api:
 	var dash string
 	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(250 * time.Millisecond) {
 		dash = get("/api/v1/dashboard")
-		if strings.Contains(dash, "e2e-alert") && strings.Contains(dash, "dose-e2e") && strings.Contains(dash, `"ward":"ward-e2e"`) &&
+		if strings.Contains(dash, alertID) && strings.Contains(dash, "dose-e2e") && strings.Contains(dash, `"ward":"ward-e2e"`) &&
 			strings.Contains(dash, "anom-e2e") && strings.Contains(dash, "cam-7") {
 			break
 		}
 	}
-	for _, want := range []string{"e2e-alert", "dose-e2e", `"ward":"ward-e2e"`, "anom-e2e", "cam-7"} {
+	for _, want := range []string{alertID, "dose-e2e", `"ward":"ward-e2e"`, "anom-e2e", "cam-7"} {
 		if !strings.Contains(dash, want) {
 			t.Fatalf("dashboard never showed %s: %s", want, dash)
 		}
@@ -223,7 +226,7 @@ api:
 	defer cancelAlloc()
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
-	row := `#alerts tbody tr[data-alert-id="e2e-alert"]`
+	row := `#alerts tbody tr[data-alert-id="` + alertID + `"]`
 	if err := chromedp.Do(browser,
 		chromedp.Navigate(base+"/#token="+tok),
 		chromedp.WaitVisible(chromedp.CSS(row)),
@@ -238,7 +241,7 @@ api:
 		}
 	}
 	clicked := time.Now()
-	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button.ack[data-alert-id="e2e-alert"]`))); err != nil {
+	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button.ack[data-alert-id="`+alertID+`"]`))); err != nil {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(browser, chromedp.WaitNotPresent(chromedp.CSS(row))); err != nil {
@@ -249,7 +252,7 @@ api:
 	// In ClickHouse: the alert's latest version, the ack, the audit record.
 	var state, ackedBy string
 	var version uint64
-	if err := conn.QueryRow(ctx, "SELECT argMax(state, version), argMax(acked_by, version), max(version) FROM "+db+".alerts WHERE tenant = 'hosp-e2e' AND alert_id = 'e2e-alert'").
+	if err := conn.QueryRow(ctx, "SELECT argMax(state, version), argMax(acked_by, version), max(version) FROM "+db+".alerts WHERE tenant = 'hosp-e2e' AND alert_id = ?", alertID).
 		Scan(&state, &ackedBy, &version); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +269,7 @@ api:
 		}
 		t.Fatalf("no row for %s", q)
 	}
-	waitRows("SELECT count() FROM " + db + ".alert_acks WHERE tenant = 'hosp-e2e' AND alert_id = 'e2e-alert' AND user = 'nurse-e2e'")
+	waitRows("SELECT count() FROM " + db + ".alert_acks WHERE tenant = 'hosp-e2e' AND alert_id = '" + alertID + "' AND user = 'nurse-e2e'")
 	waitRows("SELECT count() FROM " + db + ".audit WHERE tenant = 'hosp-e2e' AND action = 'ackAlert' AND status = 202 AND user = 'nurse-e2e'")
 
 	// A schedule written through the API is read back through the sink,

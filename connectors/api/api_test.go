@@ -224,7 +224,8 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"unknown route", "GET", "/api/v1/nope", "", "", 404, "no such API route"},
 		{"wrong method", "DELETE", "/api/v1/alerts", "", "", 405, "not allowed"},
-		{"bad id", "GET", "/api/v1/alerts/a%20b", "", "", 400, "not a valid id"},
+		{"bad id", "GET", "/api/v1/alerts/a%20b", "", "", 400, "not a valid alert id"},
+		{"bad device id", "GET", "/api/v1/devices/a%7Cb/shadow", "", "", 400, "not a valid id"},
 		{"bad state", "GET", "/api/v1/alerts?state=SLEEPING", "", "", 400, "state"},
 		{"bad limit", "GET", "/api/v1/alerts?limit=0", "", "", 400, "limit"},
 		{"huge limit", "GET", "/api/v1/alerts?limit=100000", "", "", 400, "limit"},
@@ -361,7 +362,8 @@ func TestAckAlert(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, func(c *api.Config) { c.PublishAckedAlert = direct })
-			h.store.alerts["hospital-a"] = []*pb.Alert{alert("hospital-a", "a1", pb.AlertState_OPEN, 4), alert("hospital-a", "a2", pb.AlertState_ACKNOWLEDGED, 2)}
+			h.store.alerts["hospital-a"] = []*pb.Alert{alert("hospital-a", "a1", pb.AlertState_OPEN, 4), alert("hospital-a", "a2", pb.AlertState_ACKNOWLEDGED, 2),
+				alert("hospital-a", "MISSED_DOSE|patient|p-1|metformin|1767254400000|0", pb.AlertState_OPEN, 1)}
 			tok := h.token("nurse", "hospital-a", api.RoleMedicalStaff)
 			r := h.do("POST", "/api/v1/alerts/a1/ack", tok, `{"note":"on it"}`)
 			if r.code != 202 {
@@ -390,12 +392,19 @@ func TestAckAlert(t *testing.T) {
 					t.Fatalf("acked alert %v", a)
 				}
 			}
+			// Alert ids as the alerts processor composes them ("|"-joined, percent-encoded in the path).
+			if r := h.do("POST", "/api/v1/alerts/MISSED_DOSE%7Cpatient%7Cp-1%7Cmetformin%7C1767254400000%7C0/ack", tok, ""); r.code != 202 {
+				t.Fatalf("ack of a composed id: %d %s", r.code, r.body)
+			}
+			if a := h.pub.byTopic(topics.AlertAcks); len(a) != 2 || a[1].Key != "MISSED_DOSE|patient|p-1|metformin|1767254400000|0" {
+				t.Fatalf("acks %v", a)
+			}
 			// Acknowledging an acknowledged alert is a no-op.
 			r = h.do("POST", "/api/v1/alerts/a2/ack", tok, "")
 			if r.code != 200 || r.json(t)["alreadyAcknowledged"] != true {
 				t.Fatalf("second ack: %d %s", r.code, r.body)
 			}
-			if n := len(h.pub.byTopic(topics.AlertAcks)); n != 1 {
+			if n := len(h.pub.byTopic(topics.AlertAcks)); n != 2 {
 				t.Fatalf("%d acks after no-op", n)
 			}
 		})

@@ -100,6 +100,30 @@ func (rc *reqCtx) pathID(name string) (string, error) {
 	return v, nil
 }
 
+// validAlertID accepts alert ids, which the alerts processor composes from
+// type, subject and window joined by "|" (pipelines/alerts.ID): up to 512
+// characters of letters, digits and ._:@-| .
+func validAlertID(s string) bool {
+	if len(s) == 0 || len(s) > 512 {
+		return false
+	}
+	for _, c := range s {
+		if c != '|' && !validID(string(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// alertID returns the {alertId} path value (clients percent-encode "|" as %7C).
+func (rc *reqCtx) alertID() (string, error) {
+	v := rc.r.PathValue("alertId")
+	if !validAlertID(v) {
+		return "", errf(http.StatusBadRequest, "alertId %q is not a valid alert id (1-512 of letters, digits and ._:@-|)", v)
+	}
+	return v, nil
+}
+
 // queryID returns an optional id query parameter.
 func (rc *reqCtx) queryID(name string) (string, error) {
 	v := rc.r.URL.Query().Get(name)
@@ -595,7 +619,7 @@ func (s *Server) listAlerts(rc *reqCtx) (int, any, error) {
 }
 
 func (s *Server) getAlert(rc *reqCtx) (int, any, error) {
-	id, err := rc.pathID("alertId")
+	id, err := rc.alertID()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -622,7 +646,7 @@ type ackResult struct {
 }
 
 func (s *Server) ackAlert(rc *reqCtx) (int, any, error) {
-	id, err := rc.pathID("alertId")
+	id, err := rc.alertID()
 	if err != nil {
 		return 0, nil, err
 	}
