@@ -1,0 +1,159 @@
+package alerts_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/tester"
+
+	"github.com/wardstream/wardstream/pipelines/alerts"
+	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+func TestIDIsDeterministic(t *testing.T) {
+	a := alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, "p1", "m1|1000|0")
+	if a != "MISSED_DOSE|patient|p1|m1|1000|0" || a != alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, "p1", "m1|1000|0") {
+		t.Fatalf("id %q", a)
+	}
+	if a == alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, "p1", "m1|1000|1") {
+		t.Fatal("different windows share an id")
+	}
+}
+
+type harness struct {
+	t    *testing.T
+	tt   *tester.Tester
+	proc *goka.Processor
+	cfg  alerts.Config
+	now  atomic.Int64
+	out  *tester.QueueTracker
+	dlq  *tester.QueueTracker
+}
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{t: t, cfg: alerts.DefaultConfig()}
+	h.now.Store(1_000_000)
+	p, err := alerts.New(h.cfg, alerts.WithClock(func() time.Time { return time.UnixMilli(h.now.Load()) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tt = tester.New(t)
+	h.proc, err = goka.NewProcessor(nil, p.Graph(), goka.WithTester(h.tt), goka.WithLogger(gokalog.New(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.proc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.out = h.tt.NewQueueTracker(h.cfg.Topics.Alerts)
+	h.dlq = h.tt.NewQueueTracker(h.cfg.Topics.DeadLetters)
+	return h
+}
+
+func (h *harness) request(state pb.AlertState, window string, pr pb.Priority) string {
+	a := alerts.Request("t1", pb.AlertType_MISSED_DOSE, pr, state, alerts.SubjectPatient, "p1", window, time.UnixMilli(0), time.UnixMilli(h.now.Load()))
+	b, _ := codec.Marshal(a)
+	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+	return a.AlertId
+}
+
+func (h *harness) ack(id string) {
+	b, _ := codec.Marshal(&pb.AlertAck{Meta: &pb.Meta{EventId: "ack-" + id, EventTimeMs: h.now.Load()}, AlertId: id, User: "nurse-1"})
+	h.tt.Consume(h.cfg.Topics.Acks, id, b)
+}
+
+func (h *harness) tick(ms int64) {
+	h.now.Store(ms)
+	if err := h.proc.VisitAll(context.Background(), alerts.VisitEscalate, ms); err != nil {
+		h.t.Fatal(err)
+	}
+	h.tt.Catchup()
+}
+
+func (h *harness) drain() []string {
+	var out []string
+	for {
+		k, v, ok := h.out.Next()
+		if !ok {
+			return out
+		}
+		a := v.(*pb.Alert)
+		if a.Meta.EventId != fmt.Sprintf("%s@%d", a.AlertId, a.Version) || k != a.SubjectId {
+			h.t.Fatalf("alert record id/key: %s %v", k, a.Meta)
+		}
+		out = append(out, fmt.Sprintf("%s v%d L%d", a.State, a.Version, a.EscalationLevel))
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	min := int64(60_000)
+	cases := []struct {
+		name  string
+		steps func(h *harness)
+		want  string
+	}{
+		{"open then suppressed while open", func(h *harness) {
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+		}, "[OPEN v1 L0]"},
+		{"resolve and reopen", func(h *harness) {
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+			h.request(pb.AlertState_RESOLVED, "w", pb.Priority_HIGH)
+			h.request(pb.AlertState_RESOLVED, "w", pb.Priority_HIGH)
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+		}, "[OPEN v1 L0 RESOLVED v2 L0 OPEN v3 L0]"},
+		{"escalates after SLA, again after each SLA, up to the max", func(h *harness) {
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH) // opened at 1_000_000
+			h.tick(1_000_000 + 15*min - 1)
+			h.tick(1_000_000 + 15*min)
+			h.tick(1_000_000 + 20*min)
+			h.tick(1_000_000 + 30*min)
+			h.tick(1_000_000 + 45*min)
+			h.tick(1_000_000 + 600*min)
+		}, "[OPEN v1 L0 ESCALATED v2 L1 ESCALATED v3 L2 ESCALATED v4 L3]"},
+		{"ack stops escalation", func(h *harness) {
+			id := h.request(pb.AlertState_OPEN, "w", pb.Priority_CRITICAL)
+			h.tick(1_000_000 + 4*min)
+			h.ack(id)
+			h.tick(1_000_000 + 60*min)
+			h.ack(id)
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_CRITICAL) // still suppressed while acknowledged
+		}, "[OPEN v1 L0 ACKNOWLEDGED v2 L0]"},
+		{"ack after escalation", func(h *harness) {
+			id := h.request(pb.AlertState_OPEN, "w", pb.Priority_CRITICAL)
+			h.tick(1_000_000 + 5*min)
+			h.ack(id)
+			h.request(pb.AlertState_RESOLVED, "w", pb.Priority_CRITICAL)
+		}, "[OPEN v1 L0 ESCALATED v2 L1 ACKNOWLEDGED v3 L1 RESOLVED v4 L1]"},
+		{"resolved alerts do not escalate", func(h *harness) {
+			h.request(pb.AlertState_OPEN, "w", pb.Priority_LOW)
+			h.request(pb.AlertState_RESOLVED, "w", pb.Priority_LOW)
+			h.tick(1_000_000 + 600*min)
+		}, "[OPEN v1 L0 RESOLVED v2 L0]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			c.steps(h)
+			if got := fmt.Sprint(h.drain()); got != c.want {
+				t.Fatalf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+func TestUnknownAckDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	h.ack("nope")
+	if _, v, ok := h.dlq.Next(); !ok || v.(*pb.DeadLetter).Reason != "unknown_alert" {
+		t.Fatalf("want unknown_alert dead letter, got %v", v)
+	}
+}
