@@ -268,7 +268,7 @@ func (h *harness) telemetryItem(rs []Reading, now time.Time) item {
 	it := item{valid: len(rs), copies: 1}
 	for i := range rs {
 		if rs[i].Probe {
-			it.probes = append(it.probes, probe{rs[i].EventID, rs[i].EventTime, tableOf(rs[i].Kind)})
+			it.probes = append(it.probes, probe{rs[i].EventID, rs[i].DeviceID, rs[i].EventTime, tableOf(rs[i].Kind)})
 		}
 	}
 	if h.viaKafka() {
@@ -291,7 +291,7 @@ func (h *harness) readingItem(r Reading, copies int, now time.Time) item {
 		it.valid = 1
 	}
 	if r.Probe {
-		it.probes = []probe{{r.EventID, r.EventTime, tableOf(r.Kind)}}
+		it.probes = []probe{{r.EventID, r.DeviceID, r.EventTime, tableOf(r.Kind)}}
 	}
 	if h.viaKafka() {
 		it.recs = []*kgo.Record{h.kafkaRecord(&r, now)}
@@ -366,11 +366,11 @@ func (h *harness) probeLoop(ctx context.Context) {
 		if h.obs == nil {
 			continue
 		}
-		byTable := map[string][]string{}
+		byTable := map[string][]probe{}
 		h.mu.Lock()
 		n := 0
-		for id, p := range h.outstanding {
-			byTable[p.table] = append(byTable[p.table], id)
+		for _, p := range h.outstanding {
+			byTable[p.table] = append(byTable[p.table], p)
 			if n++; n >= 4000 {
 				break
 			}

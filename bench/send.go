@@ -28,6 +28,7 @@ type item struct {
 // probe is a reading whose visibility the harness times.
 type probe struct {
 	id        string
+	device    string
 	eventTime time.Time
 	table     string
 }
