@@ -1,12 +1,12 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/wardstream/wardstream/connectors/mqtt"
 	"github.com/wardstream/wardstream/internal/runtime"
 )
 
-// newMQTTRole builds the mqtt role. Owned by the work on issue 3.
-func newMQTTRole(_ *env) (runtime.Role, error) {
-	return nil, fmt.Errorf("the mqtt role is not part of this build yet (issue 3)")
+// newMQTTRole builds the mqtt role: devices over MQTT into Kafka, commands
+// and shadow deltas back (see connectors/mqtt).
+func newMQTTRole(e *env) (runtime.Role, error) {
+	return mqtt.FromRoot(e.cfg, mqtt.WithLogger(e.log), mqtt.WithRegisterer(e.reg), mqtt.WithHealth(e.health))
 }

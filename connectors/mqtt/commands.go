@@ -1,0 +1,307 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/connectors/mqtt/payload"
+	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// deviceAck is the body a device publishes on the ack topic.
+type deviceAck struct {
+	CommandID string `json:"commandId"`
+	Status    string `json:"status"`
+	Error     string `json:"error"`
+	Timestamp *int64 `json:"timestamp"`
+}
+
+// commandAck turns a device's ack into a COMMAND_ACKED (or COMMAND_FAILED
+// when the device reports an error) state record. It goes through Kafka,
+// keyed by device, so that the replica that sent the command (it owns the
+// device's partition) learns about it whichever replica received the ack.
+func (c *Connector) commandAck(src payload.Source, raw []byte, o payload.Options) []payload.Out {
+	var a deviceAck
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return []payload.Out{payload.DeadLetter(src, raw, o, &payload.Error{Reason: payload.ReasonMalformedJSON, Err: fmt.Errorf("command ack: %w", err)})}
+	}
+	if a.CommandID == "" {
+		return []payload.Out{payload.DeadLetter(src, raw, o, &payload.Error{Reason: payload.ReasonMissingField, Err: errors.New("command ack lacks commandId")})}
+	}
+	now := o.Now.UnixMilli()
+	st := &pb.DeviceCommand{
+		Meta:      &pb.Meta{Tenant: o.Tenant, EventId: a.CommandID + "/ack", EventTimeMs: now, IngestTimeMs: now, Source: src.Topic},
+		CommandId: a.CommandID, DeviceId: src.DeviceID, State: pb.CommandState_COMMAND_ACKED, AckTimeMs: now,
+	}
+	if a.Timestamp != nil && *a.Timestamp > 0 {
+		st.Meta.EventTimeMs = *a.Timestamp
+	}
+	if a.Status != "" && a.Status != "ok" && a.Status != "success" {
+		st.State = pb.CommandState_COMMAND_FAILED
+		st.Error = a.Error
+		if st.Error == "" {
+			st.Error = "device reported " + a.Status
+		}
+	}
+	return []payload.Out{{Topic: topics.CommandStates, Key: src.DeviceID, Msg: st}}
+}
+
+// pendingCmd is a sent command waiting for its ack.
+type pendingCmd struct {
+	cmd      *pb.DeviceCommand
+	part     int32
+	offset   int64
+	deadline time.Time
+}
+
+// dispatcher holds the commands this replica sent and has not resolved.
+type dispatcher struct {
+	c        *Connector
+	cmdTopic string
+	mu       sync.Mutex
+	pending  map[string]*pendingCmd // command id
+	next     map[int32]int64        // per commands partition: next offset to consume
+}
+
+// runCommands consumes the commands topic and the command states topic in
+// one group (both keyed by device, so the replica that sent a command
+// consumes its ack). A command's offset is committed only once it is
+// resolved (acked, failed or timed out); after a crash or rebalance the new
+// owner sends unresolved commands again (devices deduplicate by commandId).
+func (c *Connector) runCommands(ctx context.Context) error {
+	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], pending: map[string]*pendingCmd{}, next: map[int32]int64{}}
+	group := c.cfg.Commands.Group
+	if group == "" {
+		group = c.cfg.TopicPrefix + topics.GroupCommands
+	}
+	cl, err := kafka.NewClient(c.shared.Kafka,
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(d.cmdTopic, c.topics[topics.CommandStates]),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsRevoked(d.revoked),
+		kgo.OnPartitionsLost(d.revoked),
+	)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		d.mark(cl)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = cl.CommitMarkedOffsets(cctx)
+		cl.Close()
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				d.expire(ctx)
+				d.mark(cl)
+			}
+		}
+	}()
+	for {
+		fs := cl.PollRecords(ctx, 1000)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			c.log.Warn("consuming commands", "topic", t, "partition", p, "err", err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic == d.cmdTopic {
+				d.send(ctx, r)
+			} else {
+				d.state(r)
+			}
+		})
+		d.mark(cl)
+	}
+}
+
+func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range lost[d.cmdTopic] {
+		for id, pc := range d.pending {
+			if pc.part == p {
+				delete(d.pending, id)
+				d.c.m.commandsOpen.Dec()
+			}
+		}
+		delete(d.next, p)
+	}
+}
+
+// mark marks, per commands partition, the offset below which every command
+// is resolved.
+func (d *dispatcher) mark(cl *kgo.Client) {
+	d.mu.Lock()
+	offs := map[int32]int64{}
+	for p, n := range d.next {
+		offs[p] = n
+	}
+	for _, pc := range d.pending {
+		if o, ok := offs[pc.part]; !ok || pc.offset < o {
+			offs[pc.part] = pc.offset
+		}
+	}
+	d.mu.Unlock()
+	if len(offs) == 0 {
+		return
+	}
+	m := map[int32]kgo.EpochOffset{}
+	for p, o := range offs {
+		m[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+	}
+	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{d.cmdTopic: m})
+}
+
+// deviceBody is the JSON a device receives: the seeds' {type, ...} with
+// the command's payload fields merged in.
+func deviceBody(cmd *pb.DeviceCommand, sent int64) ([]byte, error) {
+	body := map[string]any{}
+	if cmd.PayloadJson != "" {
+		var p any
+		if err := json.Unmarshal([]byte(cmd.PayloadJson), &p); err != nil {
+			return nil, fmt.Errorf("command %s payload_json: %w", cmd.CommandId, err)
+		}
+		if obj, ok := p.(map[string]any); ok {
+			for k, v := range obj {
+				body[k] = v
+			}
+		} else {
+			body["payload"] = p
+		}
+	}
+	body["commandId"] = cmd.CommandId
+	body["type"] = cmd.CommandType.String()
+	body["issuedAt"] = sent
+	if cmd.IssuedBy != "" {
+		body["issuedBy"] = cmd.IssuedBy
+	}
+	return json.Marshal(body)
+}
+
+func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
+	c := d.c
+	d.mu.Lock()
+	d.next[r.Partition] = r.Offset + 1
+	d.mu.Unlock()
+	cmd := &pb.DeviceCommand{}
+	now := c.o.now()
+	if err := codec.Unmarshal(r.Value, cmd); err != nil || cmd.CommandId == "" || cmd.DeviceId == "" || cmd.CommandType == pb.CommandType_COMMAND_TYPE_UNSPECIFIED {
+		if err == nil {
+			err = errors.New("command needs command_id, device_id and command_type")
+		}
+		src := payload.Source{Topic: r.Topic, DeviceID: string(r.Key)}
+		dl := payload.DeadLetter(src, r.Value, payload.Options{Tenant: c.shared.Tenant, Now: now}, &payload.Error{Reason: payload.ReasonInvalidValue, Err: fmt.Errorf("command at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)})
+		dlm := dl.Msg.(*pb.DeadLetter)
+		dlm.Stage, dlm.SourcePartition, dlm.SourceOffset = payload.Stage+"/commands", r.Partition, r.Offset
+		c.m.rejected.WithLabelValues(string(dl.Reason)).Inc()
+		if err := c.produceSync(ctx, dl); err != nil {
+			c.log.Error("dead-lettering a command failed", "partition", r.Partition, "offset", r.Offset, "err", err)
+		}
+		return
+	}
+	if cmd.State != pb.CommandState_COMMAND_STATE_UNSPECIFIED && cmd.State != pb.CommandState_COMMAND_PENDING {
+		return // a state record written to the requests topic; not a request
+	}
+	timeout := c.cfg.Commands.Timeout.D()
+	if cmd.TimeoutMs > 0 {
+		timeout = time.Duration(cmd.TimeoutMs) * time.Millisecond
+	}
+	body, err := deviceBody(cmd, now.UnixMilli())
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = c.PublishDevice(pctx, "commands", cmd.DeviceId, body)
+		cancel()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: leave it unresolved so the next owner sends it.
+			d.mu.Lock()
+			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+			d.mu.Unlock()
+			return
+		}
+		d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error())
+		return
+	}
+	d.mu.Lock()
+	if _, dup := d.pending[cmd.CommandId]; !dup {
+		c.m.commandsOpen.Inc()
+	}
+	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+	d.mu.Unlock()
+	cmd.SentTimeMs = now.UnixMilli()
+	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, now, "")
+}
+
+// state resolves a pending command from an ack state record.
+func (d *dispatcher) state(r *kgo.Record) {
+	st := &pb.DeviceCommand{}
+	if err := codec.Unmarshal(r.Value, st); err != nil {
+		return // written by us; a broken one was already dead-lettered upstream
+	}
+	if st.AckTimeMs == 0 || (st.State != pb.CommandState_COMMAND_ACKED && st.State != pb.CommandState_COMMAND_FAILED) {
+		return // not a device's answer
+	}
+	d.mu.Lock()
+	if pc, ok := d.pending[st.CommandId]; ok && st.DeviceId == pc.cmd.DeviceId {
+		delete(d.pending, st.CommandId)
+		d.c.m.commandsOpen.Dec()
+	}
+	d.mu.Unlock()
+	d.c.m.commands.WithLabelValues(st.State.String()).Inc()
+}
+
+// expire reports commands past their deadline as timed out.
+func (d *dispatcher) expire(ctx context.Context) {
+	now := d.c.o.now()
+	var due []*pb.DeviceCommand
+	d.mu.Lock()
+	for id, pc := range d.pending {
+		if now.After(pc.deadline) {
+			due = append(due, pc.cmd)
+			delete(d.pending, id)
+			d.c.m.commandsOpen.Dec()
+		}
+	}
+	d.mu.Unlock()
+	for _, cmd := range due {
+		d.emit(ctx, cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+	}
+}
+
+func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.CommandState, now time.Time, errText string) {
+	st := &pb.DeviceCommand{
+		Meta:      &pb.Meta{Tenant: d.c.shared.Tenant, EventId: cmd.CommandId + "/" + s.String(), EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: payload.Stage},
+		CommandId: cmd.CommandId, DeviceId: cmd.DeviceId, CommandType: cmd.CommandType, PayloadJson: cmd.PayloadJson,
+		IssuedBy: cmd.IssuedBy, State: s, TimeoutMs: cmd.TimeoutMs, SentTimeMs: cmd.SentTimeMs, Error: errText, Version: int64(s),
+	}
+	if cmd.Meta != nil && cmd.Meta.Tenant != "" {
+		st.Meta.Tenant = cmd.Meta.Tenant
+	}
+	if s != pb.CommandState_COMMAND_ACKED {
+		d.c.m.commands.WithLabelValues(s.String()).Inc()
+	}
+	if err := d.c.produceSync(context.WithoutCancel(ctx), payload.Out{Topic: topics.CommandStates, Key: cmd.DeviceId, Msg: st}); err != nil {
+		d.c.log.Error("producing command state failed", "state", s.String(), "err", err)
+	}
+}
