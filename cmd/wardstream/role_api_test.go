@@ -271,6 +271,22 @@ api:
 	}
 	waitRows("SELECT count() FROM " + db + ".alert_acks WHERE tenant = 'hosp-e2e' AND alert_id = '" + alertID + "' AND user = 'nurse-e2e'")
 	waitRows("SELECT count() FROM " + db + ".audit WHERE tenant = 'hosp-e2e' AND action = 'ackAlert' AND status = 202 AND user = 'nurse-e2e'")
+	// Admins read the audit trail back through the API.
+	adminTok, err := key.Mint(apiCfg.Auth, api.TokenRequest{User: "admin-e2e", Tenant: "hosp-e2e", Roles: []string{api.RoleAdmin}, TTL: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	areq, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/audit?user=nurse-e2e", nil)
+	areq.Header.Set("Authorization", "Bearer "+adminTok)
+	aresp, err := http.DefaultClient.Do(areq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, _ := io.ReadAll(aresp.Body)
+	aresp.Body.Close()
+	if aresp.StatusCode != 200 || !strings.Contains(string(audit), `"action":"ackAlert"`) || !strings.Contains(string(audit), `"status":202`) {
+		t.Fatalf("audit through the API: %d %s", aresp.StatusCode, audit)
+	}
 
 	// A schedule written through the API is read back through the sink,
 	// and so is the UPDATE_SCHEDULE command it sent the pillcase.

@@ -106,6 +106,9 @@ func TestAuthorizationByRole(t *testing.T) {
 		{api.RoleMedicalStaff, "POST", "/api/v1/devices/d-1/commands", `{"commandType":"FACTORY_RESET"}`, 403},
 		{api.RoleAdmin, "POST", "/api/v1/devices/d-1/commands", `{"commandType":"FACTORY_RESET"}`, 202},
 		{api.RoleAdmin, "PUT", "/api/v1/devices/d-1/shadow/desired", `{"desired":{"volume":3}}`, 202},
+		{api.RoleAdmin, "GET", "/api/v1/audit", "", 200},
+		{api.RoleMedicalStaff, "GET", "/api/v1/audit", "", 403},
+		{api.RoleAnalyst, "GET", "/api/v1/audit", "", 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.role+" "+tc.method+" "+tc.path, func(t *testing.T) {

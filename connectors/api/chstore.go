@@ -500,6 +500,37 @@ GROUP BY command_id ORDER BY issued DESC, command_id LIMIT ?`
 	return out, rows.Err()
 }
 
+// Audit implements [Store].
+func (c *ClickHouseStore) Audit(ctx context.Context, tenant, user string, since time.Time, limit int) ([]*pb.AuditEvent, error) {
+	cond := ""
+	args := []any{tenant, unixSec(since)}
+	if user != "" {
+		cond = " AND user = ?"
+		args = append(args, user)
+	}
+	args = append(args, limit)
+	q := `SELECT event_id, event_time, user, role, action, resource, body_json, status
+FROM ` + c.t(chschema.TAudit) + `
+WHERE tenant = ? AND event_time >= toDateTime(?)` + cond + `
+ORDER BY event_time DESC, event_id LIMIT 1 BY event_id LIMIT ?`
+	rows, err := c.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying audit records of tenant %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	var out []*pb.AuditEvent
+	for rows.Next() {
+		a := &pb.AuditEvent{Meta: &pb.Meta{Tenant: tenant}}
+		var at time.Time
+		if err := rows.Scan(&a.Meta.EventId, &at, &a.User, &a.Role, &a.Action, &a.Resource, &a.BodyJson, &a.Status); err != nil {
+			return nil, fmt.Errorf("reading audit row: %w", err)
+		}
+		a.Meta.EventTimeMs = ms(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
 // Shadow implements [Store].
 func (c *ClickHouseStore) Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error) {
 	q := `SELECT argMax(desired_json, version), argMax(reported_json, version), argMax(delta_json, version), argMax(online, version),

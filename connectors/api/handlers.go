@@ -65,6 +65,7 @@ func (s *Server) routeTable() []route {
 		{method: "GET", path: "/api/v1/wards/{ward}/missed-doses", name: "wardMissedDoses", roles: anyRole, h: s.wardMissedDoses},
 		{method: "GET", path: "/api/v1/anomalies", name: "listAnomalies", roles: anyRole, h: s.listAnomalies},
 		{method: "GET", path: "/api/v1/camera-events", name: "listCameraEvents", roles: anyRole, h: s.listCameraEvents},
+		{method: "GET", path: "/api/v1/audit", name: "listAudit", roles: admins, h: s.listAudit},
 		{method: "GET", path: "/api/v1/pipeline/health", name: "pipelineHealth", roles: anyRole, h: s.pipelineHealth},
 		{method: "GET", path: "/api/v1/dashboard", name: "getDashboard", roles: anyRole, h: s.getDashboard},
 		{method: "GET", path: "/api/v1/stream", name: "stream", roles: anyRole, raw: s.serveStream},
@@ -846,6 +847,30 @@ func (s *Server) listCameraEvents(rc *reqCtx) (int, any, error) {
 		return 0, nil, storeErr(err)
 	}
 	return http.StatusOK, listBody("cameraEvents", rows), nil
+}
+
+// --- audit ---
+
+func (s *Server) listAudit(rc *reqCtx) (int, any, error) {
+	since, err := rc.timeParam("since", s.now().Add(-7*24*time.Hour))
+	if err != nil {
+		return 0, nil, err
+	}
+	user := rc.r.URL.Query().Get("user")
+	if user != "" && (len(user) > 256 || strings.ContainsAny(user, "\x00\n")) {
+		return 0, nil, errf(http.StatusBadRequest, "query user is not a user name")
+	}
+	limit, err := rc.limit(100, 1000)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := rc.query()
+	defer cancel()
+	rows, err := s.store.Audit(ctx, rc.p.Tenant, user, since, limit)
+	if err != nil {
+		return 0, nil, storeErr(err)
+	}
+	return http.StatusOK, listBody("audit", rows), nil
 }
 
 // --- pipeline health and dashboard ---

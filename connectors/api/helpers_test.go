@@ -179,6 +179,13 @@ func (f *fakeStore) Commands(_ context.Context, tenant, device string, limit int
 	return out, nil
 }
 
+func (f *fakeStore) Audit(_ context.Context, tenant, user string, _ time.Time, limit int) ([]*pb.AuditEvent, error) {
+	if err := f.call("audit", tenant); err != nil {
+		return nil, err
+	}
+	return []*pb.AuditEvent{{User: "someone", Action: "ackAlert", Status: 202}}, nil
+}
+
 func (f *fakeStore) Ping(context.Context) error { return f.fail }
 
 // recPublisher records what would have been published.

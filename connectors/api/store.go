@@ -47,6 +47,9 @@ type Store interface {
 	// Commands returns a device's commands in their latest delivery state,
 	// newest first.
 	Commands(ctx context.Context, tenant, deviceID string, limit int) ([]*pb.DeviceCommand, error)
+	// Audit returns the tenant's audit records since the given time, newest
+	// first; user "" means every user.
+	Audit(ctx context.Context, tenant, user string, since time.Time, limit int) ([]*pb.AuditEvent, error)
 	// Shadow returns a device's latest shadow, or [ErrNotFound].
 	Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error)
 	// Ping checks that the store answers.
