@@ -324,9 +324,11 @@ func (s StaticKeys) Key(_ context.Context, kid string) (crypto.PublicKey, error)
 
 // JWKSCache fetches an identity provider's JWKS over HTTP and caches it.
 // An unknown kid triggers a refetch (key rotation), at most once per
-// MinRefresh; the set is also refetched after MaxAge. Safe for concurrent
-// use: a fetch holds the lock, so concurrent requests with an unknown kid
-// wait for one fetch instead of stampeding the identity provider.
+// MinRefresh; the set is also refetched after MaxAge. It is safe for
+// concurrent use: one fetch runs at a time (others needing it wait for it),
+// and a request whose key is cached never waits on the network, so a slow
+// identity provider or tokens with made-up key ids cannot stall requests
+// with good tokens.
 type JWKSCache struct {
 	// URL is the JWKS endpoint.
 	URL string
@@ -337,32 +339,63 @@ type JWKSCache struct {
 	// MinRefresh bounds refetches caused by unknown key ids.
 	MinRefresh time.Duration
 
-	mu      sync.Mutex
-	keys    map[string]crypto.PublicKey
-	fetched time.Time
-	tried   time.Time
+	mu       sync.Mutex
+	keys     map[string]crypto.PublicKey
+	fetched  time.Time
+	tried    time.Time
+	lastErr  error
+	inflight chan struct{}
 }
 
 // Key implements [KeySource].
 func (c *JWKSCache) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now()
+	c.mu.Lock()
+	k, kerr := StaticKeys(c.keys).Key(ctx, kid)
+	known := kerr == nil
 	stale := c.keys == nil || now.Sub(c.fetched) > c.MaxAge
-	if !stale {
-		if k, err := StaticKeys(c.keys).Key(ctx, kid); err == nil {
-			return k, nil
+	if known && (!stale || c.inflight != nil) {
+		// Fresh, or being refreshed by another request: use what we have.
+		c.mu.Unlock()
+		return k, nil
+	}
+	needFetch := stale || now.Sub(c.tried) >= c.MinRefresh
+	if !needFetch && c.inflight == nil {
+		c.mu.Unlock()
+		return nil, kerr
+	}
+	leader := c.inflight == nil
+	if leader {
+		c.inflight = make(chan struct{})
+		c.tried = now
+	}
+	wait := c.inflight
+	c.mu.Unlock()
+
+	if leader {
+		// The fetch outlives the request that triggered it: others wait on it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		keys, err := c.fetch(fctx)
+		cancel()
+		c.mu.Lock()
+		if err == nil {
+			c.keys, c.fetched = keys, time.Now()
+		}
+		c.lastErr = err
+		close(c.inflight)
+		c.inflight = nil
+		c.mu.Unlock()
+	} else {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	if stale || now.Sub(c.tried) >= c.MinRefresh {
-		c.tried = now
-		keys, err := c.fetch(ctx)
-		if err != nil && c.keys == nil {
-			return nil, err
-		}
-		if err == nil {
-			c.keys, c.fetched = keys, now
-		}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil && c.lastErr != nil {
+		return nil, c.lastErr
 	}
 	return StaticKeys(c.keys).Key(ctx, kid)
 }

@@ -133,6 +133,49 @@ func TestJWKSCacheRotation(t *testing.T) {
 	}
 }
 
+// TestJWKSCacheSlowProvider: while a refetch for an unknown kid hangs on a
+// slow identity provider, tokens signed with a cached key verify at once.
+func TestJWKSCacheSlowProvider(t *testing.T) {
+	k1, _ := rsa.GenerateKey(rand.Reader, 2048)
+	var slow atomic.Bool
+	release := make(chan struct{})
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() {
+			<-release
+		}
+		_ = json.NewEncoder(w).Encode(api.JWKS{Keys: []api.JWK{rsaJWK(t, &k1.PublicKey, "k1")}})
+	}))
+	defer idp.Close()
+	defer close(release)
+	cache := &api.JWKSCache{URL: idp.URL, MaxAge: time.Hour, MinRefresh: 0}
+	ctx := context.Background()
+	if _, err := cache.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+	stuck := make(chan error, 1)
+	go func() { _, err := cache.Key(ctx, "made-up"); stuck <- err }()
+	time.Sleep(50 * time.Millisecond) // let the refetch start and block
+	start := time.Now()
+	if _, err := cache.Key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 100*time.Millisecond {
+		t.Fatalf("a cached key waited %v on the slow provider", el)
+	}
+	// A second unknown kid waits for the same fetch, bounded by its context.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := cache.Key(short, "other-made-up"); err == nil {
+		t.Fatal("unknown kid resolved")
+	}
+	select {
+	case err := <-stuck:
+		t.Fatalf("the refetch returned early: %v", err)
+	default:
+	}
+}
+
 func TestRolesClaimForms(t *testing.T) {
 	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	sk, _ := api.NewSigningKey(ek)
