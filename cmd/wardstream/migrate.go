@@ -50,7 +50,7 @@ func cmdMigrate(ctx context.Context, args []string) error {
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	conn, err := chsink.Open(e.cfg.ClickHouse)
+	conn, err := chsink.Open(e.cfg.ClickHouse, scfg.Compression)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// FetchMaxBytes bounds one fetch response (default 16 MiB).
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// Compression of insert blocks on the wire: lz4 (default), zstd or
+	// none (loopback: saves the sink's CPU).
+	Compression string `yaml:"compression"`
 	// InsertTimeout bounds one batch insert attempt (default 30s).
 	InsertTimeout config.Duration `yaml:"insert_timeout"`
 	// RetryBackoff is the first wait after a failed insert; it doubles up
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		SessionTimeout:     config.Duration(15 * time.Second),
 		FetchMaxBytes:      16 << 20,
 		InsertTimeout:      config.Duration(30 * time.Second),
+		Compression:        "lz4",
 		RetryBackoff:       config.Duration(200 * time.Millisecond),
 		RetryBackoffMax:    config.Duration(5 * time.Second),
 		BreakerFailures:    3,
@@ -129,6 +133,11 @@ func (c Config) Validate() error {
 	}
 	if c.FetchMaxBytes < 1<<10 {
 		add("fetch_max_bytes", "must be >= 1024")
+	}
+	switch c.Compression {
+	case "lz4", "zstd", "none":
+	default:
+		add("compression", "%q is not lz4, zstd or none", c.Compression)
 	}
 	if c.InsertTimeout.D() <= 0 {
 		add("insert_timeout", "must be > 0")

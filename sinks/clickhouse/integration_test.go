@@ -104,6 +104,7 @@ func (e *itEnv) root(chAddr string) (*config.Root, chsink.Config) {
 	cfg.RetryBackoff, cfg.RetryBackoffMax = config.Duration(100*time.Millisecond), config.Duration(time.Second)
 	cfg.BreakerCooldown = config.Duration(time.Second)
 	cfg.SessionTimeout = config.Duration(6 * time.Second)
+	cfg.Compression = "none" // loopback, as in deploy/local/topology.yaml
 	return &r, cfg
 }
 

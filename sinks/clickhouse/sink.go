@@ -209,8 +209,15 @@ func (s *Sink) KafkaTopics() []string {
 }
 
 // Open connects to ClickHouse as configured in the topology (lazily: the
-// first query dials).
-func Open(c config.ClickHouse) (driver.Conn, error) {
+// first query dials). compression is lz4, zstd or none ("" is lz4).
+func Open(c config.ClickHouse, compression string) (driver.Conn, error) {
+	method := clickhouse.CompressionLZ4
+	switch compression {
+	case "zstd":
+		method = clickhouse.CompressionZSTD
+	case "none":
+		method = clickhouse.CompressionNone
+	}
 	opts := &clickhouse.Options{
 		Addr: c.Addr,
 		Auth: clickhouse.Auth{Database: "default", Username: c.Username, Password: envOr(c.PasswordEnv)},
@@ -218,7 +225,7 @@ func Open(c config.ClickHouse) (driver.Conn, error) {
 		DialTimeout:  c.DialTimeout.D(),
 		MaxOpenConns: 4,
 		MaxIdleConns: 2,
-		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:  &clickhouse.Compression{Method: method},
 	}
 	if c.TLS.Enabled {
 		tc, err := kafka.TLSConfig(c.TLS)
@@ -252,7 +259,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.ran = true
 	s.mu.Unlock()
 
-	conn, err := Open(s.root.ClickHouse)
+	conn, err := Open(s.root.ClickHouse, s.cfg.Compression)
 	if err != nil {
 		return err
 	}
@@ -387,12 +394,16 @@ func (s *Sink) pollContext(ctx context.Context) (context.Context, context.Cancel
 
 // process converts the polled records into rows.
 func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
+	var skip map[partKey]bool
 	if len(s.rewind) > 0 {
 		// Batches were dropped in a rebalance while ClickHouse was
-		// failing: re-read those partitions from their commit point and
-		// ignore what this poll returned.
+		// failing: re-read those partitions from their commit point
+		// (SetOffsets also drops what kgo buffered for them) and skip
+		// their records in this poll, which lie after the gap.
+		skip = map[partKey]bool{}
 		set := map[string]map[int32]kgo.EpochOffset{}
 		for pk, off := range s.rewind {
+			skip[pk] = true
 			if s.assigned[pk] {
 				if set[pk.topic] == nil {
 					set[pk.topic] = map[int32]kgo.EpochOffset{}
@@ -403,7 +414,6 @@ func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		s.cl.SetOffsets(set)
 		clear(s.rewind)
-		return nil
 	}
 	fetches.EachError(func(t string, p int32, err error) {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -413,7 +423,7 @@ func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
 	})
 	var err error
 	fetches.EachRecord(func(r *kgo.Record) {
-		if err != nil {
+		if err != nil || skip[partKey{r.Topic, r.Partition}] {
 			return
 		}
 		err = s.record(ctx, r)
@@ -585,7 +595,7 @@ func (s *Sink) flush(ctx context.Context, tb *tableBuf) error {
 			s.setPaused(true)
 		}
 		s.log.Warn("clickhouse insert failed, retrying", "table", tb.table.Name, "rows", tb.rows,
-			"failures", s.brk.failures, "breaker_open", s.brk.open(), "wait", wait, "err", err)
+			"failures", s.brk.failures, "breaker_open", s.brk.open(), "wait", wait, "hint", hint(err), "err", err)
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -595,6 +605,20 @@ func (s *Sink) flush(ctx context.Context, tb *tableBuf) error {
 		}
 		s.mu.Lock()
 	}
+}
+
+// hint names the operator's fix for errors that retrying cannot fix.
+func hint(err error) string {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case 60, 81, 16: // UNKNOWN_TABLE, UNKNOWN_DATABASE, NO_SUCH_COLUMN_IN_TABLE
+			return "the schema is missing or older than this binary: run wardstream migrate"
+		case 516, 192, 194, 195: // authentication, unknown user, wrong password, IP not allowed
+			return "check clickhouse.username and clickhouse.password_env"
+		}
+	}
+	return ""
 }
 
 func (s *Sink) setPaused(p bool) {
