@@ -1,12 +1,16 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/wardstream/wardstream/internal/runtime"
+	"github.com/wardstream/wardstream/pipelines/processors"
 )
 
-// newProcessorsRole builds the processors role. Owned by the work on issue 4.
-func newProcessorsRole(_ *env) (runtime.Role, error) {
-	return nil, fmt.Errorf("the processors role is not part of this build yet (issue 4)")
+// newProcessorsRole builds the processors role (goka groups adherence,
+// anomaly, alerts) from the pipelines section.
+func newProcessorsRole(e *env) (runtime.Role, error) {
+	cfg, err := processors.Load(e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return processors.New(e.cfg, cfg, processors.WithLogger(e.log), processors.WithRegisterer(e.reg), processors.WithHealth(e.health))
 }

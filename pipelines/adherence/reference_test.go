@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/wardstream/wardstream/pipelines/reference"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
@@ -33,10 +35,10 @@ func newScenario(rng *rand.Rand) scenario {
 				StartDate: "2024-03-29", EndDate: "2024-04-01", Version: 1, DosesPerTime: int32(1 + m)}
 			sc.schedules = append(sc.schedules, s)
 			// A second version (same doses, later write) must not change anything.
-			v2 := *s
+			v2 := proto.Clone(s).(*pb.DoseSchedule)
 			v2.Version = 2
 			v2.Meta = &pb.Meta{Tenant: "t1", EventId: "s2" + pid + mid, EventTimeMs: sc.from.Add(time.Hour).UnixMilli()}
-			sc.schedules = append(sc.schedules, &v2)
+			sc.schedules = append(sc.schedules, v2)
 			for d := 29; d <= 32; d++ {
 				for _, hm := range s.Times {
 					day := time.Date(2024, 3, d, 0, 0, 0, 0, time.UTC)

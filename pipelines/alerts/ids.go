@@ -26,7 +26,7 @@ func ID(t pb.AlertType, subjectType, subjectID, window string) string {
 func Request(tenant string, t pb.AlertType, p pb.Priority, state pb.AlertState, subjectType, subjectID, window string, eventTime, now time.Time) *pb.Alert {
 	id := ID(t, subjectType, subjectID, window)
 	a := &pb.Alert{
-		Meta: &pb.Meta{Tenant: tenant, EventId: id + "@" + state.String(), EventTimeMs: eventTime.UnixMilli(), IngestTimeMs: now.UnixMilli()},
+		Meta:    &pb.Meta{Tenant: tenant, EventId: id + "@" + state.String(), EventTimeMs: eventTime.UnixMilli(), IngestTimeMs: now.UnixMilli()},
 		AlertId: id, AlertType: t, Priority: p, State: state, SubjectType: subjectType, SubjectId: subjectID,
 	}
 	switch subjectType {

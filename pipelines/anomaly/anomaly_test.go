@@ -158,7 +158,6 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-
 func drainAlerts(q *tester.QueueTracker) []*pb.Alert {
 	var out []*pb.Alert
 	for {

@@ -78,7 +78,9 @@ func TestInstancesAcrossDST(t *testing.T) {
 		t.Fatalf("instances\n got %s\nwant %s", strings.Join(s, " "), want)
 	}
 	// Fall back: the ambiguous 01:30 happens once.
-	sp, _ = schedule.Parse(sched(func(s *pb.DoseSchedule) { s.StartDate, s.EndDate, s.Times = "2024-11-03", "2024-11-03", []string{"01:30"} }))
+	sp, _ = schedule.Parse(sched(func(s *pb.DoseSchedule) {
+		s.StartDate, s.EndDate, s.Times = "2024-11-03", "2024-11-03", []string{"01:30"}
+	}))
 	if n := len(sp.Instances(time.Date(2024, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2024, 11, 5, 0, 0, 0, 0, time.UTC))); n != 1 {
 		t.Fatalf("ambiguous 01:30 gave %d doses, want 1", n)
 	}

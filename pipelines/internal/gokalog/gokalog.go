@@ -21,7 +21,9 @@ func New(l *slog.Logger) *Logger { return &Logger{l: telemetry.OrDiscard(l)} }
 func (g *Logger) Print(v ...any) { g.l.Debug(strings.TrimSpace(fmt.Sprint(v...)), "source", "goka") }
 
 // Println implements goka.Logger.
-func (g *Logger) Println(v ...any) { g.l.Debug(strings.TrimSpace(fmt.Sprintln(v...)), "source", "goka") }
+func (g *Logger) Println(v ...any) {
+	g.l.Debug(strings.TrimSpace(fmt.Sprintln(v...)), "source", "goka")
+}
 
 // Printf implements goka.Logger.
 func (g *Logger) Printf(format string, v ...any) {
