@@ -21,13 +21,23 @@ func cmdSchedules(ctx context.Context, args []string) error {
 	cfgPath := configFlag(fs)
 	dry := fs.Bool("dry-run", false, "validate the file and print what would be published; publish nothing")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
+	// FILE may come before or after the flags.
+	var files []string
+	rest := args[1:]
+	for {
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if fs.NArg() != 1 {
+	if len(files) != 1 {
 		return fmt.Errorf("%w: schedules apply needs exactly one FILE.yaml", errUsage)
 	}
-	file := fs.Arg(0)
+	file := files[0]
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("opening schedule file: %w", err)
