@@ -15,9 +15,10 @@
 // schedules and planned intakes, with [Fleet.Expect] giving the outcomes the
 // pipeline must compute), [Observer] (ClickHouse read-back) and [Results].
 //
-// It does not simulate cameras yet (no synthetic RTSP source is wired in;
-// results say so), and it checks only the clinical answers the simulator
-// controls exactly: dose outcomes, daily and 7-day adherence counts,
-// MISSED_DOSE and PUMP_FAILURE alerts. bench sits on top of the dependency
+// Cameras are synthetic RTSP streams: ffmpeg encodes a moving red box (what
+// the rtsp connector's colorbox test model calls a person) as H.264 into an
+// RTSP relay served by the harness, which the rtsp role reads. It checks only
+// the clinical answers the simulator controls exactly: dose outcomes, daily
+// and 7-day adherence counts, MISSED_DOSE and PUMP_FAILURE alerts. bench sits on top of the dependency
 // graph: nothing imports it.
 package bench

@@ -561,6 +561,7 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	} else {
 		errs = append(errs, err)
 	}
+	h.cameraCounts(ctx)
 	if h.checksCorrectness() {
 		c, err := h.correctness(ctx, fleet)
 		if err != nil {
@@ -732,10 +733,34 @@ func (h *harness) fillUsage() {
 }
 
 func cameraNote(h *harness) {
-	if h.sc.Cameras.Count == 0 {
+	switch {
+	case h.sc.Cameras.Count == 0:
 		h.res.Cameras = "none in this scenario"
+	case h.cams != nil && !h.failed["rtsp"]:
+		h.res.Cameras = fmt.Sprintf("%d synthetic camera(s): ffmpeg H.264 640x480 at %d fps (a red box walking, the colorbox model's 'person') published to an RTSP relay in the harness, read by the rtsp role",
+			len(h.cams.ids), h.sc.Cameras.FPS)
+	case h.cams != nil:
+		h.res.Cameras = fmt.Sprintf("%d synthetic camera(s) served, but the rtsp role did not run: no frame was analysed", len(h.cams.ids))
+		h.cams.stop()
+		h.cams = nil
+	default:
+		h.res.Cameras = fmt.Sprintf("%d camera(s) in the scenario, not simulated in stage %s (cameras run only with the rtsp role, stage all)", h.sc.Cameras.Count, h.o.Stage)
+	}
+}
+
+// cameraCounts appends what the cameras produced to the results.
+func (h *harness) cameraCounts(ctx context.Context) {
+	if h.cams == nil || h.obs == nil {
 		return
 	}
-	h.res.Cameras = fmt.Sprintf("%d camera(s) requested but not simulated: the rtsp connector's synthetic-stream test helpers were not available to the harness in this build", h.sc.Cameras.Count)
-	h.note("cameras: %s", h.res.Cameras)
+	var parts []string
+	for _, t := range []string{"frames", "detections", "video_events"} {
+		n, err := h.obs.CameraRows(ctx, t)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", t, err))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%d %s rows", n, t))
+	}
+	h.res.Cameras += "; queryable: " + strings.Join(parts, ", ")
 }

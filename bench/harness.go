@@ -100,28 +100,30 @@ func roleIsolation(role, prefix, runID string) ([]override, bool) {
 	switch role {
 	case "mqtt":
 		return []override{
-			{[]string{"connectors", "mqtt", "topic_prefix"}, prefix},
-			{[]string{"connectors", "mqtt", "client_id"}, "bench-" + runID + "-mqtt"},
-			{[]string{"connectors", "mqtt", "share_group"}, "bench-" + runID},
+			{path: []string{"connectors", "mqtt", "topic_prefix"}, value: prefix},
+			{path: []string{"connectors", "mqtt", "client_id"}, value: "bench-" + runID + "-mqtt"},
+			{path: []string{"connectors", "mqtt", "share_group"}, value: "bench-" + runID},
 			// The run's broker sessions must not outlive it: an expired
 			// session stops queueing every device message for a day.
-			{[]string{"connectors", "mqtt", "session_expiry"}, "2m"},
-			{[]string{"connectors", "mqtt", "commands", "group"}, "bench-" + runID + "-commands"},
-			{[]string{"connectors", "mqtt", "shadow", "group"}, "bench-" + runID + "-shadows"},
+			{path: []string{"connectors", "mqtt", "session_expiry"}, value: "2m"},
+			{path: []string{"connectors", "mqtt", "commands", "group"}, value: "bench-" + runID + "-commands"},
+			{path: []string{"connectors", "mqtt", "shadow", "group"}, value: "bench-" + runID + "-shadows"},
 		}, true
 	case "sink":
 		return []override{
-			{[]string{"sinks", "clickhouse", "topic_prefix"}, prefix},
-			{[]string{"sinks", "clickhouse", "group"}, "bench-" + runID + "-sink"},
+			{path: []string{"sinks", "clickhouse", "topic_prefix"}, value: prefix},
+			{path: []string{"sinks", "clickhouse", "group"}, value: "bench-" + runID + "-sink"},
 		}, true
 	}
 	return nil, false
 }
 
-// override sets a scalar at a path of the topology.
+// override sets a scalar (or, with node, any YAML value) at a path of the
+// topology.
 type override struct {
 	path  []string
 	value string
+	node  *yaml.Node
 }
 
 // Run executes one bench run and returns its results (also written to
@@ -154,6 +156,7 @@ type harness struct {
 	start  time.Time
 	c      counters
 
+	cams   *syntheticCameras
 	adm    *kadm.Client
 	kcl    *kgo.Client
 	obs    *Observer
@@ -215,6 +218,19 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 		}
 	}
 	roles := h.roleList()
+	if contains(roles, "rtsp") && sc.Cameras.Count > 0 {
+		logDir := o.Out
+		if logDir == "" {
+			logDir = os.TempDir()
+		}
+		cams, err := startSyntheticCameras(ctx, h.runID, sc.Cameras.Count, sc.Cameras.FPS, logDir)
+		if err != nil {
+			h.note("cameras: %v", err)
+		} else {
+			h.cams = cams
+			defer cams.stop()
+		}
+	}
 	if err := h.isolation(roles); err != nil {
 		return h.res, err
 	}
@@ -276,7 +292,7 @@ func (h *harness) roleList() []string {
 func (h *harness) isolation(roles []string) error {
 	var ovs []override
 	if !h.o.Shared {
-		ovs = append(ovs, override{[]string{"tenant"}, h.tenant}, override{[]string{"clickhouse", "database"}, h.db})
+		ovs = append(ovs, override{path: []string{"tenant"}, value: h.tenant}, override{path: []string{"clickhouse", "database"}, value: h.db})
 		prefixOK := len(roles) > 0
 		var roleOvs []override
 		var lacking []string
@@ -307,7 +323,12 @@ func (h *harness) isolation(roles []string) error {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("parsing topology %s: %w", h.o.RootPath, err)
 	}
+	ovs = append(ovs, h.cameraOverrides()...)
 	for _, ov := range ovs {
+		if ov.node != nil {
+			setNode(&doc, ov.path, ov.node)
+			continue
+		}
 		setPath(&doc, ov.path, ov.value)
 	}
 	out, err := yaml.Marshal(&doc)
@@ -354,6 +375,24 @@ func setPath(doc *yaml.Node, path []string, value string) {
 			child.Kind, child.Tag, child.Value, child.Content = yaml.MappingNode, "", "", nil
 		}
 		n = child
+	}
+}
+
+// setNode sets the value at path (creating mappings) to node.
+func setNode(doc *yaml.Node, path []string, node *yaml.Node) {
+	setPath(doc, path, "")
+	n := doc.Content[0]
+	for _, key := range path {
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == key {
+				if key == path[len(path)-1] {
+					n.Content[j+1] = node
+					return
+				}
+				n = n.Content[j+1]
+				break
+			}
+		}
 	}
 }
 

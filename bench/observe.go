@@ -98,6 +98,17 @@ func (o *Observer) FastCount(ctx context.Context, table string) (uint64, error) 
 	return n, nil
 }
 
+// CameraRows counts the rows of the run's cameras in a video table
+// (frames, detections, video_events).
+func (o *Observer) CameraRows(ctx context.Context, table string) (uint64, error) {
+	var n uint64
+	q := fmt.Sprintf("SELECT count() FROM %s WHERE tenant = ? AND camera_id >= ? AND camera_id < ?", o.t(table))
+	if err := o.conn.QueryRow(ctx, q, o.tenant, o.runID, o.runID+"~").Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting %s: %w", table, err)
+	}
+	return n, nil
+}
+
 // Visible returns which of the probes (all of one table) are present.
 // The query names the probes' devices and a lower bound of their event
 // times, so ClickHouse reads only those devices' granules (the tables are
