@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	goruntime "runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -556,6 +557,24 @@ func TestIntegrationThroughput(t *testing.T) {
 	prod.Close()
 	cpu0 := cpuTime()
 	start := time.Now()
+	peak := make(chan uint64)
+	quit := make(chan struct{})
+	go func() { // peak Go heap while the sink works through the backlog
+		var ms goruntime.MemStats
+		var max uint64
+		for {
+			select {
+			case <-quit:
+				peak <- max
+				return
+			case <-time.After(100 * time.Millisecond):
+				goruntime.ReadMemStats(&ms)
+				if ms.HeapInuse > max {
+					max = ms.HeapInuse
+				}
+			}
+		}
+	}()
 	stop := e.startSink(t, e.CHAddr, nil)
 	for e.lag(t) > 0 {
 		if time.Since(start) > 2*time.Minute {
@@ -564,14 +583,16 @@ func TestIntegrationThroughput(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	wall, cpu := time.Since(start), cpuTime()-cpu0
+	close(quit)
+	heap := <-peak
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.count(t, "SELECT uniqExact(event_id) FROM %s.vitals"); got != n {
 		t.Fatalf("%d events, want %d", got, n)
 	}
-	t.Logf("sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second",
-		n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds())
+	t.Logf("sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second; peak Go heap %d MiB (batch_rows %d, max_buffered_rows %d)",
+		n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds(), heap>>20, e.BatchRows, 4*e.BatchRows)
 }
 
 func cpuTime() time.Duration {
