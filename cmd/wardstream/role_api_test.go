@@ -58,7 +58,7 @@ func TestIntegrationAPIWithSinkEndToEnd(t *testing.T) {
 	prefix := testutil.Unique(t, "apie2e") + "."
 	group := testutil.Unique(t, "apie2e-sink")
 	sunk := []string{topics.Alerts, topics.AlertAcks, topics.Audit, topics.DoseOutcomes, topics.Adherence, topics.AnomalyScores, topics.VideoEvents,
-		topics.Schedules, topics.Commands}
+		topics.Schedules, topics.Commands, topics.DeviceStatus}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +160,8 @@ api:
 			Day: sched.Format(time.DateOnly), DailyDue: 2, DailyTaken: 1, DailyRatio: 0.5, Version: 1, Ward: "ward-e2e"}},
 		{topics.AnomalyScores, "mon-7", &pb.AnomalyScore{Meta: m("anom-e2e", now.Add(-time.Minute)), DeviceId: "mon-7", PatientId: "pat-7",
 			Score: 9.1, Level: "EMERGENCY", Reasons: []string{"heart rate 148"}, HeartRate: 148, Ward: "ward-e2e"}},
+		{topics.DeviceStatus, "pill-7", &pb.DeviceStatus{Meta: m("st-pill-7", now), DeviceId: "pill-7", DeviceType: "pillcase",
+			Online: true, BatteryLevel: 90, Status: "ok", Ward: "ward-e2e"}},
 		{topics.VideoEvents, "cam-7", &pb.VideoEvent{Meta: m("ve-e2e", now.Add(-2*time.Minute)), CameraId: "cam-7", Zone: "door",
 			EventType: pb.VideoEventType_PERSON_DETECTED, Confidence: 0.8, PersonCount: 1, StartTimeMs: now.Add(-2 * time.Minute).UnixMilli(), Ward: "ward-e2e"}},
 	}

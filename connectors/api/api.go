@@ -90,6 +90,12 @@ type Config struct {
 	Roles map[string]string `yaml:"roles"`
 	// Timezone is the zone that "today" means on the dashboard. Default UTC.
 	Timezone string `yaml:"timezone"`
+	// RequireKnownDevice refuses commands, shadow changes and schedules for
+	// a device that has never reported (status or shadow) under the caller's
+	// tenant, so that a user cannot command another tenant's device by id.
+	// Default true; turn off only where devices are provisioned elsewhere
+	// and the command path checks ownership.
+	RequireKnownDevice bool `yaml:"require_known_device"`
 	// TopicPrefix is prepended to every catalog topic name the API writes
 	// and watches (shared clusters, tests); "" by default. It must match
 	// the prefix of the roles that read those topics (sinks.clickhouse).
@@ -148,6 +154,8 @@ func DefaultConfig() Config {
 		MaxStreams:     256,
 		HealthInterval: config.Duration(5 * time.Second),
 		Timezone:       "UTC",
+
+		RequireKnownDevice: true,
 	}
 }
 

@@ -182,6 +182,37 @@ func TestTenantIsolation(t *testing.T) {
 	}
 }
 
+func TestCommandsOnlyToOwnDevices(t *testing.T) {
+	h := newHarness(t, nil)
+	h.store.devices["hospital-b"] = []string{"pill-b"}
+	tok := h.token("nurse-b", "hospital-b", api.RoleAdmin)
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{"POST", "/api/v1/devices/pill-b/commands", `{"commandType":"PING"}`, 202},
+		{"POST", "/api/v1/devices/pill-of-a/commands", `{"commandType":"PING"}`, 404},
+		{"PUT", "/api/v1/devices/pill-of-a/shadow/desired", `{"desired":{"x":1}}`, 404},
+		{"POST", "/api/v1/schedules", `{"patientId":"p","medicationId":"m","deviceId":"pill-of-a","timezone":"UTC","times":["08:00"]}`, 404},
+		{"POST", "/api/v1/schedules", `{"patientId":"p","medicationId":"m","deviceId":"pill-b","timezone":"UTC","times":["08:00"]}`, 201},
+	} {
+		if r := h.do(c.method, c.path, tok, c.body); r.code != c.code {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, r.code, r.body)
+		}
+	}
+	for _, r := range append(h.pub.byTopic(topics.Commands), h.pub.byTopic(topics.ShadowDesired)...) {
+		if r.Key != "pill-b" {
+			t.Fatalf("published for device %s", r.Key)
+		}
+	}
+	// With the check off (devices provisioned elsewhere), the write goes through.
+	h2 := newHarness(t, func(c *api.Config) { c.RequireKnownDevice = false })
+	h2.store.devices["hospital-b"] = []string{}
+	if r := h2.do("POST", "/api/v1/devices/new-pill/commands", h2.token("n", "hospital-b", api.RoleAdmin), `{"commandType":"PING"}`); r.code != 202 {
+		t.Fatalf("require_known_device off: %d", r.code)
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	h := newHarness(t, func(c *api.Config) { c.RateLimit.RequestsPerSecond = 1; c.RateLimit.Burst = 3 })
 	tok := h.token("busy", "hospital-a", api.RoleAnalyst)

@@ -531,6 +531,17 @@ ORDER BY event_time DESC, event_id LIMIT 1 BY event_id LIMIT ?`
 	return out, rows.Err()
 }
 
+// DeviceKnown implements [Store].
+func (c *ClickHouseStore) DeviceKnown(ctx context.Context, tenant, deviceID string) (bool, error) {
+	q := `SELECT (SELECT count() FROM ` + c.t(chschema.TDeviceStatus) + ` WHERE tenant = ? AND device_id = ?)
+    + (SELECT count() FROM ` + c.t(chschema.TDeviceShadows) + ` WHERE tenant = ? AND device_id = ?)`
+	var n uint64
+	if err := c.conn.QueryRow(ctx, q, tenant, deviceID, tenant, deviceID).Scan(&n); err != nil {
+		return false, fmt.Errorf("looking up a device of tenant %s: %w", tenant, err)
+	}
+	return n > 0, nil
+}
+
 // Shadow implements [Store].
 func (c *ClickHouseStore) Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error) {
 	q := `SELECT argMax(desired_json, version), argMax(reported_json, version), argMax(delta_json, version), argMax(online, version),

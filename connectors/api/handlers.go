@@ -407,6 +407,11 @@ func (s *Server) deleteSchedule(rc *reqCtx) (int, any, error) {
 // device, an UPDATE_SCHEDULE command carrying it. Both go in one
 // ProduceSync so that a failure is reported for the pair.
 func (s *Server) publishSchedule(rc *reqCtx, sc *pb.DoseSchedule, status int) (int, any, error) {
+	if sc.DeviceId != "" {
+		if err := s.checkDevice(rc, sc.DeviceId); err != nil {
+			return 0, nil, err
+		}
+	}
 	sc.Meta = rc.meta()
 	sc.Version = s.nextVersion()
 	recs := []Record{{Topic: s.topics.Schedules, Key: topics.ScheduleKey(sc.PatientId, sc.MedicationId), Value: sc}}
@@ -423,6 +428,24 @@ func (s *Server) publishSchedule(rc *reqCtx, sc *pb.DoseSchedule, status int) (i
 }
 
 // --- device commands and shadows ---
+
+// checkDevice enforces api.require_known_device for a write addressed to
+// device.
+func (s *Server) checkDevice(rc *reqCtx, device string) error {
+	if !s.cfg.RequireKnownDevice {
+		return nil
+	}
+	ctx, cancel := rc.query()
+	defer cancel()
+	known, err := s.store.DeviceKnown(ctx, rc.p.Tenant, device)
+	if err != nil {
+		return storeErr(err)
+	}
+	if !known {
+		return errf(http.StatusNotFound, "device %s has never reported in tenant %s", device, rc.p.Tenant)
+	}
+	return nil
+}
 
 func (s *Server) newCommand(rc *reqCtx, device string, typ pb.CommandType, payload string, timeout time.Duration) *pb.DeviceCommand {
 	if timeout <= 0 {
@@ -471,6 +494,9 @@ func (s *Server) sendCommand(rc *reqCtx) (int, any, error) {
 	}
 	if req.TimeoutMs < 0 || req.TimeoutMs > (24*time.Hour).Milliseconds() {
 		return 0, nil, errf(http.StatusBadRequest, "timeoutMs %d must be 0..86400000 (0: the default %s)", req.TimeoutMs, s.cfg.CommandTimeout.D())
+	}
+	if err := s.checkDevice(rc, device); err != nil {
+		return 0, nil, err
 	}
 	cmd := s.newCommand(rc, device, typ, payload, time.Duration(req.TimeoutMs)*time.Millisecond)
 	if err := rc.publish(Record{Topic: s.topics.Commands, Key: device, Value: cmd}); err != nil {
@@ -553,6 +579,9 @@ func (s *Server) putShadowDesired(rc *reqCtx) (int, any, error) {
 	desired, err := structpb.NewStruct(req.Desired)
 	if err != nil {
 		return 0, nil, errf(http.StatusBadRequest, "desired: %v", err)
+	}
+	if err := s.checkDevice(rc, device); err != nil {
+		return 0, nil, err
 	}
 	m := rc.meta()
 	sh := &pb.DeviceShadow{Meta: m, DeviceId: device, Desired: desired, DesiredUpdatedMs: m.EventTimeMs}

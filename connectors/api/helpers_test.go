@@ -35,14 +35,17 @@ type fakeStore struct {
 	shadows   map[string]map[string]*pb.DeviceShadow
 	schedules map[string][]*pb.DoseSchedule
 	commands  map[string][]*pb.DeviceCommand
-	fail      error
-	calls     []string
+	// devices lists a tenant's known devices; a tenant without an entry
+	// knows every device.
+	devices map[string][]string
+	fail    error
+	calls   []string
 }
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{alerts: map[string][]*pb.Alert{}, missed: map[string][]*pb.DoseOutcome{}, adherence: map[string][]*pb.AdherenceWindow{},
 		wards: map[string][]api.WardAdherence{}, anomalies: map[string][]*pb.AnomalyScore{}, video: map[string][]*pb.VideoEvent{},
-		shadows: map[string]map[string]*pb.DeviceShadow{}, schedules: map[string][]*pb.DoseSchedule{}, commands: map[string][]*pb.DeviceCommand{}}
+		shadows: map[string]map[string]*pb.DeviceShadow{}, schedules: map[string][]*pb.DoseSchedule{}, commands: map[string][]*pb.DeviceCommand{}, devices: map[string][]string{}}
 }
 
 func (f *fakeStore) call(name, tenant string) error {
@@ -184,6 +187,14 @@ func (f *fakeStore) Audit(_ context.Context, tenant, user string, _ time.Time, l
 		return nil, err
 	}
 	return []*pb.AuditEvent{{User: "someone", Action: "ackAlert", Status: 202}}, nil
+}
+
+func (f *fakeStore) DeviceKnown(_ context.Context, tenant, device string) (bool, error) {
+	if err := f.call("deviceKnown", tenant); err != nil {
+		return false, err
+	}
+	ds, ok := f.devices[tenant]
+	return !ok || slices.Contains(ds, device), nil
 }
 
 func (f *fakeStore) Ping(context.Context) error { return f.fail }

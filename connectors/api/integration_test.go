@@ -222,6 +222,8 @@ func (e *itEnv) seed(t testing.TB) seeded {
 	cmd("cmd-1", "COMMAND_PENDING", 1, now.Add(-2*time.Minute))
 	cmd("cmd-1", "COMMAND_ACKED", 3, now.Add(-time.Minute))
 	cmd("cmd-2", "COMMAND_PENDING", 1, now.Add(-30*time.Second))
+	e.insert(t, chschema.TDeviceStatus, with(meta("hosp-a", "st-pump-1", now), "device_id", "pump-1", "device_type", "infusion_pump",
+		"ward", "ward-1", "online", uint8(1), "battery_level", 80.0, "status", "ok"))
 	return seeded{now: now, today: today}
 }
 
@@ -296,6 +298,14 @@ func TestIntegrationClickHouseStore(t *testing.T) {
 	}
 	if _, err := st.Shadow(ctx, "hosp-b", "pill-1"); err == nil {
 		t.Fatal("tenant b reads tenant a's shadow")
+	}
+	for _, c := range []struct {
+		tenant, device string
+		known          bool
+	}{{"hosp-a", "pill-1", true}, {"hosp-a", "pump-1", true}, {"hosp-b", "pump-1", false}, {"hosp-a", "nope", false}} {
+		if known, err := st.DeviceKnown(ctx, c.tenant, c.device); err != nil || known != c.known {
+			t.Fatalf("DeviceKnown(%s, %s) = %v %v", c.tenant, c.device, known, err)
+		}
 	}
 	scs, err := st.Schedules(ctx, "hosp-a", "pat-100")
 	if err != nil || len(scs) != 1 || scs[0].MedicationId != "med-1" || strings.Join(scs[0].Times, ",") != "08:00,20:00" || scs[0].Version != 2 || scs[0].GraceMinutes != 30 {

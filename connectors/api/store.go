@@ -50,6 +50,9 @@ type Store interface {
 	// Audit returns the tenant's audit records since the given time, newest
 	// first; user "" means every user.
 	Audit(ctx context.Context, tenant, user string, since time.Time, limit int) ([]*pb.AuditEvent, error)
+	// DeviceKnown reports whether the device has reported (a status or a
+	// shadow) under the tenant: the API sends commands only to such devices.
+	DeviceKnown(ctx context.Context, tenant, deviceID string) (bool, error)
 	// Shadow returns a device's latest shadow, or [ErrNotFound].
 	Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error)
 	// Ping checks that the store answers.
