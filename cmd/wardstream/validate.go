@@ -16,6 +16,7 @@ import (
 	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
+	"github.com/wardstream/wardstream/pipelines/processors"
 	chsink "github.com/wardstream/wardstream/sinks/clickhouse"
 )
 
@@ -40,7 +41,8 @@ func sectionChecks() []sectionCheck {
 	return []sectionCheck{
 		{path: "connectors.mqtt", node: func(r *config.Root) *yaml.Node { return &r.Connectors.MQTT }, pending: "the mqtt role (issue 3)"},
 		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP }, pending: "the rtsp role (issue 6)"},
-		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines }, pending: "the processors role (issue 4)"},
+		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines },
+			check: func(r *config.Root) error { _, err := processors.Load(r); return err }},
 		{path: "sinks.clickhouse", node: func(r *config.Root) *yaml.Node { return &r.Sinks.ClickHouse },
 			check: func(r *config.Root) error { _, err := chsink.Load(r); return err }},
 		{path: "api", node: func(r *config.Root) *yaml.Node { return &r.API },

@@ -897,6 +897,33 @@ func (b *built) checkScaling(t *testing.T) {
 			}
 		}
 	}
+	// The processors' lag triggers are exactly the goka groups the
+	// topology's pipelines section runs.
+	pipes := struct {
+		Groups      []string `yaml:"groups"`
+		TopicPrefix string   `yaml:"topic_prefix"`
+		StorageDir  string   `yaml:"storage_dir"`
+	}{Groups: []string{"adherence", "anomaly", "alerts"}}
+	_ = b.topology.Pipelines.Decode(&pipes)
+	var wantGroups, gotGroups []string
+	for _, g := range pipes.Groups {
+		wantGroups = append(wantGroups, pipes.TopicPrefix+"wardstream-"+g)
+	}
+	for _, so := range b.scaledObjects {
+		if so.Spec.ScaleTargetRef.Name == "wardstream-processors" {
+			for _, tr := range so.Spec.Triggers {
+				gotGroups = append(gotGroups, tr.Metadata["consumerGroup"])
+			}
+		}
+	}
+	slices.Sort(wantGroups)
+	slices.Sort(gotGroups)
+	if !slices.Equal(wantGroups, gotGroups) {
+		t.Errorf("processors ScaledObject reads lag of groups %v; pipelines.groups runs %v", gotGroups, wantGroups)
+	}
+	if d := b.deployment("wardstream-processors"); d != nil && pipes.StorageDir != "" && !mountedDir(d.Spec.Template.Spec.Containers[0], pipes.StorageDir) {
+		t.Errorf("pipelines.storage_dir %s is not on a volume of the processors (the root filesystem is read-only)", pipes.StorageDir)
+	}
 	for _, role := range []string{"processors", "sink"} {
 		if !scaled[role] {
 			t.Errorf("no ScaledObject scales %s on consumer lag", role)
