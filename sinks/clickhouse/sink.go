@@ -319,7 +319,18 @@ func (s *Sink) connect(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		v, err := chschema.Adapt(s.conn).ServerVersion(ctx)
 		if err == nil {
-			s.caps = chschema.CapsFor(chschema.ProfileFor(v))
+			// The database keeps the profile it was migrated with (TTL or
+			// partition drops, dedup window); the server version is the
+			// fallback before the first migration.
+			profile := chschema.ProfileFor(v)
+			rows, qerr := chschema.Adapt(s.conn).QueryStrings(ctx, fmt.Sprintf(
+				"SELECT argMax(profile, applied_at) FROM %s.%s WHERE version = 1", s.root.ClickHouse.Database, chschema.MigrationsTable))
+			if qerr == nil && len(rows) == 1 && (rows[0][0] == string(chschema.Modern) || rows[0][0] == string(chschema.Compat)) {
+				profile = chschema.Profile(rows[0][0])
+			} else {
+				s.log.Warn("database not migrated yet (run wardstream migrate); using the server's profile", "database", s.root.ClickHouse.Database, "err", qerr)
+			}
+			s.caps = chschema.CapsFor(profile)
 			s.log.Info("clickhouse connected", "version", v, "profile", s.caps.Profile, "database", s.root.ClickHouse.Database)
 			if s.health != nil {
 				s.health.Set("sink", nil)
