@@ -163,7 +163,9 @@ function renderPipeline(p) {
     state.history.push(p.totalPerSecond || 0);
     if (state.history.length > 60) state.history.shift();
     const max = Math.max(1, ...state.history);
-    const pts = state.history.map((v, i) => (i * 300 / 59).toFixed(1) + "," + (48 - 46 * v / max).toFixed(1));
+    // Right-aligned: the newest sample at the right edge; a lone sample is a flat line.
+    const h = state.history.length === 1 ? [state.history[0], state.history[0]] : state.history;
+    const pts = h.map((v, i) => (300 - (h.length - 1 - i) * 300 / 59).toFixed(1) + "," + (48 - 46 * v / max).toFixed(1));
     $("#spark polyline").setAttribute("points", pts.join(" "));
   }
 }
