@@ -120,6 +120,10 @@ func (p *Processor) Graph() *goka.GroupGraph {
 		goka.Visitor(VisitClock, p.onClock),
 		goka.Persist(codec.NewGoka(func() *pb.DeviceShadow { return &pb.DeviceShadow{} })),
 		goka.Output(p.topic(topics.Shadows), codec.NewGoka(func() *pb.DeviceShadow { return &pb.DeviceShadow{} })),
+		// Offline reports go to the status topic for downstream stages
+		// (alerts, the sink). The group consumes them too and finds the
+		// device already offline.
+		goka.Output(p.topic(topics.DeviceStatus), codec.NewGoka(func() *pb.DeviceStatus { return &pb.DeviceStatus{} })),
 	)
 }
 
