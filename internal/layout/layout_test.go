@@ -44,8 +44,10 @@ func allowed(from, to string) bool {
 	}
 	lf, lt := layer(from), layer(to)
 	switch {
-	case lt == "cmd" || lt == "bench":
+	case lt == "cmd":
 		return false
+	case lt == "bench":
+		return lf == "cmd" // main wires the bench command
 	case lf == "schemas":
 		return lt == "schemas"
 	case lf == "internal":
@@ -103,6 +105,7 @@ func TestRuleTable(t *testing.T) {
 		{"bench", "sinks/clickhouse", true},
 		{"connectors/mqtt", "bench", false},
 		{"bench", "cmd", false},
+		{"cmd", "bench", true},
 	}
 	for _, c := range cases {
 		if got := allowed(c.from, c.to); got != c.ok {
