@@ -50,6 +50,7 @@ import (
 	"github.com/wardstream/wardstream/pipelines/alerts"
 	"github.com/wardstream/wardstream/pipelines/anomaly"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
+	"github.com/wardstream/wardstream/pipelines/internal/kafkahash"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
@@ -211,7 +212,32 @@ func (r *Role) EnsureTopics(ctx context.Context) error {
 	retention := strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)
 	del := "delete"
 	create(r.cfg.topic(r.cfg.AlertRequestsTopic), ackParts, map[string]*string{"cleanup.policy": &del, "retention.ms": &retention})
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Created topics take a moment to appear in every broker's metadata;
+	// goka (sarama) fails on a topic it cannot see yet.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ts, err := adm.ListTopics(ctx, names...)
+		missing := ""
+		for _, n := range names {
+			if td, ok := ts[n]; err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
+				missing = n
+			}
+		}
+		if err == nil && missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topic %s not visible 30s after creating it (list error: %v)", missing, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // gokaOptions builds the goka options for one group: sarama settings from
@@ -246,6 +272,8 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 		goka.WithStorageBuilder(sb),
 		goka.WithLogger(gokalog.New(r.log)),
 		goka.WithClientID(sc.ClientID),
+		// Partition like every franz-go producer does (see kafkahash).
+		goka.WithHasher(kafkahash.New),
 	}, nil
 }
 
