@@ -1,12 +1,16 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/wardstream/wardstream/connectors/rtsp"
 	"github.com/wardstream/wardstream/internal/runtime"
 )
 
-// newRTSPRole builds the rtsp role. Owned by the work on issue 6.
-func newRTSPRole(_ *env) (runtime.Role, error) {
-	return nil, fmt.Errorf("the rtsp role is not part of this build yet (issue 6)")
+// newRTSPRole builds the rtsp role from connectors.rtsp: camera sessions,
+// ONNX detection, video events to Kafka.
+func newRTSPRole(e *env) (runtime.Role, error) {
+	cfg, err := rtsp.Load(e.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return rtsp.New(e.cfg, cfg, rtsp.WithLogger(e.log), rtsp.WithRegisterer(e.reg), rtsp.WithHealth(e.health))
 }

@@ -17,6 +17,7 @@ package decode
 // #include <libavcodec/avcodec.h>
 // #include <libavutil/imgutils.h>
 // #include <libavutil/error.h>
+// #include <libavutil/log.h>
 // #include <libswscale/swscale.h>
 //
 // static int ws_averror_eagain(void) { return AVERROR(EAGAIN); }
@@ -34,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -70,11 +72,14 @@ var ErrClosed = errors.New("decoder closed")
 // first picture was decoded.
 var ErrNoFrame = errors.New("no decoded frame yet")
 
+var quietOnce sync.Once
+
 // Decoder decodes one video stream. The zero value is not usable; call [New].
 type Decoder struct {
 	codec   Codec
 	ctx     *C.AVCodecContext
 	frame   *C.AVFrame
+	tmp     *C.AVFrame
 	pkt     *C.AVPacket
 	sws     *C.struct_SwsContext
 	swsKey  [5]int // src w, h, fmt, dst w, h
@@ -94,6 +99,9 @@ type Options struct {
 // New allocates a decoder for codec. It fails when this libavcodec build
 // lacks the decoder.
 func New(codec Codec, opts Options) (*Decoder, error) {
+	// libavcodec logs every damaged packet to stderr; we count them in
+	// metrics instead.
+	quietOnce.Do(func() { C.av_log_set_level(C.AV_LOG_FATAL) })
 	var id C.enum_AVCodecID
 	switch codec {
 	case H264:
@@ -122,8 +130,8 @@ func New(codec Codec, opts Options) (*Decoder, error) {
 		C.avcodec_free_context(&ctx)
 		return nil, fmt.Errorf("decode: opening %v decoder: %w", codec, averr(res))
 	}
-	d := &Decoder{codec: codec, ctx: ctx, frame: C.av_frame_alloc(), pkt: C.av_packet_alloc()}
-	if d.frame == nil || d.pkt == nil {
+	d := &Decoder{codec: codec, ctx: ctx, frame: C.av_frame_alloc(), tmp: C.av_frame_alloc(), pkt: C.av_packet_alloc()}
+	if d.frame == nil || d.tmp == nil || d.pkt == nil {
 		d.Close()
 		return nil, fmt.Errorf("decode: allocating %v frame failed", codec)
 	}
@@ -165,7 +173,9 @@ func (d *Decoder) Decode(data []byte) (bool, error) {
 	}
 	got := false
 	for {
-		res = C.avcodec_receive_frame(d.ctx, d.frame)
+		// receive_frame unrefs its argument even when it has nothing to
+		// give, so we receive into tmp and keep the last picture in frame.
+		res = C.avcodec_receive_frame(d.ctx, d.tmp)
 		if res == C.ws_averror_eagain() || res == C.ws_averror_eof() {
 			break
 		}
@@ -174,6 +184,8 @@ func (d *Decoder) Decode(data []byte) (bool, error) {
 		}
 		// With one thread and no B-frame reordering there is at most one
 		// picture per packet; if more come, the latest wins.
+		C.av_frame_unref(d.frame)
+		C.av_frame_move_ref(d.frame, d.tmp)
 		got = true
 		d.have = true
 	}
@@ -262,6 +274,9 @@ func (d *Decoder) Close() {
 	}
 	if d.frame != nil {
 		C.av_frame_free(&d.frame)
+	}
+	if d.tmp != nil {
+		C.av_frame_free(&d.tmp)
 	}
 	if d.pkt != nil {
 		C.av_packet_free(&d.pkt)

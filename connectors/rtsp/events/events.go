@@ -256,8 +256,10 @@ func (e *Engine) Observe(fd *pb.FrameDetections) []*pb.VideoEvent {
 // step advances an episode with a sighting at t and reports whether a new
 // episode (and so a new event) starts.
 func (e *Engine) step(ep *episode, t, deb int64, typ pb.VideoEventType, area string) bool {
-	if ep.active && t-ep.lastSeen <= deb && t >= ep.lastSeen {
-		ep.lastSeen = t
+	// Small backward steps (a session switching from the local clock to
+	// the camera's NTP clock) continue the episode too.
+	if ep.active && t-ep.lastSeen <= deb && ep.lastSeen-t <= deb {
+		ep.lastSeen = max(ep.lastSeen, t)
 		return false
 	}
 	*ep = episode{active: true, start: t, lastSeen: t, id: eventID(e.cam, typ, area, t)}

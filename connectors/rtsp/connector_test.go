@@ -1,0 +1,429 @@
+package rtsp_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/connectors/rtsp"
+	"github.com/wardstream/wardstream/connectors/rtsp/detect"
+	"github.com/wardstream/wardstream/connectors/rtsp/events"
+	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+func repoRoot(t testing.TB) string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test")
+		}
+		dir = parent
+	}
+}
+
+// needRuntime skips unless ffmpeg and the ONNX Runtime library exist.
+func needRuntime(t testing.TB) string {
+	t.Helper()
+	if !rtsptest.Available() {
+		t.Skip("ffmpeg not on PATH")
+	}
+	lib := os.Getenv(detect.EnvLibrary)
+	if lib == "" {
+		lib = filepath.Join(repoRoot(t), detect.DefaultLibrary)
+	}
+	if _, err := os.Stat(lib); err != nil {
+		t.Skipf("onnxruntime library not installed (bash deploy/local/onnxruntime.sh): %v", err)
+	}
+	return lib
+}
+
+var (
+	encMu    sync.Mutex
+	encCache = map[rtsptest.Codec][][][]byte{}
+)
+
+// camera starts a synthetic camera streaming the default scene.
+func camera(t testing.TB, c rtsptest.Codec) *rtsptest.Server {
+	t.Helper()
+	scene := rtsptest.DefaultScene()
+	encMu.Lock()
+	aus, ok := encCache[c]
+	if !ok {
+		var err error
+		aus, err = rtsptest.Encode(context.Background(), scene, c)
+		if err != nil {
+			encMu.Unlock()
+			t.Fatal(err)
+		}
+		encCache[c] = aus
+	}
+	encMu.Unlock()
+	srv, err := rtsptest.Start(scene, c, aus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// baseConfig is the role config for the given cameras with the test model.
+func baseConfig(t testing.TB, lib string, cams ...rtsp.Camera) rtsp.Config {
+	cfg := rtsp.DefaultConfig()
+	cfg.ONNXRuntimeLib = lib
+	cfg.Detector.Model = filepath.Join(repoRoot(t), "connectors/rtsp/testmodel/colorbox.onnx")
+	cfg.Detector.Sessions = 2
+	cfg.Events.OccupancyStable = config.Duration(time.Second)
+	cfg.ReconnectMin = config.Duration(100 * time.Millisecond)
+	cfg.ReconnectMax = config.Duration(time.Second)
+	cfg.ReadTimeout = config.Duration(2 * time.Second)
+	cfg.Cameras = cams
+	return cfg
+}
+
+// trueBox is the normalized box the scene shows at frame time tMs.
+func trueBox(srv *rtsptest.Server, tMs int64) detect.Box {
+	s := srv.Scene
+	x, y := s.Box(srv.FrameAt(tMs))
+	return detect.Box{X: float32(x) / float32(s.W), Y: float32(y) / float32(s.H), W: float32(s.BoxW) / float32(s.W), H: float32(s.BoxH) / float32(s.H)}
+}
+
+type runResult struct {
+	frames []*pb.FrameDetections
+	events []*pb.VideoEvent
+}
+
+// runRole runs the role against a kfake cluster until cond holds or the
+// timeout passes, and returns what it produced.
+func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout time.Duration, cond func(runResult) bool) runResult {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.Detections, topics.VideoEvents, topics.CameraControls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	root := config.Default()
+	root.Kafka.Brokers = cluster.ListenAddrs()
+	root.DrainTimeout = config.Duration(5 * time.Second)
+	conn, err := rtsp.New(&root, cfg, rtsp.WithRegisterer(reg), rtsp.WithLogger(testLogger()), rtsp.WithKafkaOpts(kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- conn.Run(ctx) }()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topics.Detections, topics.VideoEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var res runResult
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && !cond(res) {
+		pctx, pcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			switch r.Topic {
+			case topics.Detections:
+				var fd pb.FrameDetections
+				if err := codec.Unmarshal(r.Value, &fd); err != nil {
+					t.Errorf("bad detections record: %v", err)
+				}
+				if string(r.Key) != fd.CameraId {
+					t.Errorf("key %q, camera %q", r.Key, fd.CameraId)
+				}
+				res.frames = append(res.frames, &fd)
+			case topics.VideoEvents:
+				var ev pb.VideoEvent
+				if err := codec.Unmarshal(r.Value, &ev); err != nil {
+					t.Errorf("bad event record: %v", err)
+				}
+				res.events = append(res.events, &ev)
+			}
+		})
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			if r, ok := reg.(*prometheus.Registry); ok {
+				for _, n := range []string{"decoded", "sampled", "dropped"} {
+					t.Logf("%s: %v", n, metricSum(t, r, "wardstream_rtsp_frames_"+n+"_total"))
+				}
+				t.Logf("produced %v errors %v", metricSum(t, r, "wardstream_rtsp_records_produced_total"), metricSum(t, r, "wardstream_rtsp_produce_errors_total"))
+			}
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	return res
+}
+
+// checkBoxes asserts every frame has exactly one person whose box matches
+// the scene's true box with IoU >= 0.5, and returns the mean IoU.
+func checkBoxes(t *testing.T, srv *rtsptest.Server, frames []*pb.FrameDetections, camID string) float64 {
+	t.Helper()
+	var sum float64
+	n := 0
+	for _, fd := range frames {
+		if fd.CameraId != camID {
+			continue
+		}
+		if len(fd.Detections) != 1 {
+			t.Errorf("frame %d at %d: %d detections, want 1: %v", fd.Sequence, fd.FrameTimeMs, len(fd.Detections), fd.Detections)
+			continue
+		}
+		d := fd.Detections[0]
+		want := trueBox(srv, fd.FrameTimeMs)
+		got := detect.Box{X: d.Box.X, Y: d.Box.Y, W: d.Box.W, H: d.Box.H}
+		iou := detect.IoU(got, want)
+		if d.ClassName != "person" || iou < 0.5 || d.Confidence <= 0.8 {
+			t.Errorf("frame %d at %d (scene frame %d): %s %.2f box %+v, true box %+v, IoU %.2f",
+				fd.Sequence, fd.FrameTimeMs, srv.FrameAt(fd.FrameTimeMs), d.ClassName, d.Confidence, got, want, iou)
+		}
+		sum += float64(iou)
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("no frames from %s", camID)
+	}
+	return sum / float64(n)
+}
+
+func TestDetectionsPerCodec(t *testing.T) {
+	lib := needRuntime(t)
+	for _, c := range []rtsptest.Codec{rtsptest.H264, rtsptest.H265, rtsptest.MJPEG} {
+		t.Run(string(c), func(t *testing.T) {
+			srv := camera(t, c)
+			cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam-" + string(c), URL: srv.URL, Tenant: "t1", Zone: "ward-1/room-1"})
+			reg := prometheus.NewRegistry()
+			res := runRole(t, cfg, reg, 20*time.Second, func(r runResult) bool { return len(r.frames) >= 15 })
+			if len(res.frames) < 15 {
+				t.Fatalf("got %d frames in 20s at 5 fps", len(res.frames))
+			}
+			mean := checkBoxes(t, srv, res.frames, "cam-"+string(c))
+			t.Logf("%s: %d frames, mean IoU %.3f", c, len(res.frames), mean)
+			for i, fd := range res.frames {
+				if fd.InferenceMs <= 0 || fd.ModelName != "colorbox" || fd.Width != 640 || fd.Height != 480 || fd.Meta.GetTenant() != "t1" {
+					t.Fatalf("frame record %d: %+v", i, fd)
+				}
+				if i > 0 {
+					if d := fd.FrameTimeMs - res.frames[i-1].FrameTimeMs; d < 180 || d > 220 {
+						t.Errorf("frames %d,%d are %d ms apart, want ~200 (5 fps)", i-1, i, d)
+					}
+				}
+				if age := time.Since(time.UnixMilli(fd.FrameTimeMs)); age < -time.Second || age > 30*time.Second {
+					t.Errorf("frame time %d is %v from now", fd.FrameTimeMs, age)
+				}
+			}
+			// Every source frame is decoded (25 fps), one in five sampled.
+			if dec, smp := metricSum(t, reg, "wardstream_rtsp_frames_decoded_total"), metricSum(t, reg, "wardstream_rtsp_frames_sampled_total"); dec < 4*smp {
+				t.Errorf("decoded %v frames for %v sampled, want ~5x", dec, smp)
+			}
+			if !hasEvent(res.events, pb.VideoEventType_PERSON_DETECTED) {
+				t.Errorf("no PERSON_DETECTED in %d events", len(res.events))
+			}
+		})
+	}
+}
+
+func hasEvent(evs []*pb.VideoEvent, typ pb.VideoEventType) bool {
+	for _, e := range evs {
+		if e.EventType == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// metricSum sums a counter family over its labels.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func TestEventsAndRestrictedArea(t *testing.T) {
+	lib := needRuntime(t)
+	srv := camera(t, rtsptest.H264)
+	// The box's feet pass through the bottom-right quarter on every loop.
+	cam := rtsp.Camera{ID: "cam-r", URL: srv.URL, Tenant: "t1", Zone: "ward-1/room-2",
+		Areas: []events.Area{{Name: "med-cabinet", Zone: "ward-1/med-area", Restricted: true,
+			Polygon: [][2]float64{{0.5, 0.6}, {1, 0.6}, {1, 1}, {0.5, 1}}}}}
+	cfg := baseConfig(t, lib, cam)
+	res := runRole(t, cfg, nil, 20*time.Second, func(r runResult) bool {
+		return hasEvent(r.events, pb.VideoEventType_UNAUTHORIZED_ACCESS) && hasEvent(r.events, pb.VideoEventType_OCCUPANCY_CHANGED)
+	})
+	for _, typ := range []pb.VideoEventType{pb.VideoEventType_PERSON_DETECTED, pb.VideoEventType_UNAUTHORIZED_ACCESS, pb.VideoEventType_OCCUPANCY_CHANGED} {
+		if !hasEvent(res.events, typ) {
+			t.Errorf("no %v in %d events", typ, len(res.events))
+		}
+	}
+	// Debounce: the person is always visible, so exactly one PERSON_DETECTED.
+	n := 0
+	for _, e := range res.events {
+		if e.EventType == pb.VideoEventType_PERSON_DETECTED {
+			n++
+		}
+		if e.EventType == pb.VideoEventType_UNAUTHORIZED_ACCESS && e.Zone != "ward-1/med-area" {
+			t.Errorf("unauthorized access zone %q", e.Zone)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d PERSON_DETECTED events for one person always in view", n)
+	}
+}
+
+// TestDeadCameraDoesNotStallOthers runs a healthy camera next to one that
+// refuses connections and one that stalls mid-stream.
+func TestDeadCameraDoesNotStallOthers(t *testing.T) {
+	lib := needRuntime(t)
+	good := camera(t, rtsptest.H264)
+	stalled := camera(t, rtsptest.H264)
+	cfg := baseConfig(t, lib,
+		rtsp.Camera{ID: "good", URL: good.URL, Tenant: "t1"},
+		rtsp.Camera{ID: "dead", URL: "rtsp://127.0.0.1:1/nothing", Tenant: "t1"},
+		rtsp.Camera{ID: "stalled", URL: stalled.URL, Tenant: "t1"},
+	)
+	reg := prometheus.NewRegistry()
+	go func() {
+		time.Sleep(2 * time.Second)
+		stalled.Pause(true)
+	}()
+	res := runRole(t, cfg, reg, 12*time.Second, func(r runResult) bool { return false })
+	count := map[string]int{}
+	for _, fd := range res.frames {
+		count[fd.CameraId]++
+	}
+	// 12 s at 5 fps, minus connection start: the good camera keeps its rate.
+	if count["good"] < 40 {
+		t.Errorf("good camera produced %d frames in 12s (want >= 40): %v", count["good"], count)
+	}
+	if count["dead"] != 0 {
+		t.Errorf("dead camera produced frames: %v", count)
+	}
+	if count["stalled"] == 0 || count["stalled"] > 20 {
+		t.Errorf("stalled camera: %d frames (want a few before the stall)", count["stalled"])
+	}
+	fails := metricSum(t, reg, "wardstream_rtsp_session_failures_total")
+	if fails < 2 {
+		t.Errorf("session failures %v, want reconnect attempts for the dead and stalled cameras", fails)
+	}
+	checkBoxes(t, good, res.frames, "good")
+}
+
+func TestCredentialsNeverLogged(t *testing.T) {
+	lib := needRuntime(t)
+	var buf syncBuffer
+	cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam", URL: "rtsp://127.0.0.1:1/x", Username: "admin", PasswordEnv: "CAM_PW"})
+	root := config.Default()
+	root.Kafka.Brokers = []string{"127.0.0.1:1"}
+	conn, err := rtsp.New(&root, cfg, rtsp.WithLogger(newTextLogger(&buf)),
+		rtsp.WithGetenv(func(k string) string {
+			if k == "CAM_PW" {
+				return "s3cr3t-pw"
+			}
+			return ""
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	_ = conn.Run(ctx)
+	out := buf.String()
+	if !containsStr(out, "camera session ended") {
+		t.Fatalf("expected reconnect logs, got %q", out)
+	}
+	if containsStr(out, "s3cr3t-pw") {
+		t.Fatalf("password in logs: %s", out)
+	}
+}
+
+func TestControlsBoostSampleRate(t *testing.T) {
+	lib := needRuntime(t)
+	srv := camera(t, rtsptest.H264)
+	cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam-b", URL: srv.URL, Tenant: "t1"})
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.Detections, topics.VideoEvents, topics.CameraControls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	root := config.Default()
+	root.Kafka.Brokers = cluster.ListenAddrs()
+	// The boost is in the topic before the role starts: it must be read back.
+	prod, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	now := time.Now()
+	v, _ := codec.Marshal(&pb.VideoEvent{Meta: &pb.Meta{Tenant: "t1", EventId: "boost-1"}, CameraId: "cam-b",
+		EventType: pb.VideoEventType_SAMPLE_RATE_BOOST, SampleFps: 12.5, StartTimeMs: now.UnixMilli(), EndTimeMs: now.Add(time.Hour).UnixMilli()})
+	if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topics.CameraControls, Key: []byte("cam-b"), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rtsp.New(&root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- conn.Run(ctx) }()
+	cons, _ := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topics.Detections))
+	defer cons.Close()
+	var times []int64
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && len(times) < 40 {
+		pctx, pcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			var fd pb.FrameDetections
+			_ = codec.Unmarshal(r.Value, &fd)
+			times = append(times, fd.FrameTimeMs)
+		})
+		pcancel()
+	}
+	cancel()
+	<-errc
+	if len(times) < 40 {
+		t.Fatalf("%d frames", len(times))
+	}
+	// Over the last 20 frames the interval is ~80 ms (12.5 fps), not 200.
+	span := times[len(times)-1] - times[len(times)-21]
+	if iv := float64(span) / 20; iv < 60 || iv > 110 {
+		t.Fatalf("mean interval %.0f ms under a 12.5 fps boost", iv)
+	}
+	_ = fmt.Sprint
+}

@@ -1,0 +1,72 @@
+package rtsp
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardstream/wardstream/internal/telemetry"
+)
+
+// metrics are the rtsp role's domain metrics. Labels are bounded (codec,
+// stage, event type, record kind); camera ids are never labels.
+type metrics struct {
+	decoded         *prometheus.CounterVec
+	decodeErrors    *prometheus.CounterVec
+	rtpErrors       prometheus.Counter
+	rtpLost         prometheus.Counter
+	sampled         prometheus.Counter
+	dropped         prometheus.Counter
+	skipped         prometheus.Counter
+	inference       prometheus.Histogram
+	inferErrors     prometheus.Counter
+	detections      prometheus.Counter
+	events          *prometheus.CounterVec
+	produced        *prometheus.CounterVec
+	produceErrors   *prometheus.CounterVec
+	latency         prometheus.Histogram
+	sessions        prometheus.Gauge
+	sessionFailures *prometheus.CounterVec
+	controls        *prometheus.CounterVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	f := telemetry.OrNop(r)
+	m := &metrics{
+		decoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_decoded_total",
+			Help: "Pictures decoded, by codec."}, []string{"codec"}),
+		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_decode_errors_total",
+			Help: "Access units libavcodec rejected, by codec."}, []string{"codec"}),
+		rtpErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_rtp_errors_total",
+			Help: "RTP packets that could not be depacketized."}),
+		rtpLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_rtp_lost_packets_total",
+			Help: "RTP packets lost in transit."}),
+		sampled: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_sampled_total",
+			Help: "Decoded pictures sampled for detection."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_dropped_total",
+			Help: "Sampled frames dropped because their camera's queue was full (oldest first)."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_motion_skipped_total",
+			Help: "Sampled frames not sent to the detector because nothing moved."}),
+		inference: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wardstream_rtsp_inference_seconds",
+			Help: "Model run time per frame.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)}),
+		inferErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_inference_errors_total",
+			Help: "Frames the detector failed on."}),
+		detections: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_detections_total",
+			Help: "Objects detected."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_events_total",
+			Help: "Video events raised, by type."}, []string{"type"}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_records_produced_total",
+			Help: "Records Kafka acknowledged, by kind."}, []string{"kind"}),
+		produceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_produce_errors_total",
+			Help: "Records that could not be produced, by kind."}, []string{"kind"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wardstream_rtsp_frame_latency_seconds",
+			Help: "Frame time to detections handed to the producer.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12)}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_rtsp_sessions_active",
+			Help: "Camera sessions playing."}),
+		sessionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_session_failures_total",
+			Help: "Camera sessions that failed or ended, by stage."}, []string{"stage"}),
+		controls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_controls_total",
+			Help: "Camera-control records, by outcome (applied, unknown_camera, invalid, ignored)."}, []string{"outcome"}),
+	}
+	f.MustRegister(m.decoded, m.decodeErrors, m.rtpErrors, m.rtpLost, m.sampled, m.dropped, m.skipped, m.inference,
+		m.inferErrors, m.detections, m.events, m.produced, m.produceErrors, m.latency, m.sessions, m.sessionFailures, m.controls)
+	return m
+}
