@@ -70,17 +70,11 @@ func cmdMigrate(ctx context.Context, args []string) error {
 		return nil
 	}
 	tg := chschema.Target{Database: db, Cluster: cluster, Caps: chschema.CapsFor(res.Profile)}
+	if err := chschema.ApplyBIAccess(ctx, chschema.Adapt(conn), tg, users); err != nil {
+		return err
+	}
 	if tg.Caps.SQLAccess {
 		for _, u := range users {
-			stmts, err := chschema.UserStatements(tg, u)
-			if err != nil {
-				return err
-			}
-			for _, q := range stmts {
-				if err := conn.Exec(ctx, q); err != nil {
-					return fmt.Errorf("bi user %s: %w", u.Name, err)
-				}
-			}
 			fmt.Printf("bi user %s\ttenant %s\n", u.Name, u.Tenant)
 		}
 		return nil
@@ -98,6 +92,9 @@ func cmdMigrate(ctx context.Context, args []string) error {
 	}
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		return fmt.Errorf("writing bi users xml: %w", err)
+	}
+	for _, u := range users {
+		fmt.Printf("bi user %s\ttenant %s\tdatabase %s\n", u.Name, u.Tenant, chschema.TenantDatabase(db, u.Tenant))
 	}
 	fmt.Printf("bi users\twritten to %s (copy into the server's users.d; ClickHouse reloads it)\n", path)
 	return nil

@@ -2,6 +2,8 @@ package clickhouse_test
 
 import (
 	"bytes"
+	"encoding/xml"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,7 +122,7 @@ func TestUsersXML(t *testing.T) {
 	}
 	s := string(doc)
 	for _, m := range []string{"<bi_a>", "<password_sha256_hex>", "<ip>10.0.0.0/8</ip>", "<profile>wardstream_bi_readonly</profile>",
-		"<allow_databases>", "<database>wardstream</database>", "<dose_outcomes>", "<filter>tenant = &#39;hospital-\\&#39;a&#39;</filter>", "<readonly>1</readonly>"} {
+		"<allow_databases>", "<database>wardstream_bi_hospital__a</database>", "<readonly>1</readonly>"} {
 		if !strings.Contains(s, m) {
 			t.Errorf("users.d xml lacks %q:\n%s", m, s)
 		}
@@ -135,6 +137,37 @@ func TestUsersXML(t *testing.T) {
 	}
 	if _, err := chschema.UsersXML("1db", nil, nil); err == nil {
 		t.Error("UsersXML accepted a database name that is not an XML name")
+	}
+}
+
+func TestTenantStatements(t *testing.T) {
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
+	stmts, err := chschema.TenantStatements(tg, "Hospital-A", map[string]bool{"alerts": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(stmts, "\n")
+	for _, m := range []string{
+		"CREATE DATABASE IF NOT EXISTS wardstream_bi_hospital_a",
+		"CREATE TABLE IF NOT EXISTS wardstream_bi_hospital_a.dose_outcomes AS wardstream.dose_outcomes",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS wardstream_bi_hospital_a.dose_outcomes_feed TO wardstream_bi_hospital_a.dose_outcomes AS SELECT * FROM wardstream.dose_outcomes WHERE tenant = 'Hospital-A'",
+		"INSERT INTO wardstream_bi_hospital_a.adherence_daily SELECT * FROM wardstream.adherence_daily WHERE tenant = 'Hospital-A'",
+		"TO wardstream_bi_hospital_a.adherence_daily AS SELECT tenant, day, ward, medication_id, patient_id, argMaxState(daily_due, version) AS due_state, argMaxState(daily_taken, version) AS taken_state FROM wardstream.adherence WHERE tenant = 'Hospital-A' GROUP BY",
+		"CREATE VIEW IF NOT EXISTS wardstream_bi_hospital_a.bi_missed_doses AS",
+		"FROM wardstream_bi_hospital_a.dose_outcomes GROUP BY tenant, dose_id",
+	} {
+		if !strings.Contains(all, m) {
+			t.Errorf("statements lack %q", m)
+		}
+	}
+	if strings.Contains(all, "INSERT INTO wardstream_bi_hospital_a.alerts") {
+		t.Error("an existing copy was backfilled again")
+	}
+	if strings.Contains(all, "FROM wardstream.bi_") {
+		t.Error("a tenant view reads the shared database")
+	}
+	if _, err := chschema.TenantStatements(chschema.Target{Database: "w", Cluster: "c", Caps: tg.Caps}, "t", nil); err == nil {
+		t.Error("cluster accepted")
 	}
 }
 
@@ -216,5 +249,27 @@ func TestExpandMacros(t *testing.T) {
 	want := "SELECT 1 FROM db.t WHERE tenant = 'h1' AND event_time >= toDateTime(100) AND event_time <= toDateTime(200) AND d >= toDate(toDateTime(100))"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestUsersXMLWellFormed: the document parses (ClickHouse refuses the whole
+// users.d merge otherwise; "--" inside a comment once did that).
+func TestUsersXMLWellFormed(t *testing.T) {
+	doc, err := chschema.UsersXML("wardstream", []string{"::/0"}, []chschema.BIUser{{Name: "bi", Tenant: "<&>'\"", Password: "p"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("users.d xml does not parse: %v\n%s", err, doc)
+		}
+		if c, ok := tok.(xml.Comment); ok && strings.Contains(string(c), "--") {
+			t.Fatalf("comment holds \"--\": %s", c)
+		}
 	}
 }

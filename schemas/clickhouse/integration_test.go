@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,4 +287,93 @@ func roundStr(s string) string {
 		return s
 	}
 	return fmt.Sprint(float64(int(f*1000+0.5)) / 1000)
+}
+
+// TestIntegrationBIUserIsolation: on the local 18.16 server, a tenant's BI
+// user (declared in users.d, as `wardstream migrate --bi-users-xml` writes
+// it) reads the BI views of its tenant database, sees only its tenant's
+// rows (backfilled and fed live), and is refused the shared database.
+func TestIntegrationBIUserIsolation(t *testing.T) {
+	conn, db := openDB(t)
+	ctx := context.Background()
+	res, err := (&chschema.Migrator{Conn: chschema.Adapt(conn), Database: db}).Migrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Profile != chschema.Compat {
+		t.Skip("this test exercises the compat (users.d) path; the server is modern")
+	}
+	usersDir := filepath.Join(testutil.RepoRoot(), ".local", "clickhouse", "users.d")
+	if _, err := os.Stat(filepath.Join(usersDir, "..", "users.xml")); err != nil {
+		t.Skip("not the local services stack (no .local/clickhouse/users.xml)")
+	}
+	loadFixture(t, conn, db) // before: reaches the tenant database by backfill
+	tg := chschema.Target{Database: db, Caps: chschema.CapsFor(res.Profile)}
+	user := chschema.BIUser{Name: "bi_" + db[len(db)-8:], Tenant: "h1", Password: "pw-" + db[len(db)-8:]}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := chschema.ApplyBIAccess(ctx, chschema.Adapt(conn), tg, []chschema.BIUser{user}); err != nil {
+			t.Fatalf("apply %d: %v", i+1, err)
+		}
+	}
+	tdb := chschema.TenantDatabase(db, "h1")
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+tdb) })
+	// After: reaches it through the feeds (adherence through its rollup too).
+	d2 := ts("2026-11-02 00:00:00")
+	insert(t, conn, db, "dose_outcomes", "tenant, event_id, dose_id, patient_id, medication_id, ward, scheduled_time, local_date, outcome, version",
+		[]any{"h1", "o9", "d9", "p1", "medA", "w1", d2, d2, "MISSED", uint64(1)},
+		[]any{"h2", "o10", "d10", "p9", "medA", "w1", d2, d2, "MISSED", uint64(1)})
+	insert(t, conn, db, "adherence", "tenant, event_id, patient_id, medication_id, ward, day, daily_due, daily_taken, version",
+		[]any{"h1", "a9", "p1", "medA", "w1", d2, int32(4), int32(3), uint64(1)})
+
+	doc, err := chschema.UsersXML(db, []string{"127.0.0.1", "::1"}, []chschema.BIUser{user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(usersDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(usersDir, db+".xml")
+	if err := os.WriteFile(file, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(file) })
+	svc := testutil.Addresses()
+	bi, err := clickhouse.Open(&clickhouse.Options{Addr: []string{svc.ClickHouseAddr}, Auth: clickhouse.Auth{Database: tdb, Username: user.Name, Password: user.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bi.Close()
+	// ClickHouse reloads users.d by itself within seconds.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err = bi.Ping(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bi user never accepted: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	got := queryRows(t, bi, "SELECT tenant, dose_id FROM "+tdb+".bi_missed_doses ORDER BY dose_id")
+	if want := [][]string{{"h1", "d2"}, {"h1", "d9"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("bi_missed_doses as %s: got %v want %v", user.Name, got, want)
+	}
+	got = queryRows(t, bi, "SELECT tenant, toString(day), ward, medication_id, toString(doses_due), toString(doses_taken) FROM "+tdb+".bi_adherence_daily ORDER BY day, ward, medication_id")
+	if want := [][]string{{"h1", "2026-11-01", "w1", "medA", "4", "2"}, {"h1", "2026-11-01", "w2", "medB", "1", "1"}, {"h1", "2026-11-02", "w1", "medA", "4", "3"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("bi_adherence_daily as %s: got %v want %v", user.Name, got, want)
+	}
+	for _, v := range chschema.Views() {
+		for _, r := range queryRows(t, bi, "SELECT DISTINCT tenant FROM "+tdb+"."+v.Name) {
+			if r[0] != "h1" {
+				t.Errorf("%s shows tenant %s to the h1 user", v.Name, r[0])
+			}
+		}
+	}
+	if _, err := chschema.Adapt(bi).QueryStrings(ctx, "SELECT count() FROM "+db+".dose_outcomes"); err == nil || !strings.Contains(err.Error(), "Access denied") {
+		t.Fatalf("the bi user read the shared database: err %v", err)
+	}
+	if err := bi.Exec(ctx, "CREATE TABLE "+tdb+".x (a UInt8) ENGINE = Memory"); err == nil {
+		t.Fatal("the bi user could create a table")
+	}
 }
