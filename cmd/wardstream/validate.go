@@ -14,6 +14,7 @@ import (
 
 	"github.com/wardstream/wardstream/bench"
 	"github.com/wardstream/wardstream/connectors/api"
+	"github.com/wardstream/wardstream/connectors/mqtt"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
 	"github.com/wardstream/wardstream/pipelines/processors"
@@ -39,7 +40,8 @@ type sectionCheck struct {
 // Config lands, its entry gets a check.
 func sectionChecks() []sectionCheck {
 	return []sectionCheck{
-		{path: "connectors.mqtt", node: func(r *config.Root) *yaml.Node { return &r.Connectors.MQTT }, pending: "the mqtt role (issue 3)"},
+		{path: "connectors.mqtt", node: func(r *config.Root) *yaml.Node { return &r.Connectors.MQTT },
+			check: func(r *config.Root) error { _, err := mqtt.LoadConfig(r); return err }},
 		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP }, pending: "the rtsp role (issue 6)"},
 		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines },
 			check: func(r *config.Root) error { _, err := processors.Load(r); return err }},

@@ -89,14 +89,31 @@ func TestComposeParses(t *testing.T) {
 			}
 		}
 		cmd := []string(s.Command)
+		script := ""
+		if slices.Equal([]string(s.Entrypoint), []string{"/bin/bash", "-ec"}) && len(cmd) == 1 {
+			// A start script (the MQTT connectors render their client ids):
+			// its words stand for the command line.
+			script = cmd[0]
+			cmd = strings.Fields(script)
+		}
+		role := ""
 		if i := slices.Index(cmd, "--roles"); i >= 0 && i+1 < len(cmd) {
-			roleCount[cmd[i+1]]++
+			role = cmd[i+1]
+			roleCount[role]++
 			if s.HealthCheck == nil || s.HealthCheck.Disable || !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "/readyz") {
 				t.Errorf("service %s: want a healthcheck on /readyz", name)
 			}
 		}
-		if i := slices.Index(cmd, "--config"); i < 0 || i+1 >= len(cmd) || !mountsFile(s, cmd[i+1]) {
-			t.Errorf("service %s: command %v must name a mounted --config", name, cmd)
+		cfg := ""
+		if i := slices.Index(cmd, "--config"); i >= 0 && i+1 < len(cmd) {
+			cfg = cmd[i+1]
+		}
+		rendered := script != "" && strings.Contains(script, "> "+cfg) && strings.Contains(script, " /etc/wardstream/topology.yaml ")
+		if cfg == "" || !(mountsFile(s, cfg) || rendered && mountsFile(s, "/etc/wardstream/topology.yaml")) {
+			t.Errorf("service %s: command %v must name a mounted (or rendered from mounted) --config", name, cmd)
+		}
+		if role == "mqtt" && (!rendered || !strings.Contains(script, `id="wardstream-$HOSTNAME"`)) {
+			t.Errorf("service %s: MQTT connectors must render their own client ids (shared client ids steal each other's sessions)", name)
 		}
 	}
 	if builds != 1 {
@@ -140,6 +157,22 @@ func TestComposeParses(t *testing.T) {
 		host, _, _ := strings.Cut(a, ":")
 		if _, ok := p.Services[host]; !ok {
 			t.Errorf("topology address %s names no compose service", a)
+		}
+	}
+	var mq struct {
+		ClientID string `yaml:"client_id"`
+	}
+	_ = root.Connectors.MQTT.Decode(&mq)
+	if mq.ClientID != "wardstream-mqtt" {
+		t.Errorf("connectors.mqtt.client_id %q: the mqtt services render per-instance ids from \"wardstream-mqtt\"", mq.ClientID)
+	}
+	hosts := map[string]bool{}
+	for name, s := range p.Services {
+		if slices.Contains(strings.Fields(strings.Join(s.Command, " ")), "mqtt") {
+			if hosts[s.Hostname] {
+				t.Errorf("service %s: hostname %q is not unique; it names the MQTT client ids", name, s.Hostname)
+			}
+			hosts[s.Hostname] = true
 		}
 	}
 	if int(root.Kafka.ReplicationFactor) > 3 {

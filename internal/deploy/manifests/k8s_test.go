@@ -142,6 +142,7 @@ type scaledObjectCR struct {
 	Metadata        metav1.ObjectMeta `json:"metadata"`
 	Spec            struct {
 		ScaleTargetRef struct {
+			Kind string `json:"kind,omitempty"`
 			Name string `json:"name"`
 		} `json:"scaleTargetRef"`
 		MinReplicaCount *int32 `json:"minReplicaCount"`
@@ -279,10 +280,20 @@ type chkCR struct {
 	} `json:"spec"`
 }
 
+// workload is a Deployment or StatefulSet: what the checks need of either.
+type workload struct {
+	Kind, Name string
+	Replicas   *int32
+	Selector   *metav1.LabelSelector
+	Template   corev1.PodTemplateSpec
+	// ServiceName is a StatefulSet's governing service.
+	ServiceName string
+}
+
 // built is one kustomize build, decoded.
 type built struct {
 	dir           string
-	deployments   []appsv1.Deployment
+	deployments   []workload
 	jobs          []batchv1.Job
 	services      []corev1.Service
 	configMaps    []corev1.ConfigMap
@@ -330,7 +341,11 @@ func build(t *testing.T, dir string) *built {
 		case "apps/v1 Deployment":
 			var o appsv1.Deployment
 			strict(t, where, data, &o)
-			b.deployments = append(b.deployments, o)
+			b.deployments = append(b.deployments, workload{Kind: "Deployment", Name: o.Name, Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: o.Spec.Template})
+		case "apps/v1 StatefulSet":
+			var o appsv1.StatefulSet
+			strict(t, where, data, &o)
+			b.deployments = append(b.deployments, workload{Kind: "StatefulSet", Name: o.Name, Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: o.Spec.Template, ServiceName: o.Spec.ServiceName})
 		case "batch/v1 Job":
 			var o batchv1.Job
 			strict(t, where, data, &o)
@@ -537,17 +552,26 @@ func (b *built) checkRoles(t *testing.T) {
 	metricsPort, _ := strconv.Atoi(metricsPortStr)
 	seen := map[string]bool{}
 	for _, d := range b.deployments {
-		where := "Deployment " + d.Name
-		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-		if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-			t.Errorf("%s: selector %v does not select its own pod template (%v)", where, d.Spec.Selector, err)
+		where := d.Kind + " " + d.Name
+		if d.Kind == "StatefulSet" {
+			ok := false
+			for _, svc := range b.services {
+				ok = ok || (svc.Name == d.ServiceName && svc.Spec.ClusterIP == corev1.ClusterIPNone)
+			}
+			if !ok {
+				t.Errorf("%s: serviceName %q is not a headless Service of the build", where, d.ServiceName)
+			}
 		}
-		b.checkPodSpec(t, where, d.Spec.Template.Spec)
-		if len(d.Spec.Template.Spec.Containers) != 1 {
+		sel, err := metav1.LabelSelectorAsSelector(d.Selector)
+		if err != nil || !sel.Matches(labels.Set(d.Template.Labels)) {
+			t.Errorf("%s: selector %v does not select its own pod template (%v)", where, d.Selector, err)
+		}
+		b.checkPodSpec(t, where, d.Template.Spec)
+		if len(d.Template.Spec.Containers) != 1 {
 			t.Errorf("%s: want one container", where)
 			continue
 		}
-		c := d.Spec.Template.Spec.Containers[0]
+		c := d.Template.Spec.Containers[0]
 		args := c.Args
 		if len(args) != 5 || args[0] != "run" || args[1] != "--roles" || args[3] != "--config" {
 			t.Errorf("%s: args %v, want run --roles ROLE --config FILE", where, args)
@@ -558,8 +582,8 @@ func (b *built) checkRoles(t *testing.T) {
 			t.Errorf("%s: unknown role %q", where, role)
 		}
 		seen[role] = true
-		if d.Spec.Template.Labels["app.kubernetes.io/component"] != role {
-			t.Errorf("%s: component label %q, runs role %q", where, d.Spec.Template.Labels["app.kubernetes.io/component"], role)
+		if d.Template.Labels["app.kubernetes.io/component"] != role {
+			t.Errorf("%s: component label %q, runs role %q", where, d.Template.Labels["app.kubernetes.io/component"], role)
 		}
 		if !mountedDir(c, args[4]) {
 			t.Errorf("%s: --config %s is not mounted", where, args[4])
@@ -597,6 +621,20 @@ func (b *built) checkRoles(t *testing.T) {
 				}
 			}
 		}
+		if role == "mqtt" {
+			// Several instances share one topology: each must get its own
+			// client ids (persistent sessions), which the render step
+			// derives from the pod name.
+			var mq struct {
+				ClientID string `yaml:"client_id"`
+			}
+			_ = b.topology.Connectors.MQTT.Decode(&mq)
+			spec := d.Template.Spec
+			if d.Kind != "StatefulSet" || len(spec.InitContainers) != 1 || mq.ClientID != "wardstream-mqtt" ||
+				!strings.Contains(strings.Join(spec.InitContainers[0].Command, " "), "wardstream-mqtt[[:space:]]*$/\\1'\"$POD_NAME\"'/") {
+				t.Errorf("%s: want a StatefulSet whose init container renders connectors.mqtt.client_id %q into the pod name", where, mq.ClientID)
+			}
+		}
 		wantEnv := []string{b.topology.ClickHouse.PasswordEnv}
 		if role == "mqtt" {
 			wantEnv = append(wantEnv, b.topology.MQTT.PasswordEnv)
@@ -623,7 +661,7 @@ func (b *built) checkRoles(t *testing.T) {
 				}
 			}
 		}
-		if tg := d.Spec.Template.Spec.TerminationGracePeriodSeconds; tg == nil || float64(*tg) <= b.topology.DrainTimeout.D().Seconds() {
+		if tg := d.Template.Spec.TerminationGracePeriodSeconds; tg == nil || float64(*tg) <= b.topology.DrainTimeout.D().Seconds() {
 			t.Errorf("%s: terminationGracePeriodSeconds must exceed drain_timeout %s", where, b.topology.DrainTimeout.D())
 		}
 	}
@@ -662,7 +700,7 @@ func (b *built) checkRoles(t *testing.T) {
 func (b *built) podLabels() []labels.Set {
 	var out []labels.Set
 	for _, d := range b.deployments {
-		out = append(out, d.Spec.Template.Labels)
+		out = append(out, d.Template.Labels)
 	}
 	for _, j := range b.jobs {
 		out = append(out, j.Spec.Template.Labels)
@@ -807,7 +845,7 @@ func (b *built) checkKafka(t *testing.T) {
 	}
 }
 
-func (b *built) deployment(name string) *appsv1.Deployment {
+func (b *built) deployment(name string) *workload {
 	for i := range b.deployments {
 		if b.deployments[i].Name == name {
 			return &b.deployments[i]
@@ -830,8 +868,8 @@ func (b *built) checkScaling(t *testing.T) {
 		if d == nil {
 			continue // checkRoles reports it
 		}
-		if d.Spec.Replicas == nil || int(*d.Spec.Replicas) != h.Replicas {
-			t.Errorf("Deployment %s: replicas %v, topology scaling.%s.replicas %d", d.Name, d.Spec.Replicas, role, h.Replicas)
+		if d.Replicas == nil || int(*d.Replicas) != h.Replicas {
+			t.Errorf("%s %s: replicas %v, topology scaling.%s.replicas %d", d.Kind, d.Name, d.Replicas, role, h.Replicas)
 		}
 	}
 	groups := map[string]bool{topics.GroupAdherence: true, topics.GroupAnomaly: true, topics.GroupAlerts: true,
@@ -844,11 +882,15 @@ func (b *built) checkScaling(t *testing.T) {
 	for _, so := range b.scaledObjects {
 		where := "ScaledObject " + so.Metadata.Name
 		d := b.deployment(so.Spec.ScaleTargetRef.Name)
-		if d == nil {
-			t.Errorf("%s: target Deployment %q is not in the build", where, so.Spec.ScaleTargetRef.Name)
+		kind := so.Spec.ScaleTargetRef.Kind
+		if kind == "" {
+			kind = "Deployment" // KEDA's default
+		}
+		if d == nil || d.Kind != kind {
+			t.Errorf("%s: target %s %q is not in the build", where, kind, so.Spec.ScaleTargetRef.Name)
 			continue
 		}
-		role := d.Spec.Template.Labels["app.kubernetes.io/component"]
+		role := d.Template.Labels["app.kubernetes.io/component"]
 		scaled[role] = true
 		h := hints[role]
 		if so.Spec.MinReplicaCount == nil || so.Spec.MaxReplicaCount == nil {
@@ -921,7 +963,7 @@ func (b *built) checkScaling(t *testing.T) {
 	if !slices.Equal(wantGroups, gotGroups) {
 		t.Errorf("processors ScaledObject reads lag of groups %v; pipelines.groups runs %v", gotGroups, wantGroups)
 	}
-	if d := b.deployment("wardstream-processors"); d != nil && pipes.StorageDir != "" && !mountedDir(d.Spec.Template.Spec.Containers[0], pipes.StorageDir) {
+	if d := b.deployment("wardstream-processors"); d != nil && pipes.StorageDir != "" && !mountedDir(d.Template.Spec.Containers[0], pipes.StorageDir) {
 		t.Errorf("pipelines.storage_dir %s is not on a volume of the processors (the root filesystem is read-only)", pipes.StorageDir)
 	}
 	for _, role := range []string{"processors", "sink"} {
@@ -1037,10 +1079,10 @@ func (b *built) checkPolicies(t *testing.T) {
 		covered := false
 		for _, p := range b.pdbs {
 			sel, _ := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-			covered = covered || sel.Matches(labels.Set(d.Spec.Template.Labels))
+			covered = covered || sel.Matches(labels.Set(d.Template.Labels))
 		}
 		if !covered {
-			t.Errorf("Deployment %s has no PodDisruptionBudget", d.Name)
+			t.Errorf("%s %s has no PodDisruptionBudget", d.Kind, d.Name)
 		}
 	}
 	for _, np := range b.netpols {
@@ -1064,12 +1106,12 @@ func (b *built) checkPolicies(t *testing.T) {
 	kafkaPort := portOf(b.topology.Kafka.Brokers[0])
 	chPort := portOf(b.topology.ClickHouse.Addr[0])
 	for _, d := range b.deployments {
-		pod := labels.Set(d.Spec.Template.Labels)
+		pod := labels.Set(d.Template.Labels)
 		if !b.egressAllowed(pod, "strimzi.io/kind", kafkaPort) {
-			t.Errorf("Deployment %s: no NetworkPolicy lets it reach Kafka on %d", d.Name, kafkaPort)
+			t.Errorf("%s %s: no NetworkPolicy lets it reach Kafka on %d", d.Kind, d.Name, kafkaPort)
 		}
 		if !b.egressAllowed(pod, "clickhouse.altinity.com/chi", chPort) {
-			t.Errorf("Deployment %s: no NetworkPolicy lets it reach ClickHouse on %d", d.Name, chPort)
+			t.Errorf("%s %s: no NetworkPolicy lets it reach ClickHouse on %d", d.Kind, d.Name, chPort)
 		}
 	}
 }
