@@ -77,6 +77,7 @@ type Sink struct {
 	brk      breaker
 	paused   bool
 	ran      bool
+	msgs     map[string]proto.Message // decode target per topic, reused
 }
 
 type boundRoute struct {
@@ -90,7 +91,7 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{root: root, cfg: cfg, catalog: map[string]topics.Topic{}, routes: map[string][]boundRoute{},
-		next: map[partKey]int64{}, epoch: map[partKey]int32{}, assigned: map[partKey]bool{}, rewind: map[partKey]int64{}}
+		msgs: map[string]proto.Message{}, next: map[partKey]int64{}, epoch: map[partKey]int32{}, assigned: map[partKey]bool{}, rewind: map[partKey]int64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -461,7 +462,14 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 		s.m.tombstones.Inc()
 		return nil
 	}
-	msg := ct.New()
+	// One message per topic, reset and reused: mappers copy what they keep
+	// (strings and slices are fresh allocations of each Unmarshal).
+	msg, ok := s.msgs[r.Topic]
+	if !ok {
+		msg = ct.New()
+		s.msgs[r.Topic] = msg
+	}
+	proto.Reset(msg)
 	if err := codec.Unmarshal(r.Value, msg); err != nil {
 		return s.deadLetter(ctx, r, "decode", err)
 	}
