@@ -73,6 +73,8 @@ type Config struct {
 	CheckInterval time.Duration
 	// Tenant is the default tenant of emitted records.
 	Tenant string
+	// Now is the clock (default time.Now; tests inject one).
+	Now func() time.Time
 }
 
 // Processor is the shadow group.
@@ -98,7 +100,10 @@ func New(cfg Config, publish Publisher, log *slog.Logger, reg prometheus.Registe
 	if cfg.OfflineAfter <= 0 || cfg.CheckInterval <= 0 {
 		return nil, errors.New("shadow: offline_after and check_interval must be positive")
 	}
-	p := &Processor{cfg: cfg, log: telemetry.OrDiscard(log).With("component", Source), publish: publish, now: time.Now}
+	p := &Processor{cfg: cfg, log: telemetry.OrDiscard(log).With("component", Source), publish: publish, now: cfg.Now}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	p.m = metrics{
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_mqtt_shadow_updates_total", Help: "Shadow changes, by cause (desired, reported, online, offline)."}, []string{"cause"}),
 		pushes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_mqtt_shadow_delta_pushes_total", Help: "Shadow deltas pushed to devices, by result."}, []string{"result"}),
@@ -300,7 +305,13 @@ func (p *Processor) commit(ctx goka.Context, before, sh *pb.DeviceShadow, cause 
 	if proto.Equal(cmp, before) && sh.LastSeenMs == before.LastSeenMs {
 		return
 	}
-	onlyLastSeen := proto.Equal(cmp, before)
+	if proto.Equal(cmp, before) {
+		// A heartbeat: stored for offline detection, not a new version and
+		// not worth a record on the shadows topic.
+		sh.Version, sh.Meta = before.Version, before.Meta
+		ctx.SetValue(sh)
+		return
+	}
 	sh.Version = before.Version + 1
 	now := p.now().UnixMilli()
 	tenant := sh.GetMeta().GetTenant()
@@ -309,11 +320,6 @@ func (p *Processor) commit(ctx goka.Context, before, sh *pb.DeviceShadow, cause 
 	}
 	sh.Meta = &pb.Meta{Tenant: tenant, EventId: fmt.Sprintf("%s/shadow/%d", sh.DeviceId, sh.Version), EventTimeMs: now, IngestTimeMs: now, Source: Source}
 	ctx.SetValue(sh)
-	if onlyLastSeen {
-		// A heartbeat: stored for offline detection, not worth a new
-		// record on the shadows topic.
-		return
-	}
 	ctx.Emit(p.topic(topics.Shadows), sh.DeviceId, sh)
 	p.m.updates.WithLabelValues(cause).Inc()
 	deltaChanged := !proto.Equal(sh.Delta, before.GetDelta()) && !(len(sh.Delta.GetFields()) == 0 && len(before.GetDelta().GetFields()) == 0)

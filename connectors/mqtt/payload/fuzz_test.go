@@ -1,0 +1,71 @@
+package payload_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/wardstream/wardstream/connectors/mqtt/payload"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// FuzzDecode: any bytes on any route type yield at least one output; every
+// output is a catalog record that encodes, and a dead letter of a whole
+// payload keeps the raw bytes.
+func FuzzDecode(f *testing.F) {
+	ms := now.UnixMilli()
+	for _, s := range []string{
+		`{"deviceId":"d1","patientId":"p1","medicationId":"m1","intakeTime":"2026-03-10T11:00:00Z","status":"taken"}`,
+		fmt.Sprintf(`{"deviceId":"d1","timestamp":%d,"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80}}`, ms),
+		fmt.Sprintf(`{"batchId":"b","deviceId":"d1","count":2,"messages":[{"timestamp":%d},{"type":"status","online":false}]}`, ms),
+		`online`, `{"status":"offline","reported":{"a":1}}`, `{"deviceId":"d1","times":["08:00"],"patientId":"p","medicationId":"m"}`,
+		`{"timestamp":"1e400"}`, `{"intakeTime":-1}`, `null`, `""`, `{"messageId":{}}`, "\xff\xfe", `{"deviceId":"d1","timestamp":"2026-03-10 11:00:00"}`,
+	} {
+		for typ := range 5 {
+			f.Add(uint8(typ), []byte(s))
+		}
+	}
+	types := []payload.Type{payload.Intake, payload.Schedule, payload.Status, payload.Telemetry, payload.Batch}
+	f.Fuzz(func(t *testing.T, typ uint8, raw []byte) {
+		typ %= uint8(len(types))
+		src := payload.Source{Topic: "medical/x/y/d1/vitals", DeviceID: "d1", Kind: "vitals"}
+		if types[typ] == payload.Batch {
+			src = payload.Source{Topic: "medical/devices/batch/telemetry"}
+		}
+		in := bytes.Clone(raw)
+		outs := payload.Decode(types[typ], src, raw, opts())
+		if len(outs) == 0 {
+			t.Fatal("no output: the input would be dropped silently")
+		}
+		if !bytes.Equal(in, raw) {
+			t.Fatal("Decode modified its input")
+		}
+		for _, o := range outs {
+			if _, ok := topics.Lookup(o.Topic); !ok {
+				t.Fatalf("output topic %q is not in the catalog", o.Topic)
+			}
+			if _, err := codec.Marshal(o.Msg); err != nil {
+				t.Fatalf("output does not encode: %v", err)
+			}
+			if dl, ok := o.Msg.(*pb.DeadLetter); ok {
+				if o.Reason == "" || dl.Reason != string(o.Reason) {
+					t.Fatalf("dead letter without reason: %v", dl)
+				}
+				if len(outs) == 1 && types[typ] != payload.Batch && !bytes.Equal(dl.Raw, raw) {
+					t.Fatal("dead letter lost the raw bytes")
+				}
+			} else if o.Reason != "" {
+				t.Fatalf("record with a reason: %v", o)
+			}
+		}
+		if types[typ] == payload.Batch && len(outs) > 1 {
+			var b struct{ Messages []json.RawMessage }
+			if json.Unmarshal(raw, &b) == nil && len(b.Messages) != len(outs) {
+				t.Fatalf("batch of %d messages gave %d outputs", len(b.Messages), len(outs))
+			}
+		}
+	})
+}
