@@ -1,20 +1,22 @@
 package adherence
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wardstream/wardstream/pipelines/internal/wire"
 	"github.com/wardstream/wardstream/pipelines/schedule"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
 // State is one patient's adherence state, the value of the group table
-// (keyed by patient id). It is JSON on the table topic.
+// (keyed by patient id), stored in the binary form of [StateCodec].
 type State struct {
 	Tenant string               `json:"tn,omitempty"`
 	Meds   map[string]*MedState `json:"m,omitempty"`
@@ -77,8 +79,11 @@ type Intake struct {
 	Used bool `json:"u,omitempty"`
 }
 
-// StateCodec is the goka codec of [State].
+// StateCodec is the goka codec of [State]: a compact, versioned binary
+// form (every intake decodes and encodes its patient's state).
 type StateCodec struct{}
+
+const stateFormat = 1
 
 // Encode implements goka.Codec.
 func (StateCodec) Encode(v any) ([]byte, error) {
@@ -86,30 +91,148 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("encoding adherence state: got %T, want *adherence.State", v)
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encoding adherence state: %w", err)
+	return s.AppendBinary(make([]byte, 0, 512)), nil
+}
+
+// AppendBinary appends s's binary form to b.
+func (s *State) AppendBinary(b []byte) []byte {
+	b = append(b, stateFormat)
+	b = wire.AppendString(b, s.Tenant)
+	meds := make([]string, 0, len(s.Meds))
+	for k := range s.Meds {
+		meds = append(meds, k)
 	}
-	return b, nil
+	sort.Strings(meds)
+	b = wire.AppendUvarint(b, uint64(len(meds)))
+	for _, k := range meds {
+		m := s.Meds[k]
+		b = wire.AppendString(b, k)
+		b = wire.AppendBytes(b, m.Sched)
+		b = wire.AppendVarint(b, m.From)
+		b = wire.AppendVarint(b, m.Through)
+		b = wire.AppendUvarint(b, uint64(len(m.Doses)))
+		for _, d := range m.Doses {
+			b = wire.AppendVarint(b, d.At)
+			b = wire.AppendUvarint(b, uint64(d.Slot))
+			b = wire.AppendString(b, d.Date)
+			b = wire.AppendUvarint(b, uint64(d.Out))
+			b = wire.AppendUvarint(b, uint64(d.Ver))
+			b = wire.AppendString(b, d.IntakeID)
+			b = append(b, boolByte(d.Alert))
+		}
+		b = wire.AppendUvarint(b, uint64(len(m.Intakes)))
+		for _, it := range m.Intakes {
+			b = wire.AppendString(b, it.ID)
+			b = wire.AppendVarint(b, it.T)
+			b = append(b, boolByte(it.Taken)|boolByte(it.Extra)<<1|boolByte(it.Used)<<2)
+			b = wire.AppendString(b, it.Dev)
+			b = wire.AppendString(b, it.Ward)
+			b = wire.AppendString(b, it.Verif)
+			b = wire.AppendUvarint(b, uint64(it.ExtraVer))
+		}
+		days := make([]string, 0, len(m.Days))
+		for d := range m.Days {
+			days = append(days, d)
+		}
+		sort.Strings(days)
+		b = wire.AppendUvarint(b, uint64(len(days)))
+		for _, d := range days {
+			b = wire.AppendString(b, d)
+			b = wire.AppendUvarint(b, uint64(m.Days[d][0]))
+			b = wire.AppendUvarint(b, uint64(m.Days[d][1]))
+		}
+		b = wire.AppendUvarint(b, uint64(m.AdhVer))
+		b = append(b, boolByte(m.Low))
+		b = wire.AppendString(b, m.LowAlert)
+		b = wire.AppendString(b, m.Ward)
+		b = wire.AppendString(b, m.Device)
+	}
+	return b
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 // Decode implements goka.Codec.
-func (StateCodec) Decode(b []byte) (any, error) {
-	s := &State{}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, fmt.Errorf("decoding adherence state (%d bytes): %w", len(b), err)
+func (StateCodec) Decode(b []byte) (any, error) { return DecodeState(b) }
+
+// DecodeState parses the binary form of a State.
+func DecodeState(b []byte) (*State, error) {
+	if len(b) == 0 || b[0] != stateFormat {
+		return nil, fmt.Errorf("decoding adherence state (%d bytes): unknown format version", len(b))
 	}
-	for k, m := range s.Meds {
-		if m == nil {
-			delete(s.Meds, k)
+	r := wire.NewReader(b[1:])
+	s := &State{Tenant: r.String()}
+	n := r.Count(8)
+	if n > 0 {
+		s.Meds = make(map[string]*MedState, n)
+	}
+	for i := 0; i < n && r.Err() == nil; i++ {
+		k := r.String()
+		m := &MedState{Sched: r.Bytes(), From: r.Varint(), Through: r.Varint()}
+		if len(m.Sched) == 0 {
+			m.Sched = nil
 		}
+		nd := r.Count(7)
+		m.Doses = make([]*DoseRec, 0, nd)
+		for j := 0; j < nd && r.Err() == nil; j++ {
+			d := &DoseRec{At: r.Varint(), Slot: int(r.Uvarint()), Date: r.String(), Out: pb.Outcome(r.Uvarint()), Ver: int64(r.Uvarint()), IntakeID: r.String()}
+			d.Alert = r.Byte() == 1
+			m.Doses = append(m.Doses, d)
+		}
+		ni := r.Count(8)
+		m.Intakes = make([]*Intake, 0, ni)
+		for j := 0; j < ni && r.Err() == nil; j++ {
+			it := &Intake{ID: r.String(), T: r.Varint()}
+			f := r.Byte()
+			it.Taken, it.Extra, it.Used = f&1 != 0, f&2 != 0, f&4 != 0
+			it.Dev, it.Ward, it.Verif, it.ExtraVer = r.String(), r.String(), r.String(), int64(r.Uvarint())
+			m.Intakes = append(m.Intakes, it)
+		}
+		ny := r.Count(3)
+		if ny > 0 {
+			m.Days = make(map[string][2]int, ny)
+		}
+		for j := 0; j < ny && r.Err() == nil; j++ {
+			d := r.String()
+			m.Days[d] = [2]int{int(r.Uvarint()), int(r.Uvarint())}
+		}
+		m.AdhVer = int64(r.Uvarint())
+		m.Low = r.Byte() == 1
+		m.LowAlert, m.Ward, m.Device = r.String(), r.String(), r.String()
+		s.Meds[k] = m
+	}
+	if r.Err() != nil {
+		return nil, fmt.Errorf("decoding adherence state (%d bytes): %w", len(b), r.Err())
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("decoding adherence state (%d bytes): %d trailing bytes", len(b), r.Len())
 	}
 	return s, nil
 }
 
+// specs caches parsed schedules by their bytes: every message decodes its
+// patient's state, and parsing the schedule each time would dominate the
+// intake path. Specs are immutable, so sharing them is safe. The cache is
+// dropped when it grows past specCacheMax entries.
+var (
+	specs    sync.Map // string(schedule bytes) -> *schedule.Spec
+	specsLen atomic.Int64
+)
+
+const specCacheMax = 1 << 18
+
 // specOf parses (and caches) the medication's schedule.
 func (m *MedState) specOf() (*schedule.Spec, error) {
 	if m.spec != nil || m.Sched == nil {
+		return m.spec, nil
+	}
+	if v, ok := specs.Load(string(m.Sched)); ok {
+		m.spec = v.(*schedule.Spec)
 		return m.spec, nil
 	}
 	var s pb.DoseSchedule
@@ -120,6 +243,11 @@ func (m *MedState) specOf() (*schedule.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if specsLen.Add(1) > specCacheMax {
+		specs.Clear()
+		specsLen.Store(0)
+	}
+	specs.Store(string(m.Sched), sp)
 	m.spec = sp
 	return sp, nil
 }

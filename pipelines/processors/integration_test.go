@@ -30,7 +30,7 @@ var berlin, _ = time.LoadLocation("Europe/Berlin")
 // simClock is the processing-time clock shared by all instances.
 type simClock struct{ ms atomic.Int64 }
 
-func (c *simClock) now() time.Time   { return time.UnixMilli(c.ms.Load()) }
+func (c *simClock) now() time.Time  { return time.UnixMilli(c.ms.Load()) }
 func (c *simClock) set(t time.Time) { c.ms.Store(t.UnixMilli()) }
 
 type instance struct {

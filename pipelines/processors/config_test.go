@@ -1,0 +1,68 @@
+package processors_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/pipelines/processors"
+)
+
+func load(t *testing.T, section string) (processors.Config, error) {
+	t.Helper()
+	root, err := config.Parse([]byte("pipelines:\n" + section))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return processors.Load(root)
+}
+
+func TestConfig(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		errs       []string
+	}{
+		{"defaults", "  groups: [adherence, anomaly, alerts]\n", nil},
+		{"tuned", "  tick_interval: 5s\n  correction_horizon: 48h\n  alert_sla: {critical: 2m, high: 10m, medium: 20m, low: 40m}\n  baseline: {alpha: 0.1}\n", nil},
+		{"unknown key", "  tick: 5s\n", []string{"unknown field tick"}},
+		{"bad values", "  groups: [adherence, video]\n  tick_interval: 45s\n  correction_horizon: 2h\n  low_adherence_threshold: 1.5\n  baseline: {alpha: 0}\n  alert_sla: {high: 0s}\n",
+			[]string{"groups[1]", "tick_interval", "correction_horizon", "low_adherence_threshold", "baseline_alpha", "sla.HIGH"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := load(t, c.yaml)
+			root := config.Default()
+			if len(c.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := processors.New(&root, cfg); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("want errors")
+			}
+			for _, e := range c.errs {
+				if !strings.Contains(err.Error(), e) {
+					t.Errorf("error %q lacks %q", err, e)
+				}
+			}
+		})
+	}
+}
+
+func TestTopologyFileSectionIsValid(t *testing.T) {
+	root, err := config.Load("../../deploy/local/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := processors.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := processors.DefaultConfig(); cfg.TickInterval != d.TickInterval || cfg.AlertRequestsTopic != d.AlertRequestsTopic || len(cfg.Groups) != 3 {
+		t.Fatalf("topology.yaml documents values other than the defaults: %+v", cfg)
+	}
+}
