@@ -15,6 +15,7 @@ import (
 	"github.com/wardstream/wardstream/bench"
 	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/connectors/mqtt"
+	"github.com/wardstream/wardstream/connectors/rtsp"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/deploy"
 	"github.com/wardstream/wardstream/pipelines/processors"
@@ -42,7 +43,8 @@ func sectionChecks() []sectionCheck {
 	return []sectionCheck{
 		{path: "connectors.mqtt", node: func(r *config.Root) *yaml.Node { return &r.Connectors.MQTT },
 			check: func(r *config.Root) error { _, err := mqtt.LoadConfig(r); return err }},
-		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP }, pending: "the rtsp role (issue 6)"},
+		{path: "connectors.rtsp", node: func(r *config.Root) *yaml.Node { return &r.Connectors.RTSP },
+			check: func(r *config.Root) error { _, err := rtsp.Load(r); return err }},
 		{path: "pipelines", node: func(r *config.Root) *yaml.Node { return &r.Pipelines },
 			check: func(r *config.Root) error { _, err := processors.Load(r); return err }},
 		{path: "sinks.clickhouse", node: func(r *config.Root) *yaml.Node { return &r.Sinks.ClickHouse },

@@ -95,6 +95,11 @@ func TestProblems(t *testing.T) {
 	if len(rel) != 1 || rel[0].Line != 15 || rel[0].Path != "connectors.rtsp.cameras[0].tenant" {
 		t.Fatalf("relative path: %+v", rel)
 	}
+	// A role that wraps its field errors in its section name.
+	wrapped := deploy.Problems(fmt.Errorf("connectors.rtsp: %w", errors.Join(errors.New("cameras[0].zone: required"), errors.New("cameras[0].tenant: bad"))), n, "connectors.rtsp")
+	if len(wrapped) != 2 || wrapped[0].String() != "line 14: connectors.rtsp.cameras[0].zone: required" || wrapped[1].String() != "line 15: connectors.rtsp.cameras[0].tenant: bad" {
+		t.Fatalf("wrapped: %v", wrapped)
+	}
 	if deploy.Problems(nil, n, "") != nil {
 		t.Fatal("nil error must give no problems")
 	}

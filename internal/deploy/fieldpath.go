@@ -215,9 +215,29 @@ func parseProblem(m string, doc *yaml.Node, prefix string) Problem {
 		return Problem{Line: l, Path: prefix, Msg: s[2]}
 	}
 	if s := pathPrefix.FindStringSubmatch(m); s != nil {
-		p := withPrefix(s[1])
+		p, msg := withPrefix(s[1]), s[2]
+		// A role may wrap its field errors in its section's name
+		// ("connectors.rtsp: cameras[0].url: ..."): join the paths while
+		// the document has them.
+		for {
+			sub := pathPrefix.FindStringSubmatch(msg)
+			if sub == nil {
+				break
+			}
+			joined := p + "." + sub[1]
+			if strings.HasPrefix(sub[1], "[") {
+				joined = p + sub[1]
+			}
+			// Join when the document has the path, or at least more of
+			// it than of p (a required field that is missing).
+			jl, exact := Locate(doc, joined)
+			if pl, _ := Locate(doc, p); !exact && jl == pl {
+				break
+			}
+			p, msg = joined, sub[2]
+		}
 		l, _ := Locate(doc, p)
-		return Problem{Line: l, Path: p, Msg: s[2]}
+		return Problem{Line: l, Path: p, Msg: msg}
 	}
 	l := 0
 	if prefix != "" {

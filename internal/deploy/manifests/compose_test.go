@@ -350,6 +350,43 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+	// Every C library the cgo code links (#cgo pkg-config) is in the build
+	// stage (-dev) and in the runtime stage (its shared-library package).
+	libs := map[string]bool{}
+	err := filepath.WalkDir(repo, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".local" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s*//\s*#cgo(?:\s+\S+)?\s+pkg-config:\s*(.+)$`).FindAllStringSubmatch(string(src), -1) {
+			for _, l := range strings.Fields(m[1]) {
+				libs[l] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtimeStage := joined[strings.LastIndex(joined, "FROM "):]
+	for l := range libs {
+		if !strings.Contains(joined, l+"-dev") {
+			t.Errorf("cgo links %s but the build stage installs no %s-dev", l, l)
+		}
+		if !regexp.MustCompile(`\b` + regexp.QuoteMeta(l) + `\d+\b`).MatchString(runtimeStage) {
+			t.Errorf("cgo links %s but the runtime stage installs no %sNN package", l, l)
+		}
+	}
+	t.Logf("cgo pkg-config libraries: %v", libs)
 	// ONNX Runtime is pinned in one place: the script the Dockerfile runs.
 	script, err := os.ReadFile(filepath.Join(repo, "deploy/local/onnxruntime.sh"))
 	if err != nil {

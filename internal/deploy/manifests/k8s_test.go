@@ -498,6 +498,8 @@ func (b *built) checkPodSpec(t *testing.T, where string, spec corev1.PodSpec) {
 			t.Errorf("%s: volume %s: ConfigMap %q is not in the build", where, v.Name, v.ConfigMap.Name)
 		case v.Secret != nil && !b.secretKnown(v.Secret.SecretName):
 			t.Errorf("%s: volume %s: Secret %q is neither built nor issued by an operator", where, v.Name, v.Secret.SecretName)
+		case v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName != "wardstream-models":
+			t.Errorf("%s: volume %s: PVC %q is not one the runbook creates (wardstream-models)", where, v.Name, v.PersistentVolumeClaim.ClaimName)
 		case v.Projected != nil:
 			for _, s := range v.Projected.Sources {
 				if s.Secret != nil && !b.secretKnown(s.Secret.Name) {
@@ -620,6 +622,26 @@ func (b *built) checkRoles(t *testing.T) {
 					t.Errorf("%s: topology names %s but nothing is mounted there", where, f)
 				}
 			}
+		}
+		if role == "rtsp" {
+			var rt struct {
+				Detector struct {
+					Model string `yaml:"model"`
+				} `yaml:"detector"`
+				Cameras []struct {
+					PasswordEnv string `yaml:"password_env"`
+					URLEnv      string `yaml:"url_env"`
+				} `yaml:"cameras"`
+			}
+			_ = b.topology.Connectors.RTSP.Decode(&rt)
+			if !mountedDir(c, rt.Detector.Model) && !strings.HasPrefix(rt.Detector.Model, "/usr/share/wardstream/") {
+				t.Errorf("%s: detector model %s is neither mounted nor in the image", where, rt.Detector.Model)
+			}
+			var envs []string
+			for _, cam := range rt.Cameras {
+				envs = append(envs, cam.PasswordEnv, cam.URLEnv)
+			}
+			checkEnv(t, where, c, envs)
 		}
 		if role == "mqtt" {
 			// Several instances share one topology: each must get its own
