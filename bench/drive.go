@@ -554,9 +554,24 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 		r.DeliveredPerMin = float64(n) / at.Sub(h.start).Seconds() * 60
 	}
 	if dl, err := h.obs.DeadLetters(ctx); err == nil {
+		// The malformed messages are dead-lettered by the first stage that
+		// reads them: the connector, or (straight to Kafka) the sink.
+		first := "connectors/mqtt/"
+		if h.viaKafka() {
+			first = "sink/"
+		}
 		r.Malformed.Reasons = dl
-		for _, n := range dl {
-			r.Malformed.DeadLettered += int64(n)
+		var other []string
+		for k, n := range dl {
+			if strings.HasPrefix(k, first) {
+				r.Malformed.DeadLettered += int64(n)
+			} else {
+				other = append(other, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		if len(other) > 0 {
+			sort.Strings(other)
+			h.note("dead letters beyond the malformed input (stage/reason count): %s", strings.Join(other, ", "))
 		}
 	} else {
 		errs = append(errs, err)

@@ -109,6 +109,9 @@ func roleIsolation(role, prefix, runID string) ([]override, bool) {
 			{path: []string{"connectors", "mqtt", "commands", "group"}, value: "bench-" + runID + "-commands"},
 			{path: []string{"connectors", "mqtt", "shadow", "group"}, value: "bench-" + runID + "-shadows"},
 		}, true
+	case "processors":
+		// The prefix covers every topic and goka group (and so table) name.
+		return []override{{path: []string{"pipelines", "topic_prefix"}, value: prefix}}, true
 	case "sink":
 		return []override{
 			{path: []string{"sinks", "clickhouse", "topic_prefix"}, value: prefix},

@@ -79,57 +79,59 @@ func roleStatus(r *bench.Results, name string) string {
 	return ""
 }
 
-// TestIntegrationSmoke runs the smoke scenario for 10 s through the sink
-// stage (Kafka -> sink -> ClickHouse) and through the whole path (MQTT ->
-// connector -> Kafka -> processors -> sink -> ClickHouse; skipped while
-// the mqtt role is not part of the build) and requires results.json with
-// zero lost, zero visible duplicates and every malformed message
-// dead-lettered.
+// TestIntegrationSmoke runs the smoke scenario for 10 s through the whole
+// path (MQTT -> connector -> Kafka -> processors -> sink -> ClickHouse) and
+// requires results.json with zero lost, zero visible duplicates, every
+// malformed message dead-lettered, latency measured, CPU/RSS per role, and
+// every dose outcome, adherence count and alert right. While the mqtt role is
+// not part of the build it runs the kafka stage (Kafka -> processors ->
+// sink) instead, and says so.
 func TestIntegrationSmoke(t *testing.T) {
 	svc := testutil.Integration(t)
 	bin := buildWardstream(t, svc.Root)
-	for _, stage := range []string{bench.StageSink, bench.StageAll} {
-		t.Run(stage, func(t *testing.T) {
-			res, err := smokeRun(t, svc, bin, stage)
-			if err != nil && res != nil && roleStatus(res, "mqtt") == "unavailable" {
-				t.Skipf("the mqtt role is not part of this build: %v", err)
-			}
-			if err != nil {
-				t.Fatalf("run: %v (notes %q)", err, res.Notes)
-			}
-			if res.Sent < 1000 {
-				t.Fatalf("sent only %d readings in 10 s (scenario nominal 208/s)", res.Sent)
-			}
-			if res.Lost != 0 || res.Delivered != res.Sent {
-				t.Errorf("sent %d, delivered %d, lost %d (notes %q)", res.Sent, res.Delivered, res.Lost, res.Notes)
-			}
-			if res.DuplicatesVisible != 0 {
-				t.Errorf("duplicates visible: %d", res.DuplicatesVisible)
-			}
-			if res.DuplicateCopiesSent == 0 {
-				t.Error("the duplicate profile sent no duplicate copy")
-			}
-			if res.Malformed.Sent == 0 || res.Malformed.DeadLettered != res.Malformed.Sent {
-				t.Errorf("malformed sent %d, dead-lettered %d (%v)", res.Malformed.Sent, res.Malformed.DeadLettered, res.Malformed.Reasons)
-			}
-			if l := res.Latency.EventToQueryable; l.Samples == 0 || l.P99Ms <= 0 {
-				t.Errorf("latency not measured: %+v", l)
-			}
-			if st := roleStatus(res, "sink"); st != "running" {
-				t.Errorf("sink role status %q", st)
-			}
-			for _, r := range res.Roles {
-				if r.Status == "running" && (r.Pid == 0 || r.RSSMiB <= 0) {
-					t.Errorf("role %s: no /proc usage: %+v", r.Name, r.Usage)
-				}
-			}
-			if res.Correctness != nil {
-				for name, c := range map[string]bench.Check{"dose_outcomes": res.Correctness.DoseOutcomes, "adherence": res.Correctness.Adherence, "alerts": res.Correctness.Alerts} {
-					if !c.OK() || c.Expected == 0 {
-						t.Errorf("correctness.%s: %+v", name, c)
-					}
-				}
-			}
-		})
+	res, err := smokeRun(t, svc, bin, bench.StageAll)
+	if err != nil && res != nil && roleStatus(res, "mqtt") == "unavailable" {
+		t.Logf("the mqtt role is not part of this build (%v): running stage kafka", err)
+		res, err = smokeRun(t, svc, bin, bench.StageKafka)
+	}
+	if err != nil {
+		if res != nil {
+			t.Fatalf("run: %v (notes %q)", err, res.Notes)
+		}
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("stage %s: sent %d delivered %d lost %d, p99 %.0f ms", res.Stage, res.Sent, res.Delivered, res.Lost, res.Latency.EventToQueryable.P99Ms)
+	if res.Sent < 1000 {
+		t.Fatalf("sent only %d readings in 10 s (scenario nominal 208/s)", res.Sent)
+	}
+	if res.Lost != 0 || res.Delivered != res.Sent {
+		t.Errorf("sent %d, delivered %d, lost %d (notes %q)", res.Sent, res.Delivered, res.Lost, res.Notes)
+	}
+	if res.DuplicatesVisible != 0 {
+		t.Errorf("duplicates visible: %d", res.DuplicatesVisible)
+	}
+	if res.DuplicateCopiesSent == 0 {
+		t.Error("the duplicate profile sent no duplicate copy")
+	}
+	if res.Malformed.Sent == 0 || res.Malformed.DeadLettered != res.Malformed.Sent {
+		t.Errorf("malformed sent %d, dead-lettered %d (%v)", res.Malformed.Sent, res.Malformed.DeadLettered, res.Malformed.Reasons)
+	}
+	if l := res.Latency.EventToQueryable; l.Samples == 0 || l.P99Ms <= 0 {
+		t.Errorf("latency not measured: %+v", l)
+	}
+	for _, r := range res.Roles {
+		if r.Status != "running" {
+			t.Errorf("role %s: %s", r.Name, r.Status)
+		} else if r.Pid == 0 || r.RSSMiB <= 0 {
+			t.Errorf("role %s: no /proc usage: %+v", r.Name, r.Usage)
+		}
+	}
+	if res.Correctness == nil {
+		t.Fatalf("correctness not checked (notes %q)", res.Notes)
+	}
+	for name, c := range map[string]bench.Check{"dose_outcomes": res.Correctness.DoseOutcomes, "adherence": res.Correctness.Adherence, "alerts": res.Correctness.Alerts} {
+		if !c.OK() || c.Expected == 0 {
+			t.Errorf("correctness.%s: %+v", name, c)
+		}
 	}
 }

@@ -240,12 +240,12 @@ func (o *Observer) Alerts(ctx context.Context, alertType string) ([]AlertRow, er
 	return out, rows.Err()
 }
 
-// DeadLetters returns the dead letters of the run's tenant per reason.
+// DeadLetters returns the run's dead letters per "stage/reason".
 func (o *Observer) DeadLetters(ctx context.Context) (map[string]uint64, error) {
 	// The run's dead letters name its device in the MQTT topic or carry
 	// its device id as the Kafka key.
-	q := fmt.Sprintf(`SELECT reason, uniqExact(event_id) FROM %s WHERE tenant = ?
-		AND (position(source_topic, ?) > 0 OR position(lower(key_hex), lower(hex(?))) > 0) GROUP BY reason`, o.t("dead_letters"))
+	q := fmt.Sprintf(`SELECT concat(stage, '/', reason), uniqExact(event_id) FROM %s WHERE tenant = ?
+		AND (position(source_topic, ?) > 0 OR position(lower(key_hex), lower(hex(?))) > 0) GROUP BY stage, reason`, o.t("dead_letters"))
 	rows, err := o.conn.Query(ctx, q, o.tenant, o.runID, o.runID)
 	if err != nil {
 		return nil, fmt.Errorf("reading dead_letters: %w", err)

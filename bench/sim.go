@@ -257,12 +257,19 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		f.behave(p.Profile, d, grace, early, late, rng)
 		med.Doses = append(med.Doses, d)
 	}
+	// The schedule takes effect from its event time (the processors
+	// materialize no dose before it): it was set a minute before its first
+	// dose, as a care team would have set it before the history began.
+	effective := f.Start
+	if len(all) > 0 && all[0].Add(-time.Minute).Before(effective) {
+		effective = all[0].Add(-time.Minute)
+	}
 	hhmm := make([]string, 0, len(all))
 	for _, t := range all {
 		hhmm = append(hhmm, t.In(f.Loc).Format("15:04"))
 	}
 	med.Schedule = &pb.DoseSchedule{
-		Meta:               &pb.Meta{Tenant: f.Tenant, EventId: fmt.Sprintf("%s-sched-%s-%s", f.RunID, p.ID[len(f.RunID)+1:], med.ID), EventTimeMs: f.Start.UnixMilli(), Source: "bench"},
+		Meta:               &pb.Meta{Tenant: f.Tenant, EventId: fmt.Sprintf("%s-sched-%s-%s", f.RunID, p.ID[len(f.RunID)+1:], med.ID), EventTimeMs: effective.UnixMilli(), Source: "bench"},
 		PatientId:          p.ID,
 		MedicationId:       med.ID,
 		DeviceId:           p.DeviceID,
@@ -343,7 +350,7 @@ func (f *Fleet) PillEvents() []PillEvent {
 		for _, m := range p.Meds {
 			out = append(out, PillEvent{At: f.Start, Copies: 1, Reading: Reading{
 				Kind: KindSchedule, DeviceID: p.DeviceID, DeviceType: TypePillcase, PatientID: p.ID,
-				EventID: m.Schedule.GetMeta().GetEventId(), EventTime: f.Start, MedicationID: m.ID, Schedule: m.Schedule,
+				EventID: m.Schedule.GetMeta().GetEventId(), EventTime: time.UnixMilli(m.Schedule.GetMeta().GetEventTimeMs()), MedicationID: m.ID, Schedule: m.Schedule,
 			}})
 			for _, d := range m.Doses {
 				if d.Intake.IsZero() {
