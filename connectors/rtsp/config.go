@@ -240,4 +240,3 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
-

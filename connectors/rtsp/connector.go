@@ -62,7 +62,9 @@ func WithRegisterer(r prometheus.Registerer) Option { return func(c *Connector) 
 func WithHealth(h *runtime.Health) Option { return func(c *Connector) { c.health = h } }
 
 // WithKafkaOpts adds franz-go options (tests use them for kfake).
-func WithKafkaOpts(o ...kgo.Opt) Option { return func(c *Connector) { c.kopts = append(c.kopts, o...) } }
+func WithKafkaOpts(o ...kgo.Opt) Option {
+	return func(c *Connector) { c.kopts = append(c.kopts, o...) }
+}
 
 // WithTopics overrides the output topics (tests use unique names).
 func WithTopics(detections, videoEvents, controls string) Option {

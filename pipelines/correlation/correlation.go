@@ -1,0 +1,579 @@
+// Package correlation provides the cross-system goka group of wardstream:
+// it joins the video side (camera detections and events) with the medical
+// IoT side (pillcase intakes, alerts).
+//
+// Rules (from the seed's integration section):
+//   - Intake verification: an intake whose location maps to a configured
+//     zone is CAMERA_CONFIRMED when a person was detected in that zone
+//     within +-Window (2 minutes) of the intake time, else UNVERIFIED. The
+//     verified intake is re-emitted to the intake topic with the same
+//     event id and Verification set (the group ignores intakes that carry
+//     a verification, so it never loops).
+//   - UNAUTHORIZED_ACCESS in a zone marked as a medical device area sends a
+//     SECURE_DEVICE command to every device configured there and raises an
+//     UNAUTHORIZED_ACCESS_ALERT through the alerts group's request topic.
+//   - A VITALS_EMERGENCY alert raises the sample rate of the cameras of the
+//     patient's (or the device's) zones for BoostFor, through
+//     SAMPLE_RATE_BOOST records on the camera-controls topic.
+//
+// Intakes (keyed by patient) and detections (keyed by camera) meet by zone:
+// both are re-keyed through goka's loopback, and the group table holds one
+// [ZoneState] per zone: recent person sightings and the intakes still
+// waiting for their +2 minute window to close. The role's clock visits
+// every zone ([VisitSweep]) to decide intakes whose window closed without
+// a sighting. Detections are thinned to one sighting per camera per
+// SightingEvery before the loopback, so the loopback carries a bounded rate
+// whatever the camera frame rates.
+//
+// The group does not decide who is authorized or store video.
+package correlation
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/telemetry"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// VisitSweep is the name of the group's clock visitor; its meta is the
+// current time in Unix ms (int64).
+const VisitSweep = "sweep"
+
+// Source is Meta.Source (and DeviceCommand.IssuedBy) of what the group emits.
+const Source = "pipelines/correlation"
+
+// Verification values set on intakes.
+const (
+	CameraConfirmed = "CAMERA_CONFIRMED"
+	Unverified      = "UNVERIFIED"
+)
+
+// Zone maps a physical zone to its cameras, devices and patients.
+type Zone struct {
+	// ID is the zone id cameras report (connectors.rtsp cameras[].zone or
+	// an area's zone).
+	ID string `yaml:"id"`
+	// Locations are intake locations (MedicationIntake.location) that lie
+	// in this zone; the id itself always matches.
+	Locations []string `yaml:"locations"`
+	// Cameras watching the zone (their sample rate is boosted in an emergency).
+	Cameras []string `yaml:"cameras"`
+	// Devices in the zone (secured on unauthorized access when
+	// MedicalDeviceArea; their emergencies boost the zone's cameras).
+	Devices []string `yaml:"devices"`
+	// Patients in the zone (their emergencies boost the zone's cameras).
+	Patients []string `yaml:"patients"`
+	// MedicalDeviceArea marks the zone's devices as ones to secure.
+	MedicalDeviceArea bool `yaml:"medical_device_area"`
+}
+
+// Config configures the group.
+type Config struct {
+	// Enabled runs the group (with the rtsp role); default false.
+	Enabled bool `yaml:"enabled"`
+	// Group is the goka group name (wardstream-correlation).
+	Group string `yaml:"group"`
+	// AlertRequestsTopic is the alerts group's request topic
+	// (wardstream-alerts-requests).
+	AlertRequestsTopic string `yaml:"alert_requests_topic"`
+	// Window is the intake verification window, +- (2m).
+	Window config.Duration `yaml:"window"`
+	// Grace is added after an intake's window before it is declared
+	// UNVERIFIED, for detections still in flight (30s).
+	Grace config.Duration `yaml:"grace"`
+	// SightingEvery thins person detections to one per camera per period
+	// (10s); keep it well under Window.
+	SightingEvery config.Duration `yaml:"sighting_every"`
+	// MinConfidence is the confidence a person detection needs (0.5).
+	MinConfidence float32 `yaml:"min_confidence"`
+	// PersonClass is the detector's person class ("person").
+	PersonClass string `yaml:"person_class"`
+	// BoostFPS and BoostFor are the emergency sample rate and how long it
+	// lasts (15 fps, 30m).
+	BoostFPS float32         `yaml:"boost_fps"`
+	BoostFor config.Duration `yaml:"boost_for"`
+	// CommandTimeout is the SECURE_DEVICE command's delivery timeout (5m).
+	CommandTimeout config.Duration `yaml:"command_timeout"`
+	// SweepInterval is the clock period (15s).
+	SweepInterval config.Duration `yaml:"sweep_interval"`
+	// Zones is the zone map.
+	Zones []Zone `yaml:"zones"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Group:              topics.GroupCorrelation,
+		AlertRequestsTopic: topics.GroupAlerts + "-requests",
+		Window:             config.Duration(2 * time.Minute),
+		Grace:              config.Duration(30 * time.Second),
+		SightingEvery:      config.Duration(10 * time.Second),
+		MinConfidence:      0.5,
+		PersonClass:        "person",
+		BoostFPS:           15,
+		BoostFor:           config.Duration(30 * time.Minute),
+		CommandTimeout:     config.Duration(5 * time.Minute),
+		SweepInterval:      config.Duration(15 * time.Second),
+	}
+}
+
+// Decode decodes a raw section (e.g. connectors.rtsp.correlation) strictly
+// over the defaults and validates it; path prefixes errors.
+func Decode(node *yaml.Node, path string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Section(node, path, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem, each prefixed with its field path.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Group == "" || c.AlertRequestsTopic == "" || c.PersonClass == "" {
+		errs = append(errs, errors.New("group, alert_requests_topic, person_class: must not be empty"))
+	}
+	if c.Window.D() <= 0 || c.Grace.D() < 0 || c.SweepInterval.D() <= 0 || c.BoostFor.D() <= 0 || c.CommandTimeout.D() <= 0 {
+		errs = append(errs, errors.New("window, sweep_interval, boost_for, command_timeout: must be > 0"))
+	}
+	if c.SightingEvery.D() <= 0 || c.SightingEvery.D() > c.Window.D() {
+		errs = append(errs, fmt.Errorf("sighting_every: %v must be in (0, window]", c.SightingEvery.D()))
+	}
+	if c.MinConfidence <= 0 || c.MinConfidence >= 1 {
+		errs = append(errs, fmt.Errorf("min_confidence: %v not in (0,1)", c.MinConfidence))
+	}
+	if c.BoostFPS <= 0 || c.BoostFPS > 60 {
+		errs = append(errs, fmt.Errorf("boost_fps: %v not in (0,60]", c.BoostFPS))
+	}
+	ids := map[string]bool{}
+	locs := map[string]string{}
+	for i, z := range c.Zones {
+		p := fmt.Sprintf("zones[%d]", i)
+		if z.ID == "" {
+			errs = append(errs, fmt.Errorf("%s.id: required", p))
+		} else if ids[z.ID] {
+			errs = append(errs, fmt.Errorf("%s.id: %q used twice", p, z.ID))
+		}
+		ids[z.ID] = true
+		for _, l := range z.Locations {
+			if other, ok := locs[l]; ok && other != z.ID {
+				errs = append(errs, fmt.Errorf("%s.locations: %q is also in zone %q", p, l, other))
+			}
+			locs[l] = z.ID
+		}
+		if z.MedicalDeviceArea && len(z.Devices) == 0 {
+			errs = append(errs, fmt.Errorf("%s: medical_device_area without devices", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Topics names the topics the group reads and writes; [DefaultTopics]
+// are the catalog's.
+type Topics struct {
+	Detections, VideoEvents, Intake, Alerts, AlertRequests, Commands, CameraControls string
+}
+
+// DefaultTopics returns the catalog topics and cfg's alert request topic.
+func DefaultTopics(cfg Config) Topics {
+	return Topics{Detections: topics.Detections, VideoEvents: topics.VideoEvents, Intake: topics.Intake,
+		Alerts: topics.Alerts, AlertRequests: cfg.AlertRequestsTopic, Commands: topics.Commands, CameraControls: topics.CameraControls}
+}
+
+// Option injects dependencies into [New].
+type Option func(*Processor)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(p *Processor) { p.log = l } }
+
+// WithRegisterer sets the metrics registerer.
+func WithRegisterer(r prometheus.Registerer) Option { return func(p *Processor) { p.reg = r } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(p *Processor) { p.now = now } }
+
+// WithTopics overrides the topic names (tests).
+func WithTopics(t Topics) Option { return func(p *Processor) { p.topics = t } }
+
+// Processor holds the group's rules; [Processor.Graph] is its goka graph.
+type Processor struct {
+	cfg    Config
+	topics Topics
+	log    *slog.Logger
+	reg    prometheus.Registerer
+	now    func() time.Time
+	m      *metrics
+
+	byLocation map[string]*Zone
+	byID       map[string]*Zone
+	byPatient  map[string][]*Zone
+	byDevice   map[string][]*Zone
+
+	mu       sync.Mutex
+	lastSeen map[string]int64 // camera -> last forwarded sighting (ms); per-process thinning only
+}
+
+// New validates cfg and builds the processor; it does no I/O.
+func New(cfg Config, opts ...Option) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Processor{cfg: cfg, topics: DefaultTopics(cfg), now: time.Now, lastSeen: map[string]int64{},
+		byLocation: map[string]*Zone{}, byID: map[string]*Zone{}, byPatient: map[string][]*Zone{}, byDevice: map[string][]*Zone{}}
+	for _, o := range opts {
+		o(p)
+	}
+	p.log = telemetry.OrDiscard(p.log).With("component", "pipelines/correlation")
+	p.m = newMetrics(p.reg)
+	for i := range cfg.Zones {
+		z := &p.cfg.Zones[i]
+		p.byID[z.ID] = z
+		p.byLocation[z.ID] = z
+		for _, l := range z.Locations {
+			p.byLocation[l] = z
+		}
+		for _, pt := range z.Patients {
+			p.byPatient[pt] = append(p.byPatient[pt], z)
+		}
+		for _, d := range z.Devices {
+			p.byDevice[d] = append(p.byDevice[d], z)
+		}
+	}
+	return p, nil
+}
+
+// Graph returns the goka group graph.
+func (p *Processor) Graph() *goka.GroupGraph {
+	return goka.DefineGroup(goka.Group(p.cfg.Group),
+		goka.Input(goka.Stream(p.topics.Detections), codec.NewGoka(func() *pb.FrameDetections { return &pb.FrameDetections{} }), p.onDetections),
+		goka.Input(goka.Stream(p.topics.VideoEvents), codec.NewGoka(func() *pb.VideoEvent { return &pb.VideoEvent{} }), p.onVideoEvent),
+		goka.Input(goka.Stream(p.topics.Intake), codec.NewGoka(func() *pb.MedicationIntake { return &pb.MedicationIntake{} }), p.onIntake),
+		goka.Input(goka.Stream(p.topics.Alerts), codec.NewGoka(func() *pb.Alert { return &pb.Alert{} }), p.onAlert),
+		goka.Loop(envelopeCodec{}, p.onZone),
+		goka.Visitor(VisitSweep, p.onSweep),
+		goka.Persist(stateCodec{}),
+		goka.Output(goka.Stream(p.topics.Intake), codec.NewGoka(func() *pb.MedicationIntake { return &pb.MedicationIntake{} })),
+		goka.Output(goka.Stream(p.topics.Commands), codec.NewGoka(func() *pb.DeviceCommand { return &pb.DeviceCommand{} })),
+		goka.Output(goka.Stream(p.topics.AlertRequests), codec.NewGoka(func() *pb.Alert { return &pb.Alert{} })),
+		goka.Output(goka.Stream(p.topics.CameraControls), codec.NewGoka(func() *pb.VideoEvent { return &pb.VideoEvent{} })),
+	)
+}
+
+// Envelope is a loopback record, keyed by zone: a sighting, an intake or nothing else.
+type Envelope struct {
+	// Sighting is a person seen in the zone at this frame time (Unix ms).
+	SightingMs int64  `json:"s,omitempty"`
+	Camera     string `json:"c,omitempty"`
+	// Intake is a protobuf-encoded MedicationIntake to verify.
+	Intake []byte `json:"i,omitempty"`
+}
+
+// ZoneState is the group table value per zone.
+type ZoneState struct {
+	// Sightings are person sighting times (Unix ms), ascending, within
+	// the retention horizon.
+	Sightings []int64 `json:"sightings,omitempty"`
+	// Pending are intakes waiting for their window to close.
+	Pending []Pending `json:"pending,omitempty"`
+}
+
+// Pending is an intake waiting for a sighting.
+type Pending struct {
+	IntakeMs int64  `json:"t"`
+	Intake   []byte `json:"i"`
+}
+
+// maxSightings bounds the state per zone: at one sighting per camera per
+// 10 s, 512 covers 4 cameras over > 20 minutes.
+const maxSightings = 512
+
+type envelopeCodec struct{}
+
+func (envelopeCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+func (envelopeCodec) Decode(b []byte) (any, error) {
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("correlation loopback record: %w", err)
+	}
+	return &e, nil
+}
+
+type stateCodec struct{}
+
+func (stateCodec) Encode(v any) ([]byte, error) { return json.Marshal(v) }
+func (stateCodec) Decode(b []byte) (any, error) {
+	var s ZoneState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("correlation zone state: %w", err)
+	}
+	return &s, nil
+}
+
+// onDetections forwards person sightings to their zone, thinned per camera.
+func (p *Processor) onDetections(ctx goka.Context, msg any) {
+	fd := msg.(*pb.FrameDetections)
+	if fd.GetZone() == "" {
+		return
+	}
+	person := false
+	for _, d := range fd.GetDetections() {
+		if d.GetClassName() == p.cfg.PersonClass && d.GetConfidence() >= p.cfg.MinConfidence {
+			person = true
+			break
+		}
+	}
+	if !person {
+		return
+	}
+	t := fd.GetFrameTimeMs()
+	p.mu.Lock()
+	last, ok := p.lastSeen[fd.GetCameraId()]
+	fwd := !ok || t-last >= p.cfg.SightingEvery.D().Milliseconds() || t < last
+	if fwd {
+		p.lastSeen[fd.GetCameraId()] = t
+	}
+	p.mu.Unlock()
+	if fwd {
+		p.m.sightings.Inc()
+		ctx.Loopback(fd.GetZone(), &Envelope{SightingMs: t, Camera: fd.GetCameraId()})
+	}
+}
+
+// onVideoEvent secures medical device areas on UNAUTHORIZED_ACCESS; person
+// events also count as sightings.
+func (p *Processor) onVideoEvent(ctx goka.Context, msg any) {
+	ev := msg.(*pb.VideoEvent)
+	switch ev.GetEventType() {
+	case pb.VideoEventType_PERSON_DETECTED, pb.VideoEventType_UNAUTHORIZED_ACCESS, pb.VideoEventType_ANOMALY_DETECTED:
+		if ev.GetZone() != "" {
+			ctx.Loopback(ev.GetZone(), &Envelope{SightingMs: ev.GetStartTimeMs(), Camera: ev.GetCameraId()})
+		}
+	}
+	if ev.GetEventType() != pb.VideoEventType_UNAUTHORIZED_ACCESS {
+		return
+	}
+	z := p.byID[ev.GetZone()]
+	if z == nil || !z.MedicalDeviceArea {
+		p.m.unauthorized.WithLabelValues("not_device_area").Inc()
+		return
+	}
+	now := p.now()
+	tenant := ev.GetMeta().GetTenant()
+	eid := ev.GetMeta().GetEventId()
+	payload, _ := json.Marshal(map[string]string{"reason": "unauthorized access", "zone": z.ID, "camera": ev.GetCameraId(), "video_event_id": eid})
+	for _, dev := range z.Devices {
+		id := "secure|" + eid + "|" + dev
+		ctx.Emit(goka.Stream(p.topics.Commands), dev, &pb.DeviceCommand{
+			Meta:      &pb.Meta{Tenant: tenant, EventId: id, EventTimeMs: ev.GetStartTimeMs(), IngestTimeMs: now.UnixMilli(), Source: Source},
+			CommandId: id, DeviceId: dev, CommandType: pb.CommandType_SECURE_DEVICE, PayloadJson: string(payload),
+			IssuedBy: Source, State: pb.CommandState_COMMAND_PENDING, TimeoutMs: p.cfg.CommandTimeout.D().Milliseconds(), Version: 1,
+		})
+		p.m.commands.Inc()
+	}
+	// Alert request in the alerts group's format (see pipelines/alerts
+	// Request): id = type|subjectType|subjectId|window, event id id@state.
+	alertID := pb.AlertType_UNAUTHORIZED_ACCESS_ALERT.String() + "|camera|" + ev.GetCameraId() + "|" + strconv.FormatInt(ev.GetStartTimeMs(), 10)
+	ctx.Emit(goka.Stream(p.topics.AlertRequests), alertID, &pb.Alert{
+		Meta:    &pb.Meta{Tenant: tenant, EventId: alertID + "@" + pb.AlertState_OPEN.String(), EventTimeMs: ev.GetStartTimeMs(), IngestTimeMs: now.UnixMilli(), Source: Source},
+		AlertId: alertID, AlertType: pb.AlertType_UNAUTHORIZED_ACCESS_ALERT, Priority: pb.Priority_HIGH, State: pb.AlertState_OPEN,
+		SubjectType: "camera", SubjectId: ev.GetCameraId(), CameraId: ev.GetCameraId(), Ward: ev.GetWard(),
+		Message:      fmt.Sprintf("unauthorized access in medical device area %s; %d device(s) secured", z.ID, len(z.Devices)),
+		OpenedTimeMs: ev.GetStartTimeMs(),
+	})
+	p.m.unauthorized.WithLabelValues("secured").Inc()
+}
+
+// onIntake sends intakes from mapped locations to their zone.
+func (p *Processor) onIntake(ctx goka.Context, msg any) {
+	in := msg.(*pb.MedicationIntake)
+	if in.GetVerification() != "" {
+		return // already verified (our own output, or the device verified it)
+	}
+	z := p.byLocation[in.GetLocation()]
+	if z == nil {
+		p.m.intakes.WithLabelValues("unmapped").Inc()
+		return
+	}
+	b, err := codec.Marshal(in)
+	if err != nil {
+		ctx.Fail(fmt.Errorf("re-encoding intake %s: %w", in.GetMeta().GetEventId(), err))
+	}
+	ctx.Loopback(z.ID, &Envelope{Intake: b})
+}
+
+// onAlert boosts the cameras of a patient's or device's zones on a
+// VITALS_EMERGENCY.
+func (p *Processor) onAlert(ctx goka.Context, msg any) {
+	a := msg.(*pb.Alert)
+	if a.GetAlertType() != pb.AlertType_VITALS_EMERGENCY || a.GetState() != pb.AlertState_OPEN {
+		return
+	}
+	zones := append(append([]*Zone(nil), p.byPatient[a.GetPatientId()]...), p.byDevice[a.GetDeviceId()]...)
+	start := a.GetOpenedTimeMs()
+	if start == 0 {
+		start = a.GetMeta().GetEventTimeMs()
+	}
+	if start == 0 {
+		start = p.now().UnixMilli()
+	}
+	end := start + p.cfg.BoostFor.D().Milliseconds()
+	seen := map[string]bool{}
+	for _, z := range zones {
+		for _, cam := range z.Cameras {
+			if seen[cam] {
+				continue
+			}
+			seen[cam] = true
+			details, _ := json.Marshal(map[string]any{"reason": "VITALS_EMERGENCY", "alert_id": a.GetAlertId(), "sample_fps": p.cfg.BoostFPS})
+			ctx.Emit(goka.Stream(p.topics.CameraControls), cam, &pb.VideoEvent{
+				Meta:     &pb.Meta{Tenant: a.GetMeta().GetTenant(), EventId: "boost|" + a.GetAlertId() + "|" + cam, EventTimeMs: start, IngestTimeMs: p.now().UnixMilli(), Source: Source},
+				CameraId: cam, Zone: z.ID, Ward: a.GetWard(), EventType: pb.VideoEventType_SAMPLE_RATE_BOOST,
+				SampleFps: p.cfg.BoostFPS, StartTimeMs: start, EndTimeMs: end, Details: string(details),
+			})
+			p.m.boosts.Inc()
+		}
+	}
+}
+
+// onZone updates a zone's state with a sighting or an intake.
+func (p *Processor) onZone(ctx goka.Context, msg any) {
+	env := msg.(*Envelope)
+	st, _ := ctx.Value().(*ZoneState)
+	if st == nil {
+		st = &ZoneState{}
+	}
+	w := p.cfg.Window.D().Milliseconds()
+	switch {
+	case env.SightingMs != 0:
+		st.addSighting(env.SightingMs)
+		// Pending intakes within the window of this sighting are confirmed.
+		kept := st.Pending[:0]
+		for _, pd := range st.Pending {
+			if abs(env.SightingMs-pd.IntakeMs) <= w {
+				p.emitVerified(ctx, pd.Intake, CameraConfirmed)
+				continue
+			}
+			kept = append(kept, pd)
+		}
+		st.Pending = kept
+		st.trim(p.horizon(ctx, st))
+	case len(env.Intake) > 0:
+		var in pb.MedicationIntake
+		if err := codec.Unmarshal(env.Intake, &in); err != nil {
+			ctx.Fail(fmt.Errorf("loopback intake: %w", err))
+		}
+		t := in.GetIntakeTimeMs()
+		if t == 0 {
+			t = in.GetMeta().GetEventTimeMs()
+		}
+		switch {
+		case st.sightingWithin(t-w, t+w):
+			p.emitVerified(ctx, env.Intake, CameraConfirmed)
+		case t+w+p.cfg.Grace.D().Milliseconds() < p.now().UnixMilli():
+			p.emitVerified(ctx, env.Intake, Unverified)
+		default:
+			st.Pending = append(st.Pending, Pending{IntakeMs: t, Intake: env.Intake})
+		}
+	default:
+		return
+	}
+	ctx.SetValue(st)
+}
+
+// onSweep decides pending intakes whose window (plus grace) has closed.
+func (p *Processor) onSweep(ctx goka.Context, meta any) {
+	now, _ := meta.(int64)
+	st, _ := ctx.Value().(*ZoneState)
+	if st == nil || len(st.Pending) == 0 {
+		return
+	}
+	limit := p.cfg.Window.D().Milliseconds() + p.cfg.Grace.D().Milliseconds()
+	kept := st.Pending[:0]
+	changed := false
+	for _, pd := range st.Pending {
+		if pd.IntakeMs+limit < now {
+			p.emitVerified(ctx, pd.Intake, Unverified)
+			changed = true
+			continue
+		}
+		kept = append(kept, pd)
+	}
+	if changed {
+		st.Pending = kept
+		ctx.SetValue(st)
+	}
+}
+
+// horizon is the oldest sighting still useful: pending intakes and the
+// window around now.
+func (p *Processor) horizon(_ goka.Context, st *ZoneState) int64 {
+	h := p.now().UnixMilli() - 2*p.cfg.Window.D().Milliseconds() - p.cfg.Grace.D().Milliseconds()
+	for _, pd := range st.Pending {
+		h = min(h, pd.IntakeMs-p.cfg.Window.D().Milliseconds())
+	}
+	return h
+}
+
+func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification string) {
+	var in pb.MedicationIntake
+	if err := codec.Unmarshal(raw, &in); err != nil {
+		ctx.Fail(fmt.Errorf("pending intake: %w", err))
+	}
+	in.Verification = verification
+	ctx.Emit(goka.Stream(p.topics.Intake), in.GetPatientId(), proto.Message(&in))
+	p.m.intakes.WithLabelValues(verification).Inc()
+}
+
+func (s *ZoneState) addSighting(t int64) {
+	i := sort.Search(len(s.Sightings), func(i int) bool { return s.Sightings[i] >= t })
+	if i < len(s.Sightings) && s.Sightings[i] == t {
+		return
+	}
+	s.Sightings = append(s.Sightings, 0)
+	copy(s.Sightings[i+1:], s.Sightings[i:])
+	s.Sightings[i] = t
+	if len(s.Sightings) > maxSightings {
+		s.Sightings = s.Sightings[len(s.Sightings)-maxSightings:]
+	}
+}
+
+func (s *ZoneState) sightingWithin(from, to int64) bool {
+	i := sort.Search(len(s.Sightings), func(i int) bool { return s.Sightings[i] >= from })
+	return i < len(s.Sightings) && s.Sightings[i] <= to
+}
+
+// trim drops sightings before horizon h, but keeps the newest one.
+func (s *ZoneState) trim(h int64) {
+	i := sort.Search(len(s.Sightings), func(i int) bool { return s.Sightings[i] >= h })
+	if i >= len(s.Sightings) {
+		i = len(s.Sightings) - 1
+	}
+	if i > 0 {
+		s.Sightings = append(s.Sightings[:0], s.Sightings[i:]...)
+	}
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

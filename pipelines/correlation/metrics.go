@@ -1,0 +1,32 @@
+package correlation
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardstream/wardstream/internal/telemetry"
+)
+
+type metrics struct {
+	sightings    prometheus.Counter
+	intakes      *prometheus.CounterVec
+	unauthorized *prometheus.CounterVec
+	commands     prometheus.Counter
+	boosts       prometheus.Counter
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		sightings: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_sightings_total",
+			Help: "Person sightings forwarded to their zone (thinned per camera)."}),
+		intakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_correlation_intakes_total",
+			Help: "Intakes by verification outcome (CAMERA_CONFIRMED, UNVERIFIED, unmapped)."}, []string{"outcome"}),
+		unauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_correlation_unauthorized_access_total",
+			Help: "UNAUTHORIZED_ACCESS events by outcome (secured, not_device_area)."}, []string{"outcome"}),
+		commands: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_secure_commands_total",
+			Help: "SECURE_DEVICE commands issued."}),
+		boosts: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_camera_boosts_total",
+			Help: "Camera sample-rate boosts requested for emergencies."}),
+	}
+	telemetry.OrNop(r).MustRegister(m.sightings, m.intakes, m.unauthorized, m.commands, m.boosts)
+	return m
+}
