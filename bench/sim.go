@@ -221,7 +221,14 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 	if first.Before(f.Start.Add(pc.FirstDoseAfter.D())) {
 		first = first.Add(time.Minute)
 	}
-	for t := first.Add(stagger); !t.Add(late + 10*time.Second).After(f.SendEnd); t = t.Add(every) {
+	// A live dose is planned only if what the patient does about it fits
+	// in the sending phase: a late intake needs the late window, the
+	// others at most the grace period.
+	need := grace + 10*time.Second
+	if p.Profile == ProfileLate {
+		need = late + 10*time.Second
+	}
+	for t := first.Add(stagger); !t.Add(need).After(f.SendEnd); t = t.Add(every) {
 		if !t.Before(nextMidnight) {
 			break
 		}
