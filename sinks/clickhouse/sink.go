@@ -563,6 +563,10 @@ func (s *Sink) flushDue(ctx context.Context) error {
 				big = tb
 			}
 		}
+		if big.rows == 0 {
+			s.buffered = 0 // nothing left to flush; never spin on a miscount
+			break
+		}
 		if err := s.flush(ctx, big); err != nil {
 			return err
 		}
