@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/wardstream/wardstream/connectors/rtsp/detect"
 	"github.com/wardstream/wardstream/connectors/rtsp/events"
 	"github.com/wardstream/wardstream/internal/config"
@@ -53,6 +55,10 @@ type Config struct {
 	Controls bool `yaml:"controls"`
 	// Cameras are the cameras to read.
 	Cameras []Camera `yaml:"cameras"`
+	// Correlation is the cross-system correlation group's section
+	// (pipelines/correlation), run with this role when enabled. It stays a
+	// raw node here: this package does not import the pipeline.
+	Correlation yaml.Node `yaml:"correlation"`
 }
 
 // Camera is one RTSP source.
