@@ -407,3 +407,51 @@ func TestToken(t *testing.T) {
 		t.Fatal("token not stable")
 	}
 }
+
+// TestRevokeWhileClickHouseDown: a rebalance while ClickHouse is
+// unreachable drops the batches uncommitted, forgets the revoked partition,
+// and rewinds the kept one to its commit point.
+func TestRevokeWhileClickHouseDown(t *testing.T) {
+	s, _ := harness(t)
+	s.cfg.RevokeFlushTimeout = config.Duration(2 * time.Second)
+	s.cfg.InsertTimeout = config.Duration(time.Second)
+	down := config.Default().ClickHouse
+	down.Addr = []string{"127.0.0.1:1"} // nothing listens there
+	down.DialTimeout = config.Duration(200 * time.Millisecond)
+	conn, err := Open(down, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s.conn = conn
+	ctx := context.Background()
+	for i, r := range []*kgo.Record{
+		rec(t, topics.Vitals, 0, 40, vitalsMsg("a")), rec(t, topics.Vitals, 0, 41, vitalsMsg("b")),
+		rec(t, topics.Vitals, 1, 7, vitalsMsg("c")),
+	} {
+		if err := s.record(ctx, r); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	s.onRevoked(ctx, s.cl, map[string][]int32{topics.Vitals: {1}})
+	p0, p1 := partKey{topics.Vitals, 0}, partKey{topics.Vitals, 1}
+	if s.assigned[p1] || !s.assigned[p0] {
+		t.Fatalf("assigned after revoke: %v", s.assigned)
+	}
+	if s.buffered != 0 || s.table(chschema.TVitals).rows != 0 {
+		t.Fatalf("batches not dropped: buffered %d", s.buffered)
+	}
+	if off, ok := s.rewind[p0]; !ok || off != 40 {
+		t.Fatalf("rewind %v, want %v at 40", s.rewind, p0)
+	}
+	if _, ok := s.rewind[p1]; ok {
+		t.Fatal("revoked partition scheduled for rewind")
+	}
+	// The next poll applies the rewind and skips that partition's records.
+	if err := s.process(ctx, kgo.Fetches{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.rewind) != 0 || s.next[p0] != 40 {
+		t.Fatalf("after process: rewind %v next %d", s.rewind, s.next[p0])
+	}
+}
