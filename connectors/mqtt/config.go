@@ -62,8 +62,12 @@ type ShadowConfig struct {
 // credentials and TLS come from the shared mqtt section.
 type Config struct {
 	// ClientID prefixes the MQTT client ids; connection i is
-	// "<client_id>-<i>". Keep it stable across restarts: the broker keeps
-	// each id's session (and its queued QoS 1 messages).
+	// "<client_id>-<i>". $VAR and ${VAR} expand from the environment. Each
+	// replica needs its own, stable across restarts (e.g.
+	// wardstream-mqtt-${HOSTNAME} in a StatefulSet): the broker keeps each
+	// id's session and queues its share of QoS 1 messages while it is
+	// down, delivering them when that id reconnects. Two processes with the
+	// same id take each other's sessions over.
 	ClientID string `yaml:"client_id"`
 	// Connections is the number of MQTT sessions this process opens, all in
 	// the same shared subscription (default 4). More connections mean more

@@ -108,12 +108,14 @@ type Connector struct {
 
 	kcl      *kgo.Client
 	cms      []*autopaho.ConnectionManager
+	up       atomic.Int32 // sessions up
 	stopping atomic.Bool
 	ran      atomic.Bool
 }
 
 // New validates cfg and builds the connector; it does no I/O.
 func New(cfg Config, shared Shared, opts ...Option) (*Connector, error) {
+	cfg.ClientID = os.ExpandEnv(cfg.ClientID)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -294,6 +296,9 @@ func (c *Connector) clientConfig(i int, u *url.URL, tc *tls.Config) autopaho.Cli
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			c.m.connections.Inc()
+			if c.up.Add(1) == 1 && c.o.health != nil {
+				c.o.health.Set("mqtt", nil)
+			}
 			c.log.Info("mqtt session up", "client_id", id, "session_present", ca.SessionPresent)
 			// Subscribing again is harmless when the session kept the
 			// subscription, and needed when it did not.
@@ -301,6 +306,9 @@ func (c *Connector) clientConfig(i int, u *url.URL, tc *tls.Config) autopaho.Cli
 		},
 		OnConnectionDown: func() bool {
 			c.m.connections.Dec()
+			if c.up.Add(-1) == 0 && c.o.health != nil {
+				c.o.health.Set("mqtt", errors.New("no mqtt session is up"))
+			}
 			c.m.connectionLost.Inc()
 			return true
 		},
@@ -311,7 +319,7 @@ func (c *Connector) clientConfig(i int, u *url.URL, tc *tls.Config) autopaho.Cli
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   id,
 			EnableManualAcknowledgment: true,
-			SendAcksInterval:           20 * time.Millisecond,
+			SendAcksInterval:           3 * time.Millisecond,
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){c.onPublish},
 			OnClientError: func(err error) {
 				c.log.Warn("mqtt client error", "client_id", id, "err", err)
@@ -460,9 +468,10 @@ func (c *Connector) onPublish(pr paho.PublishReceived) (bool, error) {
 	return true, nil
 }
 
-// PublishDevice publishes payload at QoS 1 on the device topic built from
-// tmpl-kind topics: "commands" or "delta". It blocks until the broker
-// acknowledged it.
+// PublishDevice publishes body at QoS 1 on device deviceID's command topic
+// (which == "commands") or shadow delta topic (which == "delta"). It blocks
+// until the broker acknowledged it, trying the next session when one fails.
+// It is safe for concurrent use while Run runs.
 func (c *Connector) PublishDevice(ctx context.Context, which, deviceID string, body []byte) error {
 	t := c.cmdTopic
 	if which == "delta" {
@@ -473,8 +482,7 @@ func (c *Connector) PublishDevice(ctx context.Context, which, deviceID string, b
 	}
 	topic := t.expand(deviceID)
 	var lastErr error
-	for i, cm := range c.cms {
-		_ = i
+	for _, cm := range c.cms {
 		if c.stopping.Load() {
 			return errors.New("mqtt connector is stopping")
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,7 @@ type itEnv struct {
 	id     string
 }
 
-func newITEnv(t *testing.T, name string) *itEnv {
+func newITEnv(t testing.TB, name string) *itEnv {
 	t.Helper()
 	svc := testutil.Integration(t)
 	id := testutil.Unique(t, name)
@@ -50,7 +51,7 @@ func newITEnv(t *testing.T, name string) *itEnv {
 	return e
 }
 
-func (e *itEnv) createTopics(t *testing.T) {
+func (e *itEnv) createTopics(t testing.TB) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.svc.KafkaBrokers...))
 	if err != nil {
@@ -442,6 +443,16 @@ func TestIntegrationHelperConnector(t *testing.T) {
 	e.prefix, e.root, e.id = os.Getenv(helperEnv+"_PREFIX"), os.Getenv(helperEnv+"_ROOT"), os.Getenv(helperEnv+"_ID")
 	cfg, sh := e.config()
 	cfg.Shadow.Enabled, cfg.Commands.Enabled = false, false
+	if os.Getenv(helperEnv+"_QOS") == "0" {
+		cfg.QoS = 0
+	}
+	if os.Getenv(helperEnv+"_BENCH") == "1" {
+		cfg.MaxPayloadBytes = 1 << 20
+		cfg.Connections = mqtt.DefaultConfig().Connections
+		if n, err := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_CONNS")); err == nil && n > 0 {
+			cfg.Connections = n
+		}
+	}
 	c, err := mqtt.New(cfg, sh)
 	if err != nil {
 		t.Fatal(err)
@@ -449,11 +460,12 @@ func TestIntegrationHelperConnector(t *testing.T) {
 	_ = c.Run(context.Background()) // until killed
 }
 
-func (e *itEnv) startHelper(t *testing.T) *exec.Cmd {
+func (e *itEnv) startHelper(t testing.TB, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	spec, _ := json.Marshal(e.svc)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationHelperConnector$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationHelperConnector$", "-test.count=1", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(spec), helperEnv+"_PREFIX="+e.prefix, helperEnv+"_ROOT="+e.root, helperEnv+"_ID="+e.id)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
