@@ -333,7 +333,7 @@ func waitEqual(t *testing.T, o *outputs, want reference.Result, d time.Duration)
 }
 
 // cleanup deletes the test's topics.
-func cleanup(t *testing.T, root config.Root, prefix string) {
+func cleanup(t testing.TB, root config.Root, prefix string) {
 	cl, err := kafka.NewClient(root.Kafka)
 	if err != nil {
 		return

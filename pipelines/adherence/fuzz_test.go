@@ -1,0 +1,50 @@
+package adherence_test
+
+import (
+	"testing"
+
+	"github.com/wardstream/wardstream/pipelines/adherence"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+func TestStateCodecRoundTrip(t *testing.T) {
+	s := &adherence.State{Tenant: "t", Meds: map[string]*adherence.MedState{"m": {
+		Sched: []byte{1, 2}, From: -5, Through: 99,
+		Doses:   []*adherence.DoseRec{{At: 10, Slot: 1, Date: "2026-01-01", Out: pb.Outcome_MISSED, Ver: 3, IntakeID: "i", Alert: true}},
+		Intakes: []*adherence.Intake{{ID: "i", T: 11, Taken: true, Extra: true, Used: true, Dev: "d", Ward: "w", Verif: "v", ExtraVer: 2}},
+		Days:    map[string][2]int{"2025-12-31": {3, 2}}, AdhVer: 7, Low: true, LowAlert: "m|2025-12-31", Ward: "w", Device: "d",
+	}}}
+	b := s.AppendBinary(nil)
+	got, err := adherence.DecodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.AppendBinary(nil)) != string(b) {
+		t.Fatal("round trip changed the state")
+	}
+	m := got.Meds["m"]
+	if !m.Doses[0].Alert || !m.Intakes[0].Used || m.Days["2025-12-31"] != [2]int{3, 2} || !m.Low || m.From != -5 {
+		t.Fatalf("fields lost: %+v", m)
+	}
+	for i := 0; i < len(b); i++ {
+		if _, err := adherence.DecodeState(b[:i]); err == nil {
+			t.Fatalf("truncated state (%d of %d bytes) decoded", i, len(b))
+		}
+	}
+}
+
+func FuzzDecodeState(f *testing.F) {
+	s := &adherence.State{Tenant: "t", Meds: map[string]*adherence.MedState{"m": {Doses: []*adherence.DoseRec{{At: 1, Date: "d"}},
+		Intakes: []*adherence.Intake{{ID: "i", T: 2}}, Days: map[string][2]int{"d": {1, 1}}}}}
+	f.Add(s.AppendBinary(nil))
+	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := adherence.DecodeState(data)
+		if err != nil {
+			return
+		}
+		if _, err := adherence.DecodeState(s.AppendBinary(nil)); err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+	})
+}

@@ -1,0 +1,184 @@
+package processors_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/runtime"
+	"github.com/wardstream/wardstream/internal/testutil"
+	"github.com/wardstream/wardstream/pipelines/internal/cpu"
+	"github.com/wardstream/wardstream/pipelines/processors"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// brokerBench preloads records into a fresh topic set on the real broker,
+// then runs one processors instance (only group) and counts the records it
+// writes to out until want arrived. It reports events/s (wall) and
+// events/cpu-s: the whole test process's CPU time (goka, sarama, our code,
+// GC, and the counting consumer), which is the per-core figure on a shared
+// machine.
+func brokerBench(b *testing.B, group string, out string, preload func(prefix string) []*kgo.Record, want func(n int) int, progress func(*kgo.Record) int64) {
+	svc := testutil.Integration(b)
+	prefix := testutil.Unique(b, "wsbench") + "."
+	root := config.Default()
+	root.Tenant = "bench"
+	root.Kafka.Brokers = svc.KafkaBrokers
+	root.Kafka.Partitions = 4
+	cfg := processors.DefaultConfig()
+	cfg.TopicPrefix = prefix
+	cfg.Groups = []string{group}
+	cfg.CorrectionHorizon = config.Duration(10 * 24 * time.Hour)
+	b.Cleanup(func() { cleanup(b, root, prefix) })
+	clk := &simClock{}
+	clk.set(time.Date(2026, 3, 5, 0, 0, 0, 0, berlin))
+	h := runtime.NewHealth()
+	r, err := processors.New(&root, cfg, processors.WithClock(clk.now), processors.WithHealth(h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.EnsureTopics(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cl, err := kafka.NewClient(root.Kafka, kgo.ProducerLinger(10*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := preload(prefix)
+	for i := 0; i < len(recs); i += 20000 {
+		if err := cl.ProduceSync(ctx, recs[i:min(i+20000, len(recs))]...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cl.Close()
+	n := want(len(recs))
+	var got atomic.Int64
+	var firstCPU, firstAt atomic.Int64
+	done := make(chan struct{})
+	cons, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ConsumeTopics(prefix+out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cons.Close()
+	go func() {
+		for ctx.Err() == nil {
+			fs := cons.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) { got.Add(progress(r)) })
+			if got.Load() > 0 && firstAt.Load() == 0 {
+				firstCPU.Store(int64(cpu.Time()))
+				firstAt.Store(time.Now().UnixNano())
+			}
+			if got.Load() >= int64(n) {
+				close(done)
+				return
+			}
+		}
+	}()
+	b.ResetTimer()
+	cpu0, t0 := cpu.Time(), time.Now()
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(ctx) }()
+	select {
+	case <-done:
+	case err := <-rdone:
+		b.Fatalf("role stopped: %v", err)
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("only %d of %d output records after 5 minutes", got.Load(), n)
+	}
+	wall, used := time.Since(t0), cpu.Time()-cpu0
+	b.StopTimer()
+	// Steady state: from the first result to the last, so that group
+	// start-up (topic creation, group join, table recovery) is left out.
+	sWall := time.Since(time.Unix(0, firstAt.Load()))
+	sCPU := cpu.Time() - time.Duration(firstCPU.Load())
+	b.ReportMetric(float64(len(recs))/sWall.Seconds(), "events/s")
+	b.ReportMetric(float64(len(recs))/sCPU.Seconds(), "events/cpu-s")
+	b.Logf("%s: %d input records -> %d results; steady state %v wall, %v CPU; with start-up %v wall, %v CPU",
+		group, len(recs), got.Load(), sWall.Round(time.Millisecond), sCPU.Round(time.Millisecond), wall.Round(time.Millisecond), used.Round(time.Millisecond))
+	cancel()
+	<-rdone
+}
+
+// BenchmarkIntegrationVitalsPath: 200k vitals readings from 500 monitors
+// through the anomaly group to the anomaly-scores topic.
+func BenchmarkIntegrationVitalsPath(b *testing.B) {
+	brokerBench(b, processors.GroupAnomaly, topics.AnomalyScores, func(prefix string) []*kgo.Record {
+		const n = 200_000
+		recs := make([]*kgo.Record, 0, n)
+		for i := 0; i < n; i++ {
+			dev := fmt.Sprintf("mon-%d", i%500)
+			v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("v", i), EventTimeMs: int64(i) * 1000}, DeviceId: dev,
+				PatientId: fmt.Sprintf("p-%d", i%500), Kind: "vitals", HeartRate: 60 + float64(i%50), SystolicBp: 110 + float64(i%40), Spo2: 93 + float64(i%6),
+				Present: []string{"heart_rate", "systolic_bp", "spo2"}}
+			bs, _ := codec.Marshal(v)
+			recs = append(recs, &kgo.Record{Topic: prefix + topics.Vitals, Key: []byte(dev), Value: bs})
+		}
+		return recs
+	}, func(n int) int { return n }, func(*kgo.Record) int64 { return 1 })
+}
+
+// BenchmarkIntegrationAdherencePath: 5,000 patients' schedules (3 doses a
+// day) and 3 days of intakes (45k) through the adherence group; counts the
+// doses whose latest outcome is taken, until all 45k are.
+func BenchmarkIntegrationAdherencePath(b *testing.B) {
+	brokerBench(b, processors.GroupAdherence, topics.DoseOutcomes, func(prefix string) []*kgo.Record {
+		const patients = 5000
+		from := time.Date(2026, 3, 2, 0, 0, 0, 0, berlin)
+		var recs []*kgo.Record
+		for p := 0; p < patients; p++ {
+			pid := fmt.Sprintf("p-%d", p)
+			s := &pb.DoseSchedule{Meta: &pb.Meta{Tenant: "bench", EventId: "s" + pid, EventTimeMs: from.UnixMilli()}, PatientId: pid, MedicationId: "m",
+				Timezone: "Europe/Berlin", Times: []string{"08:00", "13:00", "20:00"}, StartDate: "2026-03-02", Version: 1}
+			bs, _ := codec.Marshal(s)
+			recs = append(recs, &kgo.Record{Topic: prefix + topics.Schedules, Key: []byte(topics.ScheduleKey(pid, "m")), Value: bs})
+		}
+		i := 0
+		for d := 0; d < 3; d++ {
+			for _, hm := range []int{8 * 60, 13 * 60, 20 * 60} {
+				for p := 0; p < patients; p++ {
+					pid := fmt.Sprintf("p-%d", p)
+					at := from.AddDate(0, 0, d).Add(time.Duration(hm+p%20-10) * time.Minute)
+					i++
+					in := &pb.MedicationIntake{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("i", i), EventTimeMs: at.UnixMilli()}, DeviceId: "pc-" + pid,
+						PatientId: pid, MedicationId: "m", IntakeTimeMs: at.UnixMilli(), Status: "taken"}
+					bs, _ := codec.Marshal(in)
+					recs = append(recs, &kgo.Record{Topic: prefix + topics.Intake, Key: []byte(pid), Value: bs})
+				}
+			}
+		}
+		return recs
+	}, func(n int) int { return n - 5000 }, takenDoses())
+}
+
+// takenDoses counts doses whose latest outcome is taken (not EXTRA).
+func takenDoses() func(*kgo.Record) int64 {
+	latest := map[string]pb.Outcome{}
+	return func(r *kgo.Record) int64 {
+		var d pb.DoseOutcome
+		if codec.Unmarshal(r.Value, &d) != nil {
+			return 0
+		}
+		was := latest[d.DoseId]
+		latest[d.DoseId] = d.Outcome
+		taken := func(o pb.Outcome) bool {
+			return o == pb.Outcome_TAKEN_ON_TIME || o == pb.Outcome_TAKEN_EARLY || o == pb.Outcome_TAKEN_LATE
+		}
+		switch {
+		case taken(d.Outcome) && !taken(was):
+			return 1
+		case !taken(d.Outcome) && taken(was):
+			return -1
+		}
+		return 0
+	}
+}
