@@ -661,16 +661,19 @@ func (p *Processor) lowAlert(st *State, patient, medID, window string, state pb.
 // counts, exactly as the reference does.
 func Window(days map[string][2]int, ds string) reference.Window {
 	D, _ := time.Parse(schedule.DateLayout, ds)
+	// Local dates "YYYY-MM-DD" order like the days they name, so the
+	// windows are ranges of keys.
+	from7 := D.AddDate(0, 0, -6).Format(schedule.DateLayout)
+	from30 := D.AddDate(0, 0, -29).Format(schedule.DateLayout)
 	w := reference.Window{Day: ds}
 	c := days[ds]
 	w.DailyDue, w.DailyTaken = c[0], c[1]
 	full, withDue := 0, 0
-	for back := 0; back < 30; back++ {
-		c, ok := days[D.AddDate(0, 0, -back).Format(schedule.DateLayout)]
-		if !ok {
+	for day, c := range days {
+		if day > ds || day < from30 {
 			continue
 		}
-		if back < 7 {
+		if day >= from7 {
 			w.Due7d += c[0]
 			w.Taken7d += c[1]
 		}

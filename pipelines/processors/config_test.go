@@ -3,9 +3,12 @@ package processors_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/pipelines/processors"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
 func load(t *testing.T, section string) (processors.Config, error) {
@@ -64,5 +67,20 @@ func TestTopologyFileSectionIsValid(t *testing.T) {
 	}
 	if d := processors.DefaultConfig(); cfg.TickInterval != d.TickInterval || cfg.AlertRequestsTopic != d.AlertRequestsTopic || len(cfg.Groups) != 3 {
 		t.Fatalf("topology.yaml documents values other than the defaults: %+v", cfg)
+	}
+}
+
+func TestScheduleRecord(t *testing.T) {
+	s := &pb.DoseSchedule{PatientId: "p1", MedicationId: "m1", Version: 3}
+	r, err := processors.ScheduleRecord("x.sched", "hospital-a", s, time.UnixMilli(5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back pb.DoseSchedule
+	if err := codec.Unmarshal(r.Value, &back); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Key) != "p1|m1" || r.Topic != "x.sched" || back.Meta.Tenant != "hospital-a" || back.Meta.EventId != "schedule|p1|m1|v3" || back.Meta.EventTimeMs != 5000 {
+		t.Fatalf("record %s %s %v", r.Topic, r.Key, back.Meta)
 	}
 }
