@@ -92,33 +92,37 @@ func stageRoles(stage string, cameras bool) []string {
 	return r
 }
 
-// roleIsolation returns the topology overrides that point role at the
-// run's topic prefix and consumer groups, and whether the role supports
-// them. A role whose section has no such keys cannot be isolated: its
-// strict decoding would reject them.
-func roleIsolation(role, prefix, runID string) ([]override, bool) {
+// roleIsolation returns the topology overrides that keep role's run
+// apart from everything else on the same servers: always are needed even
+// on shared topics (a run must never share MQTT client ids or a shared
+// subscription group with another connector, or the broker would hand it
+// half the messages or kick a session); prefixed point the role at the
+// run's topic prefix and consumer groups. ok is false for a role whose
+// section has no topic prefix (its strict decoding would reject the key).
+func roleIsolation(role, prefix, runID string) (always, prefixed []override, ok bool) {
 	switch role {
 	case "mqtt":
 		return []override{
-			{path: []string{"connectors", "mqtt", "topic_prefix"}, value: prefix},
-			{path: []string{"connectors", "mqtt", "client_id"}, value: "bench-" + runID + "-mqtt"},
-			{path: []string{"connectors", "mqtt", "share_group"}, value: "bench-" + runID},
-			// The run's broker sessions must not outlive it: an expired
-			// session stops queueing every device message for a day.
-			{path: []string{"connectors", "mqtt", "session_expiry"}, value: "2m"},
-			{path: []string{"connectors", "mqtt", "commands", "group"}, value: "bench-" + runID + "-commands"},
-			{path: []string{"connectors", "mqtt", "shadow", "group"}, value: "bench-" + runID + "-shadows"},
-		}, true
+				{path: []string{"connectors", "mqtt", "client_id"}, value: "bench-" + runID + "-mqtt"},
+				{path: []string{"connectors", "mqtt", "share_group"}, value: "bench-" + runID},
+				// The run's broker sessions must not outlive it: an expired
+				// session stops queueing every device message for a day.
+				{path: []string{"connectors", "mqtt", "session_expiry"}, value: "2m"},
+			}, []override{
+				{path: []string{"connectors", "mqtt", "topic_prefix"}, value: prefix},
+				{path: []string{"connectors", "mqtt", "commands", "group"}, value: "bench-" + runID + "-commands"},
+				{path: []string{"connectors", "mqtt", "shadow", "group"}, value: "bench-" + runID + "-shadows"},
+			}, true
 	case "processors":
 		// The prefix covers every topic and goka group (and so table) name.
-		return []override{{path: []string{"pipelines", "topic_prefix"}, value: prefix}}, true
+		return nil, []override{{path: []string{"pipelines", "topic_prefix"}, value: prefix}}, true
 	case "sink":
-		return []override{
+		return nil, []override{
 			{path: []string{"sinks", "clickhouse", "topic_prefix"}, value: prefix},
 			{path: []string{"sinks", "clickhouse", "group"}, value: "bench-" + runID + "-sink"},
 		}, true
 	}
-	return nil, false
+	return nil, nil, false
 }
 
 // override sets a scalar (or, with node, any YAML value) at a path of the
@@ -159,14 +163,16 @@ type harness struct {
 	start  time.Time
 	c      counters
 
-	cams   *syntheticCameras
-	adm    *kadm.Client
-	kcl    *kgo.Client
-	obs    *Observer
-	kobs   *kafkaObserver
-	roles  []*Proc
-	svcs   []*Proc
-	failed map[string]bool
+	cams *syntheticCameras
+	// rtspShared: the rtsp role ran on the shared topics (no prefix).
+	rtspShared bool
+	adm        *kadm.Client
+	kcl        *kgo.Client
+	obs        *Observer
+	kobs       *kafkaObserver
+	roles      []*Proc
+	svcs       []*Proc
+	failed     map[string]bool
 
 	// telemetryEnd is when telemetry stopped; sentAtTelemetryEnd the sent
 	// count then (the rates' window, without trailing pillcase messages).
@@ -296,22 +302,31 @@ func (h *harness) isolation(roles []string) error {
 	var ovs []override
 	if !h.o.Shared {
 		ovs = append(ovs, override{path: []string{"tenant"}, value: h.tenant}, override{path: []string{"clickhouse", "database"}, value: h.db})
+		prefix := "bench." + h.runID + "."
 		prefixOK := len(roles) > 0
-		var roleOvs []override
+		var prefixed []override
 		var lacking []string
 		for _, r := range roles {
-			ro, ok := roleIsolation(r, "bench."+h.runID+".", h.runID)
-			if !ok {
+			always, pre, ok := roleIsolation(r, prefix, h.runID)
+			ovs = append(ovs, always...)
+			switch {
+			case ok:
+				prefixed = append(prefixed, pre...)
+			case r == "rtsp":
+				// Cameras are a side path: the main path stays isolated and
+				// the camera records go to the shared topics, uncounted.
+				h.rtspShared = true
+				h.note("cameras: the rtsp role has no topic_prefix setting: its records went to the shared catalog topics and are not counted in this run")
+			default:
 				prefixOK = false
 				lacking = append(lacking, r)
 			}
-			roleOvs = append(roleOvs, ro...)
 		}
 		if prefixOK {
-			h.prefix = "bench." + h.runID + "."
-			ovs = append(ovs, roleOvs...)
+			h.prefix = prefix
+			ovs = append(ovs, prefixed...)
 		} else if len(roles) > 0 {
-			h.note("topics: shared catalog topics (role(s) %s have no topic_prefix setting); the run is isolated by tenant %q, device ids and ClickHouse database %q", strings.Join(lacking, ","), h.tenant, h.db)
+			h.note("topics: shared catalog topics and consumer groups (role(s) %s have no topic_prefix setting): another instance of those roles on the same servers would split the run's partitions; the run is isolated by tenant %q, device ids, MQTT client ids and ClickHouse database %q", strings.Join(lacking, ","), h.tenant, h.db)
 		}
 	}
 	if h.o.Out == "" {
