@@ -88,7 +88,9 @@ type Config struct {
 	// (default 1000; the broker may lower it). Messages are acknowledged
 	// only after Kafka acknowledged their records, so this is the in-flight
 	// bound and the backpressure: when Kafka is slow, acks stop and the
-	// broker stops sending.
+	// broker stops sending. The connector also never holds more than
+	// connections x receive_maximum messages waiting for Kafka, whatever
+	// the broker does: beyond that it stops reading from the sessions.
 	ReceiveMaximum int `yaml:"receive_maximum"`
 	// TopicPrefix prefixes every Kafka topic name (tests, shared clusters).
 	TopicPrefix string `yaml:"topic_prefix"`

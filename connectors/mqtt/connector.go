@@ -109,6 +109,10 @@ type Connector struct {
 	kcl      *kgo.Client
 	cms      []*autopaho.ConnectionManager
 	up       atomic.Int32 // sessions up
+	// slots bounds messages waiting for Kafka across all sessions, even if
+	// a broker ignores our receive maximum: onPublish blocks on it, which
+	// stops reading from that session.
+	slots chan struct{}
 	stopping atomic.Bool
 	ran      atomic.Bool
 }
@@ -128,7 +132,7 @@ func New(cfg Config, shared Shared, opts ...Option) (*Connector, error) {
 		return nil, fmt.Errorf("connectors.mqtt.routes: %w", err)
 	}
 	c := &Connector{cfg: cfg, shared: shared, o: o, log: telemetry.OrDiscard(o.log).With("component", "connectors/mqtt"), router: r,
-		topics: map[string]string{}}
+		topics: map[string]string{}, slots: make(chan struct{}, cfg.Connections*cfg.ReceiveMaximum)}
 	for _, t := range topics.All() {
 		c.topics[t.Name] = cfg.TopicPrefix + t.Name
 	}
@@ -367,6 +371,7 @@ func (d *delivery) done(r *kgo.Record, err error) {
 		return
 	}
 	d.c.m.inflight.Dec()
+	<-d.c.slots
 	if d.failed.Load() {
 		// Not acknowledged: the broker redelivers it to the next session.
 		d.c.m.unacked.Inc()
@@ -426,6 +431,7 @@ func (c *Connector) onPublish(pr paho.PublishReceived) (bool, error) {
 		return true, nil
 	}
 	p := pr.Packet
+	c.slots <- struct{}{} // released in delivery.done
 	c.m.received.Inc()
 	d := &delivery{c: c, pr: pr, start: time.Now()}
 	rt, src, ok := c.router.match(p.Topic)
