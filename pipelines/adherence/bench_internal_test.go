@@ -81,3 +81,45 @@ func BenchmarkIntakePath(b *testing.B) {
 		b.ReportMetric(float64(b.N)/c.Seconds(), "events/cpu-s")
 	}
 }
+
+// BenchmarkClockVisitIdleKey measures what a clock visit costs for a key
+// with nothing due (the common case): goka decodes the state, the visitor
+// checks it and writes nothing. The tick interval divided by this cost
+// bounds the patients one core can keep on the clock.
+func BenchmarkClockVisitIdleKey(b *testing.B) {
+	p, err := New(DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	st := &State{Tenant: "t"}
+	for _, med := range []string{"m1", "m2"} {
+		s := &pb.DoseSchedule{Meta: &pb.Meta{EventTimeMs: start.UnixMilli()}, PatientId: "p", MedicationId: med, Timezone: "Europe/Berlin",
+			Times: []string{"08:00", "13:00", "20:00"}, StartDate: "2026-03-01", Version: 1}
+		m := st.med(med)
+		m.Sched, _ = codec.Marshal(s)
+		m.From = start.UnixMilli()
+		sp, _ := m.specOf()
+		m.materialize(sp, start.Add(72*time.Hour).UnixMilli())
+		p.reconcile(st, "p", med, m, start.Add(72*time.Hour), nil)
+	}
+	raw := st.AppendBinary(nil)
+	now := start.Add(72 * time.Hour).UnixMilli()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpu.Time()
+	for i := 0; i < b.N; i++ {
+		s, err := DecodeState(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range s.Meds {
+			if p.due(m, now) {
+				b.Fatal("idle key is due")
+			}
+		}
+	}
+	if c := cpu.Time() - cpu0; c > 0 {
+		b.ReportMetric(float64(b.N)/c.Seconds(), "keys/cpu-s")
+	}
+}

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	gcodec "github.com/lovoo/goka/codec"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
@@ -189,13 +190,14 @@ func (c Config) Validate() error {
 // Topics names the topics the group reads and writes; [DefaultTopics]
 // are the catalog's.
 type Topics struct {
-	Detections, VideoEvents, Intake, Alerts, AlertRequests, Commands, CameraControls string
+	Detections, VideoEvents, Intake, Alerts, AlertRequests, Commands, CameraControls, DeadLetters string
 }
 
 // DefaultTopics returns the catalog topics and cfg's alert request topic.
 func DefaultTopics(cfg Config) Topics {
 	return Topics{Detections: topics.Detections, VideoEvents: topics.VideoEvents, Intake: topics.Intake,
-		Alerts: topics.Alerts, AlertRequests: cfg.AlertRequestsTopic, Commands: topics.Commands, CameraControls: topics.CameraControls}
+		Alerts: topics.Alerts, AlertRequests: cfg.AlertRequestsTopic, Commands: topics.Commands, CameraControls: topics.CameraControls,
+		DeadLetters: topics.DeadLetters}
 }
 
 // Option injects dependencies into [New].
@@ -263,18 +265,49 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 // Graph returns the goka group graph.
 func (p *Processor) Graph() *goka.GroupGraph {
 	return goka.DefineGroup(goka.Group(p.cfg.Group),
-		goka.Input(goka.Stream(p.topics.Detections), codec.NewGoka(func() *pb.FrameDetections { return &pb.FrameDetections{} }), p.onDetections),
-		goka.Input(goka.Stream(p.topics.VideoEvents), codec.NewGoka(func() *pb.VideoEvent { return &pb.VideoEvent{} }), p.onVideoEvent),
-		goka.Input(goka.Stream(p.topics.Intake), codec.NewGoka(func() *pb.MedicationIntake { return &pb.MedicationIntake{} }), p.onIntake),
-		goka.Input(goka.Stream(p.topics.Alerts), codec.NewGoka(func() *pb.Alert { return &pb.Alert{} }), p.onAlert),
+		goka.Input(goka.Stream(p.topics.Detections), new(gcodec.Bytes), p.decoded(func() proto.Message { return &pb.FrameDetections{} }, p.onDetections)),
+		goka.Input(goka.Stream(p.topics.VideoEvents), new(gcodec.Bytes), p.decoded(func() proto.Message { return &pb.VideoEvent{} }, p.onVideoEvent)),
+		goka.Input(goka.Stream(p.topics.Intake), new(gcodec.Bytes), p.decoded(func() proto.Message { return &pb.MedicationIntake{} }, p.onIntake)),
+		goka.Input(goka.Stream(p.topics.Alerts), new(gcodec.Bytes), p.decoded(func() proto.Message { return &pb.Alert{} }, p.onAlert)),
 		goka.Loop(envelopeCodec{}, p.onZone),
 		goka.Visitor(VisitSweep, p.onSweep),
 		goka.Persist(stateCodec{}),
-		goka.Output(goka.Stream(p.topics.Intake), codec.NewGoka(func() *pb.MedicationIntake { return &pb.MedicationIntake{} })),
+		// The intake topic is also an input, and goka wants one codec per
+		// topic: verified intakes are emitted as encoded bytes.
+		goka.Output(goka.Stream(p.topics.Intake), new(gcodec.Bytes)),
 		goka.Output(goka.Stream(p.topics.Commands), codec.NewGoka(func() *pb.DeviceCommand { return &pb.DeviceCommand{} })),
 		goka.Output(goka.Stream(p.topics.AlertRequests), codec.NewGoka(func() *pb.Alert { return &pb.Alert{} })),
 		goka.Output(goka.Stream(p.topics.CameraControls), codec.NewGoka(func() *pb.VideoEvent { return &pb.VideoEvent{} })),
+		goka.Output(goka.Stream(p.topics.DeadLetters), codec.NewGoka(func() *pb.DeadLetter { return &pb.DeadLetter{} })),
 	)
+}
+
+// decoded wraps a handler: inputs arrive as bytes so that a record that
+// does not decode goes to the dead-letter topic instead of stopping the
+// group (goka fails the processor on codec errors).
+func (p *Processor) decoded(newMsg func() proto.Message, h func(goka.Context, any)) goka.ProcessCallback {
+	return func(ctx goka.Context, msg any) {
+		raw, _ := msg.([]byte)
+		m := newMsg()
+		if err := codec.Unmarshal(raw, m); err != nil {
+			p.deadLetter(ctx, raw, "undecodable", err)
+			return
+		}
+		h(ctx, m)
+	}
+}
+
+func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string, err error) {
+	p.m.deadLetters.WithLabelValues(reason).Inc()
+	now := p.now()
+	src := string(ctx.Topic())
+	p.log.Warn("input dead-lettered", "topic", src, "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	ctx.Emit(goka.Stream(p.topics.DeadLetters), ctx.Key(), &pb.DeadLetter{
+		Meta: &pb.Meta{EventId: src + "/" + strconv.Itoa(int(ctx.Partition())) + "/" + strconv.FormatInt(ctx.Offset(), 10),
+			EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: Source},
+		Stage: Source, SourceTopic: src, SourcePartition: ctx.Partition(), SourceOffset: ctx.Offset(),
+		Key: []byte(ctx.Key()), Raw: raw, Reason: reason, Error: err.Error(),
+	})
 }
 
 // Envelope is a loopback record, keyed by zone: a sighting, an intake or nothing else.
@@ -538,7 +571,11 @@ func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification stri
 		ctx.Fail(fmt.Errorf("pending intake: %w", err))
 	}
 	in.Verification = verification
-	ctx.Emit(goka.Stream(p.topics.Intake), in.GetPatientId(), proto.Message(&in))
+	out, err := codec.Marshal(&in)
+	if err != nil {
+		ctx.Fail(fmt.Errorf("encoding verified intake %s: %w", in.GetMeta().GetEventId(), err))
+	}
+	ctx.Emit(goka.Stream(p.topics.Intake), in.GetPatientId(), out)
 	p.m.intakes.WithLabelValues(verification).Inc()
 }
 

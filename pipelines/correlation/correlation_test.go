@@ -13,6 +13,7 @@ import (
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/pipelines/correlation"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
+	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
 	"google.golang.org/protobuf/proto"
@@ -66,7 +67,11 @@ func newHarness(t *testing.T) *harness {
 }
 
 func (h *harness) consume(topic, key string, m proto.Message) {
-	h.tt.Consume(topic, key, m)
+	b, err := codec.Marshal(m)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.tt.Consume(topic, key, b)
 }
 
 func (h *harness) person(cam, zone string, at int64, conf float32) {
@@ -96,7 +101,10 @@ func (h *harness) verified() map[string]string {
 		if !ok {
 			return out
 		}
-		in := v.(*pb.MedicationIntake)
+		in := &pb.MedicationIntake{}
+		if err := codec.Unmarshal(v.([]byte), in); err != nil {
+			h.t.Fatal(err)
+		}
 		if in.Verification != "" {
 			if _, dup := out[in.Meta.EventId]; dup {
 				h.t.Fatalf("intake %s verified twice", in.Meta.EventId)
@@ -258,4 +266,26 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = topics.Intake
+}
+
+func TestUndecodableInputIsDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	dlq := h.tt.NewQueueTracker(h.tp.DeadLetters)
+	h.tt.Consume(h.tp.Intake, "p-1", []byte{0xff, 0xff, 0xff})
+	h.tt.Catchup()
+	_, v, ok := dlq.Next()
+	if !ok {
+		t.Fatal("nothing dead-lettered")
+	}
+	dl := v.(*pb.DeadLetter)
+	if dl.Reason != "undecodable" || dl.SourceTopic != h.tp.Intake || len(dl.Raw) != 3 {
+		t.Fatalf("dead letter %v", dl)
+	}
+	// The group keeps working.
+	h.person("cam-1", "ward-1/room-1", t0, 0.9)
+	h.intake("i1", "Room 1", t0)
+	h.tt.Catchup()
+	if got := h.verified(); got["i1"] != correlation.CameraConfirmed {
+		t.Fatalf("after a poison record: %v", got)
+	}
 }

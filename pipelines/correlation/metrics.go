@@ -12,6 +12,7 @@ type metrics struct {
 	unauthorized *prometheus.CounterVec
 	commands     prometheus.Counter
 	boosts       prometheus.Counter
+	deadLetters  *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -26,7 +27,9 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "SECURE_DEVICE commands issued."}),
 		boosts: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_camera_boosts_total",
 			Help: "Camera sample-rate boosts requested for emergencies."}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_correlation_dead_letters_total",
+			Help: "Input records sent to the dead-letter topic, by reason."}, []string{"reason"}),
 	}
-	telemetry.OrNop(r).MustRegister(m.sightings, m.intakes, m.unauthorized, m.commands, m.boosts)
+	telemetry.OrNop(r).MustRegister(m.sightings, m.intakes, m.unauthorized, m.commands, m.boosts, m.deadLetters)
 	return m
 }

@@ -103,7 +103,7 @@ func (r *Role) ensureTopics(ctx context.Context) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	t := r.p.topics
-	names := []string{t.Detections, t.VideoEvents, t.Intake, t.Alerts, t.Commands, t.CameraControls, t.AlertRequests}
+	names := []string{t.Detections, t.VideoEvents, t.Intake, t.Alerts, t.Commands, t.CameraControls, t.DeadLetters, t.AlertRequests}
 	existing, err := adm.ListTopics(ctx, append(names, topics.AlertAcks)...)
 	if err != nil {
 		return fmt.Errorf("correlation: listing topics on %v: %w", r.root.Kafka.Brokers, err)
