@@ -243,6 +243,12 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 	for _, o := range opts {
 		o(p)
 	}
+	t := p.topics
+	for _, n := range []string{t.Detections, t.VideoEvents, t.Intake, t.Alerts, t.AlertRequests, t.Commands, t.CameraControls, t.DeadLetters} {
+		if n == "" {
+			return nil, fmt.Errorf("correlation: a topic name is empty in %+v", t)
+		}
+	}
 	p.log = telemetry.OrDiscard(p.log).With("component", "pipelines/correlation")
 	p.m = newMetrics(p.reg)
 	for i := range cfg.Zones {

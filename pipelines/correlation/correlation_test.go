@@ -103,7 +103,7 @@ func (h *harness) verified() map[string]string {
 		}
 		in := &pb.MedicationIntake{}
 		if err := codec.Unmarshal(v.([]byte), in); err != nil {
-			h.t.Fatal(err)
+			continue // a poison record a test injected
 		}
 		if in.Verification != "" {
 			if _, dup := out[in.Meta.EventId]; dup {

@@ -27,7 +27,7 @@ func TestIntegrationCorrelation(t *testing.T) {
 	defer cancel()
 	p := testutil.Unique(t, "corrit") + "."
 	tp := correlation.Topics{Detections: p + "det", VideoEvents: p + "ev", Intake: p + "intake", Alerts: p + "alerts",
-		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl"}
+		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl", DeadLetters: p + "dlq"}
 	cfg := testConfig()
 	cfg.Group = testutil.Unique(t, "corr")
 	cfg.SweepInterval = config.Duration(time.Second)
@@ -40,7 +40,7 @@ func TestIntegrationCorrelation(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls}
+	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls, tp.DeadLetters}
 	if _, err := adm.CreateTopics(ctx, 3, 1, nil, names...); err != nil {
 		t.Fatal(err)
 	}
