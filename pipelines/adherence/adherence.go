@@ -506,8 +506,10 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 		if !it.Taken || it.Used {
 			continue
 		}
-		if x := extra[it]; x != it.Extra {
-			it.Extra = x
+		x := extra[it]
+		date := schedule.ExtraDate(sp, it.T)
+		if x != it.Extra || (x && date != it.XDate) {
+			it.Extra, it.XDate = x, date
 			it.ExtraVer++
 			o := pb.Outcome_OUTCOME_UNSPECIFIED
 			if x {
@@ -515,10 +517,12 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 			}
 			id := schedule.ExtraID(patient, medID, it.ID)
 			p.outcomes.WithLabelValues(o.String()).Inc()
+			// An EXTRA intake has no scheduled dose: its scheduled time and
+			// local date are the intake's own (downstream partitions by them).
 			out = append(out, emit{p.cfg.Topics.DoseOutcomes, patient, &pb.DoseOutcome{
 				Meta:   p.meta(st, id+"@"+strconv.FormatInt(it.ExtraVer, 10), it.T, now),
-				DoseId: id, PatientId: patient, MedicationId: medID, Outcome: o, IntakeEventId: it.ID, IntakeTimeMs: it.T,
-				Version: it.ExtraVer, DeviceId: it.Dev, Ward: it.Ward, Verification: it.Verif,
+				DoseId: id, PatientId: patient, MedicationId: medID, ScheduledTimeMs: it.T, Outcome: o, IntakeEventId: it.ID, IntakeTimeMs: it.T,
+				Version: it.ExtraVer, DeviceId: it.Dev, Ward: it.Ward, Verification: it.Verif, LocalDate: date,
 			}})
 		}
 	}

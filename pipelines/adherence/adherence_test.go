@@ -385,3 +385,18 @@ func TestAdherenceWindowsAndLowAdherenceOncePerCrossing(t *testing.T) {
 		t.Fatalf("want one LOW_ADHERENCE open, got %v", low)
 	}
 }
+
+func TestExtraBeforeScheduleMovesToLocalDate(t *testing.T) {
+	h := newHarness(t, at("2024-07-02 00:40"))
+	h.intake(intake("i1", "p", "m", at("2024-07-02 00:30"), "taken")) // 2024-07-01 22:30 UTC
+	id := "p|m|extra|i1"
+	if f := h.final()[id]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-01" || f.GetScheduledTimeMs() != at("2024-07-02 00:30").UnixMilli() {
+		t.Fatalf("EXTRA before any schedule: %v", f)
+	}
+	s := schedFor("p", "m", "08:00")
+	s.Meta.EventTimeMs = at("2024-07-01 00:00").UnixMilli()
+	h.schedule(s)
+	if f := h.final()[id]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-02" || f.GetVersion() != 2 {
+		t.Fatalf("EXTRA after the schedule brought the zone: %v", f)
+	}
+}

@@ -77,6 +77,9 @@ type Intake struct {
 	// Used is set when the dose the intake matched was pruned: the intake
 	// stays for de-duplication but takes part in no further matching.
 	Used bool `json:"u,omitempty"`
+	// XDate is the local date the EXTRA outcome was emitted with (it moves
+	// when a schedule brings the patient's time zone).
+	XDate string `json:"xd,omitempty"`
 }
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -129,6 +132,7 @@ func (s *State) AppendBinary(b []byte) []byte {
 			b = wire.AppendString(b, it.Ward)
 			b = wire.AppendString(b, it.Verif)
 			b = wire.AppendUvarint(b, uint64(it.ExtraVer))
+			b = wire.AppendString(b, it.XDate)
 		}
 		days := make([]string, 0, len(m.Days))
 		for d := range m.Days {
@@ -191,6 +195,7 @@ func DecodeState(b []byte) (*State, error) {
 			f := r.Byte()
 			it.Taken, it.Extra, it.Used = f&1 != 0, f&2 != 0, f&4 != 0
 			it.Dev, it.Ward, it.Verif, it.ExtraVer = r.String(), r.String(), r.String(), int64(r.Uvarint())
+			it.XDate = r.String()
 			m.Intakes = append(m.Intakes, it)
 		}
 		ny := r.Count(3)

@@ -142,8 +142,8 @@ func Compute(in Input) (Result, error) {
 			}
 			if best == nil {
 				id := schedule.ExtraID(it.GetPatientId(), it.GetMedicationId(), it.GetMeta().GetEventId())
-				res.Outcomes[id] = Outcome{DoseID: id, PatientID: it.GetPatientId(), MedicationID: it.GetMedicationId(),
-					Outcome: pb.Outcome_EXTRA, IntakeEventID: it.GetMeta().GetEventId(), IntakeMs: t}
+				res.Outcomes[id] = Outcome{DoseID: id, PatientID: it.GetPatientId(), MedicationID: it.GetMedicationId(), ScheduledMs: t,
+					Outcome: pb.Outcome_EXTRA, IntakeEventID: it.GetMeta().GetEventId(), IntakeMs: t, LocalDate: schedule.ExtraDate(sp, t)}
 				continue
 			}
 			best.matched = true

@@ -243,6 +243,16 @@ func ExtraID(patient, med, intakeEventID string) string {
 	return patient + "|" + med + "|extra|" + intakeEventID
 }
 
+// ExtraDate is the local date of an EXTRA intake at ms: in the schedule's
+// zone when there is a schedule (sp may be nil), else in UTC.
+func ExtraDate(sp *Spec, ms int64) string {
+	t := time.UnixMilli(ms).UTC()
+	if sp != nil && sp.Loc != nil {
+		t = t.In(sp.Loc)
+	}
+	return t.Format(DateLayout)
+}
+
 // LocalInstant returns the instant of the local wall time date+minutes in
 // loc, DST-correct: a nonexistent time moves forward by the gap, an
 // ambiguous time resolves to its first occurrence.
