@@ -359,6 +359,11 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	if !ok {
 		return
 	}
+	if !s.anchorSet {
+		// Anchor the local clock at the first packet, before any decoding
+		// delay, so that frame times stay accurate when decoding lags.
+		s.anchorSet, s.anchorWall, s.anchorPTS = true, time.Now().UnixMilli(), pts
+	}
 	var data []byte
 	switch s.tr.codec {
 	case decode.H264, decode.H265:
@@ -426,9 +431,6 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	if ntp, ok := cl.PacketNTP(s.tr.media, pkt); ok {
 		t = ntp.UnixMilli()
 	} else {
-		if !s.anchorSet {
-			s.anchorSet, s.anchorWall, s.anchorPTS = true, now, pts
-		}
 		t = s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate
 	}
 	interval := int64(1000 / s.cam.sampleFPS(now))

@@ -226,7 +226,10 @@ func TestDetectionsPerCodec(t *testing.T) {
 					t.Fatalf("frame record %d: %+v", i, fd)
 				}
 				if i > 0 {
-					if d := fd.FrameTimeMs - res.frames[i-1].FrameTimeMs; d < 180 || d > 220 {
+					// Never faster than 5 fps; exactly 5 fps unless the race
+					// detector makes decoding slower than real time.
+					d := fd.FrameTimeMs - res.frames[i-1].FrameTimeMs
+					if d < 180 || (!raceEnabled && d > 220) {
 						t.Errorf("frames %d,%d are %d ms apart, want ~200 (5 fps)", i-1, i, d)
 					}
 				}
@@ -422,7 +425,11 @@ func TestControlsBoostSampleRate(t *testing.T) {
 	}
 	// Over the last 20 frames the interval is ~80 ms (12.5 fps), not 200.
 	span := times[len(times)-1] - times[len(times)-21]
-	if iv := float64(span) / 20; iv < 60 || iv > 110 {
+	maxIv := 110.0
+	if raceEnabled {
+		maxIv = 180 // decoding under -race may not keep up; still faster than 200
+	}
+	if iv := float64(span) / 20; iv < 60 || iv > maxIv {
 		t.Fatalf("mean interval %.0f ms under a 12.5 fps boost", iv)
 	}
 	_ = fmt.Sprint

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rtsp_test
+
+const raceEnabled = false
