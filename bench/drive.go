@@ -118,11 +118,11 @@ func (h *harness) fillStages() {
 	}
 	stages := []stage{
 		{"publish", first, func(s Sample) int64 { return s.Sent }},
-		{"kafka_in", "records appended to the input topics (" + topics.Vitals + ", " + topics.Intake + ")", func(s Sample) int64 { return s.KafkaIn }},
+		{"kafka_in", "records appended to the input topics (" + h.prefix + topics.Vitals + ", " + h.prefix + topics.Intake + ")", func(s Sample) int64 { return s.KafkaIn }},
 		{"queryable", last, func(s Sample) int64 { return s.Delivered }},
 	}
 	if h.checksCorrectness() {
-		stages = append(stages[:2], append([]stage{{"processors_out", "records the processors wrote (" + topics.AnomalyScores + ", " + topics.DoseOutcomes + ", " + topics.Adherence + ", " + topics.Alerts + ")", func(s Sample) int64 { return s.ProcOut }}}, stages[2:]...)...)
+		stages = append(stages[:2], append([]stage{{"processors_out", "records the processors wrote to " + h.prefix + "{" + strings.Join([]string{topics.AnomalyScores, topics.DoseOutcomes, topics.Adherence, topics.Alerts}, ",") + "}", func(s Sample) int64 { return s.ProcOut }}}, stages[2:]...)...)
 	}
 	for _, st := range stages {
 		base := st.get(tl[0])
@@ -530,7 +530,7 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 		r.DuplicateRowsUnmerged = rows - uniq
 		r.Malformed.DeadLettered = dlq
 		r.Lost = max(0, r.Sent-r.Delivered)
-		h.note("stage mqtt: delivered counts distinct event ids in Kafka topics %s and %s; duplicate_rows_unmerged counts duplicate Kafka records (at-least-once), which the sink's dedup removes", topics.Vitals, topics.Intake)
+		h.note("stage mqtt: delivered counts distinct event ids in Kafka topics %s and %s; duplicate_rows_unmerged counts duplicate Kafka records (at-least-once), which the sink's dedup removes", h.prefix+topics.Vitals, h.prefix+topics.Intake)
 		return nil
 	}
 	var errs []error
