@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,11 +33,111 @@ import (
 
 var berlin, _ = time.LoadLocation("Europe/Berlin")
 
-// simClock is the processing-time clock shared by all instances.
-type simClock struct{ ms atomic.Int64 }
+// simClock is the processing-time clock shared by all instances; with a
+// file set it is also written there for instances in other processes.
+type simClock struct {
+	ms   atomic.Int64
+	file string
+}
 
-func (c *simClock) now() time.Time  { return time.UnixMilli(c.ms.Load()) }
-func (c *simClock) set(t time.Time) { c.ms.Store(t.UnixMilli()) }
+func (c *simClock) now() time.Time { return time.UnixMilli(c.ms.Load()) }
+func (c *simClock) set(t time.Time) {
+	c.ms.Store(t.UnixMilli())
+	if c.file != "" {
+		tmp := c.file + ".tmp"
+		if os.WriteFile(tmp, []byte(strconv.FormatInt(t.UnixMilli(), 10)), 0o600) == nil {
+			_ = os.Rename(tmp, c.file)
+		}
+	}
+}
+
+// fileClock reads the simulated clock another process writes.
+func fileClock(path string) func() time.Time {
+	var mu sync.Mutex
+	var last time.Time
+	var ms int64
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) > 10*time.Millisecond {
+			if b, err := os.ReadFile(path); err == nil {
+				if v, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+					ms = v
+				}
+			}
+			last = time.Now()
+		}
+		return time.UnixMilli(ms)
+	}
+}
+
+// itConfig is the topology and section the failover test's instances run.
+func itConfig(brokers []string, prefix string) (config.Root, processors.Config) {
+	root := config.Default()
+	root.Tenant = "it"
+	root.Kafka.Brokers = brokers
+	root.Kafka.Partitions = 4
+	root.DrainTimeout = config.Duration(20 * time.Second)
+	cfg := processors.DefaultConfig()
+	cfg.TopicPrefix = prefix
+	cfg.TickInterval = config.Duration(300 * time.Millisecond)
+	cfg.CorrectionHorizon = config.Duration(30 * 24 * time.Hour)
+	cfg.Groups = []string{processors.GroupAdherence, processors.GroupAlerts}
+	return root, cfg
+}
+
+// TestIntegrationHelperInstance is not a test: the failover test runs the
+// test binary again with WS_HELPER=1 to get a processors instance in its own
+// process, which it then kills with SIGKILL.
+func TestIntegrationHelperInstance(t *testing.T) {
+	if os.Getenv("WS_HELPER") != "1" {
+		t.Skip("helper process of TestIntegrationFailoverAndRestartEqualReference")
+	}
+	root, cfg := itConfig(strings.Split(os.Getenv("WS_BROKERS"), ","), os.Getenv("WS_PREFIX"))
+	h := runtime.NewHealth()
+	r, err := processors.New(&root, cfg, processors.WithClock(fileClock(os.Getenv("WS_CLOCK_FILE"))), processors.WithHealth(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	for h.Ready() != nil {
+		select {
+		case err := <-done:
+			t.Fatal(err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := os.WriteFile(os.Getenv("WS_READY_FILE"), []byte("ready"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Fatal(<-done) // runs until killed
+}
+
+// startProcess runs an instance in a child process and waits until ready.
+func startProcess(t *testing.T, brokers []string, prefix, clockFile string) *exec.Cmd {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIntegrationHelperInstance$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "WS_HELPER=1", "WS_BROKERS="+strings.Join(brokers, ","), "WS_PREFIX="+prefix,
+		"WS_CLOCK_FILE="+clockFile, "WS_READY_FILE="+ready)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("child instance not ready after 60s: %s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 type instance struct {
 	role   *processors.Role
@@ -203,20 +309,11 @@ func (o *outputs) diff(want reference.Result) string {
 func TestIntegrationFailoverAndRestartEqualReference(t *testing.T) {
 	svc := testutil.Integration(t)
 	prefix := testutil.Unique(t, "wsit") + "."
-	root := config.Default()
-	root.Tenant = "it"
-	root.Kafka.Brokers = svc.KafkaBrokers
-	root.Kafka.Partitions = 4
-	root.DrainTimeout = config.Duration(20 * time.Second)
-	cfg := processors.DefaultConfig()
-	cfg.TopicPrefix = prefix
-	cfg.TickInterval = config.Duration(300 * time.Millisecond)
-	cfg.CorrectionHorizon = config.Duration(30 * 24 * time.Hour)
-	cfg.Groups = []string{processors.GroupAdherence, processors.GroupAlerts}
+	root, cfg := itConfig(svc.KafkaBrokers, prefix)
 	t.Cleanup(func() { cleanup(t, root, prefix) })
 
 	from := time.Date(2026, 3, 2, 0, 0, 0, 0, berlin)
-	clk := &simClock{}
+	clk := &simClock{file: filepath.Join(t.TempDir(), "clock")}
 	clk.set(from)
 	rng := rand.New(rand.NewPCG(42, 1))
 	scheds, intakes, evs := scenario(rng, prefix, from)
@@ -225,8 +322,12 @@ func TestIntegrationFailoverAndRestartEqualReference(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a := start(t, &root, cfg, clk)
+	// Instance A runs in a child process (so that it can be killed with
+	// SIGKILL: no drain, no offset commit, no flush); B in this process.
+	// B starts first so that it has created the tables when A joins.
 	b := start(t, &root, cfg, clk)
+	a := startProcess(t, svc.KafkaBrokers, prefix, clk.file)
+	defer func() { _ = a.Process.Kill(); _ = a.Wait() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	outs := consume(t, ctx, svc.KafkaBrokers, prefix+topics.DoseOutcomes)
@@ -250,9 +351,14 @@ func TestIntegrationFailoverAndRestartEqualReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !stoppedA && i >= len(evs)/2 {
-			// Stop one of the two instances mid-stream: the survivor takes
-			// over its partitions and restores their tables.
-			a.stop(t)
+			// Kill one of the two instances mid-stream: once the group
+			// notices (session timeout), the survivor takes over its
+			// partitions, restores their tables and re-reads what A had not
+			// committed.
+			if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = a.Wait()
 			stoppedA = true
 		}
 	}
