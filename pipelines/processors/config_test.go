@@ -1,6 +1,7 @@
 package processors_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,28 @@ func TestScheduleRecord(t *testing.T) {
 	}
 	if string(r.Key) != "p1|m1" || r.Topic != "x.sched" || back.Meta.Tenant != "hospital-a" || back.Meta.EventId != "schedule|p1|m1|v3" || back.Meta.EventTimeMs != 5000 {
 		t.Fatalf("record %s %s %v", r.Topic, r.Key, back.Meta)
+	}
+}
+
+// TestShippedTopologies checks the pipelines section of every topology the
+// repository ships (deploy/) against this role's Config.
+func TestShippedTopologies(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/*/topology.yaml")
+	more, _ := filepath.Glob("../../deploy/topologies/*.yaml")
+	k8s, _ := filepath.Glob("../../deploy/k8s/*/topology.yaml")
+	overlays, _ := filepath.Glob("../../deploy/k8s/overlays/*/topology.yaml")
+	files = append(append(append(files, more...), k8s...), overlays...)
+	if len(files) == 0 {
+		t.Fatal("no topologies found")
+	}
+	for _, f := range files {
+		root, err := config.Load(f)
+		if err != nil {
+			t.Logf("%s: shared sections do not load here (%v); pipelines not checked", f, err)
+			continue
+		}
+		if _, err := processors.Load(root); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
