@@ -32,8 +32,8 @@ func shippedTopologies(t *testing.T) []string {
 
 func TestShippedTopologiesValidate(t *testing.T) {
 	files := shippedTopologies(t)
-	if len(files) < 1 {
-		t.Fatalf("found only %d shipped topologies", len(files))
+	if len(files) < 7 {
+		t.Fatalf("found only %d shipped topologies: %v", len(files), files)
 	}
 	for _, f := range files {
 		t.Run(strings.TrimPrefix(f, "../../"), func(t *testing.T) {
@@ -44,6 +44,11 @@ func TestShippedTopologiesValidate(t *testing.T) {
 			res := validateTopology(data)
 			for _, p := range res.problems {
 				t.Errorf("%s:%s", f, p)
+			}
+			// As `validate --require-all`: every role section is checked by
+			// its role, and every role can start on what the file says.
+			if res.unchecked != 0 {
+				t.Errorf("%s: %d role section(s) not checked or incomplete: %v", f, res.unchecked, res.sections)
 			}
 			for _, s := range res.sections {
 				t.Log(strings.ReplaceAll(s, "\t", ": "))
