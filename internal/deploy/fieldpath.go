@@ -13,7 +13,6 @@
 package deploy
 
 import (
-	"errors"
 	"regexp"
 	"sort"
 	"strconv"
@@ -263,6 +262,3 @@ func SortProblems(ps []Problem) {
 		return a.Msg < b.Msg
 	})
 }
-
-// ErrProblems is returned (wrapped) by checks that found problems.
-var ErrProblems = errors.New("topology has problems")
