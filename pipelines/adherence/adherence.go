@@ -52,6 +52,10 @@ import (
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
+// defaultLateMs is the default late window: an intake for a medication
+// without a schedule waits this long before it is declared EXTRA.
+const defaultLateMs = int64(schedule.DefaultLateMinutes) * 60_000
+
 // VisitClock is the name of the group's clock visitor; its meta argument is
 // the current time in Unix ms (int64).
 const VisitClock = "clock"
@@ -440,6 +444,13 @@ func (p *Processor) due(m *MedState, nowMs int64) bool {
 			return true
 		}
 	}
+	if sp == nil {
+		for _, it := range m.Intakes {
+			if it.Taken && !it.Extra && !it.Used && nowMs >= it.T+defaultLateMs {
+				return true
+			}
+		}
+	}
 	floor := nowMs - p.cfg.CorrectionHorizon.Milliseconds()
 	if len(m.Doses) > 0 && m.Doses[0].At < floor {
 		return true
@@ -507,6 +518,12 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 			continue
 		}
 		x := extra[it]
+		if x && sp == nil && !it.Extra && nowMs < it.T+defaultLateMs {
+			// No schedule for the medication yet (it may still be on its
+			// way through the loopback): the intake becomes EXTRA only once
+			// no dose could have held it, not on arrival.
+			x = false
+		}
 		date := schedule.ExtraDate(sp, it.T)
 		if x != it.Extra || (x && date != it.XDate) {
 			it.Extra, it.XDate = x, date

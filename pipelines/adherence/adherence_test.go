@@ -386,17 +386,31 @@ func TestAdherenceWindowsAndLowAdherenceOncePerCrossing(t *testing.T) {
 	}
 }
 
-func TestExtraBeforeScheduleMovesToLocalDate(t *testing.T) {
+func TestExtraWithoutSchedule(t *testing.T) {
 	h := newHarness(t, at("2024-07-02 00:40"))
 	h.intake(intake("i1", "p", "m", at("2024-07-02 00:30"), "taken")) // 2024-07-01 22:30 UTC
 	id := "p|m|extra|i1"
-	if f := h.final()[id]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-01" || f.GetScheduledTimeMs() != at("2024-07-02 00:30").UnixMilli() {
-		t.Fatalf("EXTRA before any schedule: %v", f)
+	if f := h.final()[id]; f != nil {
+		t.Fatalf("EXTRA declared while the schedule may still be on its way: %v", f)
 	}
+	// The schedule arrives: no dose's window holds 00:30, so EXTRA, dated in
+	// the patient's zone.
 	s := schedFor("p", "m", "08:00")
 	s.Meta.EventTimeMs = at("2024-07-01 00:00").UnixMilli()
 	h.schedule(s)
-	if f := h.final()[id]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-02" || f.GetVersion() != 2 {
-		t.Fatalf("EXTRA after the schedule brought the zone: %v", f)
+	if f := h.final()[id]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-02" || f.GetVersion() != 1 ||
+		f.GetScheduledTimeMs() != at("2024-07-02 00:30").UnixMilli() {
+		t.Fatalf("EXTRA after the schedule: %v", f)
+	}
+	// A medication that never gets a schedule: EXTRA once the late window
+	// of any dose that could have held it has passed, dated in UTC.
+	h.intake(intake("i2", "p", "other", at("2024-07-02 00:30"), "taken"))
+	h.tick(at("2024-07-02 04:29"))
+	if f := h.final()["p|other|extra|i2"]; f != nil {
+		t.Fatalf("EXTRA before the late window passed: %v", f)
+	}
+	h.tick(at("2024-07-02 04:31"))
+	if f := h.final()["p|other|extra|i2"]; f.GetOutcome() != pb.Outcome_EXTRA || f.GetLocalDate() != "2024-07-01" {
+		t.Fatalf("unscheduled intake: %v", f)
 	}
 }
