@@ -54,9 +54,11 @@ func throughputRun(b *testing.B, qos byte, batch, pubs int) {
 	}
 	devices := 20
 	var acked atomic.Int64
+	var published atomic.Int64 // ns after start when the devices were done
 	b.ResetTimer()
 	start := time.Now()
 	go func() {
+		defer func() { published.Store(int64(time.Since(start))) }()
 		_, err := devicesim.Run(context.Background(), devicesim.Options{URL: e.svc.MQTTURL, ClientPrefix: "b-" + e.id[len(e.id)-6:] + "-", TopicRoot: e.root,
 			Devices: devices, Messages: pubs / devices, Batch: batch, QoS: qos, InFlight: 16}, &acked)
 		if err != nil {
@@ -99,7 +101,8 @@ func throughputRun(b *testing.B, qos byte, batch, pubs int) {
 	if cpu > 0 {
 		b.ReportMetric(float64(got)/cpu.Seconds(), "readings/cpu-s")
 	}
-	b.Logf("%d readings in Kafka of %d published (%d publishes acked by the broker) in %s; connector CPU %s", got, readings, acked.Load(), el, cpu)
+	b.Logf("%d readings in Kafka of %d published (%d publishes acked by the broker; devices done after %s) in %s; connector CPU %s",
+		got, readings, acked.Load(), time.Duration(published.Load()), el, cpu)
 	_ = child.Process.Kill()
 	_ = child.Wait()
 }
