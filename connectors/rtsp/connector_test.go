@@ -434,3 +434,39 @@ func TestControlsBoostSampleRate(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestMotionGating streams a still scene: with motion gating most sampled
+// frames skip inference, yet one inference per motion_max_skip still runs
+// and the person is still reported.
+func TestMotionGating(t *testing.T) {
+	lib := needRuntime(t)
+	scene := rtsptest.DefaultScene()
+	scene.Frames = 1 // the box never moves
+	aus, err := rtsptest.Encode(context.Background(), scene, rtsptest.H264)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := rtsptest.Start(scene, rtsptest.H264, aus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg := baseConfig(t, lib, rtsp.Camera{ID: "still", URL: srv.URL, Tenant: "t1"})
+	cfg.Motion = true
+	cfg.MotionMaxSkip = config.Duration(time.Second)
+	reg := prometheus.NewRegistry()
+	res := runRole(t, cfg, reg, 5*time.Second, func(runResult) bool { return false })
+	sampled := metricSum(t, reg, "wardstream_rtsp_frames_sampled_total")
+	skipped := metricSum(t, reg, "wardstream_rtsp_frames_motion_skipped_total")
+	if skipped < sampled/2 || len(res.frames) == 0 {
+		t.Fatalf("sampled %v, skipped %v, inferred %d: want most skipped", sampled, skipped, len(res.frames))
+	}
+	// At least one inference per second of stream (max skip 1s).
+	if len(res.frames) < 3 {
+		t.Fatalf("%d inferences in ~5s with motion_max_skip 1s", len(res.frames))
+	}
+	if !hasEvent(res.events, pb.VideoEventType_PERSON_DETECTED) {
+		t.Fatal("no PERSON_DETECTED for a still person")
+	}
+	checkBoxes(t, srv, res.frames, "still")
+}

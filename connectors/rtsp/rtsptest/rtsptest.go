@@ -48,7 +48,7 @@ type Scene struct {
 	// Color is the box colour (pure red is "person" for the test model).
 	Color [3]byte
 	// Frames is the loop length; the box moves back and forth so the loop
-	// is seamless.
+	// is seamless. One frame makes a still scene.
 	Frames int
 	// FPS is the source frame rate.
 	FPS int
@@ -63,6 +63,9 @@ func DefaultScene() Scene {
 // Box returns the box's top-left corner in frame i (any i >= 0).
 func (s Scene) Box(i int) (x, y int) {
 	half := s.Frames / 2
+	if half == 0 {
+		return 20, 20 // a one-frame loop is a still scene
+	}
 	k := i % s.Frames
 	if k > half {
 		k = s.Frames - k
