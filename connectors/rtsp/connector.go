@@ -147,6 +147,9 @@ func (c *Connector) Run(ctx context.Context) error {
 	ready := make(chan *camera, len(c.cfg.Cameras))
 	var cams []*camera
 	for _, cc := range c.cfg.Cameras {
+		if cc.Tenant == "" {
+			cc.Tenant = c.root.Tenant
+		}
 		cam, err := newCamera(c, cc, det, ready)
 		if err != nil {
 			return err

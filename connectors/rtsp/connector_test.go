@@ -470,3 +470,23 @@ func TestMotionGating(t *testing.T) {
 	}
 	checkBoxes(t, srv, res.frames, "still")
 }
+
+// TestUDPTransport reads a camera over RTP/UDP.
+func TestUDPTransport(t *testing.T) {
+	lib := needRuntime(t)
+	camera(t, rtsptest.H264) // fills the encode cache
+	encMu.Lock()
+	aus := encCache[rtsptest.H264]
+	encMu.Unlock()
+	srv, err := rtsptest.StartWith(rtsptest.DefaultScene(), rtsptest.H264, aus, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg := baseConfig(t, lib, rtsp.Camera{ID: "udp", URL: srv.URL, Tenant: "t1", Transport: "udp"})
+	res := runRole(t, cfg, nil, 15*time.Second, func(r runResult) bool { return len(r.frames) >= 10 })
+	if len(res.frames) < 10 {
+		t.Fatalf("%d frames over UDP", len(res.frames))
+	}
+	checkBoxes(t, srv, res.frames, "udp")
+}

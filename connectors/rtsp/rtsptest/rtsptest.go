@@ -255,9 +255,40 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// freeUDPPair finds an even UDP port whose successor is free too (RTP
+// and RTCP).
+func freeUDPPair() (int, error) {
+	for try := 0; try < 50; try++ {
+		a, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := a.LocalAddr().(*net.UDPAddr).Port
+		a.Close()
+		if p%2 == 1 {
+			p++
+		}
+		a, err = net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return p, nil
+	}
+	return 0, errors.New("rtsptest: no free UDP port pair")
+}
+
 // Start serves aus (from [Encode]) at rtsp://127.0.0.1:<port>/cam over
 // TCP, looping in real time until Close.
-func Start(s Scene, c Codec, aus [][][]byte) (*Server, error) {
+func Start(s Scene, c Codec, aus [][][]byte) (*Server, error) { return StartWith(s, c, aus, false) }
+
+// StartWith is [Start] with UDP transport offered too when udp is true.
+func StartWith(s Scene, c Codec, aus [][][]byte, udp bool) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -275,6 +306,14 @@ func Start(s Scene, c Codec, aus [][][]byte) (*Server, error) {
 	}
 	sv := &Server{URL: fmt.Sprintf("rtsp://127.0.0.1:%d/cam", port), Scene: s, stop: make(chan struct{}), done: make(chan struct{})}
 	sv.srv = &gortsplib.Server{Handler: handler{sv}, RTSPAddress: fmt.Sprintf("127.0.0.1:%d", port)}
+	if udp {
+		up, err := freeUDPPair()
+		if err != nil {
+			return nil, err
+		}
+		sv.srv.UDPRTPAddress = fmt.Sprintf("127.0.0.1:%d", up)
+		sv.srv.UDPRTCPAddress = fmt.Sprintf("127.0.0.1:%d", up+1)
+	}
 	if err := sv.srv.Start(); err != nil {
 		return nil, fmt.Errorf("rtsptest: starting server: %w", err)
 	}
