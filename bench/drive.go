@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -66,7 +67,41 @@ func (h *harness) drive(ctx context.Context) error {
 		go func() { defer obsWG.Done(); f(obsCtx) }()
 	}
 
-	sendErr := h.send(ctx, snd, fleet, sendEnd, dur)
+	// A required role that dies mid-run ends the sending phase: what
+	// follows would measure a broken path.
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	obsWG.Add(1)
+	go func() {
+		defer obsWG.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-obsCtx.Done():
+				return
+			case <-sendCtx.Done():
+				return
+			case <-t.C:
+			}
+			for _, p := range h.roles {
+				if ok, err := p.Exited(); ok && h.required(p.Name) {
+					h.mu.Lock()
+					h.abort = fmt.Errorf("role %s exited during the run (%v): %s", p.Name, err, lastLine(p.LogTail(3)))
+					h.mu.Unlock()
+					stopSending()
+					return
+				}
+			}
+		}
+	}()
+	sendErr := h.send(sendCtx, snd, fleet, sendEnd, dur)
+	h.mu.Lock()
+	if h.abort != nil {
+		sendErr = errors.Join(sendErr, h.abort)
+		h.note("aborted: %v", h.abort)
+	}
+	h.mu.Unlock()
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	if err := snd.Close(cctx); err != nil {
 		h.note("closing sender: %v", err)
@@ -85,7 +120,12 @@ func (h *harness) drive(ctx context.Context) error {
 		h.fillCounters()
 		return nil
 	}
-	h.settle(ctx, fleet)
+	h.mu.Lock()
+	aborted := h.abort != nil
+	h.mu.Unlock()
+	if !aborted {
+		h.settle(ctx, fleet)
+	}
 	stopObs()
 	prog.final()
 	h.res.Ended = time.Now()
@@ -524,12 +564,16 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	if r.Latency.EventToQueryable.Samples == 0 {
 		r.Latency.EventToQueryable.Method = "none"
 	}
+	if at, n := h.deliveryMark(); !at.IsZero() && at.After(h.start) {
+		r.DeliveredPerMin = float64(n) / at.Sub(h.start).Seconds() * 60
+	}
 	if h.kobs != nil {
 		rows, uniq, dlq := h.kobs.counts()
 		r.Delivered = uniq
 		r.DuplicateRowsUnmerged = rows - uniq
 		r.Malformed.DeadLettered = dlq
 		r.Lost = max(0, r.Sent-r.Delivered)
+		h.note("stage mqtt: latency is device event time -> record in Kafka (the record's timestamp)")
 		h.note("stage mqtt: delivered counts distinct event ids in Kafka topics %s and %s; duplicate_rows_unmerged counts duplicate Kafka records (at-least-once), which the sink's dedup removes", h.prefix+topics.Vitals, h.prefix+topics.Intake)
 		return nil
 	}
@@ -549,9 +593,6 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	r.Lost = max(0, r.Sent-r.Delivered)
 	if r.Delivered > r.Sent {
 		h.note("delivered (%d) exceeds sent (%d): rows whose event id differs from the device's messageId count twice", r.Delivered, r.Sent)
-	}
-	if at, n := h.deliveryMark(); !at.IsZero() && at.After(h.start) {
-		r.DeliveredPerMin = float64(n) / at.Sub(h.start).Seconds() * 60
 	}
 	if dl, err := h.obs.DeadLetters(ctx); err == nil {
 		// The malformed messages are dead-lettered by the first stage that

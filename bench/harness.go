@@ -179,6 +179,9 @@ type harness struct {
 	telemetryEnd       time.Time
 	sentAtTelemetryEnd int64
 
+	// abort is why the run stopped early (a required role died); h.mu.
+	abort error
+
 	mu          sync.Mutex
 	outstanding map[string]probe
 	latencies   []float64
@@ -430,7 +433,44 @@ func (h *harness) applyTopics(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("creating topic %s: %w", h.prefix+t.Name, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Creation is asynchronous: roles that look their topics up at start
+	// (goka) fail on a topic the metadata does not show yet.
+	names := make([]string, 0, len(topics.All()))
+	for _, t := range topics.All() {
+		names = append(names, h.prefix+t.Name)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tds, err := h.adm.ListTopics(ctx, names...)
+		ready := err == nil && len(tds) == len(names)
+		if ready {
+			for _, td := range tds {
+				if td.Err != nil || len(td.Partitions) == 0 {
+					ready = false
+					break
+				}
+				for _, p := range td.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						ready = false
+					}
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the run's topics have no leaders 30s after creation (%v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func passwordOf(env string) string {

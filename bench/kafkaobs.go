@@ -42,17 +42,39 @@ func newKafkaObserver(ctx context.Context, kc config.Kafka, adm *kadm.Client, pr
 	for i, n := range names {
 		full[i] = prefix + n
 	}
-	ends, err := adm.ListEndOffsets(ctx, full...)
-	if err != nil {
-		return nil, fmt.Errorf("listing end offsets of %v: %w", full, err)
-	}
-	parts := map[string]map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if parts[o.Topic] == nil {
-			parts[o.Topic] = map[int32]kgo.Offset{}
+	// Freshly created topics may not have leaders yet: retry until every
+	// partition of every topic has an end offset.
+	var parts map[string]map[int32]kgo.Offset
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, full...)
+		complete := err == nil
+		parts = map[string]map[int32]kgo.Offset{}
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Err != nil || o.Partition < 0 {
+					complete = false
+					return
+				}
+				if parts[o.Topic] == nil {
+					parts[o.Topic] = map[int32]kgo.Offset{}
+				}
+				parts[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+			})
+			complete = complete && len(parts) == len(full)
 		}
-		parts[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
-	})
+		if complete {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("listing end offsets of %v: topics not ready after 30s (%v)", full, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	cl, err := kafka.NewClient(kc, kgo.ConsumePartitions(parts), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return nil, err
