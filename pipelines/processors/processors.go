@@ -255,6 +255,9 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 	sc.Producer.Flush.Frequency = 5 * time.Millisecond
 	sc.Producer.Flush.Bytes = 1 << 20
 	sc.Producer.Retry.Max = 10
+	// Bigger channels and fetches amortize sarama's per-message overhead.
+	sc.ChannelBufferSize = 4096
+	sc.Consumer.Fetch.Default = 4 << 20
 	sc.Metadata.AllowAutoTopicCreation = false
 	tmc := goka.NewTopicManagerConfig()
 	tmc.Table.Replication = int(r.root.Kafka.ReplicationFactor)
