@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 	"gopkg.in/yaml.v3"
+
+	"github.com/wardstream/wardstream/internal/config"
 )
 
 // Cameras are synthetic: ffmpeg encodes a moving red rectangle (what the
@@ -131,56 +135,83 @@ func (r *cameraRelay) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.R
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// syntheticCameras runs the relay and one ffmpeg publisher per camera.
+// syntheticCameras runs the relays and one ffmpeg publisher per camera.
 type syntheticCameras struct {
-	relay *cameraRelay
-	addr  string
-	ids   []string
-	procs []*exec.Cmd
+	relays []*cameraRelay
+	ids    []string
+	urls   map[string]string
+	procs  []*exec.Cmd
 }
 
-// startSyntheticCameras starts n cameras at fps; their ids are
-// runID-cam-NN and their URLs rtsp://addr/<id>. logDir gets ffmpeg's logs.
+// camTarget is one camera to synthesize: its id and the relay address and
+// path its URL names.
+type camTarget struct {
+	id, addr, path string
+}
+
+// startSyntheticCameras starts n cameras at fps on a relay of their own;
+// their ids are runID-cam-NN. logDir gets ffmpeg's logs.
 func startSyntheticCameras(ctx context.Context, runID string, n, fps int, logDir string) (*syntheticCameras, error) {
-	ff, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		return nil, fmt.Errorf("synthetic cameras need ffmpeg (apt-get install ffmpeg): %w", err)
-	}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	relay, err := startCameraRelay(addr)
-	if err != nil {
-		return nil, err
-	}
-	sc := &syntheticCameras{relay: relay, addr: addr}
+	var ts []camTarget
 	for i := range n {
 		id := fmt.Sprintf("%s-cam-%02d", runID, i)
-		sc.ids = append(sc.ids, id)
+		ts = append(ts, camTarget{id: id, addr: addr, path: id})
+	}
+	return startCameras(ctx, ts, fps, logDir)
+}
+
+// startCameras serves each target: a relay per distinct address (which
+// must be free) and an ffmpeg publisher per camera.
+func startCameras(ctx context.Context, ts []camTarget, fps int, logDir string) (*syntheticCameras, error) {
+	ff, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		return nil, fmt.Errorf("synthetic cameras need ffmpeg (apt-get install ffmpeg): %w", err)
+	}
+	sc := &syntheticCameras{urls: map[string]string{}}
+	relays := map[string]*cameraRelay{}
+	byID := map[string]*cameraRelay{}
+	for _, t := range ts {
+		r := relays[t.addr]
+		if r == nil {
+			if r, err = startCameraRelay(t.addr); err != nil {
+				sc.stop()
+				return nil, err
+			}
+			relays[t.addr] = r
+			sc.relays = append(sc.relays, r)
+		}
+		byID[t.id] = r
+	}
+	for i, t := range ts {
+		url := "rtsp://" + t.addr + "/" + cleanPath(t.path)
+		sc.ids = append(sc.ids, t.id)
+		sc.urls[t.id] = url
 		// A red box walking across a dark room, a different pace and
 		// height per camera.
 		src := fmt.Sprintf("color=c=0x303030:s=640x480:r=%d,drawbox=x='mod(t*%d\\,520)':y=%d:w=110:h=200:color=red:t=fill", fps, 60+10*i, 100+(i%4)*40)
 		cmd := exec.Command(ff, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", src,
 			"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", fmt.Sprint(fps), "-pix_fmt", "yuv420p",
-			"-f", "rtsp", "-rtsp_transport", "tcp", sc.URL(id))
-		lf, err := os.Create(filepath.Join(logDir, "camera-"+fmt.Sprint(i)+".log"))
-		if err == nil {
+			"-f", "rtsp", "-rtsp_transport", "tcp", url)
+		if lf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("camera-%d.log", i))); err == nil {
 			cmd.Stdout, cmd.Stderr = lf, lf
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			sc.stop()
-			return nil, fmt.Errorf("starting ffmpeg for camera %s: %w", id, err)
+			return nil, fmt.Errorf("starting ffmpeg for camera %s: %w", t.id, err)
 		}
 		sc.procs = append(sc.procs, cmd)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for _, id := range sc.ids {
-		for !relay.ready(id) {
+	for _, t := range ts {
+		for !byID[t.id].ready(t.path) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				sc.stop()
-				return nil, fmt.Errorf("synthetic camera %s did not start publishing within 20s (see %s)", id, logDir)
+				return nil, fmt.Errorf("synthetic camera %s did not start publishing within 20s (see %s)", t.id, logDir)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -189,7 +220,7 @@ func startSyntheticCameras(ctx context.Context, runID string, n, fps int, logDir
 }
 
 // URL is the RTSP URL of camera id.
-func (s *syntheticCameras) URL(id string) string { return "rtsp://" + s.addr + "/" + id }
+func (s *syntheticCameras) URL(id string) string { return s.urls[id] }
 
 func (s *syntheticCameras) stop() {
 	for _, c := range s.procs {
@@ -207,7 +238,50 @@ func (s *syntheticCameras) stop() {
 			<-done
 		}
 	}
-	s.relay.close()
+	for _, r := range s.relays {
+		r.close()
+	}
+}
+
+// TopologyCameras serves synthetic streams for the cameras of the
+// topology's rtsp section whose URLs point at this machine (demo mode:
+// `make demo` has no real camera). Cameras elsewhere are left alone.
+func TopologyCameras(ctx context.Context, root *config.Root, fps int, logDir string) (*syntheticCameras, []string, error) {
+	var sec struct {
+		Cameras []struct {
+			ID  string `yaml:"id"`
+			URL string `yaml:"url"`
+		} `yaml:"cameras"`
+	}
+	if root.Connectors.RTSP.Kind == 0 {
+		return nil, nil, nil
+	}
+	if err := root.Connectors.RTSP.Decode(&sec); err != nil {
+		return nil, nil, fmt.Errorf("reading connectors.rtsp.cameras: %w", err)
+	}
+	var ts []camTarget
+	var ids []string
+	for _, c := range sec.Cameras {
+		u, err := url.Parse(c.URL)
+		if err != nil || u.Scheme != "rtsp" {
+			continue
+		}
+		h := u.Hostname()
+		if h != "127.0.0.1" && h != "localhost" && h != "::1" {
+			continue
+		}
+		port := u.Port()
+		if port == "" {
+			port = "554"
+		}
+		ts = append(ts, camTarget{id: c.ID, addr: net.JoinHostPort(h, port), path: u.Path})
+		ids = append(ids, c.ID)
+	}
+	if len(ts) == 0 {
+		return nil, nil, nil
+	}
+	sc, err := startCameras(ctx, ts, fps, logDir)
+	return sc, ids, err
 }
 
 // cameraOverrides lists the synthetic cameras in the rtsp role's section.

@@ -243,6 +243,30 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 			defer cams.stop()
 		}
 	}
+	if o.Forever && o.Shared {
+		// Demo mode: the topology's local cameras have no real source.
+		logDir := o.Out
+		if logDir == "" {
+			logDir = os.TempDir()
+		}
+		fps := sc.Cameras.FPS
+		if fps == 0 {
+			fps = 5
+		}
+		cams, ids, err := TopologyCameras(ctx, o.Root, fps, logDir)
+		switch {
+		case err != nil:
+			h.note("cameras: %v", err)
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "bench: synthetic cameras not served: %v\n", err)
+			}
+		case cams != nil:
+			defer cams.stop()
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "bench: serving synthetic camera streams for %s (ffmpeg H.264, a red box walking)\n", strings.Join(ids, ", "))
+			}
+		}
+	}
 	if err := h.isolation(roles); err != nil {
 		return h.res, err
 	}

@@ -149,7 +149,7 @@ if [[ " ${MISSING[*]} " == *" mqtt "* ]]; then
 else
   say "simulated ward: $SCENARIO over MQTT (QoS1) through the connector"
 fi
-say "cameras: listed by the scenario but not simulated (no synthetic RTSP source is wired into the simulator yet)"
+say "cameras: the simulator serves synthetic RTSP streams for the topology's local cameras (connectors.rtsp.cameras on 127.0.0.1)"
 say "Ctrl-C stops everything this demo started"
 echo >&2
 
