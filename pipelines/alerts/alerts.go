@@ -12,6 +12,8 @@
 //   - RESOLVED resolves an alert that is not resolved yet.
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
 //     dead-letter topic).
+//   - Resolved alerts are deleted from the table after ResolvedRetention
+//     (default 7 days), by the clock.
 //   - An alert neither acknowledged nor resolved within its SLA (by
 //     priority; default CRITICAL 5m, HIGH 15m, MEDIUM 30m, LOW 1h) is
 //     escalated: state ESCALATED, escalation level + 1, and again after
@@ -62,6 +64,11 @@ type Config struct {
 	SLA map[pb.Priority]time.Duration
 	// MaxEscalation bounds the escalation level (default 3).
 	MaxEscalation int32
+	// ResolvedRetention is how long a resolved alert stays in the table
+	// (default 7 days), so that late duplicate requests are still
+	// recognized; after it the clock deletes it, which keeps the table
+	// bounded.
+	ResolvedRetention time.Duration
 }
 
 // DefaultConfig returns the defaults with the catalog's topic names.
@@ -72,7 +79,8 @@ func DefaultConfig() Config {
 		Tenant: "default",
 		SLA: map[pb.Priority]time.Duration{pb.Priority_CRITICAL: 5 * time.Minute, pb.Priority_HIGH: 15 * time.Minute,
 			pb.Priority_MEDIUM: 30 * time.Minute, pb.Priority_LOW: time.Hour},
-		MaxEscalation: 3,
+		MaxEscalation:     3,
+		ResolvedRetention: 7 * 24 * time.Hour,
 	}
 }
 
@@ -89,6 +97,9 @@ func (c Config) Validate() error {
 		if c.SLA[p] <= 0 {
 			errs = append(errs, fmt.Errorf("sla.%s: must be > 0", p))
 		}
+	}
+	if c.ResolvedRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("resolved_retention: %v is shorter than 1h", c.ResolvedRetention))
 	}
 	if c.MaxEscalation < 0 {
 		errs = append(errs, errors.New("max_escalation: must be >= 0"))
@@ -273,15 +284,23 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 	p.publish(ctx, cur, now)
 }
 
-// onEscalate escalates an unacknowledged alert whose SLA passed.
+// onEscalate escalates an unacknowledged alert whose SLA passed, and
+// deletes resolved alerts past their retention.
 func (p *Processor) onEscalate(ctx goka.Context, meta any) {
 	cur := current(ctx)
-	if cur == nil || (cur.State != pb.AlertState_OPEN && cur.State != pb.AlertState_ESCALATED) || cur.EscalationLevel >= p.cfg.MaxEscalation {
+	if cur == nil {
 		return
 	}
 	nowMs, ok := meta.(int64)
 	if !ok {
 		nowMs = p.now().UnixMilli()
+	}
+	if cur.State == pb.AlertState_RESOLVED && nowMs-cur.ResolvedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
+		ctx.Delete()
+		return
+	}
+	if (cur.State != pb.AlertState_OPEN && cur.State != pb.AlertState_ESCALATED) || cur.EscalationLevel >= p.cfg.MaxEscalation {
+		return
 	}
 	sla := p.cfg.SLA[cur.Priority]
 	if sla <= 0 {

@@ -157,3 +157,17 @@ func TestUnknownAckDeadLettered(t *testing.T) {
 		t.Fatalf("want unknown_alert dead letter, got %v", v)
 	}
 }
+
+func TestResolvedAlertsArePrunedAfterRetention(t *testing.T) {
+	h := newHarness(t)
+	id := h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+	h.request(pb.AlertState_RESOLVED, "w", pb.Priority_HIGH)
+	h.tick(1_000_000 + int64(6*24*time.Hour/time.Millisecond))
+	if h.tt.TableValue(goka.GroupTable(goka.Group(h.cfg.Group)), id) == nil {
+		t.Fatal("resolved alert pruned before its retention")
+	}
+	h.tick(1_000_000 + int64(8*24*time.Hour/time.Millisecond))
+	if v := h.tt.TableValue(goka.GroupTable(goka.Group(h.cfg.Group)), id); v != nil {
+		t.Fatalf("resolved alert kept after its retention: %v", v)
+	}
+}
