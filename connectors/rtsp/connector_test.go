@@ -120,7 +120,7 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 	root := config.Default()
 	root.Kafka.Brokers = cluster.ListenAddrs()
 	root.DrainTimeout = config.Duration(5 * time.Second)
-	conn, err := rtsp.New(&root, cfg, rtsp.WithRegisterer(reg), rtsp.WithLogger(testLogger()), rtsp.WithKafkaOpts(kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil))))
+	conn, err := rtsp.New(&root, cfg, rtsp.WithRegisterer(reg), rtsp.WithLogger(testLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +330,21 @@ func TestDeadCameraDoesNotStallOthers(t *testing.T) {
 	for _, fd := range res.frames {
 		count[fd.CameraId]++
 	}
-	// 12 s at 5 fps, minus connection start: the good camera keeps its rate.
-	if count["good"] < 40 {
-		t.Errorf("good camera produced %d frames in 12s (want >= 40): %v", count["good"], count)
+	// 12 s at 5 fps: the good camera keeps going while the others fail
+	// (lenient on count, the shared test machine may starve us; strict on
+	// gaps: no stall while the other cameras time out and reconnect).
+	if count["good"] < 25 {
+		t.Errorf("good camera produced %d frames in 12s (want >= 25): %v", count["good"], count)
+	}
+	var last int64
+	for _, fd := range res.frames {
+		if fd.CameraId != "good" {
+			continue
+		}
+		if last != 0 && fd.FrameTimeMs-last > 2500 && !raceEnabled {
+			t.Errorf("good camera stalled %d ms (at %d)", fd.FrameTimeMs-last, fd.FrameTimeMs)
+		}
+		last = fd.FrameTimeMs
 	}
 	if count["dead"] != 0 {
 		t.Errorf("dead camera produced frames: %v", count)
