@@ -13,9 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/connectors/rtsp"
+	"github.com/wardstream/wardstream/connectors/rtsp/events"
 	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/testutil"
+	"github.com/wardstream/wardstream/pipelines/correlation"
 	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
@@ -166,4 +168,101 @@ func TestIntegrationCameraToClickHouse(t *testing.T) {
 			frames, dets, persons, len(res.frames))
 	}
 	t.Logf("ClickHouse: %d frame rows, %d detection rows, %d PERSON_DETECTED", frames, dets, persons)
+}
+
+// TestIntegrationCrossSystem runs a synthetic camera through the rtsp role
+// and the correlation group on the real Kafka: the person the camera sees
+// confirms a pillcase intake in the camera's zone, and the person entering
+// the restricted medical device area secures the devices there.
+func TestIntegrationCrossSystem(t *testing.T) {
+	svc := testutil.Integration(t)
+	lib := needRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	p := testutil.Unique(t, "xsys") + "."
+	tp := correlation.Topics{Detections: p + "det", VideoEvents: p + "ev", Intake: p + "intake", Alerts: p + "alerts",
+		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl", DeadLetters: p + "dlq"}
+	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls, tp.DeadLetters}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ConsumeTopics(tp.Intake, tp.Commands),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 3, 1, nil, names...); err != nil {
+		t.Fatal(err)
+	}
+	ccfg := correlation.DefaultConfig()
+	ccfg.Group = testutil.Unique(t, "xsys")
+	ccfg.SweepInterval = config.Duration(time.Second)
+	ccfg.Zones = []correlation.Zone{
+		{ID: "ward-1/room-1", Locations: []string{"Room 1"}, Cameras: []string{"cam-x"}},
+		{ID: "ward-1/med-area", Cameras: []string{"cam-x"}, Devices: []string{"pump-1"}, MedicalDeviceArea: true},
+	}
+	t.Cleanup(func() {
+		c, cc := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cc()
+		_, _ = adm.DeleteTopics(c, append(names, ccfg.Group+"-table", ccfg.Group+"-loop")...)
+		_, _ = adm.DeleteGroup(c, ccfg.Group)
+	})
+
+	root := config.Default()
+	root.Tenant = "hospital-it"
+	root.Kafka.Brokers = svc.KafkaBrokers
+	root.Kafka.Partitions = 3
+	corr, err := correlation.NewRole(&root, ccfg, correlation.WithTopics(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := camera(t, rtsptest.H264)
+	cam := rtsp.Camera{ID: "cam-x", URL: srv.URL, Zone: "ward-1/room-1",
+		Areas: []events.Area{{Name: "med-cabinet", Zone: "ward-1/med-area", Restricted: true,
+			Polygon: [][2]float64{{0.5, 0.6}, {1, 0.6}, {1, 1}, {0.5, 1}}}}}
+	conn, err := rtsp.New(&root, baseConfig(t, lib, cam), rtsp.WithTopics(tp.Detections, tp.VideoEvents, tp.CameraControls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- corr.Run(rctx) }()
+	go func() { done <- conn.Run(rctx) }()
+	defer func() {
+		stop()
+		for i := 0; i < 2; i++ {
+			if err := <-done; err != nil {
+				t.Errorf("role: %v", err)
+			}
+		}
+	}()
+
+	now := time.Now().UnixMilli()
+	v, _ := codec.Marshal(&pb.MedicationIntake{Meta: &pb.Meta{Tenant: "hospital-it", EventId: "intake-x", EventTimeMs: now},
+		PatientId: "p-1", MedicationId: "m-1", IntakeTimeMs: now, Status: "taken", Location: "Room 1"})
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: tp.Intake, Key: []byte("p-1"), Value: v}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	verification := ""
+	secured := false
+	for ctx.Err() == nil && (verification == "" || !secured) {
+		pctx, pc := context.WithTimeout(ctx, time.Second)
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			switch r.Topic {
+			case tp.Intake:
+				var in pb.MedicationIntake
+				if codec.Unmarshal(r.Value, &in) == nil && in.Verification != "" {
+					verification = in.Verification
+				}
+			case tp.Commands:
+				var c pb.DeviceCommand
+				if codec.Unmarshal(r.Value, &c) == nil && c.DeviceId == "pump-1" && c.CommandType == pb.CommandType_SECURE_DEVICE {
+					secured = true
+				}
+			}
+		})
+		pc()
+	}
+	if verification != correlation.CameraConfirmed || !secured {
+		t.Fatalf("intake verification %q, pump-1 secured %v", verification, secured)
+	}
 }
