@@ -428,7 +428,7 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	// Frame time: the camera's NTP clock (RTCP sender reports) when known,
 	// else the local clock at the first packet plus RTP time since.
 	var t int64
-	if ntp, ok := cl.PacketNTP(s.tr.media, pkt); ok {
+	if ntp, ok := cl.PacketNTP(s.tr.media, pkt); ok && s.cam.c.cfg.FrameClock == "camera" {
 		t = ntp.UnixMilli()
 	} else {
 		t = s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate

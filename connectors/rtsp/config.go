@@ -50,6 +50,11 @@ type Config struct {
 	// it doubles per failure, with jitter, and resets after a healthy session.
 	ReconnectMin config.Duration `yaml:"reconnect_min"`
 	ReconnectMax config.Duration `yaml:"reconnect_max"`
+	// FrameClock picks the clock frame times come from: "camera" (default)
+	// uses the camera's NTP time from RTCP sender reports once one arrived;
+	// "local" always uses our clock at the session's first packet plus the
+	// RTP time since (for cameras whose clocks are not synchronized).
+	FrameClock string `yaml:"frame_clock"`
 	// Controls makes the role follow the camera-controls topic (sample
 	// rate boosts from the correlation processor); default true.
 	Controls bool `yaml:"controls"`
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 		ReadTimeout:     config.Duration(10 * time.Second),
 		ReconnectMin:    config.Duration(time.Second),
 		ReconnectMax:    config.Duration(30 * time.Second),
+		FrameClock:      "camera",
 		Controls:        true,
 	}
 }
@@ -157,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.MotionThreshold < 0 || c.MotionThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("motion_threshold: %v not in [0,1)", c.MotionThreshold))
+	}
+	if c.FrameClock != "camera" && c.FrameClock != "local" {
+		errs = append(errs, fmt.Errorf("frame_clock: %q (want camera or local)", c.FrameClock))
 	}
 	if !validTransport(c.Transport) {
 		errs = append(errs, fmt.Errorf("transport: %q (want tcp, udp or auto)", c.Transport))

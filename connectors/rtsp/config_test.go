@@ -35,12 +35,13 @@ func TestConfigErrors(t *testing.T) {
   rtsp:
     sample_fps: 0
     transport: quic
+    frame_clock: gps
     queue_frames: 0
     detector: {confidence: 2}
     cameras:
       - {id: a, url: 'http://h/x', areas: [{name: z, polygon: [[0,0],[1,1]], restricted: true}]}
       - {id: a}
-`, []string{"sample_fps", "transport", "queue_frames", "detector.confidence", "cameras[0].url: scheme", "cameras[0].areas[0].polygon", "cameras[1].id", "cameras[1].url: required"}},
+`, []string{"sample_fps", "transport", "frame_clock", "queue_frames", "detector.confidence", "cameras[0].url: scheme", "cameras[0].areas[0].polygon", "cameras[1].id", "cameras[1].url: required"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

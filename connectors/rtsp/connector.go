@@ -20,7 +20,8 @@
 //
 // Frame time is the RTP timestamp mapped to the wall clock: the NTP time of
 // the camera's RTCP sender reports once one arrived, else the local time of
-// the session's first packet plus the RTP time elapsed since.
+// the session's first packet plus the RTP time elapsed since (always the
+// latter with frame_clock: local).
 //
 // Sessions reconnect with exponential backoff and jitter. URLs are logged
 // with credentials redacted. The role also follows the camera-controls
