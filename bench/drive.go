@@ -786,6 +786,17 @@ func (h *harness) fillUsage() {
 	for _, s := range h.svcs {
 		h.res.Services = append(h.res.Services, RoleResult{Name: s.Name, Status: "watched", Usage: s.Usage()})
 	}
+	per := func(u *Usage) {
+		if u.CPUSeconds > 0 {
+			u.ReadingsPerCPUSecond = math.Round(float64(h.c.sent.Load()) / u.CPUSeconds)
+		}
+	}
+	for i := range h.res.Roles {
+		per(&h.res.Roles[i].Usage)
+	}
+	for i := range h.res.Services {
+		per(&h.res.Services[i].Usage)
+	}
 }
 
 func cameraNote(h *harness) {

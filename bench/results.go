@@ -62,10 +62,41 @@ type Results struct {
 	Roles       []RoleResult    `json:"roles"`
 	Services    []RoleResult    `json:"services"`
 	Correctness *Correctness    `json:"correctness,omitempty"`
-	Cameras     string          `json:"cameras"`
-	Timeline    []Sample        `json:"timeline"`
+	// Targets compares the run with the project's targets (issue 7).
+	Targets  []Target `json:"targets"`
+	Cameras  string   `json:"cameras"`
+	Timeline []Sample `json:"timeline"`
 	// Notes say what was not measured and why, in plain words.
 	Notes []string `json:"notes"`
+}
+
+// Target is one of the project's targets and whether the run met it.
+type Target struct {
+	Name     string  `json:"name"`
+	Target   string  `json:"target"`
+	Measured float64 `json:"measured"`
+	Met      bool    `json:"met"`
+}
+
+// checkTargets fills r.Targets: end-to-end rate (1M readings/min with one
+// reading per QoS1 publish, 3M batched), p99 event -> queryable <= 2 s,
+// zero lost, zero visible duplicates.
+func (r *Results) checkTargets() {
+	rate := 1e6
+	name := "delivered msgs/min end to end, one reading per QoS1 publish"
+	if r.Transport.Batch > 1 {
+		rate, name = 3e6, "delivered msgs/min end to end, batched telemetry"
+	}
+	if r.Stage != "all" {
+		name += " (stage " + r.Stage + ", not the whole path)"
+	}
+	p99 := r.Latency.EventToQueryable.P99Ms
+	r.Targets = []Target{
+		{name, fmt.Sprintf(">= %.0f", rate), math.Round(r.DeliveredPerMin), r.DeliveredPerMin >= rate},
+		{"p99 device event -> queryable (ms)", "<= 2000", p99, r.Latency.EventToQueryable.Samples > 0 && p99 <= 2000},
+		{"lost", "0", float64(r.Lost), r.Lost == 0 && r.Sent > 0},
+		{"duplicates visible", "0", float64(r.DuplicatesVisible), r.DuplicatesVisible == 0},
+	}
 }
 
 // MalformedResult compares invalid messages sent with dead letters.
@@ -183,6 +214,7 @@ func (r *Results) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating results dir: %w", err)
 	}
+	r.checkTargets()
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding results: %w", err)
@@ -246,6 +278,18 @@ func (r *Results) Markdown() string {
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
 	w("| send errors (retried) / readings given up | %d / %d |", r.SendErrors, r.SendFailed)
 	w("")
+	w("Targets (issue 7, on this machine with every server co-located):")
+	w("")
+	w("| target | goal | measured | met |")
+	w("|---|---|---|---|")
+	for _, t := range r.Targets {
+		met := "no"
+		if t.Met {
+			met = "yes"
+		}
+		w("| %s | %s | %.0f | %s |", t.Name, t.Target, t.Measured, met)
+	}
+	w("")
 	w("![rate](rate.svg)")
 	w("")
 	w("![latency](latency.svg)")
@@ -260,10 +304,10 @@ func (r *Results) Markdown() string {
 	w("")
 	w("## Processes (CPU and RSS from /proc)")
 	w("")
-	w("| process | status | CPU s | avg cores | RSS MiB | peak RSS MiB |")
-	w("|---|---|---|---|---|---|")
+	w("| process | status | CPU s | avg cores | readings per CPU s | RSS MiB | peak RSS MiB |")
+	w("|---|---|---|---|---|---|---|")
 	for _, p := range append(append([]RoleResult{}, r.Roles...), r.Services...) {
-		w("| %s | %s | %.1f | %.2f | %.0f | %.0f |", p.Name, p.Status, p.CPUSeconds, p.AvgCores, p.RSSMiB, p.PeakRSSMiB)
+		w("| %s | %s | %.1f | %.2f | %.0f | %.0f | %.0f |", p.Name, p.Status, p.CPUSeconds, p.AvgCores, p.ReadingsPerCPUSecond, p.RSSMiB, p.PeakRSSMiB)
 	}
 	w("")
 	w("## Correctness")

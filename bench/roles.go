@@ -161,6 +161,9 @@ type Usage struct {
 	Pid         int     `json:"pid"`
 	WindowSecs  float64 `json:"window_seconds"`
 	ExitedEarly string  `json:"exited_early,omitempty"`
+	// ReadingsPerCPUSecond is the run's sent readings per CPU second of
+	// this process (0 when it used no measurable CPU).
+	ReadingsPerCPUSecond float64 `json:"readings_per_cpu_second"`
 }
 
 // Usage returns the CPU and RSS used between the first and last Sample.
