@@ -115,3 +115,11 @@ func TestAppendTelemetryMatchesGeneric(t *testing.T) {
 		}
 	}
 }
+
+func TestMovingAverage(t *testing.T) {
+	got := movingAverage([][2]float64{{0, 2}, {1, 4}, {2, -6}, {3, 6}}, 2)
+	want := [][2]float64{{0, 2}, {1, 3}, {2, 2}, {3, 3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v want %v", got, want)
+	}
+}

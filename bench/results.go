@@ -237,6 +237,12 @@ func (r *Results) Write(dir string) error {
 			p99.Points = append(p99.Points, [2]float64{s.T, s.P99Ms})
 		}
 	}
+	// Rates are smoothed over 5 samples: the sink inserts in batches (1 s
+	// by default), so one-second rates alternate between 0 and bursts.
+	for _, s := range []*Series{&send, &kin, &del} {
+		s.Points = movingAverage(s.Points, 5)
+		s.Name += " (5-sample avg)"
+	}
 	rate := LineChart("Rate over time ("+r.Scenario+", stage "+r.Stage+")", "seconds since start", "readings per second", []Series{send, kin, del})
 	lat := LineChart("Latency over time: device event -> queryable", "seconds since start", "milliseconds", []Series{p50, p99})
 	if err := os.WriteFile(filepath.Join(dir, "rate.svg"), []byte(rate), 0o644); err != nil {
@@ -249,6 +255,22 @@ func (r *Results) Write(dir string) error {
 		return fmt.Errorf("writing results.md: %w", err)
 	}
 	return nil
+}
+
+// movingAverage smooths ys over a trailing window of n points; negative
+// values (counts that shrank when ClickHouse merged duplicates away) count
+// as 0.
+func movingAverage(pts [][2]float64, n int) [][2]float64 {
+	out := make([][2]float64, len(pts))
+	var sum float64
+	for i, p := range pts {
+		sum += math.Max(p[1], 0)
+		if i >= n {
+			sum -= math.Max(pts[i-n][1], 0)
+		}
+		out[i] = [2]float64{p[0], sum / float64(min(i+1, n))}
+	}
+	return out
 }
 
 // Markdown renders the human report.
