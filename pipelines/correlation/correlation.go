@@ -25,7 +25,12 @@
 // SightingEvery before the loopback, so the loopback carries a bounded rate
 // whatever the camera frame rates.
 //
-// The group does not decide who is authorized or store video.
+// The group works on live data: a zone keeps sightings back to
+// 2 x Window + Grace before now (and those pending intakes need), so
+// replaying old days decides their intakes mostly as UNVERIFIED. Consumers
+// of the intake topic see the verified copy as a second record with the
+// same event id; downstream keeps the one with a verification. The group
+// does not decide who is authorized or store video.
 package correlation
 
 import (
