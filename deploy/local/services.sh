@@ -135,7 +135,7 @@ spawn() {
   f="$(pidfile "$name")"
   rm -f "$f"
   # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' spawn "$f" "$@" </dev/null >>"$out" 2>&1 &
+  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' spawn "$f" "$@" </dev/null >>"$out" 2>&1 9>&- &
   local i
   for i in $(seq 50); do
     [ -s "$f" ] && return 0
