@@ -364,9 +364,19 @@ func (p *Processor) onIntake(ctx goka.Context, msg any) {
 	}
 	m := st.med(in.GetMedicationId())
 	for _, it := range m.Intakes {
-		if it.ID == in.GetMeta().GetEventId() {
-			return // duplicate delivery
+		if it.ID != in.GetMeta().GetEventId() {
+			continue
 		}
+		// A duplicate delivery changes nothing, except that the correlation
+		// group re-emits an intake with the same event id once a camera has
+		// verified it (or not): the verification must reach the outcome.
+		if v := in.GetVerification(); v != "" && v != it.Verif {
+			it.Verif = v
+			out := p.reverify(st, ctx.Key(), in.GetMedicationId(), m, it, p.now())
+			ctx.SetValue(st)
+			p.flush(ctx, out)
+		}
+		return
 	}
 	late := int64(schedule.DefaultLateMinutes) * 60_000
 	if sp, _ := m.specOf(); sp != nil {
@@ -389,6 +399,29 @@ func (p *Processor) onIntake(ctx goka.Context, msg any) {
 	out := p.reconcile(st, ctx.Key(), in.GetMedicationId(), m, now, nil)
 	ctx.SetValue(st)
 	p.flush(ctx, out)
+}
+
+// reverify re-emits, with a higher version, the outcome that intake it
+// decided (a matched dose, or its EXTRA outcome) now that its verification
+// changed. Nothing else about the outcome changes.
+func (p *Processor) reverify(st *State, patient, medID string, m *MedState, it *Intake, now time.Time) []emit {
+	var out []emit
+	for _, d := range m.Doses {
+		if d.IntakeID == it.ID && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
+			d.Ver++
+			out = append(out, p.outcome(st, patient, medID, m, d, d.Out, it, now))
+		}
+	}
+	if it.Extra {
+		it.ExtraVer++
+		id := schedule.ExtraID(patient, medID, it.ID)
+		out = append(out, emit{p.cfg.Topics.DoseOutcomes, patient, &pb.DoseOutcome{
+			Meta:   p.meta(st, id+"@"+strconv.FormatInt(it.ExtraVer, 10), it.T, now),
+			DoseId: id, PatientId: patient, MedicationId: medID, ScheduledTimeMs: it.T, Outcome: pb.Outcome_EXTRA, IntakeEventId: it.ID, IntakeTimeMs: it.T,
+			Version: it.ExtraVer, DeviceId: it.Dev, Ward: it.Ward, Verification: it.Verif, LocalDate: it.XDate,
+		}})
+	}
+	return out
 }
 
 // onClock is the clock visitor: meta is now in Unix ms.

@@ -414,3 +414,38 @@ func TestExtraWithoutSchedule(t *testing.T) {
 		t.Fatalf("unscheduled intake: %v", f)
 	}
 }
+
+// TestVerificationReachesOutcome: the correlation group re-emits an intake
+// with the same event id and a verification; the outcome it decided is
+// re-emitted with a higher version carrying the verification, and nothing
+// else changes. A plain duplicate changes nothing.
+func TestVerificationReachesOutcome(t *testing.T) {
+	h := newHarness(t, at("2024-07-01 06:00"))
+	h.schedule(schedFor("p", "m", "08:00"))
+	h.setNow(at("2024-07-01 08:05"))
+	in := intake("i1", "p", "m", at("2024-07-01 08:03"), "taken")
+	h.intake(in)
+	id := doseID("p", "m", "2024-07-01 08:00")
+	fin := h.final()
+	if fin[id].GetOutcome() != pb.Outcome_TAKEN_ON_TIME || fin[id].GetVerification() != "" {
+		t.Fatalf("want unverified TAKEN_ON_TIME, got %v", fin[id])
+	}
+	v1 := fin[id].GetVersion()
+	n := len(h.outs)
+	h.intake(in) // plain duplicate
+	if len(h.outs) != n {
+		t.Fatalf("duplicate intake emitted %v", h.outs[n:])
+	}
+	verified := intake("i1", "p", "m", at("2024-07-01 08:03"), "taken")
+	verified.Verification = "CAMERA_CONFIRMED"
+	h.intake(verified)
+	fin = h.final()
+	if fin[id].GetOutcome() != pb.Outcome_TAKEN_ON_TIME || fin[id].GetVerification() != "CAMERA_CONFIRMED" || fin[id].GetVersion() != v1+1 {
+		t.Fatalf("want verified TAKEN_ON_TIME v%d, got %v", v1+1, fin[id])
+	}
+	n = len(h.outs)
+	h.intake(verified) // the verified copy again: nothing new
+	if len(h.outs) != n {
+		t.Fatalf("repeated verified intake emitted %v", h.outs[n:])
+	}
+}
