@@ -43,7 +43,7 @@ func newProgress(h *harness) *progress {
 func (p *progress) baseline(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s := Sample{T: 0, KafkaIn: p.kafkaIn(qctx), ProcOut: p.procOut(qctx)}
+	s := Sample{T: 0, KafkaIn: max(0, p.kafkaIn(qctx)), ProcOut: max(0, p.procOut(qctx))}
 	// Shared runs (demo) see the tenant's earlier rows: count from here.
 	if d, err := p.h.delivered(qctx, false); err == nil {
 		p.baseDelivered = d
@@ -114,8 +114,14 @@ func (p *progress) sample(ctx context.Context) {
 	} else {
 		s.Delivered = p.last.Delivered
 	}
-	s.KafkaIn = p.kafkaIn(qctx)
-	s.ProcOut = p.procOut(qctx)
+	// A failed offsets query keeps the previous value (the run's topics
+	// are briefly unknown while they are created or deleted).
+	if s.KafkaIn = p.kafkaIn(qctx); s.KafkaIn < 0 {
+		s.KafkaIn = p.last.KafkaIn
+	}
+	if s.ProcOut = p.procOut(qctx); s.ProcOut < 0 {
+		s.ProcOut = p.last.ProcOut
+	}
 	if dt := s.T - p.last.T; dt > 0 {
 		s.SendRate = float64(s.Sent-p.last.Sent) / dt
 		s.DeliverRat = float64(s.Delivered-p.last.Delivered) / dt

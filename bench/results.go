@@ -326,10 +326,10 @@ func (r *Results) Markdown() string {
 	w("")
 	w("## Processes (CPU and RSS from /proc)")
 	w("")
-	w("| process | status | CPU s | avg cores | readings per CPU s | RSS MiB | peak RSS MiB |")
-	w("|---|---|---|---|---|---|---|")
+	w("| process | status | CPU s | avg cores | peak cores (1 interval) | readings per CPU s | RSS MiB | peak RSS MiB |")
+	w("|---|---|---|---|---|---|---|---|")
 	for _, p := range append(append([]RoleResult{}, r.Roles...), r.Services...) {
-		w("| %s | %s | %.1f | %.2f | %.0f | %.0f | %.0f |", p.Name, p.Status, p.CPUSeconds, p.AvgCores, p.ReadingsPerCPUSecond, p.RSSMiB, p.PeakRSSMiB)
+		w("| %s | %s | %.1f | %.2f | %.2f | %.0f | %.0f | %.0f |", p.Name, p.Status, p.CPUSeconds, p.AvgCores, p.PeakCores, p.ReadingsPerCPUSecond, p.RSSMiB, p.PeakRSSMiB)
 	}
 	w("")
 	w("## Correctness")

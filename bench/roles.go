@@ -43,6 +43,7 @@ type Proc struct {
 	first     procSample
 	last      procSample
 	peakRSS   int64
+	peakCores float64
 	haveFirst bool
 }
 
@@ -145,6 +146,8 @@ func (p *Proc) Sample(now time.Time) {
 	s := procSample{at: now, ticks: ticks, rss: rss}
 	if !p.haveFirst {
 		p.first, p.haveFirst = s, true
+	} else if dt := s.at.Sub(p.last.at).Seconds(); dt >= 0.5 {
+		p.peakCores = max(p.peakCores, float64(s.ticks-p.last.ticks)/clockTicks/dt)
 	}
 	p.last = s
 	if rss > p.peakRSS {
@@ -154,8 +157,10 @@ func (p *Proc) Sample(now time.Time) {
 
 // Usage is CPU and memory use of one process over the measured window.
 type Usage struct {
-	CPUSeconds  float64 `json:"cpu_seconds"`
-	AvgCores    float64 `json:"avg_cores"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	AvgCores   float64 `json:"avg_cores"`
+	// PeakCores is the highest CPU use over one sampling interval.
+	PeakCores   float64 `json:"peak_cores"`
 	RSSMiB      float64 `json:"rss_mib"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	Pid         int     `json:"pid"`
@@ -179,6 +184,7 @@ func (p *Proc) Usage() Usage {
 	if u.WindowSecs > 0 {
 		u.AvgCores = u.CPUSeconds / u.WindowSecs
 	}
+	u.PeakCores = p.peakCores
 	u.RSSMiB = float64(p.last.rss) / (1 << 20)
 	u.PeakRSSMiB = float64(p.peakRSS) / (1 << 20)
 	return u
