@@ -213,45 +213,57 @@ func (h *harness) rate() float64 {
 // the sender accepts), pillcase messages at their planned times, malformed
 // traffic at its share.
 func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd time.Time, dur time.Duration) error {
+	// Pillcases talk on their own schedule, concurrently with telemetry
+	// (a burst of schedules and buffered intakes must not stall the
+	// monitors, nor the other way round).
+	pillsDone := make(chan struct{})
+	go func() {
+		defer close(pillsDone)
+		for _, e := range fleet.PillEvents() {
+			if d := time.Until(e.At); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			if err := snd.Send(ctx, h.pillItem(&e, time.Now())); err != nil {
+				return
+			}
+		}
+	}()
+	h.sendTelemetry(ctx, snd, fleet, dur)
+	h.mu.Lock()
+	h.telemetryEnd = time.Now()
+	h.sentAtTelemetryEnd = h.c.sent.Load()
+	h.mu.Unlock()
+	select {
+	case <-pillsDone:
+	case <-ctx.Done():
+		<-pillsDone
+	}
+	return nil
+}
+
+// sendTelemetry sends monitor and pump readings (and the malformed share)
+// at the target rate, or as fast as the sender accepts, until the duration
+// or message count is reached or ctx is done.
+func (h *harness) sendTelemetry(ctx context.Context, snd sender, fleet *Fleet, dur time.Duration) {
 	sc := h.sc
 	gen := fleet.NewTelemetry()
-	pills := fleet.PillEvents()
+	if gen.Empty() {
+		return
+	}
 	rate := h.rate()
 	batch := sc.Transport.Batch
 	var generated int64
 	var malAcc float64
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	pi := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil // interrupted: results say what was sent
-		}
+	for ctx.Err() == nil {
 		now := time.Now()
-		for pi < len(pills) && !pills[pi].At.After(now) {
-			if err := snd.Send(ctx, h.pillItem(&pills[pi], now)); err != nil {
-				return nil
-			}
-			pi++
-		}
-		telemetryDone := gen.Empty() ||
-			(dur > 0 && !now.Before(h.start.Add(dur))) ||
-			(h.o.Messages > 0 && generated >= h.o.Messages)
-		if telemetryDone && h.telemetryEnd.IsZero() {
-			h.telemetryEnd = now
-			h.sentAtTelemetryEnd = h.c.sent.Load()
-		}
-		if telemetryDone && (pi >= len(pills) || h.o.Forever && ctx.Err() != nil) {
-			return nil
-		}
-		if telemetryDone {
-			// Only pillcase messages are left: wait for the next one.
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Until(pills[pi].At)):
-			}
-			continue
+		if (dur > 0 && !now.Before(h.start.Add(dur))) || (h.o.Messages > 0 && generated >= h.o.Messages) {
+			return
 		}
 		allowed := int64(math.MaxInt64)
 		if rate > 0 {
@@ -260,9 +272,8 @@ func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd ti
 		if h.o.Messages > 0 {
 			allowed = min(allowed, h.o.Messages)
 		}
-		// Send what the rate allows, but come back for due pillcase
-		// messages at least every 50 ms.
-		budget := time.Now().Add(50 * time.Millisecond)
+		// Check the clock at least every 50 ms.
+		budget := now.Add(50 * time.Millisecond)
 		for generated < allowed && time.Now().Before(budget) {
 			n := batch
 			if h.o.Messages > 0 {
@@ -271,21 +282,21 @@ func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd ti
 			rs := gen.Next(time.Now(), n)
 			generated += int64(len(rs))
 			if err := snd.Send(ctx, h.telemetryItem(rs, time.Now())); err != nil {
-				return nil
+				return
 			}
 			malAcc += sc.MalformedShare * float64(len(rs))
 			for malAcc >= 1 {
 				malAcc--
 				m := gen.Malformed(time.Now())
 				if err := snd.Send(ctx, h.readingItem(m, 1, time.Now())); err != nil {
-					return nil
+					return
 				}
 			}
 		}
 		if rate > 0 || generated >= allowed {
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-tick.C:
 			}
 		}
@@ -484,6 +495,7 @@ func (h *harness) settle(ctx context.Context, fleet *Fleet) {
 	deadline := time.Now().Add(h.sc.Settle.D())
 	needDoses := h.checksCorrectness() && len(fleet.Patients) > 0
 	doseFinal := fleet.LastDoseFinal().Add(15 * time.Second)
+	lastAlerts, quietSince := uint64(0), time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		d, err := h.delivered(qctx, false)
@@ -493,8 +505,20 @@ func (h *harness) settle(ctx context.Context, fleet *Fleet) {
 		}
 		cancel()
 		if err == nil && d >= h.c.sent.Load() && h.outstandingProbes() == 0 && (!needDoses || time.Now().After(doseFinal)) {
-			if !needDoses || h.outcomesComplete(ctx, fleet) {
+			if !needDoses {
 				return
+			}
+			// Outcomes complete, then the alert lifecycle (alert requests ->
+			// alerts group -> sink) must have gone quiet for 5 s.
+			if h.outcomesComplete(ctx, fleet) {
+				n, err := h.obs.AlertRows(ctx)
+				switch {
+				case err != nil:
+				case n != lastAlerts:
+					lastAlerts, quietSince = n, time.Now()
+				case time.Since(quietSince) >= 5*time.Second:
+					return
+				}
 			}
 		}
 		select {
@@ -503,7 +527,7 @@ func (h *harness) settle(ctx context.Context, fleet *Fleet) {
 		}
 	}
 	if ctx.Err() == nil {
-		h.note("settle: the %s settle bound passed before everything sent was visible", h.sc.Settle.D())
+		h.note("settle: the %s settle bound passed before everything sent was visible (and, with processors, every outcome and a quiet alert table)", h.sc.Settle.D())
 	}
 }
 

@@ -98,6 +98,15 @@ func (o *Observer) FastCount(ctx context.Context, table string) (uint64, error) 
 	return n, nil
 }
 
+// AlertRows counts the alert rows (every version) of the run's tenant.
+func (o *Observer) AlertRows(ctx context.Context) (uint64, error) {
+	var n uint64
+	if err := o.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE tenant = ?", o.t("alerts")), o.tenant).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting alerts: %w", err)
+	}
+	return n, nil
+}
+
 // CameraRows counts the rows of the run's cameras in a video table
 // (frames, detections, video_events).
 func (o *Observer) CameraRows(ctx context.Context, table string) (uint64, error) {
