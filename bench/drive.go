@@ -254,6 +254,11 @@ func (h *harness) sendTelemetry(ctx context.Context, snd sender, fleet *Fleet, d
 	if gen.Empty() {
 		return
 	}
+	defer func() {
+		h.mu.Lock()
+		h.failedPumps = gen.FailedPumps()
+		h.mu.Unlock()
+	}()
 	rate := h.rate()
 	batch := sc.Transport.Batch
 	var generated int64
@@ -679,12 +684,9 @@ func (h *harness) deliveryMark() (time.Time, int64) {
 // correctness compares the pipeline's outcomes, adherence and alerts with
 // the simulator's.
 func (h *harness) correctness(ctx context.Context, fleet *Fleet) (*Correctness, error) {
-	failed := map[string]bool{}
-	for _, d := range fleet.Pumps {
-		if !d.FailAt.IsZero() && !d.FailAt.After(h.start.Add(time.Duration(h.res.SendSeconds*float64(time.Second)))) {
-			failed[d.ID] = true
-		}
-	}
+	h.mu.Lock()
+	failed := h.failedPumps
+	h.mu.Unlock()
 	want := fleet.Expect(failed)
 	c := &Correctness{}
 	rows, err := h.obs.Outcomes(ctx)

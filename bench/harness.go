@@ -179,6 +179,8 @@ type harness struct {
 	telemetryEnd       time.Time
 	sentAtTelemetryEnd int64
 
+	// failedPumps are the pumps that sent PUMP_FAILURE; h.mu.
+	failedPumps map[string]bool
 	// abort is why the run stopped early (a required role died); h.mu.
 	abort error
 

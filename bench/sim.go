@@ -476,6 +476,16 @@ func (g *TelemetryGen) base(d Device, now time.Time, k int) Reading {
 	}
 }
 
+// FailedPumps returns the ids of the pumps whose PUMP_FAILURE reading was
+// generated (a pump only fails when its turn comes after its FailAt).
+func (g *TelemetryGen) FailedPumps() map[string]bool {
+	out := map[string]bool{}
+	for i := range g.failed {
+		out[g.f.Pumps[i].ID] = true
+	}
+	return out
+}
+
 // Malformed returns a deliberately invalid message, cycling through the
 // kinds of breakage the connector must dead-letter.
 func (g *TelemetryGen) Malformed(now time.Time) Reading {
