@@ -68,6 +68,16 @@ stop_all() {
     fi
     wait "${PIDS[$i]}" 2>/dev/null
   done
+  # The connector's sessions are persistent (24 h): left alone, the broker
+  # would queue every device message for them until then. The demo is
+  # over, so end them (a clean-start connect with the same client ids).
+  if command -v mosquitto_sub >/dev/null 2>&1 && [[ " ${STARTED[*]} " == *" mqtt "* ]]; then
+    local hp="${WARDSTREAM_MQTT_URL:-tcp://127.0.0.1:1883}"
+    hp="${hp#*://}"
+    for i in 0 1 2 3 4 5 6 7; do
+      timeout 5 mosquitto_sub -V mqttv5 -h "${hp%:*}" -p "${hp##*:}" -i "wardstream-mqtt-$i" -t wardstream/demo/ended -E >/dev/null 2>&1 || true
+    done
+  fi
   say "stopped everything this demo started (the services keep running: 'make services-down' stops them)"
 }
 trap 'stop_all; exit 130' INT TERM
