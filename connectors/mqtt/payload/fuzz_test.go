@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
+
+	"github.com/wardstream/wardstream/connectors/mqtt/devicesim"
 
 	"github.com/wardstream/wardstream/connectors/mqtt/payload"
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -68,4 +71,44 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzFastBody is a differential test: whenever the hand-written fast path
+// accepts an input, encoding/json (the reference) must accept it too and
+// produce the same body; and the fast path must accept the payloads devices
+// actually send.
+func FuzzFastBody(f *testing.F) {
+	for _, s := range []string{
+		`{"messageId":"m1","deviceId":"d1","timestamp":1700000000000,"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80},"spo2":97.5,"x":[1,{"y":null}],"online":true}`,
+		`{"messageId":17,"deviceId":"d1","intakeTime":"2026-03-10T11:00:00Z","status":"taken","dosage":1e0,"unit":null}`,
+		`{"DEVICEID":"d1"}`, `{"deviceId":"d\u00e9"}`, `{"heartRate":"72"}`, `{"a":1,}`, `{"messageId":1e400}`, `{"bloodPressure":{"Systolic":1}}`,
+		` {"deviceId" : "d1" , "severity":-0.5 } `, `{"deviceId":"d1"}x`, `{"timestamp":null,"bloodPressure":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var fast, ref payload.FastDecodeResult
+		okFast := payload.FastDecode(raw, &fast)
+		okRef := payload.RefDecode(raw, &ref)
+		if okFast && !okRef {
+			t.Fatalf("fast path accepted what encoding/json rejects: %q", raw)
+		}
+		if okFast && !reflect.DeepEqual(fast, ref) {
+			t.Fatalf("fast path and encoding/json differ on %q:\nfast %+v\nref  %+v", raw, fast, ref)
+		}
+	})
+}
+
+func TestFastPathCoversDevicePayloads(t *testing.T) {
+	sim := devicesim.Options{Tenant: "h1", DeviceType: "monitor", RunID: "r"}
+	_, single := sim.Payload(1, 1, now)
+	var r payload.FastDecodeResult
+	if !payload.FastDecode(single, &r) {
+		t.Errorf("the fast path rejects a simulated reading: %s", single)
+	}
+	sim.Batch = 3
+	_, batch := sim.Payload(1, 1, now)
+	if !payload.FastBatch(batch) {
+		t.Errorf("the fast path rejects a simulated batch: %s", batch)
+	}
 }

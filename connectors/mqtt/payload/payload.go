@@ -11,6 +11,15 @@
 // alertType, medicationDose, administrationRate, ...). Unknown fields are
 // ignored. It does not know MQTT topics: the caller resolves the topic into
 // a [Type] and a [Source] (tenant, device type, device id, kind).
+//
+// Decoding tries a hand-written fast path first (fast.go) and falls back to
+// encoding/json, which stays the reference and owns every error message.
+// Why hand-written rather than a faster JSON library: measured on this
+// package's benchmark in one run, github.com/goccy/go-json v0.10.5 gave
+// 1.37x over encoding/json, the fast path 1.9x (single reading) to 2.5x
+// (batch of 100), and goccy's error types would change the dead-letter
+// reasons. FuzzFastBody holds the fast path to the reference: whenever it
+// accepts an input, encoding/json must produce the identical body.
 package payload
 
 import (
@@ -312,11 +321,12 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 	if errors.As(err, &pe) {
 		reason = pe.Reason
 	}
+	// Errors may quote the offending bytes; protobuf strings must be UTF-8.
 	dl := &pb.DeadLetter{
 		Meta: &pb.Meta{Tenant: tenantOf(src.Tenant, o), EventId: EventID("", src.DeviceID, src.Topic, raw),
 			EventTimeMs: o.Now.UnixMilli(), IngestTimeMs: o.Now.UnixMilli(), Source: src.Topic},
 		Stage: Stage, SourceTopic: src.Topic, Key: []byte(src.DeviceID), Raw: append([]byte(nil), raw...),
-		Reason: string(reason), Error: err.Error(), SourcePartition: -1, SourceOffset: -1,
+		Reason: string(reason), Error: strings.ToValidUTF8(err.Error(), "\uFFFD"), SourcePartition: -1, SourceOffset: -1,
 	}
 	return Out{Topic: topics.DeadLetters, Key: src.Topic, Msg: dl, Reason: reason}
 }
@@ -335,6 +345,10 @@ func decodeOne(t Type, src Source, raw []byte, o Options) (Out, error) {
 		}
 	}
 	var b body
+	if fastBody(raw, &b) {
+		return build(t, src, &b, raw, o)
+	}
+	b = body{}
 	if err := json.Unmarshal(raw, &b); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
@@ -599,12 +613,15 @@ var batchTypes = map[string]struct {
 
 func decodeBatch(src Source, raw []byte, o Options) []Out {
 	var bb batchBody
-	if err := json.Unmarshal(raw, &bb); err != nil {
-		r := ReasonMalformedJSON
-		if json.Valid(raw) {
-			r = ReasonBatchMalformed
+	if !fastBatch(raw, &bb) {
+		bb = batchBody{}
+		if err := json.Unmarshal(raw, &bb); err != nil {
+			r := ReasonMalformedJSON
+			if json.Valid(raw) {
+				r = ReasonBatchMalformed
+			}
+			return []Out{DeadLetter(src, raw, o, reject(r, "batch: %w", err))}
 		}
-		return []Out{DeadLetter(src, raw, o, reject(r, "batch: %w", err))}
 	}
 	if bb.DeviceID == nil || *bb.DeviceID == "" {
 		return []Out{DeadLetter(src, raw, o, reject(ReasonMissingField, "batch deviceId is missing"))}
@@ -626,13 +643,16 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 	out := make([]Out, 0, len(bb.Messages))
 	for i, m := range bb.Messages {
 		var b body
-		if err := json.Unmarshal(m, &b); err != nil {
-			r := ReasonInvalidValue
-			if !json.Valid(m) {
-				r = ReasonMalformedJSON
+		if !fastBody(m, &b) {
+			b = body{}
+			if err := json.Unmarshal(m, &b); err != nil {
+				r := ReasonInvalidValue
+				if !json.Valid(m) {
+					r = ReasonMalformedJSON
+				}
+				out = append(out, DeadLetter(bsrc, m, o, reject(r, "batch %s message %d: %w", bb.BatchID, i, err)))
+				continue
 			}
-			out = append(out, DeadLetter(bsrc, m, o, reject(r, "batch %s message %d: %w", bb.BatchID, i, err)))
-			continue
 		}
 		bt, ok := batchTypes[b.Type]
 		if !ok {

@@ -1,0 +1,522 @@
+package payload
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// The fast path: a hand-written decoder for the flat objects devices send.
+// It fills the same body that encoding/json would, or gives up (ok=false)
+// on anything it does not handle exactly like encoding/json (escapes,
+// non-ASCII, case-folded keys, schedule fields, type mismatches, invalid
+// JSON); the caller then decodes with encoding/json, which stays the
+// reference. FuzzFastBody checks that whenever the fast path succeeds,
+// encoding/json produces the same body.
+
+type scanner struct {
+	d []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.d) {
+		switch s.d[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.d) {
+		return s.d[s.i]
+	}
+	return 0
+}
+
+// str reads a string without escapes or non-ASCII bytes and returns its
+// contents (a subslice).
+func (s *scanner) str() ([]byte, bool) {
+	if s.peek() != '"' {
+		return nil, false
+	}
+	s.i++
+	start := s.i
+	for s.i < len(s.d) {
+		c := s.d[s.i]
+		switch {
+		case c == '"':
+			v := s.d[start:s.i]
+			s.i++
+			return v, true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// num reads a number in JSON's grammar and returns its text.
+func (s *scanner) num() ([]byte, bool) {
+	start := s.i
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case c >= '1' && c <= '9':
+		for s.i < len(s.d) && s.d[s.i] >= '0' && s.d[s.i] <= '9' {
+			s.i++
+		}
+	default:
+		return nil, false
+	}
+	if s.peek() == '.' {
+		s.i++
+		if c := s.peek(); c < '0' || c > '9' {
+			return nil, false
+		}
+		for s.i < len(s.d) && s.d[s.i] >= '0' && s.d[s.i] <= '9' {
+			s.i++
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if c := s.peek(); c < '0' || c > '9' {
+			return nil, false
+		}
+		for s.i < len(s.d) && s.d[s.i] >= '0' && s.d[s.i] <= '9' {
+			s.i++
+		}
+	}
+	return s.d[start:s.i], true
+}
+
+func (s *scanner) lit(w string) bool {
+	if len(s.d)-s.i >= len(w) && string(s.d[s.i:s.i+len(w)]) == w {
+		s.i += len(w)
+		return true
+	}
+	return false
+}
+
+// skip skips any value (validating it) up to depth levels deep.
+func (s *scanner) skip(depth int) bool {
+	if depth > 32 {
+		return false
+	}
+	switch c := s.peek(); {
+	case c == '"':
+		_, ok := s.str()
+		return ok
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, ok := s.num()
+		return ok
+	case c == 't':
+		return s.lit("true")
+	case c == 'f':
+		return s.lit("false")
+	case c == 'n':
+		return s.lit("null")
+	case c == '[':
+		s.i++
+		s.ws()
+		if s.peek() == ']' {
+			s.i++
+			return true
+		}
+		for {
+			s.ws()
+			if !s.skip(depth + 1) {
+				return false
+			}
+			s.ws()
+			switch s.peek() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '{':
+		return s.object(func([]byte) bool { return s.skip(depth + 1) })
+	}
+	return false
+}
+
+// object reads an object, calling field for each key with the scanner at
+// the value.
+func (s *scanner) object(field func(key []byte) bool) bool {
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	s.ws()
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		k, ok := s.str()
+		if !ok {
+			return false
+		}
+		s.ws()
+		if s.peek() != ':' {
+			return false
+		}
+		s.i++
+		s.ws()
+		if !field(k) {
+			return false
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+func (s *scanner) end() bool {
+	s.ws()
+	return s.i == len(s.d)
+}
+
+// float reads a number or null into *p (null sets nil, as encoding/json).
+func (s *scanner) float(p **float64) bool {
+	if s.peek() == 'n' {
+		if !s.lit("null") {
+			return false
+		}
+		*p = nil
+		return true
+	}
+	t, ok := s.num()
+	if !ok {
+		return false
+	}
+	f, err := strconv.ParseFloat(string(t), 64)
+	if err != nil {
+		return false
+	}
+	*p = &f
+	return true
+}
+
+// strp reads a string or null into *p.
+func (s *scanner) strp(p **string) bool {
+	if s.peek() == 'n' {
+		if !s.lit("null") {
+			return false
+		}
+		*p = nil
+		return true
+	}
+	v, ok := s.str()
+	if !ok {
+		return false
+	}
+	x := string(v)
+	*p = &x
+	return true
+}
+
+// strv reads a string (null leaves *p unchanged, as encoding/json).
+func (s *scanner) strv(p *string) bool {
+	if s.peek() == 'n' {
+		return s.lit("null")
+	}
+	v, ok := s.str()
+	if ok {
+		*p = string(v)
+	}
+	return ok
+}
+
+func (s *scanner) id(p *idValue) bool {
+	switch c := s.peek(); {
+	case c == 'n':
+		return s.lit("null")
+	case c == '"':
+		v, ok := s.str()
+		if ok {
+			*p = idValue(v)
+		}
+		return ok
+	default:
+		v, ok := s.num()
+		if !ok {
+			return false
+		}
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			return false
+		}
+		*p = idValue(v)
+		return true
+	}
+}
+
+func (s *scanner) ts(p **tsValue) bool {
+	if s.peek() == 'n' {
+		if !s.lit("null") {
+			return false
+		}
+		*p = nil
+		return true
+	}
+	start := s.i
+	var ok bool
+	if s.peek() == '"' {
+		_, ok = s.str()
+	} else {
+		_, ok = s.num()
+	}
+	if !ok {
+		return false
+	}
+	ms, err := parseTime(s.d[start:s.i])
+	if err != nil {
+		return false
+	}
+	v := tsValue(ms)
+	*p = &v
+	return true
+}
+
+// bodyKeys are the keys the fast path decodes; other keys that fold to one
+// of body's keys send us to encoding/json (it matches keys case-insensitively).
+var bodyKeys = func() []string {
+	var ks []string
+	for _, f := range []string{"messageId", "id", "eventId", "deviceId", "deviceType", "patientId", "medicationId", "tenant", "type", "ward",
+		"location", "timestamp", "intakeTime", "status", "online", "dosage", "unit", "verificationMethod", "method", "batteryLevel",
+		"deviceBattery", "signalStrength", "firmwareVersion", "heartRate", "bloodPressure", "systolic", "diastolic", "systolicBp",
+		"diastolicBp", "spo2", "oxygenSaturation", "temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate",
+		"severity", "alertType", "message", "quality", "medicationName", "timezone", "times", "daysOfWeek", "startDate", "endDate",
+		"dosesPerTime", "graceMinutes", "lateWindowMinutes", "earlyWindowMinutes", "version", "deleted",
+		"batchId", "messages", "count"} {
+		ks = append(ks, f)
+	}
+	return ks
+}()
+
+func foldsToKnown(k []byte) bool {
+	for _, f := range bodyKeys {
+		if len(f) == len(k) && strings.EqualFold(f, string(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// fastBody decodes data into b; false means "use encoding/json".
+func fastBody(data []byte, b *body) bool {
+	s := scanner{d: data}
+	s.ws()
+	ok := s.object(func(k []byte) bool {
+		switch string(k) {
+		case "messageId":
+			return s.id(&b.MessageID)
+		case "id":
+			return s.id(&b.ID)
+		case "eventId":
+			return s.id(&b.EventID)
+		case "deviceId":
+			return s.strp(&b.DeviceID)
+		case "patientId":
+			return s.strp(&b.PatientID)
+		case "medicationId":
+			return s.strp(&b.MedicationID)
+		case "status":
+			return s.strp(&b.Status)
+		case "deviceType":
+			return s.strv(&b.DeviceType)
+		case "tenant":
+			return s.strv(&b.Tenant)
+		case "type":
+			return s.strv(&b.Type)
+		case "ward":
+			return s.strv(&b.Ward)
+		case "location":
+			return s.strv(&b.Location)
+		case "unit":
+			return s.strv(&b.Unit)
+		case "verificationMethod":
+			return s.strv(&b.Method)
+		case "method":
+			return s.strv(&b.Method2)
+		case "firmwareVersion":
+			return s.strv(&b.Firmware)
+		case "alertType":
+			return s.strv(&b.AlertType)
+		case "message":
+			return s.strv(&b.Message)
+		case "quality":
+			return s.strv(&b.Quality)
+		case "timestamp":
+			return s.ts(&b.Timestamp)
+		case "intakeTime":
+			return s.ts(&b.IntakeTime)
+		case "online":
+			switch {
+			case s.lit("true"):
+				t := true
+				b.Online = &t
+			case s.lit("false"):
+				f := false
+				b.Online = &f
+			case s.lit("null"):
+				b.Online = nil
+			default:
+				return false
+			}
+			return true
+		case "dosage":
+			return s.float(&b.Dosage)
+		case "batteryLevel":
+			return s.float(&b.Battery)
+		case "deviceBattery":
+			return s.float(&b.Battery2)
+		case "signalStrength":
+			return s.float(&b.Signal)
+		case "heartRate":
+			return s.float(&b.HeartRate)
+		case "systolic":
+			return s.float(&b.Systolic)
+		case "diastolic":
+			return s.float(&b.Diastolic)
+		case "systolicBp":
+			return s.float(&b.SystolicBp)
+		case "diastolicBp":
+			return s.float(&b.DiastolicBp)
+		case "spo2":
+			return s.float(&b.SpO2)
+		case "oxygenSaturation":
+			return s.float(&b.OxygenSat)
+		case "temperature":
+			return s.float(&b.Temperature)
+		case "respiratoryRate":
+			return s.float(&b.Respiratory)
+		case "glucose":
+			return s.float(&b.Glucose)
+		case "medicationDose":
+			return s.float(&b.Dose)
+		case "administrationRate":
+			return s.float(&b.Rate)
+		case "severity":
+			return s.float(&b.Severity)
+		case "bloodPressure":
+			if s.lit("null") {
+				b.BloodPressure = nil
+				return true
+			}
+			if b.BloodPressure == nil {
+				b.BloodPressure = &struct {
+					Systolic  *float64 `json:"systolic"`
+					Diastolic *float64 `json:"diastolic"`
+				}{}
+			}
+			bp := b.BloodPressure
+			return s.object(func(k []byte) bool {
+				switch string(k) {
+				case "systolic":
+					return s.float(&bp.Systolic)
+				case "diastolic":
+					return s.float(&bp.Diastolic)
+				}
+				if strings.EqualFold(string(k), "systolic") || strings.EqualFold(string(k), "diastolic") {
+					return false
+				}
+				return s.skip(1)
+			})
+		}
+		if foldsToKnown(k) {
+			// Schedule fields, batch fields, or a case variant: the
+			// reference decoder handles them.
+			return false
+		}
+		return s.skip(0)
+	})
+	return ok && s.end()
+}
+
+// fastBatch decodes a batch envelope; Messages are subslices of data.
+func fastBatch(data []byte, bb *batchBody) bool {
+	s := scanner{d: data}
+	s.ws()
+	ok := s.object(func(k []byte) bool {
+		switch string(k) {
+		case "batchId":
+			return s.id(&bb.BatchID)
+		case "deviceId":
+			return s.strp(&bb.DeviceID)
+		case "tenant":
+			return s.strv(&bb.Tenant)
+		case "count":
+			if s.peek() == 'n' {
+				return false
+			}
+			t, ok := s.num()
+			if !ok {
+				return false
+			}
+			n, err := strconv.Atoi(string(t))
+			if err != nil {
+				return false
+			}
+			bb.Count = &n
+			return true
+		case "messages":
+			if s.peek() != '[' {
+				return false
+			}
+			s.i++
+			s.ws()
+			bb.Messages = bb.Messages[:0]
+			if s.peek() == ']' {
+				s.i++
+				return true
+			}
+			for {
+				s.ws()
+				start := s.i
+				if !s.skip(1) {
+					return false
+				}
+				bb.Messages = append(bb.Messages, json.RawMessage(s.d[start:s.i]))
+				s.ws()
+				switch s.peek() {
+				case ',':
+					s.i++
+				case ']':
+					s.i++
+					return true
+				default:
+					return false
+				}
+			}
+		}
+		if foldsToKnown(k) {
+			return false
+		}
+		return s.skip(0)
+	})
+	return ok && s.end()
+}
