@@ -106,13 +106,13 @@ type Connector struct {
 	deltaTopic template
 	shadow     *shadow.Processor
 
-	kcl      *kgo.Client
-	cms      []*autopaho.ConnectionManager
-	up       atomic.Int32 // sessions up
+	kcl *kgo.Client
+	cms []*autopaho.ConnectionManager
+	up  atomic.Int32 // sessions up
 	// slots bounds messages waiting for Kafka across all sessions, even if
 	// a broker ignores our receive maximum: onPublish blocks on it, which
 	// stops reading from that session.
-	slots chan struct{}
+	slots    chan struct{}
 	stopping atomic.Bool
 	ran      atomic.Bool
 }

@@ -360,7 +360,11 @@ func TestIntegrationCommandsAndShadow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	produce(topics.Commands, dev, &pb.DeviceCommand{Meta: &pb.Meta{Tenant: "it"}, CommandId: "c-ping", DeviceId: dev, CommandType: pb.CommandType_PING, PayloadJson: `{"note":"hello"}`})
+	produce(topics.Commands, dev, &pb.DeviceCommand{Meta: &pb.Meta{Tenant: "it"}, CommandId: "c-ping", DeviceId: dev, CommandType: pb.CommandType_PING,
+		// A generous per-command timeout: the ack travels device -> Mosquitto
+		// -> connector -> Kafka, which takes seconds on a loaded CI machine;
+		// c-reset keeps the configured 2 s and is never acked.
+		TimeoutMs: 30_000, PayloadJson: `{"note":"hello"}`})
 	produce(topics.Commands, dev, &pb.DeviceCommand{Meta: &pb.Meta{Tenant: "it"}, CommandId: "c-reset", DeviceId: dev, CommandType: pb.CommandType_TRIGGER_REMINDER, PayloadJson: `{"medicationId":"m1"}`})
 
 	states := map[string]pb.CommandState{}
