@@ -34,13 +34,14 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{"version", "", "Print the wardstream version.", cmdVersion},
-		{"topics", "apply|list [flags]", "Create/update the Kafka topics of the topic catalog (apply), or print them one per line (list).", cmdTopics},
+		{"topics", "apply|list|manifest [flags]", "Create/update the Kafka topics of the topic catalog (apply), print them one per line (list), or as Strimzi KafkaTopic resources (manifest).", cmdTopics},
 		{"migrate", "[flags]", "Apply the ClickHouse schema migrations (idempotent, ordered, version-aware).", cmdMigrate},
 		{"run", "--roles mqtt,rtsp,processors,sink,api [flags]", "Run one or more roles until interrupted.", cmdRun},
 		{"tail", "TOPIC [--from-beginning] [--max N] [--timeout D]", "Print the records of a catalog topic as JSON lines.", cmdTail},
 		{"bench", "--scenario FILE [--duration D | --messages N] [--stage all|mqtt|kafka|sink] --out DIR", "Drive load through the pipeline and write results.json and results.md.", cmdBench},
 		{"schedules", "apply FILE.yaml [flags]", "Publish dose schedules from a YAML file to the schedule topic.", cmdSchedules},
 		{"validate", "FILE", "Validate a topology file fully; errors carry line numbers.", cmdValidate},
+		{"shadow", "set DEVICE key=value... [--tenant T]", "Set a device's desired state; the mqtt role versions the shadow and pushes the delta to the device.", cmdShadow},
 		{"token", "[--role admin|medical_staff|analyst] [--tenant T] [--user U] [--ttl D] [--url]", "Mint a bearer token for the API with the demo signing key (api.auth.demo_key_file).", cmdToken},
 	}
 }

@@ -34,6 +34,9 @@ func TestCLIErrors(t *testing.T) {
 		{"tail needs topic", []string{"tail"}, 2, "want a TOPIC"},
 		{"tail unknown topic", []string{"tail", "nope"}, 2, "not a catalog topic"},
 		{"run unknown role", []string{"run", "--roles", "teleport", "--config", "/dev/null"}, 2, `unknown role "teleport"`},
+		{"shadow needs set", []string{"shadow"}, 2, "wardstream shadow set DEVICE"},
+		{"shadow needs key=value", []string{"shadow", "set", "pc-1"}, 2, "at least one key=value"},
+		{"shadow bad pair", []string{"shadow", "set", "pc-1", "novalue"}, 2, "novalue"},
 		{"help", []string{"--help"}, 0, "Commands:"},
 		{"command help", []string{"run", "--help"}, 0, ""},
 	}
