@@ -28,13 +28,13 @@ func cmdMigrate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, cluster := e.cfg.ClickHouse.Database, e.cfg.ClickHouse.Cluster
+	db, cluster, sharded := e.cfg.ClickHouse.Database, e.cfg.ClickHouse.Cluster, e.cfg.ClickHouse.Sharded
 	if *print != "" {
 		p := chschema.Profile(*print)
 		if p != chschema.Modern && p != chschema.Compat {
 			return fmt.Errorf("%w: --print must be modern or compat, not %q", errUsage, *print)
 		}
-		for _, q := range chschema.Plan(chschema.Target{Database: db, Cluster: cluster, Caps: chschema.CapsFor(p)}) {
+		for _, q := range chschema.Plan(chschema.Target{Database: db, Cluster: cluster, Sharded: sharded, Caps: chschema.CapsFor(p)}) {
 			fmt.Printf("%s;\n\n", q)
 		}
 		return nil
@@ -55,7 +55,7 @@ func cmdMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	m := &chschema.Migrator{Conn: chschema.Adapt(conn), Database: db, Cluster: cluster, Log: e.log}
+	m := &chschema.Migrator{Conn: chschema.Adapt(conn), Database: db, Cluster: cluster, Sharded: sharded, Log: e.log}
 	res, err := m.Migrate(ctx)
 	for _, id := range res.Applied {
 		fmt.Printf("%s\tapplied\n", id)
@@ -69,7 +69,7 @@ func cmdMigrate(ctx context.Context, args []string) error {
 	if len(users) == 0 {
 		return nil
 	}
-	tg := chschema.Target{Database: db, Cluster: cluster, Caps: chschema.CapsFor(res.Profile)}
+	tg := chschema.Target{Database: db, Cluster: cluster, Sharded: sharded, Caps: chschema.CapsFor(res.Profile)}
 	if err := chschema.ApplyBIAccess(ctx, chschema.Adapt(conn), tg, users); err != nil {
 		return err
 	}

@@ -144,7 +144,10 @@ type ClickHouse struct {
 	// PasswordEnv names the env var holding the password (never in the file).
 	PasswordEnv string `yaml:"password_env"`
 	// Cluster, when set, makes migrations emit ON CLUSTER / Replicated*.
-	Cluster     string   `yaml:"cluster"`
+	Cluster string `yaml:"cluster"`
+	// Sharded (needs Cluster) puts every table on several shards: local
+	// replicated tables and Distributed tables over them.
+	Sharded     bool     `yaml:"sharded"`
 	DialTimeout Duration `yaml:"dial_timeout"`
 	TLS         TLS      `yaml:"tls"`
 }
@@ -298,6 +301,9 @@ func (r *Root) Validate() error {
 		if _, _, err := splitHostPort(a); err != nil {
 			add(fmt.Sprintf("clickhouse.addr[%d]", i), "%q is not host:port", a)
 		}
+	}
+	if r.ClickHouse.Sharded && r.ClickHouse.Cluster == "" {
+		add("clickhouse.sharded", "needs clickhouse.cluster (the cluster whose shards hold the tables)")
 	}
 	if r.ClickHouse.Database == "" {
 		add("clickhouse.database", "must not be empty")

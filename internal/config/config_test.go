@@ -21,6 +21,8 @@ func TestParse(t *testing.T) {
 		{"bad compression", "kafka:\n  compression: rar\n", "kafka.compression"},
 		{"old sarama", "kafka:\n  sarama_version: 0.11.0\n", "kafka.sarama_version"},
 		{"bad mqtt url", "mqtt:\n  url: 127.0.0.1:1883\n", "mqtt.url"},
+		{"sharded without cluster", "clickhouse:\n  sharded: true\n", "clickhouse.sharded: needs clickhouse.cluster"},
+		{"sharded cluster", "clickhouse:\n  cluster: ws\n  sharded: true\n", ""},
 		{"many errors joined", "tenant: ''\nclickhouse:\n  database: ''\n", "clickhouse.database"},
 	}
 	for _, tc := range cases {

@@ -67,7 +67,13 @@ func biRoleStatements(tg Target) []string {
 	for _, v := range v3Views() {
 		objs = append(objs, v.Name)
 	}
-	objs = append(objs, biReadTables()...)
+	for _, t := range biReadTables() {
+		objs = append(objs, t)
+		if tg.sharded() {
+			// Distributed reads run as the invoker on every shard.
+			objs = append(objs, tg.Local(t))
+		}
+	}
 	for _, o := range objs {
 		out = append(out, fmt.Sprintf("GRANT%s SELECT ON %s TO %s", tg.onCluster(), tg.q(o), role))
 	}
@@ -90,8 +96,14 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
 	}
 	for _, t := range biReadTables() {
-		out = append(out, fmt.Sprintf("CREATE ROW POLICY IF NOT EXISTS %s%s ON %s FOR SELECT USING tenant = %s TO %s",
-			quoteIdent("tenant_"+u.Name), tg.onCluster(), tg.q(t), quoteString(u.Tenant), name))
+		on := []string{t}
+		if tg.sharded() {
+			on = append(on, tg.Local(t))
+		}
+		for _, o := range on {
+			out = append(out, fmt.Sprintf("CREATE ROW POLICY IF NOT EXISTS %s%s ON %s FOR SELECT USING tenant = %s TO %s",
+				quoteIdent("tenant_"+u.Name), tg.onCluster(), tg.q(o), quoteString(u.Tenant), name))
+		}
 	}
 	return out, nil
 }
@@ -210,7 +222,7 @@ func TenantStatements(tg Target, tenant string, existing map[string]bool) ([]str
 				// Inserts made by a materialized view do not trigger the
 				// views of its target table on old servers, so a rollup's
 				// copy is fed from the rollup's own source, filtered.
-				feed = strings.Replace(strings.ReplaceAll(r.Select, "{db}", quoteIdent(tg.Database)),
+				feed = strings.Replace(r.selectFor(tg),
 					" GROUP BY ", " WHERE tenant = "+quoteString(tenant)+" GROUP BY ", 1)
 			}
 		}

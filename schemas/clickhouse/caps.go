@@ -34,9 +34,19 @@
 // # Cluster
 //
 // With a cluster name, every statement carries ON CLUSTER and tables use the
-// Replicated* engines with the conventional {shard}/{replica} macros. We
-// create replicated local tables only (one shard, many replicas); sharding
-// with Distributed tables is not done here.
+// Replicated* engines with the conventional {shard}/{replica} macros.
+//
+// With Sharded as well, every table T becomes a replicated local table
+// T_local on each shard plus a Distributed table T over them, sharded by
+// cityHash64 of the table's first two identity columns (tenant and the
+// patient, device, camera or alert; event_id where the second would be a
+// time). Every copy of a row has the same identity, so duplicates land on
+// the same shard and ReplacingMergeTree, FINAL and argMax stay exact. The
+// sink inserts into T (synchronously: the insert returns once every shard
+// has the rows); rollup materialized views read T_local and write R_local
+// on each shard, with a Distributed R over them; the BI views read the
+// Distributed tables; row policies and grants cover both. The migrations
+// table is one replicated table across all shards ('/all/' in its path).
 //
 // What it does not do: it does not write rows (sinks/clickhouse does) and
 // it never drops tables or data except expired partitions on request.
@@ -120,7 +130,25 @@ type Target struct {
 	Database string
 	// Cluster, when set, adds ON CLUSTER and Replicated* engines.
 	Cluster string
+	// Sharded (with Cluster) splits every table into replicated local
+	// tables (name + [LocalSuffix]) and a Distributed table over them.
+	Sharded bool
 	Caps    Caps
+}
+
+// LocalSuffix names the per-shard table behind a Distributed one.
+const LocalSuffix = "_local"
+
+// sharded reports whether tg renders Distributed tables.
+func (t Target) sharded() bool { return t.Sharded && t.Cluster != "" }
+
+// Local returns the name of the table holding name's rows on a node: name
+// itself, or name + [LocalSuffix] when sharded.
+func (t Target) Local(name string) string {
+	if t.sharded() {
+		return name + LocalSuffix
+	}
+	return name
 }
 
 // onCluster is the ON CLUSTER clause, or "".

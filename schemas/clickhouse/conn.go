@@ -87,14 +87,14 @@ func ExpiredPartitions(tg Target, partitions map[string][]string, now time.Time)
 			continue
 		}
 		cutoff := now.UTC().AddDate(0, 0, -t.RetentionDays)
-		for _, p := range partitions[t.Name] {
+		for _, p := range partitions[tg.Local(t.Name)] {
 			month, err := time.Parse("200601", p)
 			if err != nil {
 				continue // not a month partition
 			}
 			// The partition's newest possible row is just before the next month.
 			if month.AddDate(0, 1, 0).Before(cutoff) {
-				out = append(out, fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %s", tg.q(t.Name), tg.onCluster(), p))
+				out = append(out, fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %s", tg.q(tg.Local(t.Name)), tg.onCluster(), p))
 			}
 		}
 	}

@@ -273,3 +273,71 @@ func TestUsersXMLWellFormed(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSharded pins the sharded variant: every table is a replicated
+// local table plus a Distributed table keyed so that every copy of a row
+// lands on one shard; rollups aggregate per shard; views read the
+// Distributed tables; the migrations record is shared by all shards.
+func TestPlanSharded(t *testing.T) {
+	tg := chschema.Target{Database: "wardstream", Cluster: "ws", Sharded: true, Caps: chschema.CapsFor(chschema.Modern)}
+	stmts := chschema.Plan(tg)
+	ddl := strings.Join(stmts, ";\n")
+	for _, m := range []string{
+		"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/wardstream/schema_migrations', '{replica}', applied_at)",
+		"CREATE TABLE IF NOT EXISTS wardstream.vitals_local ON CLUSTER ws\n(",
+		"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/wardstream/vitals_local', '{replica}')",
+		"CREATE TABLE IF NOT EXISTS wardstream.vitals ON CLUSTER ws AS wardstream.vitals_local\nENGINE = Distributed('ws', 'wardstream', 'vitals_local', cityHash64(tenant, device_id))",
+		"ENGINE = Distributed('ws', 'wardstream', 'dose_outcomes_local', cityHash64(tenant, patient_id))",
+		"ENGINE = Distributed('ws', 'wardstream', 'alerts_local', cityHash64(tenant, alert_id))",
+		"ENGINE = Distributed('ws', 'wardstream', 'detections_local', cityHash64(tenant, camera_id))",
+		"ENGINE = Distributed('ws', 'wardstream', 'audit_local', cityHash64(tenant, event_id))",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS wardstream.vitals_1m_mv ON CLUSTER ws TO wardstream.vitals_1m_local AS",
+		"FROM wardstream.vitals_local GROUP BY tenant, ward, device_id, minute",
+		"FROM wardstream.adherence_local GROUP BY", "FROM wardstream.detections_local GROUP BY", "FROM wardstream.alerts_local GROUP BY",
+		"ENGINE = Distributed('ws', 'wardstream', 'vitals_1m_local', rand())",
+		"FROM wardstream.adherence_daily GROUP BY", "FROM wardstream.dose_outcomes GROUP BY tenant, dose_id",
+		"GRANT ON CLUSTER ws SELECT ON wardstream.dose_outcomes_local TO wardstream_bi",
+	} {
+		if !strings.Contains(ddl, m) {
+			t.Errorf("sharded DDL lacks %q", m)
+		}
+	}
+	// Every table of the sink exists as a Distributed table over a local one.
+	for _, tb := range chschema.Tables() {
+		local, dist := false, false
+		for _, s := range stmts {
+			local = local || strings.HasPrefix(s, "CREATE TABLE IF NOT EXISTS wardstream."+tb.Name+"_local ON CLUSTER ws\n")
+			dist = dist || strings.HasPrefix(s, "CREATE TABLE IF NOT EXISTS wardstream."+tb.Name+" ON CLUSTER ws AS wardstream."+tb.Name+"_local\nENGINE = Distributed(")
+		}
+		if !local || !dist {
+			t.Errorf("table %s: local %v, distributed %v", tb.Name, local, dist)
+		}
+		// The shard key's columns are all part of the row's identity.
+		key := strings.TrimSuffix(strings.TrimPrefix(tb.ShardKey(), "cityHash64("), ")")
+		for _, c := range strings.Split(key, ", ") {
+			if !strings.Contains(strings.Join(tb.OrderBy, ","), c) {
+				t.Errorf("table %s: shard key column %s is not in ORDER BY %v", tb.Name, c, tb.OrderBy)
+			}
+		}
+	}
+	// Without a cluster, Sharded changes nothing.
+	flat := chschema.Plan(chschema.Target{Database: "wardstream", Sharded: true, Caps: chschema.CapsFor(chschema.Modern)})
+	if strings.Join(flat, ";\n") != plan(chschema.Modern, "") {
+		t.Error("Sharded without a cluster changed the DDL")
+	}
+	// Row policies cover the local tables too (distributed reads run on
+	// every shard as the invoker).
+	us, err := chschema.UserStatements(tg, chschema.BIUser{Name: "bi_a", Tenant: "a", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(us, "\n"), "ON wardstream.alerts_local FOR SELECT USING tenant = 'a'") {
+		t.Errorf("no row policy on the local alerts table:\n%s", strings.Join(us, "\n"))
+	}
+	// Retention drops partitions of the local tables.
+	got := chschema.ExpiredPartitions(chschema.Target{Database: "wardstream", Cluster: "ws", Sharded: true, Caps: chschema.CapsFor(chschema.Compat)},
+		map[string][]string{"vitals_local": {"202607"}, "vitals": {"202606"}}, time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	if strings.Join(got, "\n") != "ALTER TABLE wardstream.vitals_local ON CLUSTER ws DROP PARTITION 202607" {
+		t.Errorf("sharded retention: %q", got)
+	}
+}

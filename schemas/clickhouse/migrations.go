@@ -39,7 +39,7 @@ func Migrations() []Migration {
 		{1, "base_tables", func(tg Target) []string {
 			var out []string
 			for _, t := range v1Tables() {
-				out = append(out, t.createTable(tg))
+				out = append(out, t.statements(tg)...)
 			}
 			return out
 		}},
@@ -101,7 +101,9 @@ type Migrator struct {
 	Conn     Conn
 	Database string
 	Cluster  string
-	Log      *slog.Logger
+	// Sharded: see [Target.Sharded].
+	Sharded bool
+	Log     *slog.Logger
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
 }
@@ -131,7 +133,10 @@ func (m *Migrator) Migrate(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("reading clickhouse server version: %w", err)
 	}
-	tg := Target{Database: m.Database, Cluster: m.Cluster, Caps: CapsFor(ProfileFor(ver))}
+	tg := Target{Database: m.Database, Cluster: m.Cluster, Sharded: m.Sharded, Caps: CapsFor(ProfileFor(ver))}
+	if m.Sharded && m.Cluster == "" {
+		return res, fmt.Errorf("migrating database %s: sharded tables need a cluster name", m.Database)
+	}
 	for _, q := range bootstrap(tg) {
 		if err := m.Conn.Exec(ctx, q); err != nil {
 			return res, fmt.Errorf("bootstrapping database %s: %w", m.Database, err)

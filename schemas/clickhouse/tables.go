@@ -139,17 +139,56 @@ func (t Table) ColumnNames() []string {
 // engine renders the table engine for target.
 func engine(tg Target, family, name string, args ...string) string {
 	if tg.Cluster != "" {
-		zk := quoteString("/clickhouse/tables/{shard}/" + tg.Database + "/" + name)
+		shard := "{shard}"
+		if tg.sharded() && name == MigrationsTable {
+			// One migrations record for the whole cluster, whichever
+			// shard's node ran the migration.
+			shard = "all"
+		}
+		zk := quoteString("/clickhouse/tables/" + shard + "/" + tg.Database + "/" + name)
 		args = append([]string{zk, "'{replica}'"}, args...)
 		family = "Replicated" + family
 	}
 	return family + "(" + strings.Join(args, ", ") + ")"
 }
 
-// createTable renders CREATE TABLE for t.
+// ShardKey is the sharding expression of t's Distributed table: a hash of
+// its first two ORDER BY columns (event_id instead of a time column), so
+// that every copy of a row goes to the same shard.
+func (t Table) ShardKey() string {
+	k := t.OrderBy
+	if len(k) > 2 {
+		k = k[:2]
+	}
+	cols := append([]string(nil), k...)
+	for i, c := range cols {
+		if c == "event_time" {
+			cols[i] = "event_id"
+		}
+	}
+	return "cityHash64(" + strings.Join(cols, ", ") + ")"
+}
+
+// statements renders CREATE TABLE for t: one table, or when sharded the
+// local table and the Distributed table over it.
+func (t Table) statements(tg Target) []string {
+	if !tg.sharded() {
+		return []string{t.createTable(tg)}
+	}
+	return []string{t.createTable(tg), distributed(tg, t.Name, t.ShardKey())}
+}
+
+// distributed renders the Distributed table name over tg.Local(name).
+func distributed(tg Target, name, shardKey string) string {
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s\nENGINE = Distributed(%s, %s, %s, %s)",
+		tg.q(name), tg.onCluster(), tg.q(tg.Local(name)), quoteString(tg.Cluster), quoteString(tg.Database), quoteString(tg.Local(name)), shardKey)
+}
+
+// createTable renders CREATE TABLE for t's rows on a node (t itself, or its
+// local table when sharded).
 func (t Table) createTable(tg Target) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s\n(\n", tg.q(t.Name), tg.onCluster())
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s\n(\n", tg.q(tg.Local(t.Name)), tg.onCluster())
 	for i, c := range t.Columns {
 		sep := ","
 		if i == len(t.Columns)-1 {
@@ -162,7 +201,7 @@ func (t Table) createTable(tg Target) string {
 	if t.Kind == State {
 		args = append(args, t.Version)
 	}
-	fmt.Fprintf(&b, "ENGINE = %s\n", engine(tg, "ReplacingMergeTree", t.Name, args...))
+	fmt.Fprintf(&b, "ENGINE = %s\n", engine(tg, "ReplacingMergeTree", tg.Local(t.Name), args...))
 	if t.PartitionBy != "" {
 		fmt.Fprintf(&b, "PARTITION BY %s\n", t.PartitionBy)
 	}

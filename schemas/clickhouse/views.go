@@ -14,9 +14,21 @@ type Rollup struct {
 	OrderBy []string
 	// PartitionBy is the partition expression.
 	PartitionBy string
-	// Select is the view's SELECT with {db} for the database.
+	// Select is the view's SELECT with {db} for the database; it reads
+	// From ("FROM {db}.<From> ").
 	Select string
+	From   string
 	Doc    string
+}
+
+// selectFor renders r's SELECT for tg: it reads the local table of its
+// source when sharded (a materialized view sees the inserts of its node).
+func (r Rollup) selectFor(tg Target) string {
+	sel := r.Select
+	if tg.sharded() {
+		sel = strings.Replace(sel, "{db}."+r.From+" ", "{db}."+tg.Local(r.From)+" ", 1)
+	}
+	return strings.ReplaceAll(sel, "{db}", quoteIdent(tg.Database))
 }
 
 // Rollup names.
@@ -61,22 +73,23 @@ func v2Rollups() []Rollup {
 		}
 	}
 	vit.Select = "SELECT " + strings.Join(sel, ", ") + " FROM {db}.vitals GROUP BY tenant, ward, device_id, minute"
+	vit.From = TVitals
 
 	return []Rollup{
 		vit,
-		{Name: RAdherenceDay, Doc: "adherence per day per tenant/ward/medication (argMax states per patient: exact under versions)",
+		{Name: RAdherenceDay, From: TAdherence, Doc: "adherence per day per tenant/ward/medication (argMax states per patient: exact under versions)",
 			Columns: [][2]string{{"tenant", "String"}, {"day", "Date"}, {"ward", "String"}, {"medication_id", "String"}, {"patient_id", "String"},
 				{"due_state", agg("argMax", "Int32", "UInt64")}, {"taken_state", agg("argMax", "Int32", "UInt64")}},
 			OrderBy: []string{"tenant", "day", "ward", "medication_id", "patient_id"}, PartitionBy: "toYYYYMM(day)",
 			Select: "SELECT tenant, day, ward, medication_id, patient_id, argMaxState(daily_due, version) AS due_state, " +
 				"argMaxState(daily_taken, version) AS taken_state FROM {db}.adherence GROUP BY tenant, day, ward, medication_id, patient_id"},
-		{Name: RDetections1m, Doc: "detections per minute per camera and class",
+		{Name: RDetections1m, From: TDetections, Doc: "detections per minute per camera and class",
 			Columns: [][2]string{{"tenant", "String"}, {"ward", "String"}, {"camera_id", "String"}, {"class_name", "String"}, {"minute", "DateTime('UTC')"},
 				{"detections", agg("uniqExact", "String", "Int32")}, {"max_confidence", agg("max", "Float32")}, {"avg_confidence", agg("avg", "Float32")}},
 			OrderBy: []string{"tenant", "ward", "camera_id", "class_name", "minute"}, PartitionBy: "toYYYYMM(minute)",
 			Select: "SELECT tenant, ward, camera_id, class_name, toStartOfMinute(event_time) AS minute, uniqExactState(event_id, det_index) AS detections, " +
 				"maxState(confidence) AS max_confidence, avgState(confidence) AS avg_confidence FROM {db}.detections GROUP BY tenant, ward, camera_id, class_name, minute"},
-		{Name: RAlerts1h, Doc: "alerts opened per hour by type and priority (distinct alert ids)",
+		{Name: RAlerts1h, From: TAlerts, Doc: "alerts opened per hour by type and priority (distinct alert ids)",
 			Columns: [][2]string{{"tenant", "String"}, {"hour", "DateTime('UTC')"}, {"ward", "String"}, {"alert_type", "String"}, {"priority", "String"},
 				{"alerts", agg("uniqExact", "String")}},
 			OrderBy: []string{"tenant", "hour", "ward", "alert_type", "priority"}, PartitionBy: "toYYYYMM(hour)",
@@ -88,7 +101,7 @@ func v2Rollups() []Rollup {
 // statements renders the rollup table and its materialized view.
 func (r Rollup) statements(tg Target) []string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s\n(\n", tg.q(r.Name), tg.onCluster())
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s\n(\n", tg.q(tg.Local(r.Name)), tg.onCluster())
 	for i, c := range r.Columns {
 		sep := ","
 		if i == len(r.Columns)-1 {
@@ -96,10 +109,15 @@ func (r Rollup) statements(tg Target) []string {
 		}
 		fmt.Fprintf(&b, "    %s %s%s\n", quoteIdent(c[0]), c[1], sep)
 	}
-	fmt.Fprintf(&b, ")\nENGINE = %s\nPARTITION BY %s\nORDER BY (%s)", engine(tg, "AggregatingMergeTree", r.Name), r.PartitionBy, strings.Join(r.OrderBy, ", "))
+	fmt.Fprintf(&b, ")\nENGINE = %s\nPARTITION BY %s\nORDER BY (%s)", engine(tg, "AggregatingMergeTree", tg.Local(r.Name)), r.PartitionBy, strings.Join(r.OrderBy, ", "))
 	mv := fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s%s TO %s AS\n%s",
-		tg.q(r.Name+"_mv"), tg.onCluster(), tg.q(r.Name), strings.ReplaceAll(r.Select, "{db}", quoteIdent(tg.Database)))
-	return []string{b.String(), mv}
+		tg.q(r.Name+"_mv"), tg.onCluster(), tg.q(tg.Local(r.Name)), r.selectFor(tg))
+	if !tg.sharded() {
+		return []string{b.String(), mv}
+	}
+	// Each shard aggregates its own rows; queries merge the states of all
+	// shards through the Distributed table (rand(): nothing inserts into it).
+	return []string{b.String(), mv, distributed(tg, r.Name, "rand()")}
 }
 
 // View is a BI view: a stable, documented query surface for analysts.

@@ -672,10 +672,20 @@ func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
 	start := time.Now()
 	ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout.D())
 	defer cancel()
+	settings := clickhouse.Settings{}
 	if s.caps.InsertDedupToken {
 		// A retried batch carries the same token, so the server drops
 		// it if the first attempt had landed after all.
-		ictx = clickhouse.Context(ictx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": tb.token()}))
+		settings["insert_deduplication_token"] = tb.token()
+	}
+	if s.root.ClickHouse.Sharded && s.root.ClickHouse.Cluster != "" {
+		// Into a Distributed table: return only when every shard has its
+		// rows, so the offsets committed after this insert are safe (the
+		// default queues them on this node's disk first).
+		settings["insert_distributed_sync"] = 1
+	}
+	if len(settings) > 0 {
+		ictx = clickhouse.Context(ictx, clickhouse.WithSettings(settings))
 	}
 	err := s.send(ictx, tb)
 	s.m.insertSeconds.WithLabelValues(tb.table.Name).Observe(time.Since(start).Seconds())
@@ -863,7 +873,7 @@ func (s *Sink) dropExpired(ctx context.Context) {
 	for _, r := range rows {
 		parts[r[0]] = append(parts[r[0]], r[1])
 	}
-	tg := chschema.Target{Database: db, Cluster: s.root.ClickHouse.Cluster, Caps: s.caps}
+	tg := chschema.Target{Database: db, Cluster: s.root.ClickHouse.Cluster, Sharded: s.root.ClickHouse.Sharded, Caps: s.caps}
 	for _, q := range chschema.ExpiredPartitions(tg, parts, time.Now()) {
 		if err := s.conn.Exec(ctx, q); err != nil {
 			s.log.Warn("dropping expired partition failed", "query", q, "err", err)

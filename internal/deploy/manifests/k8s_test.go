@@ -1010,11 +1010,11 @@ func (b *built) checkClickHouse(t *testing.T) {
 	chi, chk := b.chis[0], b.chks[0]
 	if len(chi.Spec.Configuration.Clusters) != 1 || chi.Spec.Configuration.Clusters[0].Name != b.topology.ClickHouse.Cluster {
 		t.Errorf("ClickHouseInstallation clusters %+v, topology clickhouse.cluster %q", chi.Spec.Configuration.Clusters, b.topology.ClickHouse.Cluster)
-	} else if l := chi.Spec.Configuration.Clusters[0].Layout; l.ShardsCount != 1 || l.ReplicasCount < 2 {
-		// schemas/clickhouse creates replicated local tables and no
-		// Distributed tables: rows on a second shard would be invisible to
-		// queries. Revisit when the schema gains Distributed tables.
-		t.Errorf("ClickHouse layout %+v: want 1 shard (no Distributed tables in schemas/clickhouse) and >= 2 replicas", l)
+	} else if l := chi.Spec.Configuration.Clusters[0].Layout; (l.ShardsCount != 1 && !b.topology.ClickHouse.Sharded) || l.ReplicasCount < 2 {
+		// Without clickhouse.sharded, schemas/clickhouse creates replicated
+		// tables and no Distributed tables: rows on a second shard would be
+		// invisible to queries.
+		t.Errorf("ClickHouse layout %+v: want 1 shard unless the topology sets clickhouse.sharded, and >= 2 replicas", l)
 	}
 	if n := chi.Spec.Configuration.Zookeeper.Nodes; len(n) != 1 || n[0].Host != "keeper-"+chk.Metadata.Name || n[0].Port != 2181 {
 		t.Errorf("ClickHouse zookeeper %+v, want keeper-%s:2181", n, chk.Metadata.Name)
