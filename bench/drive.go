@@ -846,10 +846,6 @@ func (h *harness) cameraCounts(ctx context.Context) {
 	if h.cams == nil || h.obs == nil {
 		return
 	}
-	if h.rtspShared && h.prefix != "" {
-		h.res.Cameras += "; not counted: the rtsp role wrote to the shared catalog topics, which the run's sink does not read"
-		return
-	}
 	var parts []string
 	for _, t := range []string{"frames", "detections", "video_events"} {
 		n, err := h.obs.CameraRows(ctx, t)

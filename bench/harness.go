@@ -116,6 +116,9 @@ func roleIsolation(role, prefix, runID string) (always, prefixed []override, ok 
 	case "processors":
 		// The prefix covers every topic and goka group (and so table) name.
 		return nil, []override{{path: []string{"pipelines", "topic_prefix"}, value: prefix}}, true
+	case "rtsp":
+		// The prefix covers the camera topics and the correlation group.
+		return nil, []override{{path: []string{"connectors", "rtsp", "topic_prefix"}, value: prefix}}, true
 	case "sink":
 		return nil, []override{
 			{path: []string{"sinks", "clickhouse", "topic_prefix"}, value: prefix},
@@ -163,16 +166,14 @@ type harness struct {
 	start  time.Time
 	c      counters
 
-	cams *syntheticCameras
-	// rtspShared: the rtsp role ran on the shared topics (no prefix).
-	rtspShared bool
-	adm        *kadm.Client
-	kcl        *kgo.Client
-	obs        *Observer
-	kobs       *kafkaObserver
-	roles      []*Proc
-	svcs       []*Proc
-	failed     map[string]bool
+	cams   *syntheticCameras
+	adm    *kadm.Client
+	kcl    *kgo.Client
+	obs    *Observer
+	kobs   *kafkaObserver
+	roles  []*Proc
+	svcs   []*Proc
+	failed map[string]bool
 
 	// telemetryEnd is when telemetry stopped; sentAtTelemetryEnd the sent
 	// count then (the rates' window, without trailing pillcase messages).
@@ -341,11 +342,6 @@ func (h *harness) isolation(roles []string) error {
 			switch {
 			case ok:
 				prefixed = append(prefixed, pre...)
-			case r == "rtsp":
-				// Cameras are a side path: the main path stays isolated and
-				// the camera records go to the shared topics, uncounted.
-				h.rtspShared = true
-				h.note("cameras: the rtsp role has no topic_prefix setting: its records went to the shared catalog topics and are not counted in this run")
 			default:
 				prefixOK = false
 				lacking = append(lacking, r)

@@ -29,7 +29,12 @@ func newRTSPRole(e *env) (runtime.Role, error) {
 	if !ccfg.Enabled {
 		return conn, nil
 	}
-	corr, err := correlation.NewRole(e.cfg, ccfg, correlation.WithLogger(e.log), correlation.WithRegisterer(e.reg))
+	copts := []correlation.Option{correlation.WithLogger(e.log), correlation.WithRegisterer(e.reg)}
+	if cfg.TopicPrefix != "" {
+		ccfg.Group = cfg.TopicPrefix + ccfg.Group
+		copts = append(copts, correlation.WithTopics(correlation.PrefixedTopics(ccfg, cfg.TopicPrefix)))
+	}
+	corr, err := correlation.NewRole(e.cfg, ccfg, copts...)
 	if err != nil {
 		return nil, err
 	}

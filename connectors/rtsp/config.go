@@ -19,6 +19,9 @@ type Config struct {
 	// (.local/onnxruntime/lib/libonnxruntime.so, fetched by
 	// deploy/local/onnxruntime.sh); env ONNXRUNTIME_LIB overrides it.
 	ONNXRuntimeLib string `yaml:"onnxruntime_lib"`
+	// TopicPrefix prefixes every Kafka topic name, and the correlation
+	// group's name (bench runs, shared clusters).
+	TopicPrefix string `yaml:"topic_prefix"`
 	// Detector is the model and its output filtering (one model for all
 	// cameras; the session pool is shared).
 	Detector detect.Config `yaml:"detector"`

@@ -99,7 +99,7 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Connector, error) {
 		return nil, fmt.Errorf("connectors.rtsp: %w", err)
 	}
 	c := &Connector{root: root, cfg: cfg, getenv: os.Getenv,
-		tDet: topics.Detections, tEv: topics.VideoEvents, tCtl: topics.CameraControls}
+		tDet: cfg.TopicPrefix + topics.Detections, tEv: cfg.TopicPrefix + topics.VideoEvents, tCtl: cfg.TopicPrefix + topics.CameraControls}
 	for _, o := range opts {
 		o(c)
 	}

@@ -196,6 +196,20 @@ func (c Config) Validate() error {
 // are the catalog's.
 type Topics struct {
 	Detections, VideoEvents, Intake, Alerts, AlertRequests, Commands, CameraControls, DeadLetters string
+	// Prefix is what [PrefixedTopics] put before the catalog names; topic
+	// creation looks the catalog's settings up without it.
+	Prefix string
+}
+
+// PrefixedTopics returns [DefaultTopics] with prefix before every name
+// (the rtsp role's connectors.rtsp.topic_prefix).
+func PrefixedTopics(cfg Config, prefix string) Topics {
+	t := DefaultTopics(cfg)
+	for _, f := range []*string{&t.Detections, &t.VideoEvents, &t.Intake, &t.Alerts, &t.AlertRequests, &t.Commands, &t.CameraControls, &t.DeadLetters} {
+		*f = prefix + *f
+	}
+	t.Prefix = prefix
+	return t
 }
 
 // DefaultTopics returns the catalog topics and cfg's alert request topic.

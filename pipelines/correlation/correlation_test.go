@@ -289,3 +289,15 @@ func TestUndecodableInputIsDeadLettered(t *testing.T) {
 		t.Fatalf("after a poison record: %v", got)
 	}
 }
+
+func TestPrefixedTopics(t *testing.T) {
+	cfg := correlation.DefaultConfig()
+	def := correlation.DefaultTopics(cfg)
+	got := correlation.PrefixedTopics(cfg, "bench.x.")
+	want := correlation.Topics{Detections: "bench.x." + def.Detections, VideoEvents: "bench.x." + def.VideoEvents, Intake: "bench.x." + def.Intake,
+		Alerts: "bench.x." + def.Alerts, AlertRequests: "bench.x." + cfg.AlertRequestsTopic, Commands: "bench.x." + def.Commands,
+		CameraControls: "bench.x." + def.CameraControls, DeadLetters: "bench.x." + def.DeadLetters, Prefix: "bench.x."}
+	if got != want {
+		t.Fatalf("PrefixedTopics = %+v, want %+v", got, want)
+	}
+}

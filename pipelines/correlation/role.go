@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -104,7 +105,8 @@ func (r *Role) ensureTopics(ctx context.Context) error {
 	adm := kadm.NewClient(cl)
 	t := r.p.topics
 	names := []string{t.Detections, t.VideoEvents, t.Intake, t.Alerts, t.Commands, t.CameraControls, t.DeadLetters, t.AlertRequests}
-	existing, err := adm.ListTopics(ctx, append(names, topics.AlertAcks)...)
+	acks := t.Prefix + topics.AlertAcks
+	existing, err := adm.ListTopics(ctx, append(names, acks)...)
 	if err != nil {
 		return fmt.Errorf("correlation: listing topics on %v: %w", r.root.Kafka.Brokers, err)
 	}
@@ -115,13 +117,13 @@ func (r *Role) ensureTopics(ctx context.Context) error {
 		}
 		var parts int32
 		var cfgs map[string]*string
-		if tp, ok := topics.Lookup(name); ok {
+		if tp, ok := topics.Lookup(strings.TrimPrefix(name, t.Prefix)); ok && name != t.AlertRequests {
 			parts, cfgs = kafka.PartitionsFor(r.root.Kafka, tp), tp.Configs()
 		} else {
 			// The alert-request topic: partitions of alerts-ack.
 			ack, _ := topics.Lookup(topics.AlertAcks)
 			parts = kafka.PartitionsFor(r.root.Kafka, ack)
-			if td, ok := existing[topics.AlertAcks]; ok && td.Err == nil {
+			if td, ok := existing[acks]; ok && td.Err == nil {
 				parts = int32(len(td.Partitions))
 			}
 			ms := strconv.FormatInt((7 * 24 * time.Hour).Milliseconds(), 10)
