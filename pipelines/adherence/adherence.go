@@ -279,34 +279,35 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 	cur := m.schedProto()
 	tombstone := s.GetDeleted() && s.GetVersion() == 0
 	if tombstone {
+		// The schedule was deleted (compacted away): a version after the
+		// latest, from now on.
 		if m.Sched == nil || cur.GetDeleted() {
 			return
 		}
 		s = proto.Clone(cur).(*pb.DoseSchedule)
 		s.Deleted = true
-	} else if m.Sched != nil && s.GetVersion() <= cur.GetVersion() {
-		return // an older or repeated version
+		s.Version = cur.GetVersion() + 1
+		s.Meta = &pb.Meta{Tenant: cur.GetMeta().GetTenant(), EventTimeMs: now.UnixMilli()}
 	}
 	sp, err := schedule.Parse(s)
 	if err != nil {
 		p.log.Warn("stored schedule invalid", "err", err)
 		return
 	}
-	if t := s.GetMeta().GetTenant(); t != "" {
-		st.Tenant = t
-	}
 	from := s.GetMeta().GetEventTimeMs()
 	if from == 0 {
 		from = now.UnixMilli()
-	}
-	if m.From == 0 || from < m.From {
-		m.From = from
 	}
 	b, err := codec.Marshal(s)
 	if err != nil {
 		ctx.Fail(err)
 	}
-	m.Sched, m.spec = b, sp
+	if !m.addVersion(s.GetVersion(), from, b, sp) {
+		return // a repeated version
+	}
+	if t := s.GetMeta().GetTenant(); t != "" {
+		st.Tenant = t
+	}
 	if s.GetWard() != "" {
 		m.Ward = s.GetWard()
 	}
@@ -314,13 +315,16 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 		m.Device = s.GetDeviceId()
 	}
 	var out []emit
-	gone := m.regenerate(sp, now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds())
+	gone := m.regenerate(now.UnixMilli() - p.cfg.CorrectionHorizon.Milliseconds())
 	changedDays := map[string]bool{}
 	for _, d := range gone {
 		if d.Ver > 0 && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
 			d.Ver++
 			out = append(out, p.outcome(st, ctx.Key(), s.GetMedicationId(), m, d, pb.Outcome_OUTCOME_UNSPECIFIED, nil, now))
 			changedDays[d.Date] = true
+		}
+		if d.Ver > 0 {
+			m.Gone = append(m.Gone, &DoseRec{At: d.At, Slot: d.Slot, Ver: d.Ver})
 		}
 		if d.Alert {
 			out = append(out, p.missedAlert(st, ctx.Key(), s.GetMedicationId(), d, pb.AlertState_RESOLVED, now))
@@ -468,12 +472,14 @@ func (p *Processor) due(m *MedState, nowMs int64) bool {
 	if sp != nil && !sp.Deleted && nowMs+sp.Early.Milliseconds() >= m.Through {
 		return true
 	}
-	grace := int64(schedule.DefaultGraceMinutes) * 60_000
-	if sp != nil {
-		grace = sp.Grace.Milliseconds()
+	minGrace := int64(schedule.DefaultGraceMinutes) * 60_000
+	for i, h := range m.versions() {
+		if g := h.spec.Grace.Milliseconds(); i == 0 || g < minGrace {
+			minGrace = g
+		}
 	}
 	for _, d := range m.Doses {
-		if d.Out == pb.Outcome_OUTCOME_UNSPECIFIED && nowMs >= d.At+grace {
+		if d.Out == pb.Outcome_OUTCOME_UNSPECIFIED && nowMs >= d.At+minGrace && nowMs >= d.At+m.graceAt(d.At) {
 			return true
 		}
 	}
@@ -512,16 +518,16 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 				upto = it.T
 			}
 		}
-		m.materialize(sp, upto+sp.Early.Milliseconds()+1)
+		m.materialize(upto + sp.Early.Milliseconds() + 1)
 	}
 	var out []emit
-	byDose, outs, extra := m.match(sp)
+	byDose, outs, extra := m.match()
 	for i, d := range m.Doses {
 		want := outs[i]
 		var it *Intake
 		if byDose[i] != nil {
 			it = byDose[i]
-		} else if sp != nil && nowMs >= d.At+sp.Grace.Milliseconds() {
+		} else if nowMs >= d.At+m.graceAt(d.At) {
 			want = pb.Outcome_MISSED
 		}
 		wantID := ""
@@ -596,7 +602,7 @@ func (p *Processor) outcome(st *State, patient, medID string, m *MedState, d *Do
 		Version: d.Ver, DeviceId: m.Device, Ward: m.Ward, LocalDate: d.Date,
 	}
 	ev := d.At
-	if sp, _ := m.specOf(); sp != nil {
+	if sp := m.specAt(d.At); sp != nil {
 		ev = d.At + sp.Grace.Milliseconds()
 	}
 	if it != nil {
@@ -785,6 +791,17 @@ func (p *Processor) prune(m *MedState, nowMs int64) {
 		k++
 	}
 	m.Intakes = m.Intakes[:k]
+	// Versions are kept two days longer than doses: undecided doses and
+	// late windows reach a little before the floor.
+	m.pruneVersions(floor - 48*3600_000)
+	k = 0
+	for _, g := range m.Gone {
+		if g.At >= floor-48*3600_000 {
+			m.Gone[k] = g
+			k++
+		}
+	}
+	m.Gone = m.Gone[:k]
 	oldest := time.UnixMilli(floor).UTC().AddDate(0, 0, -32).Format(schedule.DateLayout)
 	for d := range m.Days {
 		if d < oldest {

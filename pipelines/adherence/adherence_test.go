@@ -449,3 +449,62 @@ func TestVerificationReachesOutcome(t *testing.T) {
 		t.Fatalf("repeated verified intake emitted %v", h.outs[n:])
 	}
 }
+
+// TestScheduleVersionsApplyFromTheirTime: a new version changes the doses
+// from its event time on, not before; a deleted version retracts the doses
+// it removes, and a version bringing one back continues its versions.
+func TestScheduleVersionsApplyFromTheirTime(t *testing.T) {
+	h := newHarness(t, at("2024-07-01 00:00"))
+	v1 := schedFor("p", "m", "08:00", "20:00")
+	h.schedule(v1)
+	h.setNow(at("2024-07-01 08:05"))
+	h.intake(intake("i1", "p", "m", at("2024-07-01 08:05"), "taken"))
+	h.tick(at("2024-07-01 08:30"))
+	// v2, written at 12:00: 09:00 and 21:00 from then on.
+	v2 := schedFor("p", "m", "09:00", "21:00")
+	v2.Version, v2.Meta = 2, &pb.Meta{Tenant: "t1", EventId: "s2", EventTimeMs: at("2024-07-01 12:00").UnixMilli()}
+	h.setNow(at("2024-07-01 12:00"))
+	h.schedule(v2)
+	// v3 deletes the schedule from 2 July 07:00, arriving after that day's
+	// 09:00 dose was missed; v4 (written 07:30, arriving later) restores it.
+	h.tick(at("2024-07-02 09:30"))
+	v3 := schedFor("p", "m", "09:00", "21:00")
+	v3.Version, v3.Deleted, v3.Meta = 3, true, &pb.Meta{Tenant: "t1", EventId: "s3", EventTimeMs: at("2024-07-02 07:00").UnixMilli()}
+	h.setNow(at("2024-07-02 09:40"))
+	h.schedule(v3)
+	v4 := schedFor("p", "m", "09:00", "21:00")
+	v4.Version, v4.Meta = 4, &pb.Meta{Tenant: "t1", EventId: "s4", EventTimeMs: at("2024-07-02 07:30").UnixMilli()}
+	h.setNow(at("2024-07-02 10:00"))
+	h.schedule(v4)
+	h.tick(at("2024-07-04 00:00"))
+
+	got := h.final()
+	for _, c := range []struct {
+		local string
+		want  pb.Outcome
+	}{
+		{"2024-07-01 08:00", pb.Outcome_TAKEN_ON_TIME}, // before v2: v1's dose, kept
+		{"2024-07-01 21:00", pb.Outcome_MISSED},        // after v2
+		{"2024-07-02 09:00", pb.Outcome_MISSED},        // retracted by v3, back with v4
+		{"2024-07-02 21:00", pb.Outcome_MISSED},
+	} {
+		o := got[doseID("p", "m", c.local)]
+		if o == nil || o.Outcome != c.want {
+			t.Errorf("dose at %s: %v, want %s", c.local, o, c.want)
+		}
+	}
+	for _, gone := range []string{"2024-07-01 20:00", "2024-07-01 09:00", "2024-07-02 08:00"} {
+		if o := got[doseID("p", "m", gone)]; o != nil {
+			t.Errorf("dose at %s exists: %v", gone, o)
+		}
+	}
+	var versions []int64
+	for _, o := range h.outs {
+		if o.DoseId == doseID("p", "m", "2024-07-02 09:00") {
+			versions = append(versions, o.Version)
+		}
+	}
+	if fmt.Sprint(versions) != "[1 2 3]" {
+		t.Errorf("versions of the retracted and restored dose: %v, want [1 2 3] (missed, retracted, missed again)", versions)
+	}
+}

@@ -30,8 +30,7 @@ func BenchmarkIntakePath(b *testing.B) {
 		m := st.med(med)
 		m.Sched, _ = codec.Marshal(s)
 		m.From = start.UnixMilli()
-		sp, _ := m.specOf()
-		m.materialize(sp, start.Add(72*time.Hour).UnixMilli())
+		m.materialize(start.Add(72 * time.Hour).UnixMilli())
 		for i, d := range m.Doses[:len(m.Doses)-3] {
 			m.Intakes = append(m.Intakes, &Intake{ID: fmt.Sprint(med, i), T: d.At + 60_000, Taken: true})
 		}
@@ -99,8 +98,7 @@ func BenchmarkClockVisitIdleKey(b *testing.B) {
 		m := st.med(med)
 		m.Sched, _ = codec.Marshal(s)
 		m.From = start.UnixMilli()
-		sp, _ := m.specOf()
-		m.materialize(sp, start.Add(72*time.Hour).UnixMilli())
+		m.materialize(start.Add(72 * time.Hour).UnixMilli())
 		p.reconcile(st, "p", med, m, start.Add(72*time.Hour), nil)
 	}
 	raw := st.AppendBinary(nil)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wardstream/wardstream/pipelines/reference"
+	"github.com/wardstream/wardstream/pipelines/schedule"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
@@ -39,8 +40,30 @@ func newScenario(rng *rand.Rand) scenario {
 			v2.Version = 2
 			v2.Meta = &pb.Meta{Tenant: "t1", EventId: "s2" + pid + mid, EventTimeMs: sc.from.Add(time.Hour).UnixMilli()}
 			sc.schedules = append(sc.schedules, v2)
+			times := append([]string(nil), s.Times...)
+			switch p {
+			case 1:
+				// A change of times from 30 March noon on: the doses before
+				// stay those of the versions before.
+				v3 := proto.Clone(s).(*pb.DoseSchedule)
+				v3.Version, v3.Times = 3, []string{"03:00", "08:00", "10:30", "21:00"}
+				v3.Meta = &pb.Meta{Tenant: "t1", EventId: "s3" + pid + mid, EventTimeMs: at("2024-03-30 12:00").UnixMilli()}
+				sc.schedules = append(sc.schedules, v3)
+				times = append(times, "03:00", "10:30", "21:00")
+			case 2:
+				// Deleted on 31 March 06:00, written again an hour later:
+				// doses removed (and retracted) may come back, and their
+				// versions must keep growing.
+				v3 := proto.Clone(s).(*pb.DoseSchedule)
+				v3.Version, v3.Deleted = 3, true
+				v3.Meta = &pb.Meta{Tenant: "t1", EventId: "s3" + pid + mid, EventTimeMs: at("2024-03-31 06:00").UnixMilli()}
+				v4 := proto.Clone(s).(*pb.DoseSchedule)
+				v4.Version = 4
+				v4.Meta = &pb.Meta{Tenant: "t1", EventId: "s4" + pid + mid, EventTimeMs: at("2024-03-31 07:00").UnixMilli()}
+				sc.schedules = append(sc.schedules, v3, v4)
+			}
 			for d := 29; d <= 32; d++ {
-				for _, hm := range s.Times {
+				for _, hm := range times {
 					day := time.Date(2024, 3, d, 0, 0, 0, 0, time.UTC)
 					local := fmt.Sprintf("%s %s", day.Format("2006-01-02"), hm)
 					base, err := time.ParseInLocation("2006-01-02 15:04", local, berlin)
@@ -91,7 +114,12 @@ type arrival struct {
 func run(t *testing.T, rng *rand.Rand, sc scenario) *harness {
 	var arr []arrival
 	for _, s := range sc.schedules {
-		arr = append(arr, arrival{t: sc.from.Add(time.Duration(rng.IntN(int(3 * time.Hour)))), s: s})
+		// A version arrives within 3 h of when it was written.
+		base := sc.from
+		if ev := time.UnixMilli(s.GetMeta().GetEventTimeMs()); ev.After(base) {
+			base = ev
+		}
+		arr = append(arr, arrival{t: base.Add(time.Duration(rng.IntN(int(3 * time.Hour)))), s: s})
 	}
 	for _, in := range sc.intakes {
 		d := time.Duration(rng.IntN(60)) * time.Second
@@ -120,7 +148,7 @@ func run(t *testing.T, rng *rand.Rand, sc scenario) *harness {
 }
 
 func TestStreamingEqualsReference(t *testing.T) {
-	for seed := uint64(1); seed <= 6; seed++ {
+	for seed := uint64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			sc := newScenario(rng)
@@ -157,6 +185,31 @@ func TestStreamingEqualsReference(t *testing.T) {
 					t.Fatalf("scenario exercises no %s", o)
 				}
 			}
+			// The versions apply from when they were written: p1 keeps its
+			// first times before the change and has the new ones after it;
+			// p2 has no doses while deleted and its doses again after.
+			for _, c := range []struct {
+				pat, local string
+				want       bool
+			}{
+				{"p1", "2024-03-29 20:00", true}, {"p1", "2024-03-30 09:30", true}, {"p1", "2024-03-30 20:00", false},
+				{"p1", "2024-03-30 21:00", true}, {"p1", "2024-03-31 10:30", true}, {"p1", "2024-03-29 21:00", false},
+				{"p2", "2024-03-30 20:00", true}, {"p2", "2024-03-31 02:30", true}, {"p2", "2024-03-31 08:00", true},
+			} {
+				id := schedule.DoseID(c.pat, "m0", at(c.local).UnixMilli(), 0)
+				_, inRef := want.Outcomes[id]
+				_, inGot := got[id]
+				if inRef != c.want || inGot != c.want {
+					t.Fatalf("dose %s at %s: in reference %v, streamed %v, want %v", c.pat, c.local, inRef, inGot, c.want)
+				}
+			}
+			retracted := 0
+			for _, o := range h.outs {
+				if o.Outcome == pb.Outcome_OUTCOME_UNSPECIFIED {
+					retracted++
+				}
+			}
+			t.Logf("%d retractions", retracted)
 			wins := h.finalWindows()
 			for k, w := range want.Windows {
 				g := wins[k]

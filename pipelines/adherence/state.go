@@ -27,6 +27,18 @@ type MedState struct {
 	// Sched is the latest schedule (deterministic protobuf bytes); nil
 	// while intakes arrived before any schedule.
 	Sched []byte `json:"s,omitempty"`
+	// Hist holds the schedule versions that still define doses within the
+	// correction horizon, by version. A version applies from its event
+	// time on: the dose instants at t come from the highest version written
+	// at or before t (see [MedState.specAt]), so a schedule change never
+	// rewrites the doses before it, and versions arriving in any order give
+	// the same doses.
+	Hist []*SchedVer `json:"h,omitempty"`
+	// Gone are doses a schedule version removed after their outcome was
+	// emitted (and retracted): if a later version brings one back, its
+	// outcome continues from the retraction's version, so versions of a
+	// dose id only ever grow.
+	Gone []*DoseRec `json:"g,omitempty"`
 	// From is the earliest event time of any schedule version seen: doses
 	// are due from then on (a schedule applies from when it was written).
 	From int64 `json:"f,omitempty"`
@@ -45,6 +57,15 @@ type MedState struct {
 	LowAlert string `json:"la,omitempty"`
 	Ward     string `json:"w,omitempty"`
 	Device   string `json:"dv,omitempty"`
+
+	spec *schedule.Spec
+}
+
+// SchedVer is one schedule version and the time it applies from.
+type SchedVer struct {
+	Ver   int64  `json:"v"`
+	From  int64  `json:"f"`
+	Sched []byte `json:"s"`
 
 	spec *schedule.Spec
 }
@@ -86,7 +107,9 @@ type Intake struct {
 // form (every intake decodes and encodes its patient's state).
 type StateCodec struct{}
 
-const stateFormat = 1
+// stateFormat 2 adds the schedule history; format 1 states decode with a
+// history of their one schedule (see [MedState.versions]).
+const stateFormat = 2
 
 // Encode implements goka.Codec.
 func (StateCodec) Encode(v any) ([]byte, error) {
@@ -110,7 +133,12 @@ func (s *State) AppendBinary(b []byte) []byte {
 	for _, k := range meds {
 		m := s.Meds[k]
 		b = wire.AppendString(b, k)
-		b = wire.AppendBytes(b, m.Sched)
+		if len(m.Hist) > 0 {
+			// The latest schedule is the history's last entry.
+			b = wire.AppendBytes(b, nil)
+		} else {
+			b = wire.AppendBytes(b, m.Sched)
+		}
 		b = wire.AppendVarint(b, m.From)
 		b = wire.AppendVarint(b, m.Through)
 		b = wire.AppendUvarint(b, uint64(len(m.Doses)))
@@ -150,6 +178,18 @@ func (s *State) AppendBinary(b []byte) []byte {
 		b = wire.AppendString(b, m.LowAlert)
 		b = wire.AppendString(b, m.Ward)
 		b = wire.AppendString(b, m.Device)
+		b = wire.AppendUvarint(b, uint64(len(m.Hist)))
+		for _, h := range m.Hist {
+			b = wire.AppendVarint(b, h.Ver)
+			b = wire.AppendVarint(b, h.From)
+			b = wire.AppendBytes(b, h.Sched)
+		}
+		b = wire.AppendUvarint(b, uint64(len(m.Gone)))
+		for _, d := range m.Gone {
+			b = wire.AppendVarint(b, d.At)
+			b = wire.AppendUvarint(b, uint64(d.Slot))
+			b = wire.AppendUvarint(b, uint64(d.Ver))
+		}
 	}
 	return b
 }
@@ -166,9 +206,10 @@ func (StateCodec) Decode(b []byte) (any, error) { return DecodeState(b) }
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateFormat {
+	if len(b) == 0 || (b[0] != stateFormat && b[0] != 1) {
 		return nil, fmt.Errorf("decoding adherence state (%d bytes): unknown format version", len(b))
 	}
+	format := b[0]
 	r := wire.NewReader(b[1:])
 	s := &State{Tenant: r.String()}
 	n := r.Count(8)
@@ -209,6 +250,22 @@ func DecodeState(b []byte) (*State, error) {
 		m.AdhVer = int64(r.Uvarint())
 		m.Low = r.Byte() == 1
 		m.LowAlert, m.Ward, m.Device = r.String(), r.String(), r.String()
+		if format >= 2 {
+			nh := r.Count(3)
+			for j := 0; j < nh && r.Err() == nil; j++ {
+				m.Hist = append(m.Hist, &SchedVer{Ver: r.Varint(), From: r.Varint(), Sched: r.Bytes()})
+			}
+			if len(m.Hist) > 0 {
+				if m.Sched != nil {
+					return nil, fmt.Errorf("decoding adherence state (%d bytes): medication %q has a schedule and a history", len(b), k)
+				}
+				m.Sched = m.Hist[len(m.Hist)-1].Sched
+			}
+			ng := r.Count(3)
+			for j := 0; j < ng && r.Err() == nil; j++ {
+				m.Gone = append(m.Gone, &DoseRec{At: r.Varint(), Slot: int(r.Uvarint()), Ver: int64(r.Uvarint())})
+			}
+		}
 		s.Meds[k] = m
 	}
 	if r.Err() != nil {
@@ -231,17 +288,26 @@ var (
 
 const specCacheMax = 1 << 18
 
-// specOf parses (and caches) the medication's schedule.
+// specOf parses (and caches) the medication's latest schedule.
 func (m *MedState) specOf() (*schedule.Spec, error) {
 	if m.spec != nil || m.Sched == nil {
 		return m.spec, nil
 	}
-	if v, ok := specs.Load(string(m.Sched)); ok {
-		m.spec = v.(*schedule.Spec)
-		return m.spec, nil
+	sp, err := parseSched(m.Sched)
+	if err != nil {
+		return nil, err
+	}
+	m.spec = sp
+	return sp, nil
+}
+
+// parseSched parses stored schedule bytes through the cache.
+func parseSched(b []byte) (*schedule.Spec, error) {
+	if v, ok := specs.Load(string(b)); ok {
+		return v.(*schedule.Spec), nil
 	}
 	var s pb.DoseSchedule
-	if err := proto.Unmarshal(m.Sched, &s); err != nil {
+	if err := proto.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("decoding stored schedule: %w", err)
 	}
 	sp, err := schedule.Parse(&s)
@@ -252,9 +318,115 @@ func (m *MedState) specOf() (*schedule.Spec, error) {
 		specs.Clear()
 		specsLen.Store(0)
 	}
-	specs.Store(string(m.Sched), sp)
-	m.spec = sp
+	specs.Store(string(b), sp)
 	return sp, nil
+}
+
+// versions returns the schedule history, parsed. A state written before
+// the history existed (format 1) gets one entry: its schedule, from From.
+func (m *MedState) versions() []*SchedVer {
+	if len(m.Hist) == 0 && m.Sched != nil {
+		if sp, err := m.specOf(); err == nil && sp != nil {
+			m.Hist = []*SchedVer{{Ver: sp.Version, From: m.From, Sched: m.Sched, spec: sp}}
+		}
+	}
+	for _, h := range m.Hist {
+		if h.spec == nil {
+			sp, err := parseSched(h.Sched)
+			if err != nil {
+				// Validated before it was stored; an unreadable one
+				// defines no doses.
+				sp = &schedule.Spec{Version: h.Ver, Deleted: true}
+			}
+			h.spec = sp
+		}
+	}
+	return m.Hist
+}
+
+// addVersion records a schedule version applying from from. It reports
+// false for a version already recorded.
+func (m *MedState) addVersion(ver, from int64, b []byte, sp *schedule.Spec) bool {
+	hs := m.versions()
+	i := sort.Search(len(hs), func(i int) bool { return hs[i].Ver >= ver })
+	if i < len(hs) && hs[i].Ver == ver {
+		return false
+	}
+	m.Hist = append(m.Hist, nil)
+	copy(m.Hist[i+1:], m.Hist[i:])
+	m.Hist[i] = &SchedVer{Ver: ver, From: from, Sched: b, spec: sp}
+	last := m.Hist[len(m.Hist)-1]
+	m.Sched, m.spec = last.Sched, last.spec
+	if m.From == 0 || from < m.From {
+		m.From = from
+	}
+	return true
+}
+
+// specAt returns the schedule version that defines the doses at instant
+// t: the highest version whose event time is at or before t (nil before
+// the first). A deleted version defines no doses.
+func (m *MedState) specAt(t int64) *schedule.Spec {
+	var best *SchedVer
+	for _, h := range m.versions() {
+		if h.From <= t && (best == nil || h.Ver > best.Ver) {
+			best = h
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.spec
+}
+
+// graceAt is the grace of the dose at t (the default without a schedule).
+func (m *MedState) graceAt(t int64) int64 {
+	if sp := m.specAt(t); sp != nil {
+		return sp.Grace.Milliseconds()
+	}
+	return int64(schedule.DefaultGraceMinutes) * 60_000
+}
+
+// instances returns the doses in [from, to) under the history: each
+// version's instants that it defines (see [MedState.specAt]).
+func (m *MedState) instances(from, to int64) []*DoseRec {
+	var out []*DoseRec
+	for _, h := range m.versions() {
+		if h.spec.Deleted {
+			continue
+		}
+		for _, in := range h.spec.Instances(time.UnixMilli(from), time.UnixMilli(to)) {
+			at := in.At.UnixMilli()
+			if sp := m.specAt(at); sp == nil || sp.Version != h.Ver {
+				continue
+			}
+			out = append(out, &DoseRec{At: at, Slot: in.Slot, Date: in.LocalDate})
+		}
+	}
+	return out
+}
+
+// pruneVersions drops the versions that define no dose at or after
+// floor: those overridden, from floor (or from their own start) on, by a
+// higher version.
+func (m *MedState) pruneVersions(floor int64) {
+	hs := m.versions()
+	k := 0
+	for _, h := range hs {
+		start := max(h.From, floor)
+		dominated := false
+		for _, o := range hs {
+			if o.Ver > h.Ver && o.From <= start {
+				dominated = true
+				break
+			}
+		}
+		if !dominated {
+			hs[k] = h
+			k++
+		}
+	}
+	m.Hist = hs[:k]
 }
 
 func (m *MedState) schedProto() *pb.DoseSchedule {
@@ -286,9 +458,9 @@ func intakeLess(a, b *Intake) bool {
 const chunk = int64(6 * time.Hour / time.Millisecond)
 
 // materialize adds the doses due before upto (rounded up to a chunk) from
-// the current spec.
-func (m *MedState) materialize(sp *schedule.Spec, upto int64) bool {
-	if sp == nil || sp.Deleted {
+// the schedule history.
+func (m *MedState) materialize(upto int64) bool {
+	if len(m.versions()) == 0 {
 		return false
 	}
 	upto = (upto/chunk + 1) * chunk
@@ -299,34 +471,41 @@ func (m *MedState) materialize(sp *schedule.Spec, upto int64) bool {
 	if upto <= from {
 		return false
 	}
-	insts := sp.Instances(time.UnixMilli(from), time.UnixMilli(upto))
+	m.Doses = append(m.Doses, m.instances(from, upto)...)
 	m.Through = upto
-	for _, in := range insts {
-		m.Doses = append(m.Doses, &DoseRec{At: in.At.UnixMilli(), Slot: in.Slot, Date: in.LocalDate})
-	}
 	sort.SliceStable(m.Doses, func(i, j int) bool { return doseLess(m.Doses[i], m.Doses[j]) })
 	return true
 }
 
-// regenerate rebuilds the materialized doses from a new spec, keeping the
-// records (and emitted outcomes) of doses that still exist; doses that no
-// longer exist are returned so that their outcomes can be retracted.
-func (m *MedState) regenerate(sp *schedule.Spec, floor int64) (gone []*DoseRec) {
+// regenerate rebuilds the materialized doses from the schedule history
+// (after a version was added), keeping the records (and emitted outcomes)
+// of doses that still exist; doses that no longer exist are returned so
+// that their outcomes can be retracted.
+func (m *MedState) regenerate(floor int64) (gone []*DoseRec) {
 	old := m.Doses
 	m.Doses = nil
-	if sp != nil && !sp.Deleted && m.Through > floor {
+	if m.Through > floor {
 		from := m.From
 		if from < floor {
 			from = floor
 		}
-		for _, in := range sp.Instances(time.UnixMilli(from), time.UnixMilli(m.Through)) {
-			m.Doses = append(m.Doses, &DoseRec{At: in.At.UnixMilli(), Slot: in.Slot, Date: in.LocalDate})
-		}
+		m.Doses = m.instances(from, m.Through)
 	}
 	idx := make(map[[2]int64]*DoseRec, len(m.Doses))
 	for _, d := range m.Doses {
 		idx[[2]int64{d.At, int64(d.Slot)}] = d
 	}
+	// A dose retracted earlier and back now continues its versions.
+	k := 0
+	for _, g := range m.Gone {
+		if nd, ok := idx[[2]int64{g.At, int64(g.Slot)}]; ok {
+			nd.Ver = g.Ver
+			continue
+		}
+		m.Gone[k] = g
+		k++
+	}
+	m.Gone = m.Gone[:k]
 	for _, d := range old {
 		if nd, ok := idx[[2]int64{d.At, int64(d.Slot)}]; ok {
 			nd.Out, nd.Ver, nd.IntakeID, nd.Alert = d.Out, d.Ver, d.IntakeID, d.Alert
@@ -348,26 +527,31 @@ func (m *MedState) regenerate(sp *schedule.Spec, floor int64) (gone []*DoseRec) 
 // whose window contains them (ties: the earlier dose). It returns, per
 // dose index, the matched intake (nil: none) and its outcome, and the set
 // of unmatched taken intakes.
-func (m *MedState) match(sp *schedule.Spec) (byDose []*Intake, outs []pb.Outcome, extra map[*Intake]bool) {
+func (m *MedState) match() (byDose []*Intake, outs []pb.Outcome, extra map[*Intake]bool) {
 	byDose = make([]*Intake, len(m.Doses))
 	outs = make([]pb.Outcome, len(m.Doses))
 	extra = map[*Intake]bool{}
+	// Each dose's window is its own version's; the widest bound the search.
+	var late, early int64
+	for _, h := range m.versions() {
+		late, early = max(late, h.spec.Late.Milliseconds()), max(early, h.spec.Early.Milliseconds())
+	}
 	for _, it := range m.Intakes {
 		if !it.Taken || it.Used {
 			continue
 		}
-		if sp == nil || sp.Deleted {
-			extra[it] = true
-			continue
-		}
 		// Doses are sorted: only those with At in [T-late, T+early] can
 		// hold the intake in their window.
-		lo := sort.Search(len(m.Doses), func(i int) bool { return m.Doses[i].At >= it.T-sp.Late.Milliseconds() })
+		lo := sort.Search(len(m.Doses), func(i int) bool { return m.Doses[i].At >= it.T-late })
 		best := -1
 		var bestDist int64
 		var bestOut pb.Outcome
-		for i := lo; i < len(m.Doses) && m.Doses[i].At <= it.T+sp.Early.Milliseconds(); i++ {
+		for i := lo; i < len(m.Doses) && m.Doses[i].At <= it.T+early; i++ {
 			if byDose[i] != nil {
+				continue
+			}
+			sp := m.specAt(m.Doses[i].At)
+			if sp == nil {
 				continue
 			}
 			o, ok := sp.Classify(m.Doses[i].At, it.T)

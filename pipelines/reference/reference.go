@@ -20,8 +20,11 @@ import (
 
 // Input is everything the reference computes from.
 type Input struct {
-	// Schedules may hold several versions per patient and medication; the
-	// highest Version wins (a deleted one removes the schedule).
+	// Schedules may hold several versions per patient and medication. A
+	// version applies from its event time (Meta.EventTimeMs; 0: from the
+	// beginning): the doses at instant t are those of the highest version
+	// written at or before t, judged by that version's windows; a deleted
+	// version has no doses. Before the first version there are no doses.
 	Schedules []*pb.DoseSchedule
 	// Intakes may hold duplicates (same Meta.EventId); each counts once.
 	Intakes []*pb.MedicationIntake
@@ -60,14 +63,35 @@ type Result struct {
 
 type dose struct {
 	inst    schedule.Instance
+	sp      *schedule.Spec
 	matched bool
 	out     Outcome
+}
+
+type version struct {
+	sp   *schedule.Spec
+	from int64
+}
+
+// specAt is the version that defines the doses at t (nil: none).
+func specAt(vs []version, t int64) *schedule.Spec {
+	var best *version
+	for i := range vs {
+		if vs[i].from <= t && (best == nil || vs[i].sp.Version > best.sp.Version) {
+			best = &vs[i]
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	return best.sp
 }
 
 // Compute applies the definitions to in.
 func Compute(in Input) (Result, error) {
 	res := Result{Outcomes: map[string]Outcome{}, Windows: map[string]Window{}}
 	specs := map[string]*schedule.Spec{}
+	hist := map[string][]version{}
 	for _, s := range in.Schedules {
 		sp, err := schedule.Parse(s)
 		if err != nil {
@@ -76,6 +100,17 @@ func Compute(in Input) (Result, error) {
 		k := sp.PatientID + "|" + sp.MedicationID
 		if cur, ok := specs[k]; !ok || sp.Version > cur.Version {
 			specs[k] = sp
+		}
+		from := s.GetMeta().GetEventTimeMs()
+		if from == 0 {
+			from = math.MinInt64
+		}
+		dup := false
+		for _, v := range hist[k] {
+			dup = dup || v.sp.Version == sp.Version
+		}
+		if !dup {
+			hist[k] = append(hist[k], version{sp: sp, from: from})
 		}
 	}
 	// Deduplicate intakes by event id; keep taken ones, grouped by
@@ -111,11 +146,22 @@ func Compute(in Input) (Result, error) {
 			return its[i].GetMeta().GetEventId() < its[j].GetMeta().GetEventId()
 		})
 		var doses []*dose
-		if sp != nil && !sp.Deleted {
-			for _, inst := range sp.Instances(in.From, in.To) {
-				doses = append(doses, &dose{inst: inst})
+		for _, v := range hist[k] {
+			if v.sp.Deleted {
+				continue
+			}
+			for _, inst := range v.sp.Instances(in.From, in.To) {
+				if specAt(hist[k], inst.At.UnixMilli()) == v.sp {
+					doses = append(doses, &dose{inst: inst, sp: v.sp})
+				}
 			}
 		}
+		sort.Slice(doses, func(i, j int) bool {
+			if !doses[i].inst.At.Equal(doses[j].inst.At) {
+				return doses[i].inst.At.Before(doses[j].inst.At)
+			}
+			return doses[i].inst.Slot < doses[j].inst.Slot
+		})
 		for _, it := range its {
 			t := it.GetIntakeTimeMs()
 			var best *dose
@@ -126,7 +172,7 @@ func Compute(in Input) (Result, error) {
 					continue
 				}
 				at := d.inst.At.UnixMilli()
-				o, ok := sp.Classify(at, t)
+				o, ok := d.sp.Classify(at, t)
 				if !ok {
 					continue
 				}
