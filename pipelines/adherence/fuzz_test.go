@@ -13,8 +13,8 @@ func TestStateCodecRoundTrip(t *testing.T) {
 		Doses:   []*adherence.DoseRec{{At: 10, Slot: 1, Date: "2026-01-01", Out: pb.Outcome_MISSED, Ver: 3, IntakeID: "i", Alert: true}},
 		Intakes: []*adherence.Intake{{ID: "i", T: 11, Taken: true, Extra: true, Used: true, Dev: "d", Ward: "w", Verif: "v", ExtraVer: 2}},
 		Days:    map[string][2]int{"2025-12-31": {3, 2}}, AdhVer: 7, Low: true, LowAlert: "m|2025-12-31", Ward: "w", Device: "d",
-		Hist:    []*adherence.SchedVer{{Ver: 1, From: -5, Sched: []byte{1}}, {Ver: 2, From: 50, Sched: []byte{1, 2}}},
-		Gone:    []*adherence.DoseRec{{At: 40, Slot: 2, Ver: 4}},
+		Hist: []*adherence.SchedVer{{Ver: 1, From: -5, Sched: []byte{1}}, {Ver: 2, From: 50, Sched: []byte{1, 2}}},
+		Gone: []*adherence.DoseRec{{At: 40, Slot: 2, Ver: 4}},
 	}}}
 	b := s.AppendBinary(nil)
 	got, err := adherence.DecodeState(b)
