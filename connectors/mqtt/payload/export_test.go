@@ -1,6 +1,9 @@
 package payload
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"reflect"
+)
 
 // FastDecodeResult exposes body to the external tests.
 type FastDecodeResult = body
@@ -24,4 +27,40 @@ func FastBatch(raw []byte) bool {
 		}
 	}
 	return true
+}
+
+// FastBatchAgrees runs the fast batch path and reports whether it accepted
+// raw, and if so, the first disagreement with encoding/json ("" if none).
+func FastBatchAgrees(raw []byte) (bool, string) {
+	var bb batchBody
+	if !fastBatch(raw, &bb) {
+		return false, ""
+	}
+	var ref batchBody
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		return true, "encoding/json rejects the envelope: " + err.Error()
+	}
+	if ref.BatchID != bb.BatchID || (ref.DeviceID == nil) != (bb.DeviceID == nil) || (ref.DeviceID != nil && *ref.DeviceID != *bb.DeviceID) ||
+		(ref.Count == nil) != (bb.Count == nil) || (ref.Count != nil && *ref.Count != *bb.Count) || ref.Tenant != bb.Tenant {
+		return true, "envelope fields differ"
+	}
+	if len(ref.Messages) != len(bb.Messages) || len(bb.bodies) != len(bb.Messages) {
+		return true, "message counts differ"
+	}
+	for i, m := range bb.Messages {
+		if string(m) != string(ref.Messages[i]) {
+			return true, "raw message differs"
+		}
+		if bb.bodies[i] == nil {
+			continue
+		}
+		var b body
+		if err := json.Unmarshal(m, &b); err != nil {
+			return true, "encoding/json rejects a message the fast path decoded: " + err.Error()
+		}
+		if !reflect.DeepEqual(b, *bb.bodies[i]) {
+			return true, "a decoded message differs"
+		}
+	}
+	return true, ""
 }

@@ -330,7 +330,13 @@ func foldsToKnown(k []byte) bool {
 func fastBody(data []byte, b *body) bool {
 	s := scanner{d: data}
 	s.ws()
-	ok := s.object(func(k []byte) bool {
+	return s.body(b) && s.end()
+}
+
+// body decodes the object at the scanner's position into b and leaves the
+// scanner after it; false means "use encoding/json" (b is then partial).
+func (s *scanner) body(b *body) bool {
+	return s.object(func(k []byte) bool {
 		switch string(k) {
 		case "messageId":
 			return s.id(&b.MessageID)
@@ -454,7 +460,6 @@ func fastBody(data []byte, b *body) bool {
 		}
 		return s.skip(0)
 	})
-	return ok && s.end()
 }
 
 // fastBatch decodes a batch envelope; Messages are subslices of data.
@@ -489,7 +494,7 @@ func fastBatch(data []byte, bb *batchBody) bool {
 			}
 			s.i++
 			s.ws()
-			bb.Messages = bb.Messages[:0]
+			bb.Messages, bb.bodies = bb.Messages[:0], bb.bodies[:0]
 			if s.peek() == ']' {
 				s.i++
 				return true
@@ -497,10 +502,22 @@ func fastBatch(data []byte, bb *batchBody) bool {
 			for {
 				s.ws()
 				start := s.i
-				if !s.skip(1) {
-					return false
+				// One pass for the common case: decode the message while
+				// finding its end; else only find its end (the caller
+				// decodes it with encoding/json).
+				b := new(body)
+				ok := s.peek() == '{' && s.body(b)
+				if !ok {
+					s.i = start
+					if !s.skip(1) {
+						return false
+					}
 				}
 				bb.Messages = append(bb.Messages, json.RawMessage(s.d[start:s.i]))
+				if !ok {
+					b = nil // encoding/json decodes it
+				}
+				bb.bodies = append(bb.bodies, b)
 				s.ws()
 				switch s.peek() {
 				case ',':

@@ -112,3 +112,24 @@ func TestFastPathCoversDevicePayloads(t *testing.T) {
 		t.Errorf("the fast path rejects a simulated batch: %s", batch)
 	}
 }
+
+// FuzzFastBatch holds the one-pass batch decoder to encoding/json: the
+// envelope, every raw message and every message it decoded on the way.
+func FuzzFastBatch(f *testing.F) {
+	sim := devicesim.Options{Tenant: "h1", DeviceType: "monitor", RunID: "r", Batch: 3}
+	_, batch := sim.Payload(1, 1, now)
+	f.Add(batch)
+	for _, s := range []string{
+		`{"batchId":"b1","deviceId":"d1","count":2,"messages":[{"type":"vitals","heartRate":70},{"type":"vitals","Heartrate":1}]}`,
+		`{"batchId":7,"deviceId":"d1","messages":[ {"type":"status","online":true} , 5, "x", {"a":[1,{"b":null}]} ]}`,
+		`{"deviceId":"d1","messages":[{"type":"vitals","note":"\u00e9"},{"type":"vitals","heartRate":1e400}]}`,
+		`{"deviceId":"d1","messages":[]}`, `{"deviceId":"d1","messages":[{"x":1},]}`, `{"messages":[{}]}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if ok, diff := payload.FastBatchAgrees(raw); ok && diff != "" {
+			t.Fatalf("fast batch path vs encoding/json on %q: %s", raw, diff)
+		}
+	})
+}

@@ -598,6 +598,9 @@ type batchBody struct {
 	Messages []json.RawMessage `json:"messages"`
 	Count    *int              `json:"count"`
 	Tenant   string            `json:"tenant"`
+	// bodies are the messages the fast path decoded while scanning the
+	// envelope, by index (nil: not decoded).
+	bodies []*body
 }
 
 // batchTypes maps a batched message's "type" (the last topic level it would
@@ -642,10 +645,13 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 	}
 	out := make([]Out, 0, len(bb.Messages))
 	for i, m := range bb.Messages {
-		var b body
-		if !fastBody(m, &b) {
-			b = body{}
-			if err := json.Unmarshal(m, &b); err != nil {
+		var b *body
+		if i < len(bb.bodies) {
+			b = bb.bodies[i]
+		}
+		if b == nil {
+			b = new(body)
+			if err := json.Unmarshal(m, b); err != nil {
 				r := ReasonInvalidValue
 				if !json.Valid(m) {
 					r = ReasonMalformedJSON
@@ -674,7 +680,7 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 		if b.id() == "" && bb.BatchID != "" {
 			b.MessageID = idValue(fmt.Sprintf("%s/%s/%d", bsrc.DeviceID, bb.BatchID, i))
 		}
-		rec, err := build(bt.t, psrc, &b, m, o)
+		rec, err := build(bt.t, psrc, b, m, o)
 		if err != nil {
 			out = append(out, DeadLetter(bsrc, m, o, fmt.Errorf("batch %s message %d: %w", bb.BatchID, i, err)))
 			continue
