@@ -62,7 +62,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	if *listen != "" {
 		addr = *listen
 	}
-	g := &runtime.Group{Logger: e.log, Registry: e.reg, Health: e.health, Listen: addr, DrainTimeout: e.cfg.DrainTimeout.D()}
+	g := &runtime.Group{Logger: e.log, Registry: e.reg, Health: e.health, Listen: addr, Pprof: e.cfg.Telemetry.Pprof, DrainTimeout: e.cfg.DrainTimeout.D()}
 	e.log.Info("wardstream starting", "version", version, "roles", *rolesFlag, "config", e.cfg.Path(),
 		"kafka", strings.Join(e.cfg.Kafka.Brokers, ","), "clickhouse", strings.Join(e.cfg.ClickHouse.Addr, ","), "mqtt", e.cfg.MQTT.URL)
 	return g.Run(ctx, roles...)

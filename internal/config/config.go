@@ -166,6 +166,9 @@ type Telemetry struct {
 	Listen    string `yaml:"listen"`
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+	// Pprof adds Go's /debug/pprof/ endpoints to the listener (off by
+	// default: profiles reveal internals; keep the listener private).
+	Pprof bool `yaml:"pprof"`
 }
 
 // Default returns the defaults of the shared sections.

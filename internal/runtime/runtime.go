@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -110,6 +111,8 @@ type Group struct {
 	Health   *Health
 	// Listen is the address of the telemetry endpoint; "" disables it.
 	Listen string
+	// Pprof serves /debug/pprof/ on the telemetry endpoint.
+	Pprof bool
 	// DrainTimeout bounds the whole shutdown after ctx is done.
 	DrainTimeout time.Duration
 }
@@ -133,7 +136,15 @@ func (g *Group) Run(ctx context.Context, roles ...Role) error {
 		if err != nil {
 			return fmt.Errorf("listening for metrics on %s: %w", g.Listen, err)
 		}
-		srv := &http.Server{Handler: Handler(g.Registry, g.Health), ReadHeaderTimeout: 5 * time.Second}
+		mux := Handler(g.Registry, g.Health)
+		if g.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info("telemetry listening", "addr", ln.Addr().String())

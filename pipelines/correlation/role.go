@@ -10,11 +10,11 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
 	"github.com/wardstream/wardstream/pipelines/internal/kafkahash"
@@ -62,7 +62,7 @@ func (r *Role) Run(ctx context.Context) error {
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithStorageBuilder(storage.MemoryBuilder()),
+		goka.WithStorageBuilder(gokastore.Builder()),
 		goka.WithLogger(gokalog.New(r.p.log)),
 		goka.WithClientID(sc.ClientID),
 		goka.WithHasher(kafkahash.New),

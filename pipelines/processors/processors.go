@@ -43,6 +43,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/internal/runtime"
 	"github.com/wardstream/wardstream/internal/telemetry"
@@ -263,7 +264,7 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 	tmc.Table.Replication = int(r.root.Kafka.ReplicationFactor)
 	tmc.Stream.Replication = int(r.root.Kafka.ReplicationFactor)
 	tmc.Stream.Retention = 7 * 24 * time.Hour
-	sb := storage.MemoryBuilder()
+	sb := gokastore.Builder()
 	if r.cfg.StorageDir != "" {
 		sb = storage.DefaultBuilder(r.cfg.StorageDir + "/" + group)
 	}

@@ -35,12 +35,12 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/internal/telemetry"
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -147,7 +147,7 @@ func (p *Processor) Run(ctx context.Context, kcfg config.Kafka) error {
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
-		goka.WithStorageBuilder(storage.MemoryBuilder()),
+		goka.WithStorageBuilder(gokastore.Builder()),
 		goka.WithLogger(gokaLogger{p.log}),
 	)
 	if err != nil {
