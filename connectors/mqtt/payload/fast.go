@@ -200,14 +200,22 @@ func (s *scanner) end() bool {
 	return s.i == len(s.d)
 }
 
+// null consumes a null if one is next: isNull says one was there, ok
+// whether it was spelled right.
+func (s *scanner) null() (isNull, ok bool) {
+	if s.peek() != 'n' {
+		return false, true
+	}
+	return true, s.lit("null")
+}
+
 // float reads a number or null into *p (null sets nil, as encoding/json).
 func (s *scanner) float(p **float64) bool {
-	if s.peek() == 'n' {
-		if !s.lit("null") {
-			return false
+	if isNull, ok := s.null(); isNull {
+		if ok {
+			*p = nil
 		}
-		*p = nil
-		return true
+		return ok
 	}
 	t, ok := s.num()
 	if !ok {
@@ -223,12 +231,11 @@ func (s *scanner) float(p **float64) bool {
 
 // strp reads a string or null into *p.
 func (s *scanner) strp(p **string) bool {
-	if s.peek() == 'n' {
-		if !s.lit("null") {
-			return false
+	if isNull, ok := s.null(); isNull {
+		if ok {
+			*p = nil
 		}
-		*p = nil
-		return true
+		return ok
 	}
 	v, ok := s.str()
 	if !ok {
@@ -275,12 +282,11 @@ func (s *scanner) id(p *idValue) bool {
 }
 
 func (s *scanner) ts(p **tsValue) bool {
-	if s.peek() == 'n' {
-		if !s.lit("null") {
-			return false
+	if isNull, ok := s.null(); isNull {
+		if ok {
+			*p = nil
 		}
-		*p = nil
-		return true
+		return ok
 	}
 	start := s.i
 	var ok bool
