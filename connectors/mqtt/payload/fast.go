@@ -209,12 +209,18 @@ func (s *scanner) null() (isNull, ok bool) {
 	return true, s.lit("null")
 }
 
+// nullInto sets *p to nil if a null is next (see null).
+func nullInto[T any](s *scanner, p **T) (isNull, ok bool) {
+	isNull, ok = s.null()
+	if isNull && ok {
+		*p = nil
+	}
+	return isNull, ok
+}
+
 // float reads a number or null into *p (null sets nil, as encoding/json).
 func (s *scanner) float(p **float64) bool {
-	if isNull, ok := s.null(); isNull {
-		if ok {
-			*p = nil
-		}
+	if isNull, ok := nullInto(s, p); isNull {
 		return ok
 	}
 	t, ok := s.num()
@@ -231,10 +237,7 @@ func (s *scanner) float(p **float64) bool {
 
 // strp reads a string or null into *p.
 func (s *scanner) strp(p **string) bool {
-	if isNull, ok := s.null(); isNull {
-		if ok {
-			*p = nil
-		}
+	if isNull, ok := nullInto(s, p); isNull {
 		return ok
 	}
 	v, ok := s.str()
@@ -282,10 +285,7 @@ func (s *scanner) id(p *idValue) bool {
 }
 
 func (s *scanner) ts(p **tsValue) bool {
-	if isNull, ok := s.null(); isNull {
-		if ok {
-			*p = nil
-		}
+	if isNull, ok := nullInto(s, p); isNull {
 		return ok
 	}
 	start := s.i
