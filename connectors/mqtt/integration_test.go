@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,6 +462,16 @@ func TestIntegrationHelperConnector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// WARDSTREAM_MQTT_BENCH_CPUPROFILE=FILE profiles the helper's first
+	// WARDSTREAM_MQTT_BENCH_PROFILE_SECONDS (default 10) seconds; it is
+	// killed afterwards, so the profile is written before.
+	if f := os.Getenv("WARDSTREAM_MQTT_BENCH_CPUPROFILE"); f != "" {
+		secs, _ := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_PROFILE_SECONDS"))
+		if secs <= 0 {
+			secs = 10
+		}
+		go profileFor(t, f, time.Duration(secs)*time.Second)
+	}
 	_ = c.Run(context.Background()) // until killed
 }
 
@@ -536,4 +547,19 @@ func TestIntegrationKillRestart(t *testing.T) {
 		t.Fatalf("only %d of %d message ids reached Kafka (%d duplicates)", seen, len(want), dups)
 	}
 	t.Logf("all %d message ids in Kafka (%d duplicates) %s after start", seen, dups, time.Since(start))
+}
+
+func profileFor(t *testing.T, file string, d time.Duration) {
+	f, err := os.Create(file)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Log(err)
+		return
+	}
+	time.Sleep(d)
+	pprof.StopCPUProfile()
 }

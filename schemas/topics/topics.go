@@ -29,6 +29,7 @@ const (
 	Schedules      = "wardstream.medication-schedules"
 	DeviceStatus   = "wardstream.device-status"
 	Vitals         = "wardstream.vitals"
+	VitalsBatches  = "wardstream.vitals-batches"
 	Commands       = "wardstream.device-commands"
 	CommandStates  = "wardstream.device-command-states"
 	Shadows        = "wardstream.device-shadows"
@@ -38,6 +39,7 @@ const (
 	DoseOutcomes   = "wardstream.dose-outcomes"
 	Adherence      = "wardstream.adherence"
 	AnomalyScores  = "wardstream.anomaly-scores"
+	ScoreBatches   = "wardstream.anomaly-score-batches"
 	Alerts         = "wardstream.alerts"
 	AlertAcks      = "wardstream.alerts-ack"
 	DeadLetters    = "wardstream.dead-letters"
@@ -131,6 +133,7 @@ var catalog = []Topic{
 	{Schedules, KeyPatientMedication, &pb.DoseSchedule{}, 12, 0, Compact, "dose schedules, latest per patient and medication"},
 	{DeviceStatus, KeyDevice, &pb.DeviceStatus{}, 12, week, Delete, "device status, last-will and offline reports"},
 	{Vitals, KeyDevice, &pb.VitalsTelemetry{}, 12, week, Delete, "vitals, pump readings and device alerts"},
+	{VitalsBatches, KeyDevice, &pb.VitalsBatch{}, 12, week, Delete, "device telemetry batches, one record per batch (co-partitioned with vitals)"},
 	{Commands, KeyDevice, &pb.DeviceCommand{}, 12, week, Delete, "commands to devices (requests)"},
 	{CommandStates, KeyDevice, &pb.DeviceCommand{}, 12, week, Delete, "command delivery states: sent, acked, timed out"},
 	{Shadows, KeyDevice, &pb.DeviceShadow{}, 12, 0, Compact, "device shadows, latest per device"},
@@ -140,6 +143,7 @@ var catalog = []Topic{
 	{DoseOutcomes, KeyPatient, &pb.DoseOutcome{}, 12, 30 * day, Delete, "dose outcomes and their corrections"},
 	{Adherence, KeyPatient, &pb.AdherenceWindow{}, 12, 30 * day, Delete, "adherence per patient and medication"},
 	{AnomalyScores, KeyDevice, &pb.AnomalyScore{}, 12, week, Delete, "anomaly score per vitals reading"},
+	{ScoreBatches, KeyDevice, &pb.AnomalyScoreBatch{}, 12, week, Delete, "anomaly scores of a telemetry batch, one record per batch"},
 	{Alerts, KeySubject, &pb.Alert{}, 12, 30 * day, Delete, "alerts and their state changes"},
 	{AlertAcks, KeyAlert, &pb.AlertAck{}, 12, 30 * day, Delete, "alert acknowledgements"},
 	{DeadLetters, KeySource, &pb.DeadLetter{}, 6, 30 * day, Delete, "rejected input with its reason"},

@@ -180,6 +180,7 @@ func routes() map[string][]route {
 		topics.Schedules:      {{chschema.TSchedules, mapSchedule}},
 		topics.DeviceStatus:   {{chschema.TDeviceStatus, mapStatus}},
 		topics.Vitals:         {{chschema.TVitals, mapVitals}},
+		topics.VitalsBatches:  {{chschema.TVitals, mapVitalsBatch}},
 		topics.Commands:       {{chschema.TDeviceCommands, mapCommand}},
 		topics.CommandStates:  {{chschema.TDeviceCommands, mapCommand}},
 		topics.Shadows:        {{chschema.TDeviceShadows, mapShadow}},
@@ -190,6 +191,7 @@ func routes() map[string][]route {
 		topics.DoseOutcomes:   {{chschema.TDoseOutcomes, mapOutcome}},
 		topics.Adherence:      {{chschema.TAdherence, mapAdherence}},
 		topics.AnomalyScores:  {{chschema.TAnomalyScores, mapAnomaly}},
+		topics.ScoreBatches:   {{chschema.TAnomalyScores, mapScoreBatch}},
 		topics.Alerts:         {{chschema.TAlerts, mapAlert}},
 		topics.AlertAcks:      {{chschema.TAlertAcks, mapAck}},
 		topics.DeadLetters:    {{chschema.TDeadLetters, mapDeadLetter}},
@@ -284,6 +286,28 @@ func mapVitals(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	if err := metaCheck(m.GetMeta()); err != nil {
 		return err
 	}
+	writeVitals(emit(), m, rc)
+	return nil
+}
+
+// mapVitalsBatch writes every reading of a batch as its own vitals row,
+// exactly as if each had been a record on the vitals topic (the batch is
+// only transport). One bad reading rejects the whole record, before any
+// row is appended.
+func mapVitalsBatch(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
+	m := msg.(*pb.VitalsBatch)
+	for i, r := range m.Readings {
+		if err := metaCheck(r.GetMeta()); err != nil {
+			return fmt.Errorf("batch %s reading %d: %w", m.BatchId, i, err)
+		}
+	}
+	for _, r := range m.Readings {
+		writeVitals(emit(), r, rc)
+	}
+	return nil
+}
+
+func writeVitals(w *rowWriter, m *pb.VitalsTelemetry, rc *recCtx) {
 	var keys, vals []string
 	if len(m.Extra) > 0 {
 		keys = make([]string, 0, len(m.Extra))
@@ -296,7 +320,6 @@ func mapVitals(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 			vals[i] = strconv.FormatFloat(m.Extra[k], 'g', -1, 64)
 		}
 	}
-	w := emit()
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
 	w.s(m.DeviceType)
@@ -321,7 +344,6 @@ func mapVitals(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	w.strs(m.Present)
 	w.strs(keys)
 	w.strs(vals)
-	return nil
 }
 
 func mapCommand(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
@@ -520,7 +542,26 @@ func mapAnomaly(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	if err := metaCheck(m.GetMeta()); err != nil {
 		return err
 	}
-	w := emit()
+	writeAnomaly(emit(), m, rc)
+	return nil
+}
+
+// mapScoreBatch writes every score of a batch as its own anomaly_scores
+// row (see mapVitalsBatch).
+func mapScoreBatch(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
+	m := msg.(*pb.AnomalyScoreBatch)
+	for i, sc := range m.Scores {
+		if err := metaCheck(sc.GetMeta()); err != nil {
+			return fmt.Errorf("score batch %s score %d: %w", m.GetMeta().GetEventId(), i, err)
+		}
+	}
+	for _, sc := range m.Scores {
+		writeAnomaly(emit(), sc, rc)
+	}
+	return nil
+}
+
+func writeAnomaly(w *rowWriter, m *pb.AnomalyScore, rc *recCtx) {
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
 	w.s(m.PatientId)
@@ -534,7 +575,6 @@ func mapAnomaly(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	w.f64(m.HeartRate)
 	w.f64(m.SystolicBp)
 	w.f64(m.Spo2)
-	return nil
 }
 
 func mapAlert(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {

@@ -171,6 +171,8 @@ func fillRequired(m proto.Message) {
 		v.Meta = meta
 	case *pb.VitalsTelemetry:
 		v.Meta, v.Extra = meta, map[string]float64{"x": 1}
+	case *pb.VitalsBatch:
+		v.Meta, v.Readings = meta, []*pb.VitalsTelemetry{{Meta: meta, Extra: map[string]float64{"x": 1}}, {Meta: meta}}
 	case *pb.DeviceCommand:
 		v.Meta, v.CommandId = meta, "c"
 	case *pb.DeviceShadow:
@@ -185,6 +187,8 @@ func fillRequired(m proto.Message) {
 		v.Meta, v.Day = meta, "2026-01-01"
 	case *pb.AnomalyScore:
 		v.Meta = meta
+	case *pb.AnomalyScoreBatch:
+		v.Meta, v.Scores = meta, []*pb.AnomalyScore{{Meta: meta}, {Meta: meta}}
 	case *pb.Alert:
 		v.Meta, v.AlertId, v.OpenedTimeMs = meta, "a", 1
 	case *pb.AlertAck:

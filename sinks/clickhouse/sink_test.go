@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -453,5 +454,66 @@ func TestRevokeWhileClickHouseDown(t *testing.T) {
 	}
 	if len(s.rewind) != 0 || s.next[p0] != 40 {
 		t.Fatalf("after process: rewind %v next %d", s.rewind, s.next[p0])
+	}
+}
+
+// TestBatchesMapLikeSingles: a vitals batch (and a score batch) becomes
+// exactly the rows its readings (scores) would as single records, and a
+// batch with one unconvertible reading is rejected whole, before any row.
+func TestBatchesMapLikeSingles(t *testing.T) {
+	ctx := context.Background()
+	newSink := func(tps ...string) *Sink {
+		root := config.Default()
+		cfg := DefaultConfig()
+		cfg.Topics = tps
+		s, err := New(&root, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tp := range tps {
+			s.assigned[partKey{tp, 0}] = true
+		}
+		return s
+	}
+	readings := []*pb.VitalsTelemetry{vitalsMsg("r1"), vitalsMsg("r2"), {Meta: &pb.Meta{EventId: "r3", Tenant: "h2"}, DeviceId: "d", Spo2: 91, Present: []string{"spo2"}, BatchId: "b1"}}
+	scores := []*pb.AnomalyScore{{Meta: &pb.Meta{EventId: "anomaly|r1"}, DeviceId: "d", Score: 2, Reasons: []string{"hr"}}, {Meta: &pb.Meta{EventId: "anomaly|r2"}, DeviceId: "d", Score: 9}}
+	single := newSink(topics.Vitals, topics.AnomalyScores)
+	for i, r := range readings {
+		if err := single.record(ctx, rec(t, topics.Vitals, 0, int64(i), r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, sc := range scores {
+		if err := single.record(ctx, rec(t, topics.AnomalyScores, 0, int64(i), sc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batched := newSink(topics.VitalsBatches, topics.ScoreBatches)
+	if err := batched.record(ctx, rec(t, topics.VitalsBatches, 0, 0, &pb.VitalsBatch{Meta: &pb.Meta{EventId: "batch|b1"}, DeviceId: "d", BatchId: "b1", Readings: readings})); err != nil {
+		t.Fatal(err)
+	}
+	if err := batched.record(ctx, rec(t, topics.ScoreBatches, 0, 0, &pb.AnomalyScoreBatch{Meta: &pb.Meta{EventId: "anomaly|batch|b1"}, DeviceId: "d", Scores: scores})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		table string
+		rows  int
+	}{{chschema.TVitals, len(readings)}, {chschema.TAnomalyScores, len(scores)}} {
+		a, b := single.table(tc.table), batched.table(tc.table)
+		if a.rows != tc.rows || b.rows != tc.rows {
+			t.Fatalf("%s: %d rows from single records, %d from a batch, want %d", tc.table, a.rows, b.rows, tc.rows)
+		}
+		for i := range a.cols {
+			if !reflect.DeepEqual(a.cols[i], b.cols[i]) {
+				t.Errorf("%s column %s differs: single %v, batch %v", tc.table, a.table.Columns[i].Name, a.cols[i], b.cols[i])
+			}
+		}
+	}
+	bad := &pb.VitalsBatch{Meta: &pb.Meta{EventId: "batch|b2"}, BatchId: "b2", Readings: []*pb.VitalsTelemetry{vitalsMsg("ok"), {DeviceId: "no-event-id"}}}
+	tb := batched.table(chschema.TVitals)
+	before := tb.rows
+	err := mapVitalsBatch(bad, &recCtx{defaultTenant: "t"}, func() *rowWriter { tb.rows++; return tb.emit() })
+	if !errors.Is(err, ErrUnconvertible) || tb.rows != before {
+		t.Fatalf("bad batch: err %v, rows %d -> %d; want ErrUnconvertible and no rows", err, before, tb.rows)
 	}
 }

@@ -731,6 +731,71 @@ func (x *AnomalyScore) GetWard() string {
 	return ""
 }
 
+// AnomalyScoreBatch holds the scores of one VitalsBatch, in reading order,
+// as one record on the anomaly-score-batches topic; each score is complete
+// (its own meta and event id), so a consumer treats the batch exactly as
+// that many AnomalyScore records.
+type AnomalyScoreBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Meta describes the batch: its event id is "anomaly|" + the batch's.
+	Meta          *Meta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	DeviceId      string          `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Scores        []*AnomalyScore `protobuf:"bytes,3,rep,name=scores,proto3" json:"scores,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnomalyScoreBatch) Reset() {
+	*x = AnomalyScoreBatch{}
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnomalyScoreBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnomalyScoreBatch) ProtoMessage() {}
+
+func (x *AnomalyScoreBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnomalyScoreBatch.ProtoReflect.Descriptor instead.
+func (*AnomalyScoreBatch) Descriptor() ([]byte, []int) {
+	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AnomalyScoreBatch) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *AnomalyScoreBatch) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *AnomalyScoreBatch) GetScores() []*AnomalyScore {
+	if x != nil {
+		return x.Scores
+	}
+	return nil
+}
+
 // Alert is a care-team or operations alert. AlertId is deterministic
 // (type + subject + window); the highest Version is its current state.
 type Alert struct {
@@ -761,7 +826,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[3]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +838,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[3]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +851,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{3}
+	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Alert) GetMeta() *Meta {
@@ -935,7 +1000,7 @@ type AlertAck struct {
 
 func (x *AlertAck) Reset() {
 	*x = AlertAck{}
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[4]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1012,7 @@ func (x *AlertAck) String() string {
 func (*AlertAck) ProtoMessage() {}
 
 func (x *AlertAck) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[4]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1025,7 @@ func (x *AlertAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertAck.ProtoReflect.Descriptor instead.
 func (*AlertAck) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{4}
+	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AlertAck) GetMeta() *Meta {
@@ -1013,7 +1078,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[5]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1090,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[5]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1103,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{5}
+	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeadLetter) GetMeta() *Meta {
@@ -1120,7 +1185,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[6]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1197,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_analytics_proto_msgTypes[6]
+	mi := &file_wardstream_v1_analytics_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1210,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{6}
+	return file_wardstream_v1_analytics_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuditEvent) GetMeta() *Meta {
@@ -1259,7 +1324,11 @@ const file_wardstream_v1_analytics_proto_rawDesc = "" +
 	"\vsystolic_bp\x18\v \x01(\x01R\n" +
 	"systolicBp\x12\x12\n" +
 	"\x04spo2\x18\f \x01(\x01R\x04spo2\x12\x12\n" +
-	"\x04ward\x18\r \x01(\tR\x04ward\"\xac\x05\n" +
+	"\x04ward\x18\r \x01(\tR\x04ward\"\x8e\x01\n" +
+	"\x11AnomalyScoreBatch\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x123\n" +
+	"\x06scores\x18\x03 \x03(\v2\x1b.wardstream.v1.AnomalyScoreR\x06scores\"\xac\x05\n" +
 	"\x05Alert\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x127\n" +
@@ -1361,38 +1430,41 @@ func file_wardstream_v1_analytics_proto_rawDescGZIP() []byte {
 }
 
 var file_wardstream_v1_analytics_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_wardstream_v1_analytics_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wardstream_v1_analytics_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_wardstream_v1_analytics_proto_goTypes = []any{
-	(Outcome)(0),            // 0: wardstream.v1.Outcome
-	(AlertType)(0),          // 1: wardstream.v1.AlertType
-	(Priority)(0),           // 2: wardstream.v1.Priority
-	(AlertState)(0),         // 3: wardstream.v1.AlertState
-	(*DoseOutcome)(nil),     // 4: wardstream.v1.DoseOutcome
-	(*AdherenceWindow)(nil), // 5: wardstream.v1.AdherenceWindow
-	(*AnomalyScore)(nil),    // 6: wardstream.v1.AnomalyScore
-	(*Alert)(nil),           // 7: wardstream.v1.Alert
-	(*AlertAck)(nil),        // 8: wardstream.v1.AlertAck
-	(*DeadLetter)(nil),      // 9: wardstream.v1.DeadLetter
-	(*AuditEvent)(nil),      // 10: wardstream.v1.AuditEvent
-	(*Meta)(nil),            // 11: wardstream.v1.Meta
+	(Outcome)(0),              // 0: wardstream.v1.Outcome
+	(AlertType)(0),            // 1: wardstream.v1.AlertType
+	(Priority)(0),             // 2: wardstream.v1.Priority
+	(AlertState)(0),           // 3: wardstream.v1.AlertState
+	(*DoseOutcome)(nil),       // 4: wardstream.v1.DoseOutcome
+	(*AdherenceWindow)(nil),   // 5: wardstream.v1.AdherenceWindow
+	(*AnomalyScore)(nil),      // 6: wardstream.v1.AnomalyScore
+	(*AnomalyScoreBatch)(nil), // 7: wardstream.v1.AnomalyScoreBatch
+	(*Alert)(nil),             // 8: wardstream.v1.Alert
+	(*AlertAck)(nil),          // 9: wardstream.v1.AlertAck
+	(*DeadLetter)(nil),        // 10: wardstream.v1.DeadLetter
+	(*AuditEvent)(nil),        // 11: wardstream.v1.AuditEvent
+	(*Meta)(nil),              // 12: wardstream.v1.Meta
 }
 var file_wardstream_v1_analytics_proto_depIdxs = []int32{
-	11, // 0: wardstream.v1.DoseOutcome.meta:type_name -> wardstream.v1.Meta
+	12, // 0: wardstream.v1.DoseOutcome.meta:type_name -> wardstream.v1.Meta
 	0,  // 1: wardstream.v1.DoseOutcome.outcome:type_name -> wardstream.v1.Outcome
-	11, // 2: wardstream.v1.AdherenceWindow.meta:type_name -> wardstream.v1.Meta
-	11, // 3: wardstream.v1.AnomalyScore.meta:type_name -> wardstream.v1.Meta
-	11, // 4: wardstream.v1.Alert.meta:type_name -> wardstream.v1.Meta
-	1,  // 5: wardstream.v1.Alert.alert_type:type_name -> wardstream.v1.AlertType
-	2,  // 6: wardstream.v1.Alert.priority:type_name -> wardstream.v1.Priority
-	3,  // 7: wardstream.v1.Alert.state:type_name -> wardstream.v1.AlertState
-	11, // 8: wardstream.v1.AlertAck.meta:type_name -> wardstream.v1.Meta
-	11, // 9: wardstream.v1.DeadLetter.meta:type_name -> wardstream.v1.Meta
-	11, // 10: wardstream.v1.AuditEvent.meta:type_name -> wardstream.v1.Meta
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 2: wardstream.v1.AdherenceWindow.meta:type_name -> wardstream.v1.Meta
+	12, // 3: wardstream.v1.AnomalyScore.meta:type_name -> wardstream.v1.Meta
+	12, // 4: wardstream.v1.AnomalyScoreBatch.meta:type_name -> wardstream.v1.Meta
+	6,  // 5: wardstream.v1.AnomalyScoreBatch.scores:type_name -> wardstream.v1.AnomalyScore
+	12, // 6: wardstream.v1.Alert.meta:type_name -> wardstream.v1.Meta
+	1,  // 7: wardstream.v1.Alert.alert_type:type_name -> wardstream.v1.AlertType
+	2,  // 8: wardstream.v1.Alert.priority:type_name -> wardstream.v1.Priority
+	3,  // 9: wardstream.v1.Alert.state:type_name -> wardstream.v1.AlertState
+	12, // 10: wardstream.v1.AlertAck.meta:type_name -> wardstream.v1.Meta
+	12, // 11: wardstream.v1.DeadLetter.meta:type_name -> wardstream.v1.Meta
+	12, // 12: wardstream.v1.AuditEvent.meta:type_name -> wardstream.v1.Meta
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wardstream_v1_analytics_proto_init() }
@@ -1407,7 +1479,7 @@ func file_wardstream_v1_analytics_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wardstream_v1_analytics_proto_rawDesc), len(file_wardstream_v1_analytics_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -818,6 +818,83 @@ func (x *VitalsTelemetry) GetExtra() map[string]float64 {
 	return nil
 }
 
+// VitalsBatch carries the validated readings of one device batch
+// (medical/devices/batch/telemetry) as one Kafka record on the
+// vitals-batches topic. Every reading is a complete VitalsTelemetry with its
+// own meta and event id, so a consumer treats a batch exactly as that many
+// vitals records in that order; one record per batch instead of one per
+// reading saves the per-record cost in the producer, the broker and every
+// consumer. Rejected readings are not in it: they went to the dead-letter
+// topic one by one.
+type VitalsBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Meta describes the batch: its event id is "batch|" + the batch id.
+	Meta          *Meta              `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	DeviceId      string             `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	BatchId       string             `protobuf:"bytes,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Readings      []*VitalsTelemetry `protobuf:"bytes,4,rep,name=readings,proto3" json:"readings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VitalsBatch) Reset() {
+	*x = VitalsBatch{}
+	mi := &file_wardstream_v1_devices_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VitalsBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VitalsBatch) ProtoMessage() {}
+
+func (x *VitalsBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_wardstream_v1_devices_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VitalsBatch.ProtoReflect.Descriptor instead.
+func (*VitalsBatch) Descriptor() ([]byte, []int) {
+	return file_wardstream_v1_devices_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VitalsBatch) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VitalsBatch) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *VitalsBatch) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
+}
+
+func (x *VitalsBatch) GetReadings() []*VitalsTelemetry {
+	if x != nil {
+		return x.Readings
+	}
+	return nil
+}
+
 // DeviceCommand is a command to a device and its delivery state.
 type DeviceCommand struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -840,7 +917,7 @@ type DeviceCommand struct {
 
 func (x *DeviceCommand) Reset() {
 	*x = DeviceCommand{}
-	mi := &file_wardstream_v1_devices_proto_msgTypes[4]
+	mi := &file_wardstream_v1_devices_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +929,7 @@ func (x *DeviceCommand) String() string {
 func (*DeviceCommand) ProtoMessage() {}
 
 func (x *DeviceCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_devices_proto_msgTypes[4]
+	mi := &file_wardstream_v1_devices_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +942,7 @@ func (x *DeviceCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceCommand.ProtoReflect.Descriptor instead.
 func (*DeviceCommand) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_devices_proto_rawDescGZIP(), []int{4}
+	return file_wardstream_v1_devices_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeviceCommand) GetMeta() *Meta {
@@ -972,7 +1049,7 @@ type DeviceShadow struct {
 
 func (x *DeviceShadow) Reset() {
 	*x = DeviceShadow{}
-	mi := &file_wardstream_v1_devices_proto_msgTypes[5]
+	mi := &file_wardstream_v1_devices_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1061,7 @@ func (x *DeviceShadow) String() string {
 func (*DeviceShadow) ProtoMessage() {}
 
 func (x *DeviceShadow) ProtoReflect() protoreflect.Message {
-	mi := &file_wardstream_v1_devices_proto_msgTypes[5]
+	mi := &file_wardstream_v1_devices_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1074,7 @@ func (x *DeviceShadow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceShadow.ProtoReflect.Descriptor instead.
 func (*DeviceShadow) Descriptor() ([]byte, []int) {
-	return file_wardstream_v1_devices_proto_rawDescGZIP(), []int{5}
+	return file_wardstream_v1_devices_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeviceShadow) GetMeta() *Meta {
@@ -1161,7 +1238,12 @@ const file_wardstream_v1_devices_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb7\x03\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xaa\x01\n" +
+	"\vVitalsBatch\x12'\n" +
+	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x19\n" +
+	"\bbatch_id\x18\x03 \x01(\tR\abatchId\x12:\n" +
+	"\breadings\x18\x04 \x03(\v2\x1e.wardstream.v1.VitalsTelemetryR\breadings\"\xb7\x03\n" +
 	"\rDeviceCommand\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -1221,7 +1303,7 @@ func file_wardstream_v1_devices_proto_rawDescGZIP() []byte {
 }
 
 var file_wardstream_v1_devices_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_wardstream_v1_devices_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wardstream_v1_devices_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_wardstream_v1_devices_proto_goTypes = []any{
 	(CommandType)(0),         // 0: wardstream.v1.CommandType
 	(CommandState)(0),        // 1: wardstream.v1.CommandState
@@ -1229,31 +1311,34 @@ var file_wardstream_v1_devices_proto_goTypes = []any{
 	(*DoseSchedule)(nil),     // 3: wardstream.v1.DoseSchedule
 	(*DeviceStatus)(nil),     // 4: wardstream.v1.DeviceStatus
 	(*VitalsTelemetry)(nil),  // 5: wardstream.v1.VitalsTelemetry
-	(*DeviceCommand)(nil),    // 6: wardstream.v1.DeviceCommand
-	(*DeviceShadow)(nil),     // 7: wardstream.v1.DeviceShadow
-	nil,                      // 8: wardstream.v1.VitalsTelemetry.ExtraEntry
-	(*Meta)(nil),             // 9: wardstream.v1.Meta
-	(*structpb.Struct)(nil),  // 10: google.protobuf.Struct
+	(*VitalsBatch)(nil),      // 6: wardstream.v1.VitalsBatch
+	(*DeviceCommand)(nil),    // 7: wardstream.v1.DeviceCommand
+	(*DeviceShadow)(nil),     // 8: wardstream.v1.DeviceShadow
+	nil,                      // 9: wardstream.v1.VitalsTelemetry.ExtraEntry
+	(*Meta)(nil),             // 10: wardstream.v1.Meta
+	(*structpb.Struct)(nil),  // 11: google.protobuf.Struct
 }
 var file_wardstream_v1_devices_proto_depIdxs = []int32{
-	9,  // 0: wardstream.v1.MedicationIntake.meta:type_name -> wardstream.v1.Meta
-	9,  // 1: wardstream.v1.DoseSchedule.meta:type_name -> wardstream.v1.Meta
-	9,  // 2: wardstream.v1.DeviceStatus.meta:type_name -> wardstream.v1.Meta
-	10, // 3: wardstream.v1.DeviceStatus.reported:type_name -> google.protobuf.Struct
-	9,  // 4: wardstream.v1.VitalsTelemetry.meta:type_name -> wardstream.v1.Meta
-	8,  // 5: wardstream.v1.VitalsTelemetry.extra:type_name -> wardstream.v1.VitalsTelemetry.ExtraEntry
-	9,  // 6: wardstream.v1.DeviceCommand.meta:type_name -> wardstream.v1.Meta
-	0,  // 7: wardstream.v1.DeviceCommand.command_type:type_name -> wardstream.v1.CommandType
-	1,  // 8: wardstream.v1.DeviceCommand.state:type_name -> wardstream.v1.CommandState
-	9,  // 9: wardstream.v1.DeviceShadow.meta:type_name -> wardstream.v1.Meta
-	10, // 10: wardstream.v1.DeviceShadow.desired:type_name -> google.protobuf.Struct
-	10, // 11: wardstream.v1.DeviceShadow.reported:type_name -> google.protobuf.Struct
-	10, // 12: wardstream.v1.DeviceShadow.delta:type_name -> google.protobuf.Struct
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	10, // 0: wardstream.v1.MedicationIntake.meta:type_name -> wardstream.v1.Meta
+	10, // 1: wardstream.v1.DoseSchedule.meta:type_name -> wardstream.v1.Meta
+	10, // 2: wardstream.v1.DeviceStatus.meta:type_name -> wardstream.v1.Meta
+	11, // 3: wardstream.v1.DeviceStatus.reported:type_name -> google.protobuf.Struct
+	10, // 4: wardstream.v1.VitalsTelemetry.meta:type_name -> wardstream.v1.Meta
+	9,  // 5: wardstream.v1.VitalsTelemetry.extra:type_name -> wardstream.v1.VitalsTelemetry.ExtraEntry
+	10, // 6: wardstream.v1.VitalsBatch.meta:type_name -> wardstream.v1.Meta
+	5,  // 7: wardstream.v1.VitalsBatch.readings:type_name -> wardstream.v1.VitalsTelemetry
+	10, // 8: wardstream.v1.DeviceCommand.meta:type_name -> wardstream.v1.Meta
+	0,  // 9: wardstream.v1.DeviceCommand.command_type:type_name -> wardstream.v1.CommandType
+	1,  // 10: wardstream.v1.DeviceCommand.state:type_name -> wardstream.v1.CommandState
+	10, // 11: wardstream.v1.DeviceShadow.meta:type_name -> wardstream.v1.Meta
+	11, // 12: wardstream.v1.DeviceShadow.desired:type_name -> google.protobuf.Struct
+	11, // 13: wardstream.v1.DeviceShadow.reported:type_name -> google.protobuf.Struct
+	11, // 14: wardstream.v1.DeviceShadow.delta:type_name -> google.protobuf.Struct
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_wardstream_v1_devices_proto_init() }
@@ -1268,7 +1353,7 @@ func file_wardstream_v1_devices_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wardstream_v1_devices_proto_rawDesc), len(file_wardstream_v1_devices_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
