@@ -100,7 +100,7 @@ func (s Scaling) roles() []namedScaling {
 
 // processorInputs are the topics the goka processors consume; the group
 // with the fewest partitions bounds useful processor instances.
-var processorInputs = []string{topics.Intake, topics.Schedules, topics.Vitals, topics.DeviceStatus, topics.AlertAcks, topics.DoseOutcomes}
+var processorInputs = []string{topics.Intake, topics.Schedules, topics.Vitals, topics.VitalsBatches, topics.DeviceStatus, topics.AlertAcks, topics.DoseOutcomes}
 
 // Check compares the hints with the rest of the topology: processor
 // instances beyond the partitions of their input topics would sit idle,

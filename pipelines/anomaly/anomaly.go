@@ -49,6 +49,10 @@ const Source = "pipelines/anomaly"
 // Topics names the Kafka topics the group reads and writes.
 type Topics struct {
 	Vitals, DeviceStatus, AnomalyScores, AlertRequests, DeadLetters string
+	// VitalsBatches carries device batches (one record per batch, keyed by
+	// device like Vitals); their scores go to ScoreBatches, one record per
+	// batch.
+	VitalsBatches, ScoreBatches string
 }
 
 // Config configures the group.
@@ -70,7 +74,8 @@ func DefaultConfig() Config {
 	return Config{
 		Group: topics.GroupAnomaly,
 		Topics: Topics{Vitals: topics.Vitals, DeviceStatus: topics.DeviceStatus, AnomalyScores: topics.AnomalyScores,
-			AlertRequests: topics.GroupAlerts + "-requests", DeadLetters: topics.DeadLetters},
+			AlertRequests: topics.GroupAlerts + "-requests", DeadLetters: topics.DeadLetters,
+			VitalsBatches: topics.VitalsBatches, ScoreBatches: topics.ScoreBatches},
 		Tenant: "default", Baseline: DefaultBaselineConfig(), BatteryThreshold: 20, EpisodeQuiet: 15 * time.Minute,
 	}
 }
@@ -81,7 +86,8 @@ func (c Config) Validate() error {
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: must not be empty"))
 	}
-	if c.Topics.Vitals == "" || c.Topics.DeviceStatus == "" || c.Topics.AnomalyScores == "" || c.Topics.AlertRequests == "" || c.Topics.DeadLetters == "" {
+	if c.Topics.Vitals == "" || c.Topics.DeviceStatus == "" || c.Topics.AnomalyScores == "" || c.Topics.AlertRequests == "" || c.Topics.DeadLetters == "" ||
+		c.Topics.VitalsBatches == "" || c.Topics.ScoreBatches == "" {
 		errs = append(errs, errors.New("topics: every topic must be named"))
 	}
 	b := c.Baseline
@@ -155,6 +161,7 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 
 var (
 	scoreCodec = codec.NewGoka(func() *pb.AnomalyScore { return &pb.AnomalyScore{} })
+	batchCodec = codec.NewGoka(func() *pb.AnomalyScoreBatch { return &pb.AnomalyScoreBatch{} })
 	alertCodec = codec.NewGoka(func() *pb.Alert { return &pb.Alert{} })
 	dlqCodec   = codec.NewGoka(func() *pb.DeadLetter { return &pb.DeadLetter{} })
 )
@@ -164,21 +171,34 @@ func (p *Processor) Graph() *goka.GroupGraph {
 	t := p.cfg.Topics
 	return goka.DefineGroup(goka.Group(p.cfg.Group),
 		goka.Input(goka.Stream(t.Vitals), new(gcodec.Bytes), p.onVitals),
+		goka.Input(goka.Stream(t.VitalsBatches), new(gcodec.Bytes), p.onVitalsBatch),
 		goka.Input(goka.Stream(t.DeviceStatus), new(gcodec.Bytes), p.onStatus),
 		goka.Persist(StateCodec{}),
 		goka.Output(goka.Stream(t.AnomalyScores), scoreCodec),
+		goka.Output(goka.Stream(t.ScoreBatches), batchCodec),
 		goka.Output(goka.Stream(t.AlertRequests), alertCodec),
 		goka.Output(goka.Stream(t.DeadLetters), dlqCodec),
 	)
 }
 
 func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string, err error) {
+	p.deadLetterAt(ctx, -1, raw, reason, err)
+}
+
+// deadLetterAt dead-letters part idx of the input record (a reading of a
+// batch; idx < 0: the whole record); the part's index keeps the dead
+// letters' ids distinct.
+func (p *Processor) deadLetterAt(ctx goka.Context, idx int, raw []byte, reason string, err error) {
 	p.deadLetters.WithLabelValues(reason).Inc()
 	now := p.now()
 	src := string(ctx.Topic())
-	p.log.Warn("input dead-lettered", "topic", src, "partition", ctx.Partition(), "offset", ctx.Offset(), "reason", reason)
+	p.log.Warn("input dead-lettered", "topic", src, "partition", ctx.Partition(), "offset", ctx.Offset(), "part", idx, "reason", reason)
+	id := src + "/" + strconv.Itoa(int(ctx.Partition())) + "/" + strconv.FormatInt(ctx.Offset(), 10)
+	if idx >= 0 {
+		id += "#" + strconv.Itoa(idx)
+	}
 	ctx.Emit(goka.Stream(p.cfg.Topics.DeadLetters), ctx.Key(), &pb.DeadLetter{
-		Meta: &pb.Meta{Tenant: p.cfg.Tenant, EventId: src + "/" + strconv.Itoa(int(ctx.Partition())) + "/" + strconv.FormatInt(ctx.Offset(), 10),
+		Meta: &pb.Meta{Tenant: p.cfg.Tenant, EventId: id,
 			EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: Source},
 		Stage: Source, SourceTopic: src, SourcePartition: ctx.Partition(), SourceOffset: ctx.Offset(),
 		Key: []byte(ctx.Key()), Raw: raw, Reason: reason, Error: err.Error(),
@@ -221,8 +241,54 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
 		return
 	}
+	st := stateOf(ctx)
+	if sc := p.reading(ctx, st, &v, p.now()); sc != nil {
+		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), sc)
+	}
+	ctx.SetValue(st)
+}
+
+// onVitalsBatch handles a device batch exactly as its readings one by one
+// on the vitals topic, in order, except that the state is read and written
+// once and the scores leave as one AnomalyScoreBatch record. A reading
+// without device or event id is dead-lettered alone.
+func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	if raw == nil {
+		p.deadLetter(ctx, nil, "empty", errors.New("vitals batch record has no value"))
+		return
+	}
+	var b pb.VitalsBatch
+	if err := proto.Unmarshal(raw, &b); err != nil {
+		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals batch: %w", err))
+		return
+	}
 	now := p.now()
 	st := stateOf(ctx)
+	scores := make([]*pb.AnomalyScore, 0, len(b.Readings))
+	for i, v := range b.Readings {
+		if v.GetDeviceId() == "" || v.GetMeta().GetEventId() == "" {
+			part, _ := proto.Marshal(v)
+			p.deadLetterAt(ctx, i, part, "missing_field", fmt.Errorf("batch %s reading %d lacks deviceId or meta.eventId", b.GetBatchId(), i))
+			continue
+		}
+		if sc := p.reading(ctx, st, v, now); sc != nil {
+			scores = append(scores, sc)
+		}
+	}
+	if len(scores) > 0 {
+		ctx.Emit(goka.Stream(p.cfg.Topics.ScoreBatches), ctx.Key(), &pb.AnomalyScoreBatch{
+			Meta:     p.meta(st, "anomaly|"+b.GetMeta().GetEventId(), scores[len(scores)-1].GetMeta().GetEventTimeMs(), now),
+			DeviceId: b.GetDeviceId(), Scores: scores,
+		})
+	}
+	ctx.SetValue(st)
+}
+
+// reading updates st with one vitals reading, raises its alert requests
+// and returns its score (nil when it carries no scored vital).
+func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, now time.Time) *pb.AnomalyScore {
+	var out *pb.AnomalyScore
 	if t := v.GetMeta().GetTenant(); t != "" {
 		st.Tenant = t
 	}
@@ -230,9 +296,9 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 	var vit Vitals
 	vit.V = [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
 	vit.Has = [nMetrics]bool{
-		present(&v, v.GetHeartRate(), "heart_rate", "heartRate"),
-		present(&v, v.GetSystolicBp(), "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
-		present(&v, v.GetSpo2(), "spo2", "oxygenSat", "oxygen_sat"),
+		present(v, v.GetHeartRate(), "heart_rate", "heartRate"),
+		present(v, v.GetSystolicBp(), "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
+		present(v, v.GetSpo2(), "spo2", "oxygenSat", "oxygen_sat"),
 	}
 	if vit.Has[HR] || vit.Has[BP] || vit.Has[SpO2] {
 		patient := v.GetPatientId()
@@ -251,19 +317,19 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
 		level := Level(score)
 		p.scored.WithLabelValues(level).Inc()
-		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), &pb.AnomalyScore{
+		out = &pb.AnomalyScore{
 			Meta:     p.meta(st, "anomaly|"+v.GetMeta().GetEventId(), ev, now),
 			DeviceId: v.GetDeviceId(), PatientId: patient, ReadingEventId: v.GetMeta().GetEventId(),
 			Score: score, RuleScore: rule, ZScore: z, Reasons: reasons, Level: level,
 			HeartRate: v.GetHeartRate(), SystolicBp: v.GetSystolicBp(), Spo2: v.GetSpo2(), Ward: v.GetWard(),
-		})
+		}
 		subjType := alerts.SubjectPatient
 		if patient == "" {
 			subjType = alerts.SubjectDevice
 		}
 		msg := fmt.Sprintf("anomaly score %.1f (%s)", score, level)
-		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, &v, msg)
-		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, &v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, v, msg)
 	}
 	dev := v.GetDeviceId()
 	if v.GetSeverity() > 5 {
@@ -271,19 +337,19 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		if v.GetSeverity() > 8 {
 			pr = pb.Priority_CRITICAL
 		}
-		p.event(ctx, st, pb.AlertType_DEVICE_SEVERITY, pr, dev, ev, now, &v, fmt.Sprintf("device reported severity %d", v.GetSeverity()))
+		p.event(ctx, st, pb.AlertType_DEVICE_SEVERITY, pr, dev, ev, now, v, fmt.Sprintf("device reported severity %d", v.GetSeverity()))
 	}
 	if v.GetAlertType() == "PUMP_FAILURE" || v.GetAlertType() == "pump_failure" {
-		p.event(ctx, st, pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, dev, ev, now, &v, "infusion pump failure")
+		p.event(ctx, st, pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, dev, ev, now, v, "infusion pump failure")
 	}
-	if present(&v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && v.GetMedicationDose() < 0 {
-		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, &v, "negative medication dose reported")
+	if present(v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && v.GetMedicationDose() < 0 {
+		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
-	if present(&v, v.GetBatteryLevel(), "battery_level", "batteryLevel") {
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, &v,
+	if present(v, v.GetBatteryLevel(), "battery_level", "batteryLevel") {
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
 			fmt.Sprintf("battery below %.0f%%", p.cfg.BatteryThreshold))
 	}
-	ctx.SetValue(st)
+	return out
 }
 
 func (p *Processor) onStatus(ctx goka.Context, msg any) {

@@ -3,12 +3,17 @@ package anomaly_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wardstream/wardstream/pipelines/anomaly"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
@@ -237,5 +242,126 @@ func TestGroupScoresAndAlertEpisodes(t *testing.T) {
 	h.tt.Consume(h.cfg.Topics.Vitals, "mon-1", []byte{0xff, 0xff, 0xff})
 	if _, v, ok := h.dlq.Next(); !ok || v.(*pb.DeadLetter).Reason != "undecodable" {
 		t.Fatalf("no dead letter for garbage: %v", v)
+	}
+}
+
+// TestBatchEqualsSingles: readings consumed as device batches give exactly
+// the scores (in order), alert requests and state that the same readings
+// give one record at a time; a reading without an event id in a batch is
+// dead-lettered alone.
+func TestBatchEqualsSingles(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 11))
+	devices := []string{"mon-1", "mon-2"}
+	var readings []*pb.VitalsTelemetry
+	for i := 0; i < 300; i++ {
+		d := devices[rnd.IntN(len(devices))]
+		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: fmt.Sprint("r", i), EventTimeMs: int64(i) * 30_000},
+			DeviceId: d, PatientId: "p-" + d, Kind: "vitals", HeartRate: 50 + rnd.Float64()*150, Spo2: 85 + rnd.Float64()*15,
+			Present: []string{"heart_rate", "spo2"}}
+		switch rnd.IntN(10) {
+		case 0:
+			v.BatteryLevel, v.Present = rnd.Float64()*40, append(v.Present, "battery_level")
+		case 1:
+			v.Severity, v.AlertType = int32(rnd.IntN(10)), "PUMP_FAILURE"
+		case 2:
+			v.Present = nil // nothing scored
+			v.HeartRate, v.Spo2 = 0, 0
+		}
+		readings = append(readings, v)
+	}
+	single, batched := newHarness(t), newHarness(t)
+	for _, v := range readings {
+		b, _ := codec.Marshal(v)
+		single.tt.Consume(single.cfg.Topics.Vitals, v.DeviceId, b)
+	}
+	// Batches per device, in order, of random sizes.
+	pending := map[string][]*pb.VitalsTelemetry{}
+	nb := 0
+	flush := func(d string) {
+		if len(pending[d]) == 0 {
+			return
+		}
+		nb++
+		b, _ := codec.Marshal(&pb.VitalsBatch{Meta: &pb.Meta{EventId: fmt.Sprint("batch|b", nb)}, DeviceId: d, BatchId: fmt.Sprint("b", nb), Readings: pending[d]})
+		batched.tt.Consume(batched.cfg.Topics.VitalsBatches, d, b)
+		pending[d] = nil
+	}
+	// Devices' readings interleave only across devices, so per-device
+	// order is kept by flushing a device's batch at random points.
+	for _, v := range readings {
+		pending[v.DeviceId] = append(pending[v.DeviceId], v)
+		if rnd.IntN(8) == 0 {
+			flush(v.DeviceId)
+		}
+	}
+	for _, d := range devices {
+		flush(d)
+	}
+	perDevice := func(scores []*pb.AnomalyScore) map[string][]*pb.AnomalyScore {
+		m := map[string][]*pb.AnomalyScore{}
+		for _, s := range scores {
+			m[s.DeviceId] = append(m[s.DeviceId], s)
+		}
+		return m
+	}
+	var want, got []*pb.AnomalyScore
+	for {
+		_, v, ok := single.score.Next()
+		if !ok {
+			break
+		}
+		want = append(want, v.(*pb.AnomalyScore))
+	}
+	bq := batched.tt.NewQueueTracker(batched.cfg.Topics.ScoreBatches)
+	bq.Seek(0)
+	for {
+		_, v, ok := bq.Next()
+		if !ok {
+			break
+		}
+		got = append(got, v.(*pb.AnomalyScoreBatch).Scores...)
+	}
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("%d scores from batches, %d from single records", len(got), len(want))
+	}
+	if _, _, ok := batched.score.Next(); ok {
+		t.Fatal("batches wrote single score records")
+	}
+	w, g := perDevice(want), perDevice(got)
+	for _, d := range devices {
+		for i := range w[d] {
+			if !proto.Equal(w[d][i], g[d][i]) {
+				t.Fatalf("%s score %d differs:\nsingle %v\nbatch  %v", d, i, w[d][i], g[d][i])
+			}
+		}
+	}
+	alertIDs := func(h *harness) map[string]int {
+		m := map[string]int{}
+		for _, a := range drainAlerts(h.alert) {
+			m[a.AlertId+":"+a.State.String()]++
+		}
+		return m
+	}
+	if wa, ga := alertIDs(single), alertIDs(batched); len(wa) == 0 || !maps.Equal(wa, ga) {
+		t.Fatalf("alert requests differ:\nsingle %v\nbatch  %v", wa, ga)
+	}
+	for _, d := range devices {
+		sv := single.tt.TableValue(goka.GroupTable(goka.Group(single.cfg.Group)), d)
+		bv := batched.tt.TableValue(goka.GroupTable(goka.Group(batched.cfg.Group)), d)
+		if sv == nil || !reflect.DeepEqual(sv, bv) {
+			t.Fatalf("%s: state after batches differs from state after single records", d)
+		}
+	}
+	// One bad reading in a batch: it alone is dead-lettered.
+	b, _ := codec.Marshal(&pb.VitalsBatch{Meta: &pb.Meta{EventId: "batch|bad"}, DeviceId: "mon-1", BatchId: "bad",
+		Readings: []*pb.VitalsTelemetry{{DeviceId: "mon-1"}, {Meta: &pb.Meta{EventId: "ok"}, DeviceId: "mon-1", HeartRate: 70, Present: []string{"heart_rate"}}}})
+	batched.tt.Consume(batched.cfg.Topics.VitalsBatches, "mon-1", b)
+	_, v, ok := batched.dlq.Next()
+	if dl, _ := v.(*pb.DeadLetter); !ok || dl.Reason != "missing_field" || !strings.HasSuffix(dl.Meta.EventId, "#0") {
+		t.Fatalf("dead letter for the bad reading: %v", v)
+	}
+	_, v, ok = bq.Next()
+	if sb, _ := v.(*pb.AnomalyScoreBatch); !ok || len(sb.Scores) != 1 || sb.Scores[0].ReadingEventId != "ok" {
+		t.Fatalf("score batch after a bad reading: %v", v)
 	}
 }

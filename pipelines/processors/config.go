@@ -162,7 +162,8 @@ func (c Config) anomaly() anomaly.Config {
 	a := anomaly.DefaultConfig()
 	a.Group = c.TopicPrefix + a.Group
 	a.Topics = anomaly.Topics{Vitals: c.topic(topics.Vitals), DeviceStatus: c.topic(topics.DeviceStatus), AnomalyScores: c.topic(topics.AnomalyScores),
-		AlertRequests: c.topic(c.AlertRequestsTopic), DeadLetters: c.topic(topics.DeadLetters)}
+		AlertRequests: c.topic(c.AlertRequestsTopic), DeadLetters: c.topic(topics.DeadLetters),
+		VitalsBatches: c.topic(topics.VitalsBatches), ScoreBatches: c.topic(topics.ScoreBatches)}
 	a.Baseline.Alpha, a.Baseline.MinSamples, a.Baseline.ZThreshold, a.Baseline.ZScale = c.Baseline.Alpha, c.Baseline.MinSamples, c.Baseline.ZThreshold, c.Baseline.ZScale
 	a.BatteryThreshold = c.BatteryThreshold
 	a.EpisodeQuiet = c.EpisodeQuiet.D()

@@ -157,7 +157,7 @@ func (r *Role) Topics() []string {
 		out = append(out, c.topic(topics.Intake), c.topic(topics.Schedules), c.topic(topics.DoseOutcomes), c.topic(topics.Adherence))
 	}
 	if r.runs(GroupAnomaly) {
-		out = append(out, c.topic(topics.Vitals), c.topic(topics.DeviceStatus), c.topic(topics.AnomalyScores))
+		out = append(out, c.topic(topics.Vitals), c.topic(topics.VitalsBatches), c.topic(topics.DeviceStatus), c.topic(topics.AnomalyScores), c.topic(topics.ScoreBatches))
 	}
 	if r.runs(GroupAlerts) {
 		out = append(out, c.topic(topics.Alerts))
