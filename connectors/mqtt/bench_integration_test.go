@@ -75,11 +75,19 @@ func throughputRun(b *testing.B, qos byte, batch, pubs int) {
 	lastChange, last := time.Now(), int64(-1)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		offs, err := adm.ListEndOffsets(ctx, e.prefix+topics.Vitals)
+		offs, err := adm.ListEndOffsets(ctx, e.prefix+topics.Vitals, e.prefix+topics.VitalsBatches)
 		cancel()
 		if err == nil {
 			got = 0
-			offs.Each(func(o kadm.ListedOffset) { got += o.Offset })
+			offs.Each(func(o kadm.ListedOffset) {
+				// Every batch is valid and whole: a batch record holds
+				// batch readings (batch_records, the default).
+				if o.Topic == e.prefix+topics.VitalsBatches {
+					got += o.Offset * int64(batch)
+				} else {
+					got += o.Offset
+				}
+			})
 		}
 		if got >= readings {
 			break

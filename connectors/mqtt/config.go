@@ -104,8 +104,17 @@ type Config struct {
 	MaxEventAge config.Duration `yaml:"max_event_age"`
 	// MaxClockSkew dead-letters event times further in the future (default 10m).
 	MaxClockSkew config.Duration `yaml:"max_clock_skew"`
-	Commands     CommandsConfig  `yaml:"commands"`
-	Shadow       ShadowConfig    `yaml:"shadow"`
+	// BatchRecords writes the valid vitals readings of a device batch
+	// (medical/devices/batch/telemetry) as one VitalsBatch record on the
+	// vitals-batches topic instead of one record per reading on the vitals
+	// topic (default true). Every reading keeps its own event id and is
+	// scored and stored exactly as a single record would be; the batch only
+	// saves the per-record cost in the producer, the broker, the anomaly
+	// group and the sink. Rejected readings are dead-lettered one by one
+	// either way.
+	BatchRecords bool           `yaml:"batch_records"`
+	Commands     CommandsConfig `yaml:"commands"`
+	Shadow       ShadowConfig   `yaml:"shadow"`
 }
 
 // DefaultRoutes are the seeds' topics.
@@ -129,7 +138,7 @@ func DefaultConfig() Config {
 		ClientID: "wardstream-mqtt", Connections: 4, ShareGroup: "wardstream", QoS: 1,
 		SessionExpiry: config.Duration(24 * time.Hour), KeepAlive: config.Duration(30 * time.Second),
 		ReceiveMaximum: 1000, Routes: DefaultRoutes(), MaxPayloadBytes: 256 << 10,
-		MaxEventAge: config.Duration(30 * 24 * time.Hour), MaxClockSkew: config.Duration(10 * time.Minute),
+		MaxEventAge: config.Duration(30 * 24 * time.Hour), MaxClockSkew: config.Duration(10 * time.Minute), BatchRecords: true,
 		Commands: CommandsConfig{Enabled: true, Topic: "medical/devices/{deviceId}/commands",
 			AckTopic: "medical/devices/{deviceId}/commands/ack", Timeout: config.Duration(30 * time.Second)},
 		Shadow: ShadowConfig{Enabled: true, DeltaTopic: "medical/devices/{deviceId}/shadow/delta",

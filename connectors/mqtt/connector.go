@@ -436,7 +436,7 @@ func (c *Connector) onPublish(pr paho.PublishReceived) (bool, error) {
 	d := &delivery{c: c, pr: pr, start: time.Now()}
 	rt, src, ok := c.router.match(p.Topic)
 	opts := payload.Options{Tenant: c.shared.Tenant, MaxBytes: c.cfg.MaxPayloadBytes, MaxAge: c.cfg.MaxEventAge.D(),
-		MaxSkew: c.cfg.MaxClockSkew.D(), Now: c.o.now()}
+		MaxSkew: c.cfg.MaxClockSkew.D(), Now: c.o.now(), BatchRecords: c.cfg.BatchRecords}
 	var outs []payload.Out
 	switch {
 	case !ok:

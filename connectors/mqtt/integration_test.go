@@ -254,16 +254,20 @@ func TestIntegrationDeadLettersBatchAndV311(t *testing.T) {
 	}
 
 	// Batch parts and the v3.1.1 intake.
+	// batch_records (the default): the valid parts travel as one
+	// VitalsBatch record keyed by the device.
 	parts := map[string]*pb.VitalsTelemetry{}
-	if !e.consume(t, topics.Vitals, 30*time.Second, func(r *kgo.Record) bool {
-		v := &pb.VitalsTelemetry{}
-		if err := codec.Unmarshal(r.Value, v); err != nil {
+	if !e.consume(t, topics.VitalsBatches, 30*time.Second, func(r *kgo.Record) bool {
+		b := &pb.VitalsBatch{}
+		if err := codec.Unmarshal(r.Value, b); err != nil {
 			t.Fatal(err)
 		}
-		if string(r.Key) != v.DeviceId {
-			t.Errorf("vitals key %q, want device %q", r.Key, v.DeviceId)
+		if string(r.Key) != b.DeviceId || b.BatchId != "b-1" || len(b.Readings) != 2 {
+			t.Errorf("vitals batch key %q, device %q, batch %q, %d readings; want dev-9, b-1, 2", r.Key, b.DeviceId, b.BatchId, len(b.Readings))
 		}
-		parts[v.Meta.EventId] = v
+		for _, v := range b.Readings {
+			parts[v.Meta.EventId] = v
+		}
 		return len(parts) >= 2
 	}) {
 		t.Fatalf("batch parts: got %d of 2", len(parts))

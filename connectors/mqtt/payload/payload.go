@@ -131,6 +131,11 @@ type Options struct {
 	MaxSkew time.Duration
 	// Now is the ingest time.
 	Now time.Time
+	// BatchRecords keeps a batch's valid vitals readings together: one
+	// VitalsBatch record on topics.VitalsBatches instead of one record per
+	// reading on topics.Vitals (see Decode). Other parts and rejects are
+	// unaffected.
+	BatchRecords bool
 }
 
 // Out is one record to produce: a catalog topic (unprefixed), its key and
@@ -692,5 +697,44 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 		}
 		out = append(out, rec)
 	}
+	if o.BatchRecords {
+		out = joinVitals(out, bsrc.DeviceID, string(bb.BatchID), o)
+	}
 	return out
+}
+
+// joinVitals replaces the vitals records among outs by one VitalsBatch
+// record, where the first of them was; the readings keep their order and
+// their own event ids, so consumers see the same readings either way. Every
+// part of a batch is its device's (the device check ran on each), so the
+// batch is keyed like its readings.
+func joinVitals(outs []Out, device, batchID string, o Options) []Out {
+	var readings []*pb.VitalsTelemetry
+	at := -1
+	kept := outs[:0]
+	for _, out := range outs {
+		if v, ok := out.Msg.(*pb.VitalsTelemetry); ok && out.Topic == topics.Vitals && out.Key == device {
+			if at < 0 {
+				at = len(kept)
+				kept = append(kept, Out{})
+			}
+			readings = append(readings, v)
+			continue
+		}
+		kept = append(kept, out)
+	}
+	if at < 0 {
+		return kept
+	}
+	first := readings[0].GetMeta()
+	id := batchID
+	if id == "" {
+		id = first.GetEventId() + "+" + strconv.Itoa(len(readings))
+	}
+	kept[at] = Out{Topic: topics.VitalsBatches, Key: device, Msg: &pb.VitalsBatch{
+		Meta: &pb.Meta{Tenant: first.GetTenant(), EventId: "batch|" + device + "/" + id, EventTimeMs: first.GetEventTimeMs(),
+			IngestTimeMs: o.Now.UnixMilli(), Source: first.GetSource()},
+		DeviceId: device, BatchId: batchID, Readings: readings,
+	}}
+	return kept
 }

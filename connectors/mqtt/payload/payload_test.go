@@ -2,6 +2,7 @@ package payload_test
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,26 @@ func TestDecodeBatch(t *testing.T) {
 	again := payload.Decode(payload.Batch, src, []byte(body), opts())
 	if again[0].Msg.(*pb.VitalsTelemetry).Meta.EventId != v0.Meta.EventId {
 		t.Error("event ids are not stable across redeliveries")
+	}
+
+	// BatchRecords: the two readings become one VitalsBatch record where
+	// the first was, equal reading by reading; the intake and the dead
+	// letter are unchanged.
+	bo := opts()
+	bo.BatchRecords = true
+	joined := payload.Decode(payload.Batch, src, []byte(body), bo)
+	if len(joined) != 3 || joined[0].Topic != topics.VitalsBatches || joined[0].Key != "d1" || joined[1].Topic != topics.Intake || joined[2].Reason != payload.ReasonSpoofedDevice {
+		t.Fatalf("joined outputs %v", joined)
+	}
+	vb := joined[0].Msg.(*pb.VitalsBatch)
+	if len(vb.Readings) != 2 || !proto.Equal(vb.Readings[0], v0) || !proto.Equal(vb.Readings[1], v1) {
+		t.Errorf("batch readings %v, want %v and %v", vb.Readings, v0, v1)
+	}
+	if vb.DeviceId != "d1" || vb.BatchId != "1701234567000" || vb.Meta.EventId != "batch|d1/1701234567000" || vb.Meta.Tenant != "h2" {
+		t.Errorf("batch envelope %v", vb)
+	}
+	if !proto.Equal(joined[1].Msg, outs[2].Msg) {
+		t.Errorf("intake part changed by batch_records: %v", joined[1].Msg)
 	}
 
 	for name, c := range map[string]struct {
