@@ -2,6 +2,8 @@ package bench_test
 
 import (
 	"encoding/json"
+	"github.com/wardstream/wardstream/schemas/codec"
+	"google.golang.org/protobuf/proto"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,6 +279,29 @@ func TestEncodings(t *testing.T) {
 	rec := bench.EncodeKafka("t1", &r, at)
 	if rec.Topic != "wardstream.vitals" || string(rec.Key) != "d1" || len(rec.Value) == 0 {
 		t.Errorf("kafka record %s %s", rec.Topic, rec.Key)
+	}
+	// A batch via Kafka: its vitals as one VitalsBatch record, equal to
+	// the single records reading by reading; an intake stays a record.
+	r2 := r
+	r2.EventID = "e2"
+	in := bench.Reading{Kind: bench.KindIntake, DeviceID: "d1", PatientID: "p1", MedicationID: "m1", EventID: "i1", EventTime: at, IntakeTime: at, Status: "taken"}
+	recs := bench.EncodeKafkaBatch("t1", "e1", []bench.Reading{r, in, r2}, at)
+	if len(recs) != 2 || recs[0].Topic != "wardstream.vitals-batches" || string(recs[0].Key) != "d1" || recs[1].Topic != "wardstream.medication-intake" {
+		t.Fatalf("kafka batch records %v", recs)
+	}
+	var vb pb.VitalsBatch
+	if err := codec.Unmarshal(recs[0].Value, &vb); err != nil || len(vb.Readings) != 2 || vb.BatchId != "e1" {
+		t.Fatalf("vitals batch %v (%v)", &vb, err)
+	}
+	for i, one := range []bench.Reading{r, r2} {
+		var want pb.VitalsTelemetry
+		if err := codec.Unmarshal(bench.EncodeKafka("t1", &one, at).Value, &want); err != nil {
+			t.Fatal(err)
+		}
+		want.BatchId = "e1"
+		if !proto.Equal(&want, vb.Readings[i]) {
+			t.Errorf("batch reading %d = %v, want %v", i, vb.Readings[i], &want)
+		}
 	}
 }
 

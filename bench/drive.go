@@ -158,11 +158,11 @@ func (h *harness) fillStages() {
 	}
 	stages := []stage{
 		{"publish", first, func(s Sample) int64 { return s.Sent }},
-		{"kafka_in", "records appended to the input topics (" + h.prefix + topics.Vitals + ", " + h.prefix + topics.Intake + ")", func(s Sample) int64 { return s.KafkaIn }},
+		{"kafka_in", "records appended to the input topics (" + h.prefix + topics.Vitals + ", " + h.prefix + topics.VitalsBatches + ", " + h.prefix + topics.Intake + "; a batch record holds many readings)", func(s Sample) int64 { return s.KafkaIn }},
 		{"queryable", last, func(s Sample) int64 { return s.Delivered }},
 	}
 	if h.checksCorrectness() {
-		stages = append(stages[:2], append([]stage{{"processors_out", "records the processors wrote to " + h.prefix + "{" + strings.Join([]string{topics.AnomalyScores, topics.DoseOutcomes, topics.Adherence, topics.Alerts}, ",") + "}", func(s Sample) int64 { return s.ProcOut }}}, stages[2:]...)...)
+		stages = append(stages[:2], append([]stage{{"processors_out", "records the processors wrote to " + h.prefix + "{" + strings.Join([]string{topics.AnomalyScores, topics.ScoreBatches, topics.DoseOutcomes, topics.Adherence, topics.Alerts}, ",") + "}", func(s Sample) int64 { return s.ProcOut }}}, stages[2:]...)...)
 	}
 	for _, st := range stages {
 		base := st.get(tl[0])
@@ -328,8 +328,9 @@ func (h *harness) telemetryItem(rs []Reading, now time.Time) item {
 		}
 	}
 	if h.viaKafka() {
-		for i := range rs {
-			it.recs = append(it.recs, h.kafkaRecord(&rs[i], now))
+		for _, rec := range EncodeKafkaBatch(h.tenant, rs[0].EventID, rs, now) {
+			rec.Topic = h.prefix + rec.Topic
+			it.recs = append(it.recs, rec)
 		}
 		return it
 	}
@@ -603,7 +604,7 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 		r.Malformed.DeadLettered = dlq
 		r.Lost = max(0, r.Sent-r.Delivered)
 		h.note("stage mqtt: latency is device event time -> record in Kafka (the record's timestamp)")
-		h.note("stage mqtt: delivered counts distinct event ids in Kafka topics %s and %s; duplicate_rows_unmerged counts duplicate Kafka records (at-least-once), which the sink's dedup removes", h.prefix+topics.Vitals, h.prefix+topics.Intake)
+		h.note("stage mqtt: delivered counts distinct event ids in Kafka topics %s, %s (each reading of a batch) and %s; duplicate_rows_unmerged counts duplicate Kafka records (at-least-once), which the sink's dedup removes", h.prefix+topics.Vitals, h.prefix+topics.VitalsBatches, h.prefix+topics.Intake)
 		return nil
 	}
 	var errs []error

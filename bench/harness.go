@@ -299,7 +299,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 	}
 	defer h.stopRoles()
 	if o.Stage == StageMQTT {
-		h.kobs, err = newKafkaObserver(ctx, o.Root.Kafka, h.adm, h.prefix, h.tenant, topics.Vitals, topics.Intake, topics.DeadLetters)
+		h.kobs, err = newKafkaObserver(ctx, o.Root.Kafka, h.adm, h.prefix, h.tenant, topics.Vitals, topics.VitalsBatches, topics.Intake, topics.DeadLetters)
 		if err != nil {
 			return h.res, err
 		}

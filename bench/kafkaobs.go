@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/kafka"
@@ -100,23 +101,33 @@ func (k *kafkaObserver) run(ctx context.Context) {
 			if err := codec.Unmarshal(r.Value, m); err != nil {
 				return
 			}
-			mg, ok := m.(metaGetter)
-			if !ok || mg.GetMeta().GetTenant() != k.tenant {
-				return
-			}
-			id := mg.GetMeta().GetEventId()
-			k.mu.Lock()
-			if name == topics.DeadLetters {
-				k.dlq++
-			} else if name == topics.Vitals || name == topics.Intake {
-				k.rows++
-				k.ids[id] = struct{}{}
-				if k.want[id] {
-					k.seenAt[id] = r.Timestamp
-					delete(k.want, id)
+			// A vitals batch counts as its readings.
+			parts := []proto.Message{m}
+			if b, ok := m.(*pb.VitalsBatch); ok {
+				parts = parts[:0]
+				for _, v := range b.Readings {
+					parts = append(parts, v)
 				}
 			}
-			k.mu.Unlock()
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			for _, part := range parts {
+				mg, ok := part.(metaGetter)
+				if !ok || mg.GetMeta().GetTenant() != k.tenant {
+					continue
+				}
+				id := mg.GetMeta().GetEventId()
+				if name == topics.DeadLetters {
+					k.dlq++
+				} else if name == topics.Vitals || name == topics.VitalsBatches || name == topics.Intake {
+					k.rows++
+					k.ids[id] = struct{}{}
+					if k.want[id] {
+						k.seenAt[id] = r.Timestamp
+						delete(k.want, id)
+					}
+				}
+			}
 		})
 	}
 }

@@ -282,12 +282,58 @@ func encodeMalformed(tenant string, r *Reading) Publish {
 // EncodeKafka returns the Kafka record of r as the connectors would write
 // it (stage kafka and sink drive the path from here).
 func EncodeKafka(tenant string, r *Reading, ingest time.Time) *kgo.Record {
+	topic, key, msg, raw := kafkaMsg(tenant, r, ingest)
+	if raw != nil {
+		return &kgo.Record{Topic: topic, Key: []byte(key), Value: raw}
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: marshalOrError(msg)}
+}
+
+// EncodeKafkaBatch returns the Kafka records of one device's batch as the
+// mqtt connector writes them with batch_records: the vitals readings as
+// one VitalsBatch record (where the first was), the rest one by one.
+func EncodeKafkaBatch(tenant, batchID string, rs []Reading, ingest time.Time) []*kgo.Record {
+	var out []*kgo.Record
+	var batch *pb.VitalsBatch
+	for i := range rs {
+		topic, key, msg, raw := kafkaMsg(tenant, &rs[i], ingest)
+		if v, ok := msg.(*pb.VitalsTelemetry); ok && topic == topics.Vitals {
+			if batch == nil {
+				batch = &pb.VitalsBatch{Meta: &pb.Meta{Tenant: tenant, EventId: "batch|" + key + "/" + batchID, EventTimeMs: v.Meta.EventTimeMs,
+					IngestTimeMs: ingest.UnixMilli(), Source: "bench"}, DeviceId: key, BatchId: batchID}
+				out = append(out, &kgo.Record{Topic: topics.VitalsBatches, Key: []byte(key)})
+			}
+			v.BatchId = batchID
+			batch.Readings = append(batch.Readings, v)
+			continue
+		}
+		if raw == nil {
+			raw = marshalOrError(msg)
+		}
+		out = append(out, &kgo.Record{Topic: topic, Key: []byte(key), Value: raw})
+	}
+	for _, r := range out {
+		if r.Topic == topics.VitalsBatches {
+			r.Value = marshalOrError(batch)
+		}
+	}
+	return out
+}
+
+func marshalOrError(m proto.Message) []byte {
+	b, err := codec.Marshal(m)
+	if err != nil {
+		// Marshal of a well-formed message cannot fail; keep the record
+		// visible as a malformed one rather than dropping it.
+		return []byte(err.Error())
+	}
+	return b
+}
+
+// kafkaMsg returns r's topic, key and message, or raw bytes for a
+// malformed reading.
+func kafkaMsg(tenant string, r *Reading, ingest time.Time) (topic, key string, msg proto.Message, raw []byte) {
 	meta := &pb.Meta{Tenant: tenant, EventId: r.EventID, EventTimeMs: r.EventTime.UnixMilli(), IngestTimeMs: ingest.UnixMilli(), Source: "bench"}
-	var (
-		topic string
-		key   string
-		msg   proto.Message
-	)
 	switch r.Kind {
 	case KindIntake:
 		topic, key = topics.Intake, r.PatientID
@@ -301,7 +347,7 @@ func EncodeKafka(tenant string, r *Reading, ingest time.Time) *kgo.Record {
 	case KindMalformed:
 		// Bytes that are not a VitalsTelemetry: the consumers must
 		// dead-letter them.
-		return &kgo.Record{Topic: topics.Vitals, Key: []byte(r.DeviceID), Value: []byte{0xff, 0xff, 0xff, 0x0f, 0x01}}
+		return topics.Vitals, r.DeviceID, nil, []byte{0xff, 0xff, 0xff, 0x0f, 0x01}
 	default:
 		topic, key = topics.Vitals, r.DeviceID
 		v := &pb.VitalsTelemetry{Meta: meta, DeviceId: r.DeviceID, DeviceType: r.DeviceType, PatientId: r.PatientID, Ward: "ward-1"}
@@ -323,13 +369,7 @@ func EncodeKafka(tenant string, r *Reading, ingest time.Time) *kgo.Record {
 		}
 		msg = v
 	}
-	b, err := codec.Marshal(msg)
-	if err != nil {
-		// Marshal of a well-formed message cannot fail; keep the record
-		// visible as a malformed one rather than dropping it.
-		b = []byte(err.Error())
-	}
-	return &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
+	return topic, key, msg, nil
 }
 
 // scheduleJSON renders a schedule for humans (results, demo logs).

@@ -68,12 +68,12 @@ func (p *progress) loop(ctx context.Context) {
 
 // kafkaIn sums the end offsets of the path's input topics.
 func (p *progress) kafkaIn(ctx context.Context) int64 {
-	return p.endOffsets(ctx, topics.Vitals, topics.Intake)
+	return p.endOffsets(ctx, topics.Vitals, topics.VitalsBatches, topics.Intake)
 }
 
 // procOut sums the end offsets of the processors' output topics.
 func (p *progress) procOut(ctx context.Context) int64 {
-	return p.endOffsets(ctx, topics.AnomalyScores, topics.DoseOutcomes, topics.Adherence, topics.Alerts)
+	return p.endOffsets(ctx, topics.AnomalyScores, topics.ScoreBatches, topics.DoseOutcomes, topics.Adherence, topics.Alerts)
 }
 
 func (p *progress) endOffsets(ctx context.Context, names ...string) int64 {

@@ -26,7 +26,7 @@ import (
 // events/cpu-s: the whole test process's CPU time (goka, sarama, our code,
 // GC, and the counting consumer), which is the per-core figure on a shared
 // machine.
-func brokerBench(b *testing.B, group string, out string, preload func(prefix string) []*kgo.Record, want func(n int) int, progress func(*kgo.Record) int64) {
+func brokerBench(b *testing.B, group string, out string, preload func(prefix string) (recs []*kgo.Record, events int), want func(n int) int, progress func(*kgo.Record) int64) {
 	svc := testutil.Integration(b)
 	prefix := testutil.Unique(b, "wsbench") + "."
 	root := config.Default()
@@ -54,14 +54,14 @@ func brokerBench(b *testing.B, group string, out string, preload func(prefix str
 	if err != nil {
 		b.Fatal(err)
 	}
-	recs := preload(prefix)
+	recs, events := preload(prefix)
 	for i := 0; i < len(recs); i += 20000 {
 		if err := cl.ProduceSync(ctx, recs[i:min(i+20000, len(recs))]...).FirstErr(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	cl.Close()
-	n := want(len(recs))
+	n := want(events)
 	var got atomic.Int64
 	var firstCPU, firstAt atomic.Int64
 	done := make(chan struct{})
@@ -101,10 +101,10 @@ func brokerBench(b *testing.B, group string, out string, preload func(prefix str
 	// start-up (topic creation, group join, table recovery) is left out.
 	sWall := time.Since(time.Unix(0, firstAt.Load()))
 	sCPU := cpu.Time() - time.Duration(firstCPU.Load())
-	b.ReportMetric(float64(len(recs))/sWall.Seconds(), "events/s")
-	b.ReportMetric(float64(len(recs))/sCPU.Seconds(), "events/cpu-s")
-	b.Logf("%s: %d input records -> %d results; steady state %v wall, %v CPU; with start-up %v wall, %v CPU",
-		group, len(recs), got.Load(), sWall.Round(time.Millisecond), sCPU.Round(time.Millisecond), wall.Round(time.Millisecond), used.Round(time.Millisecond))
+	b.ReportMetric(float64(events)/sWall.Seconds(), "events/s")
+	b.ReportMetric(float64(events)/sCPU.Seconds(), "events/cpu-s")
+	b.Logf("%s: %d input events in %d records -> %d results; steady state %v wall, %v CPU; with start-up %v wall, %v CPU",
+		group, events, len(recs), got.Load(), sWall.Round(time.Millisecond), sCPU.Round(time.Millisecond), wall.Round(time.Millisecond), used.Round(time.Millisecond))
 	cancel()
 	<-rdone
 }
@@ -112,26 +112,64 @@ func brokerBench(b *testing.B, group string, out string, preload func(prefix str
 // BenchmarkIntegrationVitalsPath: 200k vitals readings from 500 monitors
 // through the anomaly group to the anomaly-scores topic.
 func BenchmarkIntegrationVitalsPath(b *testing.B) {
-	brokerBench(b, processors.GroupAnomaly, topics.AnomalyScores, func(prefix string) []*kgo.Record {
+	brokerBench(b, processors.GroupAnomaly, topics.AnomalyScores, func(prefix string) ([]*kgo.Record, int) {
 		const n = 200_000
 		recs := make([]*kgo.Record, 0, n)
 		for i := 0; i < n; i++ {
-			dev := fmt.Sprintf("mon-%d", i%500)
-			v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("v", i), EventTimeMs: int64(i) * 1000}, DeviceId: dev,
-				PatientId: fmt.Sprintf("p-%d", i%500), Kind: "vitals", HeartRate: 60 + float64(i%50), SystolicBp: 110 + float64(i%40), Spo2: 93 + float64(i%6),
-				Present: []string{"heart_rate", "systolic_bp", "spo2"}}
+			v := benchReading(i)
 			bs, _ := codec.Marshal(v)
-			recs = append(recs, &kgo.Record{Topic: prefix + topics.Vitals, Key: []byte(dev), Value: bs})
+			recs = append(recs, &kgo.Record{Topic: prefix + topics.Vitals, Key: []byte(v.DeviceId), Value: bs})
 		}
-		return recs
+		return recs, n
 	}, func(n int) int { return n }, func(*kgo.Record) int64 { return 1 })
+}
+
+// BenchmarkIntegrationVitalsBatchPath: the same kind of readings as
+// BenchmarkIntegrationVitalsPath (1M of them, from 500 monitors) in
+// device batches of 100, as the mqtt connector writes the seed's batched
+// telemetry (batch_records), to the anomaly-score-batches topic; events
+// are readings.
+func BenchmarkIntegrationVitalsBatchPath(b *testing.B) {
+	brokerBench(b, processors.GroupAnomaly, topics.ScoreBatches, func(prefix string) ([]*kgo.Record, int) {
+		const n, per, devices = 1_000_000, 100, 500
+		var recs []*kgo.Record
+		batch := map[int]*pb.VitalsBatch{}
+		for i := 0; i < n; i++ {
+			d := i % devices
+			if batch[d] == nil {
+				batch[d] = &pb.VitalsBatch{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("batch|b", i)}, DeviceId: fmt.Sprintf("mon-%d", d), BatchId: fmt.Sprint("b", i)}
+			}
+			bt := batch[d]
+			bt.Readings = append(bt.Readings, benchReading(i))
+			if len(bt.Readings) == per {
+				bs, _ := codec.Marshal(bt)
+				recs = append(recs, &kgo.Record{Topic: prefix + topics.VitalsBatches, Key: []byte(bt.DeviceId), Value: bs})
+				delete(batch, d)
+			}
+		}
+		return recs, n
+	}, func(n int) int { return n }, func(r *kgo.Record) int64 {
+		var sb pb.AnomalyScoreBatch
+		if codec.Unmarshal(r.Value, &sb) != nil {
+			return 0
+		}
+		return int64(len(sb.Scores))
+	})
+}
+
+// benchReading is reading i of the vitals benchmarks (500 monitors).
+func benchReading(i int) *pb.VitalsTelemetry {
+	dev := fmt.Sprintf("mon-%d", i%500)
+	return &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("v", i), EventTimeMs: int64(i) * 1000}, DeviceId: dev,
+		PatientId: fmt.Sprintf("p-%d", i%500), Kind: "vitals", HeartRate: 60 + float64(i%50), SystolicBp: 110 + float64(i%40), Spo2: 93 + float64(i%6),
+		Present: []string{"heart_rate", "systolic_bp", "spo2"}}
 }
 
 // BenchmarkIntegrationAdherencePath: 5,000 patients' schedules (3 doses a
 // day) and 3 days of intakes (45k) through the adherence group; counts the
 // doses whose latest outcome is taken, until all 45k are.
 func BenchmarkIntegrationAdherencePath(b *testing.B) {
-	brokerBench(b, processors.GroupAdherence, topics.DoseOutcomes, func(prefix string) []*kgo.Record {
+	brokerBench(b, processors.GroupAdherence, topics.DoseOutcomes, func(prefix string) ([]*kgo.Record, int) {
 		const patients = 5000
 		from := time.Date(2026, 3, 2, 0, 0, 0, 0, berlin)
 		var recs []*kgo.Record
@@ -156,7 +194,7 @@ func BenchmarkIntegrationAdherencePath(b *testing.B) {
 				}
 			}
 		}
-		return recs
+		return recs, len(recs)
 	}, func(n int) int { return n - 5000 }, takenDoses())
 }
 
