@@ -28,7 +28,7 @@ func buildWardstream(t *testing.T, root string) string {
 	return bin
 }
 
-func smokeRun(t *testing.T, svc testutil.Services, bin, stage string) (*bench.Results, error) {
+func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int) (*bench.Results, error) {
 	t.Helper()
 	t.Setenv(config.EnvKafkaBrokers, strings.Join(svc.KafkaBrokers, ","))
 	t.Setenv(config.EnvClickHouseAddr, svc.ClickHouseAddr)
@@ -41,6 +41,9 @@ func smokeRun(t *testing.T, svc testutil.Services, bin, stage string) (*bench.Re
 	sc, err := bench.LoadScenario(filepath.Join(svc.Root, "bench", "scenarios", "smoke.yaml"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if batch > 0 {
+		sc.Transport.Batch = batch
 	}
 	bc, err := bench.LoadConfig(root)
 	if err != nil {
@@ -89,11 +92,29 @@ func roleStatus(r *bench.Results, name string) string {
 func TestIntegrationSmoke(t *testing.T) {
 	svc := testutil.Integration(t)
 	bin := buildWardstream(t, svc.Root)
-	res, err := smokeRun(t, svc, bin, bench.StageAll)
+	res, err := smokeRun(t, svc, bin, bench.StageAll, 0)
 	if err != nil && res != nil && roleStatus(res, "mqtt") == "unavailable" {
 		t.Logf("the mqtt role is not part of this build (%v): running stage kafka", err)
-		res, err = smokeRun(t, svc, bin, bench.StageKafka)
+		res, err = smokeRun(t, svc, bin, bench.StageKafka, 0)
 	}
+	checkSmoke(t, res, err)
+}
+
+// TestIntegrationSmokeBatched is TestIntegrationSmoke with the seed's
+// batched telemetry (10 readings per publish on
+// medical/devices/batch/telemetry): the connector writes vitals batch
+// records (batch_records), the anomaly group scores them into score
+// batches and the sink lands every reading and score as its own row; the
+// same checks must hold.
+func TestIntegrationSmokeBatched(t *testing.T) {
+	svc := testutil.Integration(t)
+	bin := buildWardstream(t, svc.Root)
+	res, err := smokeRun(t, svc, bin, bench.StageAll, 10)
+	checkSmoke(t, res, err)
+}
+
+func checkSmoke(t *testing.T, res *bench.Results, err error) {
+	t.Helper()
 	if err != nil {
 		if res != nil {
 			t.Fatalf("run: %v (notes %q)", err, res.Notes)
