@@ -289,6 +289,7 @@ func (h *harness) run(ctx context.Context) (*Results, error) {
 			return h.res, err
 		}
 		defer h.obs.Close()
+		h.obs.CountFromParts(!o.Shared && !o.Root.ClickHouse.Sharded)
 		if _, err := h.obs.Migrate(ctx, o.Root.ClickHouse.Cluster); err != nil {
 			return h.res, err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"math"
 	"net"
@@ -160,16 +161,41 @@ func vitals(i int, device string) *pb.VitalsTelemetry {
 
 // produceVitals produces n vitals records [from, from+n) and waits for acks.
 func (e *itEnv) produceVitals(t *testing.T, cl *kgo.Client, from, n int) {
+	e.produceVitalsBatched(t, cl, from, n, 1)
+}
+
+// produceVitalsBatched produces readings [from, from+n); per > 1 packs
+// each device's consecutive readings into VitalsBatch records of per
+// readings on the vitals-batches topic, as the mqtt connector does.
+func (e *itEnv) produceVitalsBatched(t *testing.T, cl *kgo.Client, from, n, per int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic := e.Prefix + topics.Vitals
+	if per > 1 {
+		topic = e.Prefix + topics.VitalsBatches
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
+	pending := map[string]*pb.VitalsBatch{}
 	for i := from; i < from+n; i++ {
 		dev := fmt.Sprintf("dev-%03d", i%200)
-		v, err := codec.Marshal(vitals(i, dev))
+		var msg proto.Message = vitals(i, dev)
+		if per > 1 {
+			b := pending[dev]
+			if b == nil {
+				b = &pb.VitalsBatch{Meta: &pb.Meta{EventId: fmt.Sprint("batch|", i)}, DeviceId: dev, BatchId: fmt.Sprint(i)}
+				pending[dev] = b
+			}
+			b.Readings = append(b.Readings, vitals(i, dev))
+			if len(b.Readings) < per && i < from+n-200 {
+				continue
+			}
+			delete(pending, dev)
+			msg = b
+		}
+		v, err := codec.Marshal(msg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -550,10 +576,22 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 // ClickHouse. It reports rows/s and rows per CPU-second of this process
 // (the sink's own cost; ClickHouse and Kafka run on the same machine).
 func TestIntegrationThroughput(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		topic string
+		per   int
+	}{{"single", topics.Vitals, 1}, {"batch100", topics.VitalsBatches, 100}} {
+		t.Run(tc.name, func(t *testing.T) { throughput(t, tc.topic, tc.per) })
+	}
+}
+
+// throughput: 1M vitals readings in per-reading records (per 1) or in
+// VitalsBatch records of per readings.
+func throughput(t *testing.T, topic string, per int) {
 	const n = 1_000_000
-	e := newEnv(t, topics.Vitals)
+	e := newEnv(t, topic)
 	prod := e.producer(t)
-	e.produceVitals(t, prod, 0, n)
+	e.produceVitalsBatched(t, prod, 0, n, per)
 	prod.Close()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -591,8 +629,8 @@ func TestIntegrationThroughput(t *testing.T) {
 	if got := e.count(t, "SELECT uniqExact(event_id) FROM %s.vitals"); got != n {
 		t.Fatalf("%d events, want %d", got, n)
 	}
-	t.Logf("sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second; peak Go heap %d MiB (batch_rows %d, max_buffered_rows %d)",
-		n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds(), heap>>20, e.BatchRows, 4*e.BatchRows)
+	t.Logf("%s, %d readings per record: sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second; peak Go heap %d MiB (batch_rows %d, max_buffered_rows %d)",
+		topic, per, n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds(), heap>>20, e.BatchRows, 4*e.BatchRows)
 }
 
 func cpuTime() time.Duration {
