@@ -439,12 +439,38 @@ func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
 	})
 	var err error
 	fetches.EachRecord(func(r *kgo.Record) {
-		if err != nil || skip[partKey{r.Topic, r.Partition}] {
+		pk := partKey{r.Topic, r.Partition}
+		if err != nil || skip[pk] {
+			return
+		}
+		if _, dropped := s.rewind[pk]; dropped {
+			// A rebalance during a flush below dropped this partition's
+			// batch: the next poll re-reads it from its commit point.
 			return
 		}
 		err = s.record(ctx, r)
+		// One poll may hold far more rows than records (vitals batches,
+		// detections): keep batch_rows and max_buffered_rows within the
+		// poll, not only after it.
+		if err == nil && s.full() {
+			err = s.flushDue(ctx)
+		}
 	})
 	return err
+}
+
+// full reports whether a table's batch reached batch_rows or all batches
+// together max_buffered_rows.
+func (s *Sink) full() bool {
+	if s.buffered >= s.cfg.MaxBufferedRows {
+		return true
+	}
+	for _, tb := range s.tables {
+		if tb.rows >= s.cfg.BatchRows {
+			return true
+		}
+	}
+	return false
 }
 
 // record converts one record into rows of its tables (or a dead letter).

@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"reflect"
 	"strings"
 	"testing"
@@ -515,5 +517,94 @@ func TestBatchesMapLikeSingles(t *testing.T) {
 	err := mapVitalsBatch(bad, &recCtx{defaultTenant: "t"}, func() *rowWriter { tb.rows++; return tb.emit() })
 	if !errors.Is(err, ErrUnconvertible) || tb.rows != before {
 		t.Fatalf("bad batch: err %v, rows %d -> %d; want ErrUnconvertible and no rows", err, before, tb.rows)
+	}
+}
+
+// recordingConn is a ClickHouse connection that accepts every insert and
+// records its row count (unit tests of the batching; the integration
+// tests insert into the real server).
+type recordingConn struct {
+	driver.Conn
+	inserts []int
+}
+
+func (c *recordingConn) PrepareBatch(context.Context, string, ...driver.PrepareBatchOption) (driver.Batch, error) {
+	return &recordingBatch{c: c}, nil
+}
+
+type recordingBatch struct {
+	driver.Batch
+	c    *recordingConn
+	rows int
+}
+
+func (b *recordingBatch) Column(i int) driver.BatchColumn { return recordingColumn{b, i} }
+func (b *recordingBatch) Send() error                     { b.c.inserts = append(b.c.inserts, b.rows); return nil }
+func (b *recordingBatch) Close() error                    { return nil }
+
+type recordingColumn struct {
+	b *recordingBatch
+	i int
+}
+
+func (c recordingColumn) Append(v any) error {
+	if c.i == 0 {
+		c.b.rows = reflect.ValueOf(v).Len()
+	}
+	return nil
+}
+func (c recordingColumn) AppendRow(any) error { return nil }
+
+// TestPollOfBatchesKeepsBounds: one poll of vitals batch records holds 20x
+// batch_rows rows; the sink flushes within the poll, so no insert exceeds
+// batch_rows by more than one record's rows and the buffered rows never
+// exceed max_buffered_rows by more than that either.
+func TestPollOfBatchesKeepsBounds(t *testing.T) {
+	root := config.Default()
+	cfg := DefaultConfig()
+	cfg.Topics = []string{topics.VitalsBatches}
+	cfg.BatchRows, cfg.MaxBufferedRows = 250, 1000
+	s, err := New(&root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &recordingConn{}
+	s.conn = conn
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics.VitalsBatches))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s.cl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...)); err != nil {
+		t.Fatal(err)
+	}
+	defer s.cl.Close()
+	s.assigned[partKey{topics.VitalsBatches, 0}] = true
+	var recs []*kgo.Record
+	maxBuffered := 0
+	for i := 0; i < 50; i++ {
+		b := &pb.VitalsBatch{Meta: &pb.Meta{EventId: fmt.Sprint("batch|", i)}, DeviceId: "d", BatchId: fmt.Sprint(i)}
+		for j := 0; j < 100; j++ {
+			b.Readings = append(b.Readings, vitalsMsg(fmt.Sprint(i, "-", j)))
+		}
+		recs = append(recs, rec(t, topics.VitalsBatches, 0, int64(i), b))
+	}
+	fetches := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: topics.VitalsBatches, Partitions: []kgo.FetchPartition{{Partition: 0, Records: recs}}}}}}
+	s.mu.Lock()
+	err = s.process(context.Background(), fetches)
+	maxBuffered = max(maxBuffered, s.buffered)
+	s.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, n := range conn.inserts {
+		if n > cfg.BatchRows+100 {
+			t.Errorf("an insert of %d rows (batch_rows %d, 100 rows per record)", n, cfg.BatchRows)
+		}
+		total += n
+	}
+	if len(conn.inserts) == 0 || total+s.buffered != 5000 || maxBuffered > cfg.MaxBufferedRows+100 {
+		t.Fatalf("inserts %v + %d buffered, want 5000 rows in inserts of about %d", conn.inserts, s.buffered, cfg.BatchRows)
 	}
 }
