@@ -129,6 +129,8 @@ type Processor struct {
 	now func() time.Time
 
 	scored      *prometheus.CounterVec
+	byLevel     map[string]prometheus.Counter // scored's children, looked up once
+	batteryMsg  func() string
 	deadLetters *prometheus.CounterVec
 	alertReqs   *prometheus.CounterVec
 }
@@ -149,6 +151,12 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 		Help: "Anomaly inputs sent to the dead-letter topic, by reason."}, []string{"reason"})
 	p.alertReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_anomaly_alert_requests_total",
 		Help: "Alert requests sent by the anomaly group, by type and state."}, []string{"type", "state"})
+	p.byLevel = map[string]prometheus.Counter{}
+	for _, l := range []string{"NORMAL", "WARNING", "EMERGENCY"} {
+		p.byLevel[l] = p.scored.WithLabelValues(l)
+	}
+	bm := fmt.Sprintf("battery below %.0f%%", cfg.BatteryThreshold)
+	p.batteryMsg = func() string { return bm }
 	if p.reg != nil {
 		for _, c := range []prometheus.Collector{p.scored, p.deadLetters, p.alertReqs} {
 			if err := p.reg.Register(c); err != nil {
@@ -210,6 +218,14 @@ func stateOf(ctx goka.Context) *State {
 		return v.(*State)
 	}
 	return &State{}
+}
+
+// scoredBy returns the scored counter of level.
+func (p *Processor) scoredBy(level string) prometheus.Counter {
+	if c, ok := p.byLevel[level]; ok {
+		return c
+	}
+	return p.scored.WithLabelValues(level)
 }
 
 // present reports whether the reading carries field (by its proto name or
@@ -316,7 +332,7 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		}
 		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
 		level := Level(score)
-		p.scored.WithLabelValues(level).Inc()
+		p.scoredBy(level).Inc()
 		out = &pb.AnomalyScore{
 			Meta:     p.meta(st, "anomaly|"+v.GetMeta().GetEventId(), ev, now),
 			DeviceId: v.GetDeviceId(), PatientId: patient, ReadingEventId: v.GetMeta().GetEventId(),
@@ -327,7 +343,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		if patient == "" {
 			subjType = alerts.SubjectDevice
 		}
-		msg := fmt.Sprintf("anomaly score %.1f (%s)", score, level)
+		// Formatted only when an alert opens or resolves, not per reading.
+		msg := func() string { return fmt.Sprintf("anomaly score %.1f (%s)", score, level) }
 		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, v, msg)
 		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, v, msg)
 	}
@@ -347,7 +364,7 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 	}
 	if present(v, v.GetBatteryLevel(), "battery_level", "batteryLevel") {
 		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
-			fmt.Sprintf("battery below %.0f%%", p.cfg.BatteryThreshold))
+			p.batteryMsg)
 	}
 	return out
 }
@@ -374,12 +391,12 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	}
 	ev := s.GetMeta().GetEventTimeMs()
 	v := &pb.VitalsTelemetry{DeviceId: s.GetDeviceId(), PatientId: s.GetPatientId(), Ward: s.GetWard()}
-	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), ev, now, v, "device offline")
+	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), ev, now, v, func() string { return "device offline" })
 	// A status without a battery reading (0 while online) says nothing
 	// about the battery.
 	if s.GetBatteryLevel() > 0 || !s.GetOnline() && s.GetBatteryLevel() == 0 && s.GetStatus() == "battery_empty" {
 		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
-			fmt.Sprintf("battery below %.0f%%", p.cfg.BatteryThreshold))
+			p.batteryMsg)
 	}
 	ctx.SetValue(st)
 }
@@ -393,7 +410,7 @@ func (p *Processor) meta(st *State, id string, ev int64, now time.Time) *pb.Meta
 }
 
 // condition opens an episode when on starts and resolves it when on ends.
-func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
+func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
 	e, open := st.Episodes[int32(t)]
 	switch {
 	case on && !open:
@@ -402,10 +419,10 @@ func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb
 		}
 		e = Episode{Start: ev, Last: ev, Subject: subject}
 		st.Episodes[int32(t)] = e
-		p.request(ctx, st, t, pr, pb.AlertState_OPEN, subjType, e, now, v, msg)
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, subjType, e, now, v, msg())
 	case !on && open:
 		delete(st.Episodes, int32(t))
-		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, subjType, e, now, v, msg)
+		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, subjType, e, now, v, msg())
 	case on && open:
 		e.Last = max(e.Last, ev)
 		st.Episodes[int32(t)] = e
