@@ -22,6 +22,13 @@ func (h *harness) drive(ctx context.Context) error {
 	o, sc := h.o, h.sc
 	h.start = time.Now()
 	h.res.Started = h.start
+	host := startHostWatch()
+	defer func() {
+		h.res.Host = host.stop()
+		if hr := h.res.Host; hr != nil && hr.StealShare > 0.05 {
+			h.note("host: the hypervisor gave %.0f%% of this machine's CPU time to other tenants during the run (steal %.0f CPU seconds): rates are lower than on a quiet machine", 100*hr.StealShare, hr.StealSeconds)
+		}
+	}()
 	dur := o.Duration
 	switch {
 	case o.Forever:

@@ -62,6 +62,9 @@ type Results struct {
 	Roles       []RoleResult    `json:"roles"`
 	Services    []RoleResult    `json:"services"`
 	Correctness *Correctness    `json:"correctness,omitempty"`
+	// Host is the whole machine's CPU over the run, steal included (see
+	// HostResult): the context every rate above was measured in.
+	Host *HostResult `json:"host,omitempty"`
 	// Targets compares the run with the project's targets (issue 7).
 	Targets  []Target `json:"targets"`
 	Cameras  string   `json:"cameras"`
@@ -298,6 +301,10 @@ func (r *Results) Markdown() string {
 	w("| latency event -> queryable p50 / p95 / p99 / max | %s |", latWord(l))
 	w("| latency scheduled+grace -> MISSED alert p50 / p95 / p99 / max | %s |", latWord(r.Latency.MissedAlert))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
+	if hr := r.Host; hr != nil {
+		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f |",
+			hr.Cores, hr.WallSeconds, hr.BusySeconds, hr.IdleSeconds, hr.StealSeconds, 100*hr.StealShare, hr.Load1Start, hr.Load1End)
+	}
 	w("| send errors (retried) / readings given up | %d / %d |", r.SendErrors, r.SendFailed)
 	w("")
 	w("Targets (issue 7, on this machine with every server co-located):")
