@@ -127,32 +127,40 @@ func (s *scanner) skip(depth int) bool {
 	case c == 'n':
 		return s.lit("null")
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.peek() == ']' {
-			s.i++
-			return true
-		}
-		for {
-			s.ws()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			s.ws()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.array(func() bool { return s.skip(depth + 1) })
 	case c == '{':
 		return s.object(func([]byte) bool { return s.skip(depth + 1) })
 	}
 	return false
+}
+
+// array reads an array, calling elem with the scanner at each element.
+func (s *scanner) array(elem func() bool) bool {
+	if s.peek() != '[' {
+		return false
+	}
+	s.i++
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		if !elem() {
+			return false
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // object reads an object, calling field for each key with the scanner at
@@ -495,18 +503,8 @@ func fastBatch(data []byte, bb *batchBody) bool {
 			bb.Count = &n
 			return true
 		case "messages":
-			if s.peek() != '[' {
-				return false
-			}
-			s.i++
-			s.ws()
 			bb.Messages, bb.bodies = bb.Messages[:0], bb.bodies[:0]
-			if s.peek() == ']' {
-				s.i++
-				return true
-			}
-			for {
-				s.ws()
+			return s.array(func() bool {
 				start := s.i
 				// One pass for the common case: decode the message while
 				// finding its end; else only find its end (the caller
@@ -524,17 +522,8 @@ func fastBatch(data []byte, bb *batchBody) bool {
 					b = nil // encoding/json decodes it
 				}
 				bb.bodies = append(bb.bodies, b)
-				s.ws()
-				switch s.peek() {
-				case ',':
-					s.i++
-				case ']':
-					s.i++
-					return true
-				default:
-					return false
-				}
-			}
+				return true
+			})
 		}
 		if foldsToKnown(k) {
 			return false
