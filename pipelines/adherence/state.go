@@ -222,17 +222,22 @@ func DecodeState(b []byte) (*State, error) {
 		if len(m.Sched) == 0 {
 			m.Sched = nil
 		}
+		// Records are allocated in one slab per kind: a state holds dozens.
 		nd := r.Count(7)
-		m.Doses = make([]*DoseRec, 0, nd)
+		m.Doses = make([]*DoseRec, 0, nd+4)
+		doses := make([]DoseRec, nd)
 		for j := 0; j < nd && r.Err() == nil; j++ {
-			d := &DoseRec{At: r.Varint(), Slot: int(r.Uvarint()), Date: r.String(), Out: pb.Outcome(r.Uvarint()), Ver: int64(r.Uvarint()), IntakeID: r.String()}
+			d := &doses[j]
+			*d = DoseRec{At: r.Varint(), Slot: int(r.Uvarint()), Date: r.String(), Out: pb.Outcome(r.Uvarint()), Ver: int64(r.Uvarint()), IntakeID: r.String()}
 			d.Alert = r.Byte() == 1
 			m.Doses = append(m.Doses, d)
 		}
 		ni := r.Count(8)
-		m.Intakes = make([]*Intake, 0, ni)
+		m.Intakes = make([]*Intake, 0, ni+1)
+		intakes := make([]Intake, ni)
 		for j := 0; j < ni && r.Err() == nil; j++ {
-			it := &Intake{ID: r.String(), T: r.Varint()}
+			it := &intakes[j]
+			it.ID, it.T = r.String(), r.Varint()
 			f := r.Byte()
 			it.Taken, it.Extra, it.Used = f&1 != 0, f&2 != 0, f&4 != 0
 			it.Dev, it.Ward, it.Verif, it.ExtraVer = r.String(), r.String(), r.String(), int64(r.Uvarint())

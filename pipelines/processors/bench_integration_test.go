@@ -26,7 +26,7 @@ import (
 // events/cpu-s: the whole test process's CPU time (goka, sarama, our code,
 // GC, and the counting consumer), which is the per-core figure on a shared
 // machine.
-func brokerBench(b *testing.B, group string, out string, preload func(prefix string) (recs []*kgo.Record, events int), want func(n int) int, progress func(*kgo.Record) int64) {
+func brokerBench(b *testing.B, group string, out string, clock time.Time, preload func(prefix string) (recs []*kgo.Record, events int), want func(n int) int, progress func(*kgo.Record) int64) {
 	svc := testutil.Integration(b)
 	prefix := testutil.Unique(b, "wsbench") + "."
 	root := config.Default()
@@ -39,7 +39,7 @@ func brokerBench(b *testing.B, group string, out string, preload func(prefix str
 	cfg.CorrectionHorizon = config.Duration(10 * 24 * time.Hour)
 	b.Cleanup(func() { cleanup(b, root, prefix) })
 	clk := &simClock{}
-	clk.set(time.Date(2026, 3, 5, 0, 0, 0, 0, berlin))
+	clk.set(clock)
 	h := runtime.NewHealth()
 	r, err := processors.New(&root, cfg, processors.WithClock(clk.now), processors.WithHealth(h))
 	if err != nil {
@@ -112,7 +112,7 @@ func brokerBench(b *testing.B, group string, out string, preload func(prefix str
 // BenchmarkIntegrationVitalsPath: 200k vitals readings from 500 monitors
 // through the anomaly group to the anomaly-scores topic.
 func BenchmarkIntegrationVitalsPath(b *testing.B) {
-	brokerBench(b, processors.GroupAnomaly, topics.AnomalyScores, func(prefix string) ([]*kgo.Record, int) {
+	brokerBench(b, processors.GroupAnomaly, topics.AnomalyScores, benchNow, func(prefix string) ([]*kgo.Record, int) {
 		const n = 200_000
 		recs := make([]*kgo.Record, 0, n)
 		for i := 0; i < n; i++ {
@@ -130,7 +130,7 @@ func BenchmarkIntegrationVitalsPath(b *testing.B) {
 // telemetry (batch_records), to the anomaly-score-batches topic; events
 // are readings.
 func BenchmarkIntegrationVitalsBatchPath(b *testing.B) {
-	brokerBench(b, processors.GroupAnomaly, topics.ScoreBatches, func(prefix string) ([]*kgo.Record, int) {
+	brokerBench(b, processors.GroupAnomaly, topics.ScoreBatches, benchNow, func(prefix string) ([]*kgo.Record, int) {
 		const n, per, devices = 1_000_000, 100, 500
 		var recs []*kgo.Record
 		batch := map[int]*pb.VitalsBatch{}
@@ -165,13 +165,36 @@ func benchReading(i int) *pb.VitalsTelemetry {
 		Present: []string{"heart_rate", "systolic_bp", "spo2"}}
 }
 
-// BenchmarkIntegrationAdherencePath: 5,000 patients' schedules (3 doses a
-// day) and 3 days of intakes (45k) through the adherence group; counts the
-// doses whose latest outcome is taken, until all 45k are.
+// benchNow is the processing time of the vitals benchmarks.
+var benchNow = time.Date(2026, 3, 5, 0, 0, 0, 0, berlin)
+
+// BenchmarkIntegrationAdherencePath: 20,000 patients' schedules (3 doses a
+// day) and 3 days of intakes (180k) through the adherence group; counts the
+// doses whose latest outcome is taken, until all 180k are. Two cases:
+//
+//   - on_time: intakes arrive while their doses are open (the processing
+//     clock is at the schedules' start), so each intake decides its dose:
+//     one outcome and one adherence window. This is the steady state of a
+//     ward whose pillcases are online.
+//   - late_flush: every intake arrives after its dose was declared MISSED
+//     (the clock is at the end of the three days, as when every pillcase
+//     flushes an offline buffer): each schedule first emits 9 MISSED
+//     outcomes, 9 alerts and 3 windows, and each intake then corrects an
+//     outcome, resolves an alert and re-emits the windows from its day on.
+//     This is the worst case.
 func BenchmarkIntegrationAdherencePath(b *testing.B) {
-	brokerBench(b, processors.GroupAdherence, topics.DoseOutcomes, func(prefix string) ([]*kgo.Record, int) {
-		const patients = 5000
-		from := time.Date(2026, 3, 2, 0, 0, 0, 0, berlin)
+	from := time.Date(2026, 3, 2, 0, 0, 0, 0, berlin)
+	for _, tc := range []struct {
+		name  string
+		clock time.Time
+	}{{"on_time", from}, {"late_flush", from.AddDate(0, 0, 3)}} {
+		b.Run(tc.name, func(b *testing.B) { adherenceBench(b, from, tc.clock) })
+	}
+}
+
+func adherenceBench(b *testing.B, from, clock time.Time) {
+	brokerBench(b, processors.GroupAdherence, topics.DoseOutcomes, clock, func(prefix string) ([]*kgo.Record, int) {
+		const patients = 20000
 		var recs []*kgo.Record
 		for p := 0; p < patients; p++ {
 			pid := fmt.Sprintf("p-%d", p)
@@ -195,7 +218,7 @@ func BenchmarkIntegrationAdherencePath(b *testing.B) {
 			}
 		}
 		return recs, len(recs)
-	}, func(n int) int { return n - 5000 }, takenDoses())
+	}, func(n int) int { return n - 20000 }, takenDoses())
 }
 
 // takenDoses counts doses whose latest outcome is taken (not EXTRA).

@@ -33,90 +33,102 @@ func AppendVarint(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
 
 // Reader reads what the Append functions wrote. After the first error
 // every read returns zero values and Err reports it.
+//
+// The input is copied once into a string and every String is a substring
+// of it: decoding a state allocates once for all its strings instead of
+// once per string (a patient's adherence state holds dozens). The strings
+// keep that copy alive, which is what the callers want anyway (the decoded
+// value lives as long as its strings).
 type Reader struct {
-	b   []byte
+	s   string
 	err error
 }
 
-// NewReader returns a Reader over b.
-func NewReader(b []byte) *Reader { return &Reader{b: b} }
+// NewReader returns a Reader over a copy of b.
+func NewReader(b []byte) *Reader { return &Reader{s: string(b)} }
 
 // Err returns the first error.
 func (r *Reader) Err() error { return r.err }
 
 // Len returns the bytes left.
-func (r *Reader) Len() int { return len(r.b) }
+func (r *Reader) Len() int { return len(r.s) }
 
 // Uvarint reads an unsigned varint.
 func (r *Reader) Uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = ErrTruncated
-		return 0
+	var v uint64
+	for i := 0; i < len(r.s) && i < binary.MaxVarintLen64; i++ {
+		c := r.s[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break // overflow
+			}
+			r.s = r.s[i+1:]
+			return v | uint64(c)<<(7*i)
+		}
+		v |= uint64(c&0x7f) << (7 * i)
 	}
-	r.b = r.b[n:]
-	return v
+	r.err = ErrTruncated
+	return 0
 }
 
-// Varint reads a signed varint.
+// Varint reads a signed (zig-zag) varint.
 func (r *Reader) Varint() int64 {
-	if r.err != nil {
-		return 0
+	u := r.Uvarint()
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
 	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.err = ErrTruncated
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
+	return x
 }
 
 // Count reads a collection length and checks that at least min bytes per
 // element remain, so corrupt input cannot make the caller allocate huge.
 func (r *Reader) Count(min int) int {
 	n := r.Uvarint()
-	if r.err == nil && n > uint64(len(r.b)/max(min, 1)) {
+	if r.err == nil && n > uint64(len(r.s)/max(min, 1)) {
 		r.err = ErrTruncated
 		return 0
 	}
 	return int(n)
 }
 
-// Bytes reads a length-prefixed byte slice (a copy).
+// Bytes reads a length-prefixed byte slice (a copy of its own).
 func (r *Reader) Bytes() []byte {
 	n := r.Uvarint()
-	if r.err != nil || n > uint64(len(r.b)) {
+	if r.err != nil || n > uint64(len(r.s)) {
 		r.err = ErrTruncated
 		return nil
 	}
-	out := append([]byte(nil), r.b[:n]...)
-	r.b = r.b[n:]
+	if n == 0 {
+		return nil
+	}
+	out := []byte(r.s[:n])
+	r.s = r.s[n:]
 	return out
 }
 
-// String reads a length-prefixed string.
+// String reads a length-prefixed string (a substring of the Reader's copy).
 func (r *Reader) String() string {
 	n := r.Uvarint()
-	if r.err != nil || n > uint64(len(r.b)) {
+	if r.err != nil || n > uint64(len(r.s)) {
 		r.err = ErrTruncated
 		return ""
 	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
+	s := r.s[:n]
+	r.s = r.s[n:]
 	return s
 }
 
 // Byte reads one byte.
 func (r *Reader) Byte() byte {
-	if r.err != nil || len(r.b) == 0 {
+	if r.err != nil || len(r.s) == 0 {
 		r.err = ErrTruncated
 		return 0
 	}
-	c := r.b[0]
-	r.b = r.b[1:]
+	c := r.s[0]
+	r.s = r.s[1:]
 	return c
 }
