@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/wardstream/wardstream/internal/testutil"
+	"github.com/wardstream/wardstream/internal/testutil/chdb"
 	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 )
 
@@ -34,14 +36,124 @@ func openDB(t *testing.T) (driver.Conn, string) {
 	return conn, db
 }
 
-func TestIntegrationMigrateTwiceAndRefuseModified(t *testing.T) {
+// engine is a ClickHouse the schema tests run on: the local server (18.16,
+// the compat profile) through clickhouse-go, or chDB (26.9, the modern
+// profile) through internal/testutil/chdb.
+type engine struct {
+	conn chschema.Conn
+	// insert writes the rows to db.table, naming the columns.
+	insert func(t *testing.T, db, table, cols string, rows ...[]any)
+	// norm maps a value's text form to the one the compat server prints
+	// (the modern profile's DateTime64(3) prints milliseconds).
+	norm func(string) string
+}
+
+// server is the local ClickHouse server and a unique database on it.
+func server(t *testing.T) (engine, string) {
 	conn, db := openDB(t)
+	return engine{
+		conn: chschema.Adapt(conn),
+		insert: func(t *testing.T, db, table, cols string, rows ...[]any) {
+			t.Helper()
+			insert(t, conn, db, table, cols, rows...)
+		},
+		norm: func(s string) string { return s },
+	}, db
+}
+
+// modern is a fresh chDB session (ClickHouse 26.9).
+func modern(t *testing.T) (engine, string) {
+	c := chdb.Open(t)
+	return engine{
+		conn: c,
+		insert: func(t *testing.T, db, table, cols string, rows ...[]any) {
+			t.Helper()
+			vals := make([]string, len(rows))
+			for i, r := range rows {
+				lits := make([]string, len(r))
+				for j, v := range r {
+					lits[j] = chdb.Literal(v)
+				}
+				vals[i] = "(" + strings.Join(lits, ", ") + ")"
+			}
+			q := "INSERT INTO " + db + "." + table + " (" + cols + ") VALUES " + strings.Join(vals, ", ")
+			if err := c.Exec(context.Background(), q); err != nil {
+				t.Fatalf("insert %s: %v", table, err)
+			}
+		},
+		norm: func(s string) string {
+			if len(s) == len("2006-01-02 15:04:05.000") && strings.HasSuffix(s, ".000") && s[10] == ' ' {
+				return strings.TrimSuffix(s, ".000")
+			}
+			return s
+		},
+	}, "wsmodern"
+}
+
+// rows runs q and returns its rows as text, normalized.
+func (e engine) rows(t *testing.T, q string) [][]string {
+	t.Helper()
+	rows, err := e.conn.QueryStrings(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	for _, r := range rows {
+		for i := range r {
+			r[i] = e.norm(r[i])
+		}
+	}
+	return rows
+}
+
+func TestIntegrationMigrateTwiceAndRefuseModified(t *testing.T) {
+	e, db := server(t)
+	migrateTwiceAndRefuseModified(t, e, db, chschema.Compat)
+}
+
+// TestIntegrationModernMigrateTwiceAndRefuseModified: the modern profile's
+// DDL (DateTime64, LowCardinality, CODECs, TTL) applied by the migrator
+// to ClickHouse 26.9.
+func TestIntegrationModernMigrateTwiceAndRefuseModified(t *testing.T) {
+	e, db := modern(t)
+	migrateTwiceAndRefuseModified(t, e, db, chschema.Modern)
+	// The modern types are the ones in place.
+	got := e.rows(t, "SELECT type FROM system.columns WHERE database = '"+db+"' AND table = 'vitals' AND name IN ('event_time', 'tenant') ORDER BY name")
+	if want := [][]string{{"DateTime64(3, 'UTC')"}, {"LowCardinality(String)"}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("vitals column types %v, want %v", got, want)
+	}
+	got = e.rows(t, "SELECT toString(count()) FROM system.tables WHERE database = '"+db+"' AND engine LIKE '%MergeTree' AND create_table_query LIKE '% TTL %'")
+	if got[0][0] == "0" {
+		t.Fatal("no table has a TTL on the modern profile")
+	}
+	// The BI role's statements were parsed and accepted (chDB keeps no
+	// roles; see internal/testutil/chdb).
+	c := e.conn.(*chdb.Conn)
+	migrated := len(c.AccessOnly())
+	if migrated == 0 {
+		t.Fatal("the modern profile issued no access statements")
+	}
+	// So are a BI user's (user, role grant, row policies).
+	tg := chschema.Target{Database: db, Caps: chschema.CapsFor(chschema.Modern)}
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, []chschema.BIUser{{Name: "bi_h1", Tenant: "h1", Password: "pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	acc := c.AccessOnly()
+	if len(acc) == migrated {
+		t.Fatal("ApplyBIAccess issued no statements")
+	}
+	t.Logf("%d access statements parsed without effect: %q", len(acc), acc)
+}
+
+func migrateTwiceAndRefuseModified(t *testing.T, e engine, db string, profile chschema.Profile) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	m := &chschema.Migrator{Conn: chschema.Adapt(conn), Database: db}
+	m := &chschema.Migrator{Conn: e.conn, Database: db}
 	res, err := m.Migrate(ctx)
 	if err != nil {
 		t.Fatalf("first migrate: %v", err)
+	}
+	if res.Profile != profile {
+		t.Fatalf("profile %s, want %s", res.Profile, profile)
 	}
 	if len(res.Applied) != len(chschema.Migrations()) || len(res.Skipped) != 0 {
 		t.Fatalf("first migrate: applied %v skipped %v", res.Applied, res.Skipped)
@@ -54,17 +166,14 @@ func TestIntegrationMigrateTwiceAndRefuseModified(t *testing.T) {
 		t.Fatalf("second migrate: applied %v skipped %v", res.Applied, res.Skipped)
 	}
 	// Every base table, rollup and view exists.
-	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ?", db).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	n := e.rows(t, "SELECT toString(count()) FROM system.tables WHERE database = '"+db+"'")[0][0]
 	want := 1 + len(chschema.Tables()) + 2*len(chschema.Rollups()) + len(chschema.Views())
-	if int(n) != want {
-		t.Fatalf("%d tables in %s, want %d", n, db, want)
+	if n != strconv.Itoa(want) {
+		t.Fatalf("%s tables in %s, want %d", n, db, want)
 	}
 	// Tamper with the recorded checksum of migration 2: the migrator must refuse.
-	if err := conn.Exec(ctx, "INSERT INTO "+db+".schema_migrations (version, name, checksum, profile, applied_at) SELECT 2, 'rollups', 'deadbeef', ?, toDateTime(?, 'UTC')",
-		string(res.Profile), time.Now().Add(time.Hour).Unix()); err != nil {
+	if err := e.conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, profile, applied_at) SELECT 2, 'rollups', 'deadbeef', '%s', toDateTime(%d, 'UTC')",
+		db, res.Profile, time.Now().Add(time.Hour).Unix())); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Migrate(ctx); !errors.Is(err, chschema.ErrModified) {
@@ -111,7 +220,12 @@ func ts(s string) time.Time {
 // loadFixture writes the fixed data set the BI views are checked against:
 // two tenants, corrected versions, and exact duplicates (as the at-least-once
 // sink would write after a crash).
-func loadFixture(t *testing.T, conn driver.Conn, db string) {
+func loadFixture(t *testing.T, e engine, db string) {
+	insert := func(t *testing.T, _ struct{}, db, table, cols string, rows ...[]any) {
+		t.Helper()
+		e.insert(t, db, table, cols, rows...)
+	}
+	conn := struct{}{}
 	day := ts("2026-11-01 00:00:00")
 	const adh = "tenant, event_id, event_time, ingest_time, patient_id, medication_id, ward, day, daily_due, daily_taken, version"
 	insert(t, conn, db, "adherence", adh,
@@ -171,12 +285,22 @@ func loadFixture(t *testing.T, conn driver.Conn, db string) {
 // TestIntegrationBIViews checks every BI view against answers computed by
 // hand from the fixture.
 func TestIntegrationBIViews(t *testing.T) {
-	conn, db := openDB(t)
-	ctx := context.Background()
-	if _, err := (&chschema.Migrator{Conn: chschema.Adapt(conn), Database: db}).Migrate(ctx); err != nil {
+	e, db := server(t)
+	biViews(t, e, db)
+}
+
+// TestIntegrationModernBIViews: the same answers from the modern profile's
+// tables, rollups and views on ClickHouse 26.9.
+func TestIntegrationModernBIViews(t *testing.T) {
+	e, db := modern(t)
+	biViews(t, e, db)
+}
+
+func biViews(t *testing.T, e engine, db string) {
+	if _, err := (&chschema.Migrator{Conn: e.conn, Database: db}).Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	loadFixture(t, conn, db)
+	loadFixture(t, e, db)
 	cases := []struct {
 		view, query string
 		want        [][]string
@@ -212,20 +336,20 @@ func TestIntegrationBIViews(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.view, func(t *testing.T) {
-			got := queryRows(t, conn, fmt.Sprintf(c.query, db+"."+c.view))
+			got := e.rows(t, fmt.Sprintf(c.query, db+"."+c.view))
 			if fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Fatalf("%s:\n got %v\nwant %v", c.view, got, c.want)
 			}
 		})
 	}
 	// The alerts rollup counts distinct alerts, so the duplicate is invisible.
-	got := queryRows(t, conn, "SELECT alert_type, priority, toString(uniqExactMerge(alerts)) FROM "+db+".alerts_1h GROUP BY alert_type, priority ORDER BY alert_type")
+	got := e.rows(t, "SELECT alert_type, priority, toString(uniqExactMerge(alerts)) FROM "+db+".alerts_1h GROUP BY alert_type, priority ORDER BY alert_type")
 	if want := [][]string{{"LOW_BATTERY", "LOW", "1"}, {"MISSED_DOSE", "HIGH", "1"}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("alerts_1h: got %v want %v", got, want)
 	}
 	// Every view's columns are the documented ones, in order.
 	for _, v := range chschema.Views() {
-		rows := queryRows(t, conn, fmt.Sprintf("DESCRIBE TABLE %s.%s", db, v.Name))
+		rows := e.rows(t, fmt.Sprintf("DESCRIBE TABLE %s.%s", db, v.Name))
 		var names, want []string
 		for _, r := range rows {
 			names = append(names, r[0])
@@ -243,11 +367,22 @@ func TestIntegrationBIViews(t *testing.T) {
 // macros expanded as the data source does, on the fixture; a few panels are
 // checked against hand-computed answers.
 func TestIntegrationDashboardQueries(t *testing.T) {
-	conn, db := openDB(t)
-	if _, err := (&chschema.Migrator{Conn: chschema.Adapt(conn), Database: db}).Migrate(context.Background()); err != nil {
+	e, db := server(t)
+	dashboardQueries(t, e, db)
+}
+
+// TestIntegrationModernDashboardQueries: every Grafana panel query on the
+// modern profile (ClickHouse 26.9).
+func TestIntegrationModernDashboardQueries(t *testing.T) {
+	e, db := modern(t)
+	dashboardQueries(t, e, db)
+}
+
+func dashboardQueries(t *testing.T, e engine, db string) {
+	if _, err := (&chschema.Migrator{Conn: e.conn, Database: db}).Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	loadFixture(t, conn, db)
+	loadFixture(t, e, db)
 	from, to := ts("2026-10-31 00:00:00"), ts("2026-11-02 00:00:00")
 	want := map[string][][]string{
 		"Adherence by medication": {{"medA", "2", "4", "2", "0.5"}, {"medB", "1", "1", "1", "1"}},
@@ -261,7 +396,7 @@ func TestIntegrationDashboardQueries(t *testing.T) {
 		for _, p := range d.Panels {
 			n++
 			q := chschema.ExpandMacros(p.SQL, from, to, "h1", db)
-			rows := queryRows(t, conn, q)
+			rows := e.rows(t, q)
 			if w, ok := want[p.Title]; ok {
 				if p.Title == "Camera activity" {
 					for _, r := range rows {
@@ -307,7 +442,7 @@ func TestIntegrationBIUserIsolation(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(usersDir, "..", "users.xml")); err != nil {
 		t.Skip("not the local services stack (no .local/clickhouse/users.xml)")
 	}
-	loadFixture(t, conn, db) // before: reaches the tenant database by backfill
+	loadFixture(t, engine{insert: func(t *testing.T, db, table, cols string, rows ...[]any) { insert(t, conn, db, table, cols, rows...) }}, db) // before: reaches the tenant database by backfill
 	tg := chschema.Target{Database: db, Caps: chschema.CapsFor(res.Profile)}
 	user := chschema.BIUser{Name: "bi_" + db[len(db)-8:], Tenant: "h1", Password: "pw-" + db[len(db)-8:]}
 	for i := 0; i < 2; i++ { // idempotent
