@@ -43,6 +43,11 @@ type Config struct {
 	// Compression of insert blocks on the wire: lz4 (default), zstd or
 	// none (loopback: saves the sink's CPU).
 	Compression string `yaml:"compression"`
+	// DisableFastPath makes vitals and anomaly-score records take the
+	// general path (decode the message, then map it) instead of being read
+	// from the wire format straight into the columns (fast.go). Both give
+	// the same rows; this is for comparisons and as a safety switch.
+	DisableFastPath bool `yaml:"disable_fast_path"`
 	// InsertTimeout bounds one batch insert attempt (default 30s).
 	InsertTimeout config.Duration `yaml:"insert_timeout"`
 	// RetryBackoff is the first wait after a failed insert; it doubles up

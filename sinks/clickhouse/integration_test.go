@@ -45,6 +45,8 @@ type itEnv struct {
 	Topics     []string `json:"topics"`
 	BatchRows  int      `json:"batch_rows"`
 	Partitions int32    `json:"partitions"`
+	// GeneralPath turns the fast path off (A/B of the throughput test).
+	GeneralPath bool `json:"general_path"`
 
 	conn driver.Conn
 }
@@ -107,6 +109,7 @@ func (e *itEnv) root(chAddr string) (*config.Root, chsink.Config) {
 	cfg.BreakerCooldown = config.Duration(time.Second)
 	cfg.SessionTimeout = config.Duration(6 * time.Second)
 	cfg.Compression = "none" // loopback, as in deploy/local/topology.yaml
+	cfg.DisableFastPath = e.GeneralPath
 	return &r, cfg
 }
 
@@ -577,19 +580,28 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 // (the sink's own cost; ClickHouse and Kafka run on the same machine).
 func TestIntegrationThroughput(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		topic string
-		per   int
-	}{{"single", topics.Vitals, 1}, {"batch100", topics.VitalsBatches, 100}} {
-		t.Run(tc.name, func(t *testing.T) { throughput(t, tc.topic, tc.per) })
+		name    string
+		topic   string
+		per     int
+		general bool
+	}{
+		{"single", topics.Vitals, 1, false},
+		{"batch100", topics.VitalsBatches, 100, false},
+		// The same batches without the fast path: the ratio to batch100,
+		// measured minutes apart on the same machine, is the fast path's
+		// gain (see fast.go).
+		{"batch100_general_path", topics.VitalsBatches, 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { throughput(t, tc.topic, tc.per, tc.general) })
 	}
 }
 
 // throughput: 1M vitals readings in per-reading records (per 1) or in
 // VitalsBatch records of per readings.
-func throughput(t *testing.T, topic string, per int) {
+func throughput(t *testing.T, topic string, per int, general bool) {
 	const n = 1_000_000
 	e := newEnv(t, topic)
+	e.GeneralPath = general
 	prod := e.producer(t)
 	e.produceVitalsBatched(t, prod, 0, n, per)
 	prod.Close()
@@ -629,8 +641,12 @@ func throughput(t *testing.T, topic string, per int) {
 	if got := e.count(t, "SELECT uniqExact(event_id) FROM %s.vitals"); got != n {
 		t.Fatalf("%d events, want %d", got, n)
 	}
-	t.Logf("%s, %d readings per record: sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second; peak Go heap %d MiB (batch_rows %d, max_buffered_rows %d)",
-		topic, per, n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds(), heap>>20, e.BatchRows, 4*e.BatchRows)
+	path := "fast path"
+	if general {
+		path = "general path"
+	}
+	t.Logf("%s, %d readings per record, %s: sink throughput: %d rows in %v = %.0f rows/s; sink process CPU %v = %.0f rows per CPU-second; peak Go heap %d MiB (batch_rows %d, max_buffered_rows %d)",
+		topic, per, path, n, wall.Round(time.Millisecond), n/wall.Seconds(), cpu.Round(time.Millisecond), n/cpu.Seconds(), heap>>20, e.BatchRows, 4*e.BatchRows)
 }
 
 func cpuTime() time.Duration {

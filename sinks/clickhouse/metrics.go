@@ -7,6 +7,7 @@ import (
 type metrics struct {
 	records           prometheus.Counter
 	tombstones        prometheus.Counter
+	fastPath          prometheus.Counter
 	fetchErrors       prometheus.Counter
 	deadLetters       *prometheus.CounterVec
 	rows              *prometheus.CounterVec
@@ -22,6 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_records_total", Help: "Kafka records consumed."}),
 		tombstones:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_tombstones_total", Help: "Tombstones (nil values) seen on compacted topics; they write no row."}),
+		fastPath:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_fast_path_records_total", Help: "Records mapped from the wire format without decoding a message (vitals and anomaly scores); the rest of wardstream_sink_records_total took the general path."}),
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_fetch_errors_total", Help: "Kafka fetch errors."}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason (decode, convert)."}, []string{"reason"}),
 		rows:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_rows_inserted_total", Help: "Rows ClickHouse acknowledged, by table."}, []string{"table"}),
@@ -34,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_expired_partitions_dropped_total", Help: "Month partitions dropped for retention (servers without TTL)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.tombstones, m.fetchErrors, m.deadLetters, m.rows, m.batches, m.insertSeconds,
+		reg.MustRegister(m.records, m.tombstones, m.fastPath, m.fetchErrors, m.deadLetters, m.rows, m.batches, m.insertSeconds,
 			m.buffered, m.breakerOpen, m.partitions, m.partitionsDropped)
 	}
 	return m

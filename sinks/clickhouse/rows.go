@@ -171,31 +171,34 @@ type mapper func(m proto.Message, rc *recCtx, emit func() *rowWriter) error
 type route struct {
 	table string
 	fn    mapper
+	// fast, if set, maps the record value without decoding a message (see
+	// fast.go); fn is the fallback and the reference.
+	fast fastMapper
 }
 
 // routes maps each catalog topic to its tables.
 func routes() map[string][]route {
 	return map[string][]route{
-		topics.Intake:         {{chschema.TIntakes, mapIntake}},
-		topics.Schedules:      {{chschema.TSchedules, mapSchedule}},
-		topics.DeviceStatus:   {{chschema.TDeviceStatus, mapStatus}},
-		topics.Vitals:         {{chschema.TVitals, mapVitals}},
-		topics.VitalsBatches:  {{chschema.TVitals, mapVitalsBatch}},
-		topics.Commands:       {{chschema.TDeviceCommands, mapCommand}},
-		topics.CommandStates:  {{chschema.TDeviceCommands, mapCommand}},
-		topics.Shadows:        {{chschema.TDeviceShadows, mapShadow}},
-		topics.ShadowDesired:  {{chschema.TShadowDesired, mapShadowDesired}},
-		topics.Detections:     {{chschema.TFrames, mapFrame}, {chschema.TDetections, mapDetections}},
-		topics.VideoEvents:    {{chschema.TVideoEvents, mapVideo}},
-		topics.CameraControls: {{chschema.TCameraControls, mapVideo}},
-		topics.DoseOutcomes:   {{chschema.TDoseOutcomes, mapOutcome}},
-		topics.Adherence:      {{chschema.TAdherence, mapAdherence}},
-		topics.AnomalyScores:  {{chschema.TAnomalyScores, mapAnomaly}},
-		topics.ScoreBatches:   {{chschema.TAnomalyScores, mapScoreBatch}},
-		topics.Alerts:         {{chschema.TAlerts, mapAlert}},
-		topics.AlertAcks:      {{chschema.TAlertAcks, mapAck}},
-		topics.DeadLetters:    {{chschema.TDeadLetters, mapDeadLetter}},
-		topics.Audit:          {{chschema.TAudit, mapAudit}},
+		topics.Intake:         {{chschema.TIntakes, mapIntake, nil}},
+		topics.Schedules:      {{chschema.TSchedules, mapSchedule, nil}},
+		topics.DeviceStatus:   {{chschema.TDeviceStatus, mapStatus, nil}},
+		topics.Vitals:         {{chschema.TVitals, mapVitals, fastVitals}},
+		topics.VitalsBatches:  {{chschema.TVitals, mapVitalsBatch, fastVitalsBatch}},
+		topics.Commands:       {{chschema.TDeviceCommands, mapCommand, nil}},
+		topics.CommandStates:  {{chschema.TDeviceCommands, mapCommand, nil}},
+		topics.Shadows:        {{chschema.TDeviceShadows, mapShadow, nil}},
+		topics.ShadowDesired:  {{chschema.TShadowDesired, mapShadowDesired, nil}},
+		topics.Detections:     {{chschema.TFrames, mapFrame, nil}, {chschema.TDetections, mapDetections, nil}},
+		topics.VideoEvents:    {{chschema.TVideoEvents, mapVideo, nil}},
+		topics.CameraControls: {{chschema.TCameraControls, mapVideo, nil}},
+		topics.DoseOutcomes:   {{chschema.TDoseOutcomes, mapOutcome, nil}},
+		topics.Adherence:      {{chschema.TAdherence, mapAdherence, nil}},
+		topics.AnomalyScores:  {{chschema.TAnomalyScores, mapAnomaly, fastScore}},
+		topics.ScoreBatches:   {{chschema.TAnomalyScores, mapScoreBatch, fastScoreBatch}},
+		topics.Alerts:         {{chschema.TAlerts, mapAlert, nil}},
+		topics.AlertAcks:      {{chschema.TAlertAcks, mapAck, nil}},
+		topics.DeadLetters:    {{chschema.TDeadLetters, mapDeadLetter, nil}},
+		topics.Audit:          {{chschema.TAudit, mapAudit, nil}},
 	}
 }
 

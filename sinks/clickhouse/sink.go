@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -81,8 +82,10 @@ type Sink struct {
 }
 
 type boundRoute struct {
-	tb *tableBuf
-	fn mapper
+	tb   *tableBuf
+	fn   mapper
+	fast fastMapper
+	fd   *fastDec
 }
 
 // New builds the sink; it does no I/O.
@@ -126,7 +129,14 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Sink, error) {
 			if err := checkMapper(t, r.fn, tb); err != nil {
 				return nil, fmt.Errorf("sinks/clickhouse: topic %s -> table %s: %w", name, r.table, err)
 			}
-			s.routes[kt] = append(s.routes[kt], boundRoute{tb, r.fn})
+			br := boundRoute{tb: tb, fn: r.fn}
+			if r.fast != nil && !s.cfg.DisableFastPath {
+				if err := checkFast(t, r.fast, tb); err != nil {
+					return nil, fmt.Errorf("sinks/clickhouse: topic %s -> table %s (fast path): %w", name, r.table, err)
+				}
+				br.fast, br.fd = r.fast, newFastDec(tb)
+			}
+			s.routes[kt] = append(s.routes[kt], br)
 		}
 	}
 	sort.Slice(s.tables, func(i, j int) bool { return s.tables[i].table.Name < s.tables[j].table.Name })
@@ -157,6 +167,42 @@ func checkMapper(t topics.Topic, fn mapper, tb *tableBuf) error {
 	}
 	tb.reset()
 	return err
+}
+
+// checkFast runs a fast mapper once on the wire form of the message
+// [checkMapper] uses: it must take it, fill every column exactly once, and
+// write each column with its type.
+func checkFast(t topics.Topic, fm fastMapper, tb *tableBuf) (err error) {
+	m := t.New()
+	fillRequired(m)
+	// Extra values take the general path.
+	switch v := m.(type) {
+	case *pb.VitalsTelemetry:
+		v.Extra = nil
+	case *pb.VitalsBatch:
+		for _, r := range v.Readings {
+			r.Extra = nil
+		}
+	}
+	raw, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	defer tb.reset()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errColumn, p)
+		}
+	}()
+	if !fm(newFastDec(tb), raw, &recCtx{defaultTenant: "t"}) {
+		return fmt.Errorf("%w: the fast path declined a valid record", errColumn)
+	}
+	for i, c := range tb.cols {
+		if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != tb.rows {
+			return fmt.Errorf("%w: column %s has %d values for %d rows", errColumn, tb.table.Columns[i].Name, l, tb.rows)
+		}
+	}
+	return nil
 }
 
 // fillRequired sets the fields mappers require, for [checkMapper].
@@ -492,6 +538,17 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 		s.m.tombstones.Inc()
 		return nil
 	}
+	rc := recCtx{defaultTenant: s.root.Tenant, recordMs: r.Timestamp.UnixMilli(), topic: r.Topic, partition: r.Partition, offset: r.Offset, key: r.Key}
+	if rs := s.routes[r.Topic]; len(rs) == 1 && rs[0].fast != nil {
+		tb := rs[0].tb
+		before := tb.rows
+		if rs[0].fast(rs[0].fd, r.Value, &rc) {
+			s.m.fastPath.Inc()
+			s.added(tb, before, pk, r.Offset)
+			return nil
+		}
+		// Declined before any row: the general path decides.
+	}
 	// One message per topic, reset and reused: mappers copy what they keep
 	// (strings and slices are fresh allocations of each Unmarshal).
 	msg, ok := s.msgs[r.Topic]
@@ -503,7 +560,6 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	if err := codec.Unmarshal(r.Value, msg); err != nil {
 		return s.deadLetter(ctx, r, "decode", err)
 	}
-	rc := recCtx{defaultTenant: s.root.Tenant, recordMs: r.Timestamp.UnixMilli(), topic: r.Topic, partition: r.Partition, offset: r.Offset, key: r.Key}
 	for _, rt := range s.routes[r.Topic] {
 		tb := rt.tb
 		before := tb.rows
@@ -516,18 +572,23 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 			tb.rows = before
 			return s.deadLetter(ctx, r, "convert", err)
 		}
-		if added := tb.rows - before; added > 0 {
-			if before == 0 {
-				tb.since = time.Now()
-			}
-			if _, ok := tb.first[pk]; !ok {
-				tb.first[pk] = r.Offset
-			}
-			tb.last[pk] = r.Offset
-			s.buffered += added
-		}
+		s.added(tb, before, pk, r.Offset)
 	}
 	return nil
+}
+
+// added accounts for the rows a record added to tb (rows were before).
+func (s *Sink) added(tb *tableBuf, before int, pk partKey, offset int64) {
+	if added := tb.rows - before; added > 0 {
+		if before == 0 {
+			tb.since = time.Now()
+		}
+		if _, ok := tb.first[pk]; !ok {
+			tb.first[pk] = offset
+		}
+		tb.last[pk] = offset
+		s.buffered += added
+	}
 }
 
 // deadLetter sends a record that cannot become rows to the dead-letter

@@ -349,21 +349,43 @@ func FuzzConvert(f *testing.F) {
 }
 
 // BenchmarkConvertVitals is the sink's per-record hot path: decode a vitals
-// record and append it to the columnar batch.
+// record (one reading, or a batch of 100) and append it to the columnar
+// batch, on the fast path and on the general one.
 func BenchmarkConvertVitals(b *testing.B) {
+	for _, per := range []int{1, 100} {
+		for _, general := range []bool{false, true} {
+			b.Run(fmt.Sprintf("readings=%d/general=%v", per, general), func(b *testing.B) { benchConvert(b, per, general) })
+		}
+	}
+}
+
+func benchConvert(b *testing.B, per int, general bool) {
 	root := config.Default()
 	cfg := DefaultConfig()
-	cfg.Topics = []string{topics.Vitals}
+	tp := topics.Vitals
+	if per > 1 {
+		tp = topics.VitalsBatches
+	}
+	cfg.Topics = []string{tp}
+	cfg.DisableFastPath = general
 	s, err := New(&root, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s.assigned[partKey{topics.Vitals, 0}] = true
-	m := vitalsMsg("ev-000000001")
-	m.Present = []string{"heartRate", "spo2"}
-	m.Extra = nil
-	v, _ := codec.Marshal(m)
-	r := &kgo.Record{Topic: topics.Vitals, Value: v, Timestamp: time.Now()}
+	s.assigned[partKey{tp, 0}] = true
+	var v []byte
+	batch := &pb.VitalsBatch{Meta: &pb.Meta{EventId: "batch|b"}, DeviceId: "d", BatchId: "b"}
+	for i := 0; i < per; i++ {
+		m := vitalsMsg(fmt.Sprintf("ev-%09d", i))
+		m.Present = []string{"heartRate", "spo2"}
+		m.Extra = nil
+		batch.Readings = append(batch.Readings, m)
+		v, _ = codec.Marshal(m)
+	}
+	if per > 1 {
+		v, _ = codec.Marshal(batch)
+	}
+	r := &kgo.Record{Topic: tp, Value: v, Timestamp: time.Now()}
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(v)))
@@ -377,6 +399,7 @@ func BenchmarkConvertVitals(b *testing.B) {
 			s.buffered = 0
 		}
 	}
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "rows/s")
 }
 
 // TestTopologySection: the sinks.clickhouse sample in the default topology

@@ -1,0 +1,499 @@
+package clickhouse
+
+import (
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The fast path: vitals readings and anomaly scores are most of the rows
+// (every reading gives one of each), so their records are read straight
+// from the protobuf wire format into the columns, without building
+// messages. A string that repeats the previous row's value in its column
+// (tenant, device, patient, kind, source, the present list: the same
+// within a batch) is not allocated again.
+//
+// It is an optimisation only: any input it does not handle exactly as
+// proto.Unmarshal would (a map entry, a known field with another wire type,
+// invalid UTF-8, malformed bytes, a missing event id) makes it step aside,
+// and the record takes the general path (decode the message, map it), which
+// also produces the error and the dead letter. FuzzFastPathMatchesProto
+// holds the two paths to the same rows.
+
+// fastMapper appends the rows of one record value to the table f is bound
+// to. ok is false when the value needs the general path; then nothing was
+// appended.
+type fastMapper func(f *fastDec, raw []byte, rc *recCtx) (ok bool)
+
+// fastDec holds the parse buffers, the table's columns by type and the
+// previous row's strings of a topic's fast path (one per route, so not
+// shared between goroutines).
+type fastDec struct {
+	tb  *tableBuf
+	vit []vitalsView
+	sco []scoreView
+	// the table's columns by index, each in the slice of its type (nil
+	// elsewhere): rows are appended without the rowWriter's type checks
+	cs  []*typed[string]
+	cf  []*typed[float64]
+	ct  []*typed[time.Time]
+	ci  []*typed[int32]
+	css []*typed[[]string]
+	// last strings per column index, for reuse
+	last []string
+	// lastList: the previous row's string list per column index
+	lastList [][]string
+}
+
+func newFastDec(tb *tableBuf) *fastDec {
+	n := len(tb.cols)
+	f := &fastDec{tb: tb, last: make([]string, n), lastList: make([][]string, n),
+		cs: make([]*typed[string], n), cf: make([]*typed[float64], n), ct: make([]*typed[time.Time], n),
+		ci: make([]*typed[int32], n), css: make([]*typed[[]string], n)}
+	for i, c := range tb.cols {
+		switch c := c.(type) {
+		case *typed[string]:
+			f.cs[i] = c
+		case *typed[float64]:
+			f.cf[i] = c
+		case *typed[time.Time]:
+			f.ct[i] = c
+		case *typed[int32]:
+			f.ci[i] = c
+		case *typed[[]string]:
+			f.css[i] = c
+		}
+	}
+	return f
+}
+
+// Appends to column i; a column of another type panics (checkFast runs
+// every fast mapper once in New and turns that into an error).
+func (f *fastDec) s(i int, v string)    { f.cs[i].v = append(f.cs[i].v, v) }
+func (f *fastDec) f64(i int, v float64) { f.cf[i].v = append(f.cf[i].v, v) }
+func (f *fastDec) t(i int, ms int64)    { f.ct[i].v = append(f.ct[i].v, time.UnixMilli(ms).UTC()) }
+func (f *fastDec) i32(i int, v int32)   { f.ci[i].v = append(f.ci[i].v, v) }
+func (f *fastDec) ss(i int, v []string) { f.css[i].v = append(f.css[i].v, v) }
+
+// str returns b as a string, reusing column i's previous value when equal.
+func (f *fastDec) str(i int, b []byte) string {
+	if string(b) == f.last[i] { // no allocation for the comparison
+		return f.last[i]
+	}
+	s := string(b)
+	f.last[i] = s
+	return s
+}
+
+// list returns bs as a []string, reusing column i's previous list when
+// equal (rows may share it: nothing mutates a buffered list).
+func (f *fastDec) list(i int, bs [][]byte) []string {
+	if len(bs) == 0 {
+		return []string{}
+	}
+	if prev := f.lastList[i]; len(prev) == len(bs) {
+		same := true
+		for j := range bs {
+			if string(bs[j]) != prev[j] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return prev
+		}
+	}
+	out := make([]string, len(bs))
+	for j, b := range bs {
+		out[j] = string(b)
+	}
+	f.lastList[i] = out
+	return out
+}
+
+// metaView is a Meta as slices of the record value.
+type metaView struct {
+	tenant, eventID, source []byte
+	eventMs, ingestMs       int64
+}
+
+// wireReader walks one message's fields.
+type wireReader struct {
+	b   []byte
+	bad bool
+}
+
+// next returns the next field; done at the end, bad on malformed input.
+func (r *wireReader) next() (num protowire.Number, typ protowire.Type, done bool) {
+	if len(r.b) == 0 {
+		return 0, 0, true
+	}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 || num > protowire.MaxValidNumber {
+		r.bad = true
+		return 0, 0, true
+	}
+	r.b = r.b[n:]
+	return num, typ, false
+}
+
+func (r *wireReader) bytes(typ protowire.Type) []byte {
+	if typ != protowire.BytesType {
+		r.bad = true
+		return nil
+	}
+	v, n := protowire.ConsumeBytes(r.b)
+	if n < 0 {
+		r.bad = true
+		return nil
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// str is a string field: bytes that must be valid UTF-8 (proto3).
+func (r *wireReader) str(typ protowire.Type) []byte {
+	v := r.bytes(typ)
+	if !r.bad && !utf8.Valid(v) {
+		r.bad = true
+	}
+	return v
+}
+
+func (r *wireReader) varint(typ protowire.Type) uint64 {
+	if typ != protowire.VarintType {
+		r.bad = true
+		return 0
+	}
+	v, n := protowire.ConsumeVarint(r.b)
+	if n < 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *wireReader) double(typ protowire.Type) float64 {
+	if typ != protowire.Fixed64Type {
+		r.bad = true
+		return 0
+	}
+	v, n := protowire.ConsumeFixed64(r.b)
+	if n < 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return math.Float64frombits(v)
+}
+
+// skip steps over an unknown field (proto keeps it as unknown bytes, which
+// no row uses). Groups take the general path.
+func (r *wireReader) skip(num protowire.Number, typ protowire.Type) {
+	if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+		r.bad = true
+		return
+	}
+	n := protowire.ConsumeFieldValue(num, typ, r.b)
+	if n < 0 {
+		r.bad = true
+		return
+	}
+	r.b = r.b[n:]
+}
+
+// parseMeta merges the Meta in b into m (a repeated embedded message field
+// merges, so fields apply in order).
+func parseMeta(b []byte, m *metaView) bool {
+	r := wireReader{b: b}
+	for {
+		num, typ, done := r.next()
+		if done {
+			break
+		}
+		switch num {
+		case 1:
+			m.tenant = r.str(typ)
+		case 2:
+			m.eventID = r.str(typ)
+		case 3:
+			m.eventMs = int64(r.varint(typ))
+		case 4:
+			m.ingestMs = int64(r.varint(typ))
+		case 5:
+			m.source = r.str(typ)
+		default:
+			r.skip(num, typ)
+		}
+		if r.bad {
+			return false
+		}
+	}
+	return !r.bad
+}
+
+// writeMeta writes the meta columns (0-4) as rowWriter.meta does.
+func (f *fastDec) writeMeta(m *metaView, rc *recCtx) {
+	tenant := rc.defaultTenant
+	if len(m.tenant) > 0 {
+		tenant = f.str(0, m.tenant)
+	}
+	et, it := m.eventMs, m.ingestMs
+	if et <= 0 {
+		et = rc.recordMs
+	}
+	if it <= 0 {
+		it = rc.recordMs
+	}
+	f.s(0, tenant)
+	f.s(1, string(m.eventID))
+	f.t(2, et)
+	f.t(3, it)
+	f.s(4, f.str(4, m.source))
+}
+
+// vitalsView is a VitalsTelemetry as slices of the record value.
+type vitalsView struct {
+	meta    metaView
+	strs    [9][]byte // device_id, device_type, patient_id, kind, alert_type, message, quality, batch_id, ward
+	nums    [10]float64
+	sev     int32
+	present [][]byte
+}
+
+func parseVitals(b []byte, v *vitalsView) bool {
+	present := v.present[:0]
+	*v = vitalsView{present: present}
+	r := wireReader{b: b}
+	for {
+		num, typ, done := r.next()
+		if done {
+			break
+		}
+		switch {
+		case num == 1:
+			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &v.meta) {
+				return false
+			}
+		case num >= 6 && num <= 15:
+			v.nums[num-6] = r.double(typ)
+		case num == 16:
+			v.sev = int32(r.varint(typ))
+		case num == 22:
+			v.present = append(v.present, r.str(typ))
+		case num == 23:
+			return false // map entries: the general path
+		case num >= 2 && num <= 5: // device_id, device_type, patient_id, kind
+			v.strs[num-2] = r.str(typ)
+		case num >= 17 && num <= 21: // alert_type, message, quality, batch_id, ward
+			v.strs[num-13] = r.str(typ)
+		default:
+			r.skip(num, typ)
+		}
+		if r.bad {
+			return false
+		}
+	}
+	return !r.bad && len(v.meta.eventID) > 0
+}
+
+func fastVitals(f *fastDec, raw []byte, rc *recCtx) bool {
+	if len(f.vit) < 1 {
+		f.vit = make([]vitalsView, 1)
+	}
+	v := &f.vit[0]
+	if !parseVitals(raw, v) {
+		return false
+	}
+	f.writeVitals(v, rc)
+	return true
+}
+
+// writeVitals writes one reading's row as writeVitals does.
+func (f *fastDec) writeVitals(v *vitalsView, rc *recCtx) {
+	f.tb.rows++
+	f.writeMeta(&v.meta, rc)
+	f.s(5, f.str(5, v.strs[0])) // device_id
+	f.s(6, f.str(6, v.strs[1])) // device_type
+	f.s(7, f.str(7, v.strs[2])) // patient_id
+	f.s(8, f.str(8, v.strs[8])) // ward
+	f.s(9, f.str(9, v.strs[3])) // kind
+	for i, x := range v.nums {  // heart_rate .. battery_level
+		f.f64(10+i, x)
+	}
+	f.i32(20, v.sev)
+	f.s(21, f.str(21, v.strs[4])) // alert_type
+	f.s(22, f.str(22, v.strs[5])) // message
+	f.s(23, f.str(23, v.strs[6])) // quality
+	f.s(24, f.str(24, v.strs[7])) // batch_id
+	f.ss(25, f.list(25, v.present))
+	f.ss(26, []string{}) // extra keys and values: a record with extra values takes the general path
+	f.ss(27, []string{})
+}
+
+// fastVitalsBatch: every reading of a VitalsBatch, validated first.
+func fastVitalsBatch(f *fastDec, raw []byte, rc *recCtx) bool {
+	r := wireReader{b: raw}
+	n := 0
+	var meta metaView
+	for {
+		num, typ, done := r.next()
+		if done {
+			break
+		}
+		switch num {
+		case 1:
+			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &meta) {
+				return false
+			}
+		case 2, 3:
+			r.str(typ)
+		case 4:
+			rb := r.bytes(typ)
+			if r.bad {
+				return false
+			}
+			if n == len(f.vit) {
+				f.vit = append(f.vit, vitalsView{})
+			}
+			if !parseVitals(rb, &f.vit[n]) {
+				return false
+			}
+			n++
+		default:
+			r.skip(num, typ)
+		}
+		if r.bad {
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	for i := range f.vit[:n] {
+		f.writeVitals(&f.vit[i], rc)
+	}
+	return true
+}
+
+// scoreView is an AnomalyScore as slices of the record value.
+type scoreView struct {
+	meta    metaView
+	strs    [5][]byte  // device_id, patient_id, reading_event_id, level, ward
+	nums    [6]float64 // score, rule_score, z_score, heart_rate, systolic_bp, spo2
+	reasons [][]byte
+}
+
+func parseScore(b []byte, v *scoreView) bool {
+	reasons := v.reasons[:0]
+	*v = scoreView{reasons: reasons}
+	r := wireReader{b: b}
+	for {
+		num, typ, done := r.next()
+		if done {
+			break
+		}
+		switch num {
+		case 1:
+			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &v.meta) {
+				return false
+			}
+		case 2, 3, 4:
+			v.strs[num-2] = r.str(typ)
+		case 5, 6, 7:
+			v.nums[num-5] = r.double(typ)
+		case 8:
+			v.reasons = append(v.reasons, r.str(typ))
+		case 9:
+			v.strs[3] = r.str(typ)
+		case 10, 11, 12:
+			v.nums[num-7] = r.double(typ)
+		case 13:
+			v.strs[4] = r.str(typ)
+		default:
+			r.skip(num, typ)
+		}
+		if r.bad {
+			return false
+		}
+	}
+	return !r.bad && len(v.meta.eventID) > 0
+}
+
+// writeScore writes the row writeAnomaly writes for the same score.
+func (f *fastDec) writeScore(v *scoreView, rc *recCtx) {
+	f.tb.rows++
+	f.writeMeta(&v.meta, rc)
+	f.s(5, f.str(5, v.strs[0]))     // device_id
+	f.s(6, f.str(6, v.strs[1]))     // patient_id
+	f.s(7, f.str(7, v.strs[4]))     // ward
+	f.s(8, string(v.strs[2]))       // reading_event_id (unique)
+	f.f64(9, v.nums[0])             // score
+	f.f64(10, v.nums[1])            // rule_score
+	f.f64(11, v.nums[2])            // z_score
+	f.ss(12, f.list(12, v.reasons)) // reasons
+	f.s(13, f.str(13, v.strs[3]))   // level
+	f.f64(14, v.nums[3])            // heart_rate
+	f.f64(15, v.nums[4])            // systolic_bp
+	f.f64(16, v.nums[5])            // spo2
+}
+
+func fastScore(f *fastDec, raw []byte, rc *recCtx) bool {
+	if len(f.sco) < 1 {
+		f.sco = make([]scoreView, 1)
+	}
+	v := &f.sco[0]
+	if !parseScore(raw, v) {
+		return false
+	}
+	f.writeScore(v, rc)
+	return true
+}
+
+// fastScoreBatch: every score of an AnomalyScoreBatch, validated first.
+func fastScoreBatch(f *fastDec, raw []byte, rc *recCtx) bool {
+	r := wireReader{b: raw}
+	n := 0
+	var meta metaView
+	for {
+		num, typ, done := r.next()
+		if done {
+			break
+		}
+		switch num {
+		case 1:
+			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &meta) {
+				return false
+			}
+		case 2:
+			r.str(typ)
+		case 3:
+			sb := r.bytes(typ)
+			if r.bad {
+				return false
+			}
+			if n == len(f.sco) {
+				f.sco = append(f.sco, scoreView{})
+			}
+			if !parseScore(sb, &f.sco[n]) {
+				return false
+			}
+			n++
+		default:
+			r.skip(num, typ)
+		}
+		if r.bad {
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	for i := range f.sco[:n] {
+		f.writeScore(&f.sco[i], rc)
+	}
+	return true
+}
