@@ -275,7 +275,7 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 		return
 	}
 	var b pb.VitalsBatch
-	if err := proto.Unmarshal(raw, &b); err != nil {
+	if err := codec.UnmarshalVitalsBatch(raw, &b); err != nil {
 		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals batch: %w", err))
 		return
 	}
