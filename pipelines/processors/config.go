@@ -39,6 +39,13 @@ type Config struct {
 	// alert escalation); default 15s, at most 30s so that MISSED is emitted
 	// within 60 s of scheduled time + grace.
 	TickInterval config.Duration `yaml:"tick_interval"`
+	// GroupRestarts is how many times in a row a failed goka group is
+	// rebuilt and restarted (after 1s, 2s, 4s ... up to 30s) before the
+	// role gives up and exits (default 5; 0 exits on the first failure).
+	// Failures right after topics are created (a partition without a
+	// leader yet) and broker restarts are transient; a group that ran for
+	// 2 minutes starts counting again.
+	GroupRestarts int `yaml:"group_restarts"`
 	// StorageDir holds goka's local table copies (LevelDB) when set; empty
 	// keeps them in memory (restored from the table topics on start).
 	StorageDir string `yaml:"storage_dir"`
@@ -85,6 +92,7 @@ func DefaultConfig() Config {
 		Groups:                []string{GroupAdherence, GroupAnomaly, GroupAlerts},
 		AlertRequestsTopic:    topics.GroupAlerts + "-requests",
 		TickInterval:          config.Duration(15 * time.Second),
+		GroupRestarts:         5,
 		CorrectionHorizon:     config.Duration(72 * time.Hour),
 		LowAdherenceThreshold: 0.8,
 		BatteryThreshold:      20,
@@ -129,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if c.AlertRequestsTopic == "" {
 		add("alert_requests_topic", "must not be empty")
+	}
+	if c.GroupRestarts < 0 {
+		add("group_restarts", "%d is negative", c.GroupRestarts)
 	}
 	if d := c.TickInterval.D(); d <= 0 || d > 30*time.Second {
 		add("tick_interval", "%v is not in (0, 30s] (MISSED must be emitted within 60 s)", d)

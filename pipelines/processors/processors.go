@@ -88,6 +88,7 @@ type Role struct {
 
 	ticks    *prometheus.CounterVec
 	tickTime *prometheus.HistogramVec
+	restarts *prometheus.CounterVec
 
 	mu    sync.Mutex
 	procs map[string]*goka.Processor
@@ -132,8 +133,10 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Role, error) {
 		Help: "Clock visits run, by group and result."}, []string{"group", "result"})
 	r.tickTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wardstream_processors_clock_visit_seconds",
 		Help: "Duration of one clock visit over the owned partitions.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"group"})
+	r.restarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_group_restarts_total",
+		Help: "Goka groups rebuilt and restarted after a failure, by group."}, []string{"group"})
 	if r.reg != nil {
-		for _, c := range []prometheus.Collector{r.ticks, r.tickTime} {
+		for _, c := range []prometheus.Collector{r.ticks, r.tickTime, r.restarts} {
 			if err := r.reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering processors metrics: %w", err)
 			}
@@ -216,15 +219,23 @@ func (r *Role) EnsureTopics(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// Created topics take a moment to appear in every broker's metadata;
-	// goka (sarama) fails on a topic it cannot see yet.
+	// Created topics take a moment to appear in every broker's metadata
+	// and to get partition leaders; goka (sarama) fails on a topic it
+	// cannot see yet or a partition without a leader.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ts, err := adm.ListTopics(ctx, names...)
 		missing := ""
 		for _, n := range names {
-			if td, ok := ts[n]; err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
+			td, ok := ts[n]
+			if err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
 				missing = n
+				continue
+			}
+			for _, pd := range td.Partitions {
+				if pd.Err != nil || pd.Leader < 0 {
+					missing = fmt.Sprintf("%s/%d (no leader yet)", n, pd.Partition)
+				}
 			}
 		}
 		if err == nil && missing == "" {
@@ -303,39 +314,42 @@ func (r *Role) Run(ctx context.Context) error {
 	if r.alr != nil {
 		groups = append(groups, grp{GroupAlerts, r.alr.Graph(), alerts.VisitEscalate})
 	}
-	for _, g := range groups {
-		opts, err := r.gokaOptions(g.name)
+	build := func(name string, graph *goka.GroupGraph) (groupRunner, error) {
+		opts, err := r.gokaOptions(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		p, err := goka.NewProcessor(r.root.Kafka.Brokers, g.graph, opts...)
+		p, err := goka.NewProcessor(r.root.Kafka.Brokers, graph, opts...)
 		if err != nil {
-			return fmt.Errorf("building goka group %s: %w", g.name, err)
+			return nil, fmt.Errorf("building goka group %s: %w", name, err)
 		}
 		r.mu.Lock()
-		r.procs[g.name] = p
+		r.procs[name] = p
 		r.mu.Unlock()
+		return p, nil
+	}
+	for _, g := range groups { // configuration errors fail the role at once
+		if _, err := build(g.name, g.graph); err != nil {
+			return err
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	eg, egCtx := errgroup.WithContext(runCtx)
 	for _, g := range groups {
-		p := r.procs[g.name]
-		name := g.name
+		g := g
+		first := r.Processor(g.name)
 		eg.Go(func() error {
-			if err := p.Run(egCtx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("goka group %s: %w", name, err)
-			}
-			return nil
+			return r.restartLoop(egCtx, g.name, first, func() (groupRunner, error) { return build(g.name, g.graph) })
 		})
 	}
-	eg.Go(func() error { r.watchReady(egCtx, groups[0].name); return nil })
+	eg.Go(func() error { r.watchReady(egCtx); return nil })
 	for _, g := range groups {
 		if g.visit == "" {
 			continue
 		}
 		g := g
-		eg.Go(func() error { r.clock(egCtx, g.name, r.procs[g.name], g.visit); return nil })
+		eg.Go(func() error { r.clock(egCtx, g.name, g.visit); return nil })
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- eg.Wait() }()
@@ -358,11 +372,62 @@ func (r *Role) Run(ctx context.Context) error {
 	}
 }
 
-// watchReady marks the role ready once every group has recovered its
-// tables.
-func (r *Role) watchReady(ctx context.Context, _ string) {
+// groupRunner is a goka processor as restartLoop sees it.
+type groupRunner interface {
+	Run(ctx context.Context) error
+}
+
+// restartLoop runs a group until ctx is done. When it fails, it is rebuilt
+// (new goka processor: new consumer group session, tables recovered from
+// their topics) and restarted after a backoff, up to GroupRestarts failures
+// in a row; a run that lasted restartReset resets the count. Outputs are
+// keyed and idempotent, so reprocessing from the last commit is safe.
+func (r *Role) restartLoop(ctx context.Context, name string, p groupRunner, build func() (groupRunner, error)) error {
+	backoff, failures := restartBackoff, 0
+	for {
+		start := time.Now()
+		err := p.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("stopped without an error")
+		}
+		if time.Since(start) >= restartReset {
+			backoff, failures = restartBackoff, 0
+		}
+		failures++
+		if failures > r.cfg.GroupRestarts {
+			return fmt.Errorf("goka group %s: failed %d times in a row: %w", name, failures, err)
+		}
+		r.restarts.WithLabelValues(name).Inc()
+		r.log.Error("goka group failed; restarting it", "group", name, "failure", failures, "of", r.cfg.GroupRestarts+1, "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		if p, err = build(); err != nil {
+			return err
+		}
+	}
+}
+
+// restartReset is how long a group must run for its failures to be
+// forgotten; restartBackoff is the first wait before a restart.
+var (
+	restartReset   = 2 * time.Minute
+	restartBackoff = time.Second
+)
+
+// watchReady keeps the role's readiness: ready while every group's
+// processor has recovered its tables (a restarted group is not, until it
+// has recovered again).
+func (r *Role) watchReady(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	ready, logged := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -375,16 +440,25 @@ func (r *Role) watchReady(ctx context.Context, _ string) {
 			all = all && p.Recovered()
 		}
 		r.mu.Unlock()
-		if all {
+		if all == ready {
+			continue
+		}
+		ready = all
+		if ready {
 			r.health.Set(Name, nil)
-			r.log.Info("goka groups recovered", "groups", r.cfg.Groups)
-			return
+			if !logged {
+				r.log.Info("goka groups recovered", "groups", r.cfg.Groups)
+				logged = true
+			}
+		} else {
+			r.health.Set(Name, errors.New("a goka group is recovering"))
 		}
 	}
 }
 
-// clock visits every key of the group's owned partitions each tick.
-func (r *Role) clock(ctx context.Context, name string, p *goka.Processor, visit string) {
+// clock visits every key of the group's owned partitions each tick (of
+// the group's current processor: a restart replaces it).
+func (r *Role) clock(ctx context.Context, name string, visit string) {
 	t := time.NewTicker(r.cfg.TickInterval.D())
 	defer t.Stop()
 	for {
@@ -393,7 +467,8 @@ func (r *Role) clock(ctx context.Context, name string, p *goka.Processor, visit 
 			return
 		case <-t.C:
 		}
-		if !p.Recovered() {
+		p := r.Processor(name)
+		if p == nil || !p.Recovered() {
 			continue
 		}
 		start := time.Now()
