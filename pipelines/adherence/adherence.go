@@ -563,6 +563,9 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 			// no dose could have held it, not on arrival.
 			x = false
 		}
+		if !x && !it.Extra {
+			continue // neither EXTRA nor retracting one: nothing to emit
+		}
 		date := schedule.ExtraDate(sp, it.T)
 		if x != it.Extra || (x && date != it.XDate) {
 			it.Extra, it.XDate = x, date

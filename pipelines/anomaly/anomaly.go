@@ -249,7 +249,7 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, nil, "empty", errors.New("vitals record has no value"))
 		return
 	}
-	if err := proto.Unmarshal(raw, &v); err != nil {
+	if err := codec.UnmarshalVitals(raw, &v); err != nil {
 		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals: %w", err))
 		return
 	}

@@ -40,6 +40,24 @@ func UnmarshalVitalsBatch(data []byte, b *pb.VitalsBatch) error {
 	return nil
 }
 
+// UnmarshalVitals decodes one VitalsTelemetry exactly as proto.Unmarshal
+// does, with the fast path of [UnmarshalVitalsBatch] (one allocation for
+// the message's strings that are not shared, none for the Meta struct
+// beyond v's own).
+func UnmarshalVitals(data []byte, v *pb.VitalsTelemetry) error {
+	proto.Reset(v)
+	var d vitalsDec
+	m := &pb.Meta{}
+	if d.reading(data, v, m) {
+		return nil
+	}
+	proto.Reset(v)
+	if err := proto.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decoding %T (%d bytes): %w", v, len(data), err)
+	}
+	return nil
+}
+
 // fields walks one message's fields; ok turns false on anything the fast
 // path leaves to proto.
 type fields struct {

@@ -70,6 +70,23 @@ func TestUnmarshalVitalsBatch(t *testing.T) {
 	}
 }
 
+// FuzzUnmarshalVitals: single readings, the same property.
+func FuzzUnmarshalVitals(f *testing.F) {
+	for _, r := range batchOf(3).Readings {
+		data, _ := proto.Marshal(r)
+		f.Add(data)
+	}
+	f.Add([]byte{0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var got, want pb.VitalsTelemetry
+		gerr := UnmarshalVitals(data, &got)
+		werr := proto.Unmarshal(data, &want)
+		if (gerr != nil) != (werr != nil) || (gerr == nil && !proto.Equal(&got, &want)) {
+			t.Fatalf("UnmarshalVitals %v, %v\nproto %v, %v", &got, gerr, &want, werr)
+		}
+	})
+}
+
 // FuzzUnmarshalVitalsBatch: on any bytes, the fast path either declines or
 // gives exactly proto.Unmarshal's message.
 func FuzzUnmarshalVitalsBatch(f *testing.F) {
