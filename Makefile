@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 UNIT_FLAGS ?= -race -shuffle=on -count=1
 IT_TIMEOUT ?= 25m
 
-.PHONY: all build deps services services-down services-status proto test unit integration vet demo clean fuzz bench-go
+.PHONY: all build deps services services-down services-status proto test unit integration vet demo demo-embedded clean fuzz bench-go
 
 all: build
 
@@ -47,8 +47,9 @@ vet:
 unit:
 	$(GO) test $(UNIT_FLAGS) ./...
 
-## integration: integration tests against the real services (starts them)
+## integration: integration tests against the real services (starts them; chDB for the modern schema)
 integration: services
+	bash deploy/local/chdb.sh >/dev/null
 	set -a; source .local/services.env; set +a; \
 	WARDSTREAM_IT=1 $(GO) test -count=1 -timeout $(IT_TIMEOUT) -run 'Integration' ./...
 
@@ -60,6 +61,11 @@ fuzz:
 
 ## demo: build, start services, apply topics and migrations, run every role and a simulated ward
 demo: deps build services
+	bash deploy/local/demo.sh
+
+## demo-embedded: the same demo without Java: Kafka is `wardstream embedded-kafka` (franz-go kfake, not Apache Kafka)
+demo-embedded: deps build
+	WARDSTREAM_KAFKA=embedded bash deploy/local/services.sh up
 	bash deploy/local/demo.sh
 
 clean:

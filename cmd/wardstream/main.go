@@ -42,6 +42,7 @@ func commands() []command {
 		{"schedules", "apply FILE.yaml [flags]", "Publish dose schedules from a YAML file to the schedule topic.", cmdSchedules},
 		{"validate", "FILE", "Validate a topology file fully; errors carry line numbers.", cmdValidate},
 		{"shadow", "set DEVICE key=value... [--tenant T]", "Set a device's desired state; the mqtt role versions the shadow and pushes the delta to the device.", cmdShadow},
+		{"embedded-kafka", "[--listen 127.0.0.1:9092] [--data-dir DIR]", "Run an embedded Kafka-protocol broker (franz-go kfake, not Apache Kafka) for machines without Java: the demo's --embedded path.", cmdEmbeddedKafka},
 		{"token", "[--role admin|medical_staff|analyst] [--tenant T] [--user U] [--ttl D] [--url]", "Mint a bearer token for the API with the demo signing key (api.auth.demo_key_file).", cmdToken},
 	}
 }

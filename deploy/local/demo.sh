@@ -13,6 +13,9 @@
 #      rate, lag and errors,
 # until Ctrl-C, which stops exactly the processes this script started.
 #
+# Kafka is whatever `make services` started: Apache Kafka, or with
+# `make demo-embedded` (WARDSTREAM_KAFKA=embedded) the embedded kfake broker.
+#
 # Environment: WARDSTREAM_CONFIG (topology, default deploy/local/topology.yaml),
 # DEMO_SCENARIO (default bench/scenarios/ward.yaml), DEMO_ROLES (default
 # "sink processors mqtt rtsp api"), DEMO_LOGS (role logs, default .local/demo).
@@ -144,6 +147,9 @@ for r in "${STARTED[@]}"; do
 done
 echo >&2
 say "running roles: ${STARTED[*]}"
+if [ -f .local/run/kafka.pid ] && tr '\0' ' ' <"/proc/$(cat .local/run/kafka.pid)/cmdline" 2>/dev/null | grep -q embedded-kafka; then
+  say "kafka: EMBEDDED broker (wardstream embedded-kafka: franz-go kfake, not Apache Kafka; for trying wardstream without Java)"
+fi
 ((${#MISSING[@]})) && say "not running (not in this build yet or failed): ${MISSING[*]}"
 if [ -n "$dashboard" ]; then
   say "dashboard: $dashboard"

@@ -2,7 +2,7 @@
 # Installs the system packages wardstream builds and tests need (Debian 12):
 # libav* headers for the RTSP decoder (cgo), ffmpeg for synthetic camera
 # streams, Chromium for the dashboard's browser test; and the pinned ONNX
-# Runtime library and chDB (modern ClickHouse for the schema tests). Idempotent: does nothing when everything is present.
+# Runtime library. Idempotent: does nothing when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 need=()
@@ -15,4 +15,3 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 bash deploy/local/onnxruntime.sh >/dev/null
-bash deploy/local/chdb.sh >/dev/null

@@ -10,7 +10,9 @@
 #   bash deploy/local/services.sh env     print the KEY=value lines of .local/services.env
 #
 # Environment knobs: WARDSTREAM_SERVICES_TIMEOUT (seconds to wait per service, default 90),
-# KAFKA_HEAP_OPTS (default "-Xmx1g -Xms512m").
+# KAFKA_HEAP_OPTS (default "-Xmx1g -Xms512m"), WARDSTREAM_KAFKA=embedded (instead of Apache
+# Kafka, `bin/wardstream embedded-kafka`: franz-go's kfake, for machines without Java; not
+# Apache Kafka, and not what the tests use; build bin/wardstream first).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -19,6 +21,15 @@ LOCAL="$ROOT/.local"
 RUN="$LOCAL/run"
 ENV_FILE="$LOCAL/services.env"
 TIMEOUT="${WARDSTREAM_SERVICES_TIMEOUT:-90}"
+
+KAFKA_MODE="${WARDSTREAM_KAFKA:-apache}"
+case "$KAFKA_MODE" in
+apache | embedded) ;;
+*)
+  printf 'services: ERROR: WARDSTREAM_KAFKA=%s is not apache or embedded\n' "$KAFKA_MODE" >&2
+  exit 2
+  ;;
+esac
 
 HOST=127.0.0.1
 KAFKA_PORT=9092
@@ -83,6 +94,11 @@ install_missing() {
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
   done
+  if [ "$KAFKA_MODE" = embedded ]; then
+    apt_install "${need[@]}"
+    [ -x "$ROOT/bin/wardstream" ] || die "WARDSTREAM_KAFKA=embedded runs bin/wardstream embedded-kafka: build it first (make build)"
+    return 0
+  fi
   command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || need+=(maven)
   apt_install "${need[@]}"
@@ -292,10 +308,21 @@ kafka_answers() {
 
 # Right after a start, also wait for the broker's own "started" line.
 kafka_started() {
+  if [ "$KAFKA_MODE" = embedded ]; then
+    kafka_answers && grep -q 'embedded kafka .* listening' "$KAFKA_DIR/kafka.log" 2>/dev/null
+    return
+  fi
   kafka_answers && grep -q 'Kafka Server started' "$KAFKA_DIR/kafka.log" 2>/dev/null
 }
 
 start_kafka() {
+  if [ "$KAFKA_MODE" = embedded ]; then
+    [ -f "$KAFKA_DIR/kafka.log" ] && mv -f "$KAFKA_DIR/kafka.log" "$KAFKA_DIR/kafka.log.prev"
+    log "kafka: starting the EMBEDDED broker (franz-go kfake, not Apache Kafka) on $HOST:$KAFKA_PORT"
+    spawn kafka "$KAFKA_DIR/kafka.log" "$ROOT/bin/wardstream" embedded-kafka \
+      --listen "$HOST:$KAFKA_PORT" --data-dir "$KAFKA_DIR/kfake"
+    return
+  fi
   kafka_config
   # A fresh log per start, so the readiness check cannot match an older run.
   if [ -f "$KAFKA_DIR/kafka.log" ]; then
@@ -523,7 +550,7 @@ cmd_up() {
     case "$s" in
     kafka)
       check_port_free kafka "$KAFKA_PORT"
-      check_port_free kafka "$KAFKA_CONTROLLER_PORT"
+      [ "$KAFKA_MODE" = embedded ] || check_port_free kafka "$KAFKA_CONTROLLER_PORT"
       ;;
     clickhouse)
       check_port_free clickhouse "$CH_TCP_PORT" clickhouse-server
