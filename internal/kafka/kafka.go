@@ -36,6 +36,12 @@ func Opts(cfg config.Kafka, extra ...kgo.Opt) ([]kgo.Opt, error) {
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.ProducerLinger(cfg.Linger.D()),
 	}
+	if cfg.FetchMinBytes > 0 {
+		opts = append(opts, kgo.FetchMinBytes(cfg.FetchMinBytes))
+	}
+	if cfg.FetchMaxWait > 0 {
+		opts = append(opts, kgo.FetchMaxWait(cfg.FetchMaxWait.D()))
+	}
 	if cfg.MaxBufferedBytes > 0 {
 		opts = append(opts, kgo.MaxBufferedBytes(cfg.MaxBufferedBytes))
 	}
@@ -133,6 +139,12 @@ func SaramaConfig(cfg config.Kafka) (*sarama.Config, error) {
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if cfg.FetchMinBytes > 0 {
+		sc.Consumer.Fetch.Min = cfg.FetchMinBytes
+	}
+	if cfg.FetchMaxWait > 0 {
+		sc.Consumer.MaxWaitTime = cfg.FetchMaxWait.D()
+	}
 	switch cfg.Compression {
 	case "snappy":
 		sc.Producer.Compression = sarama.CompressionSnappy

@@ -264,7 +264,8 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 	sc.ClientID = r.root.Kafka.ClientID + "-" + group
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
 	sc.Consumer.MaxProcessingTime = time.Second
-	sc.Producer.Flush.Frequency = 5 * time.Millisecond
+	// sarama's batching delay is the topology's linger, as for franz-go.
+	sc.Producer.Flush.Frequency = max(r.root.Kafka.Linger.D(), time.Millisecond)
 	sc.Producer.Flush.Bytes = 1 << 20
 	sc.Producer.Retry.Max = 10
 	// Bigger channels and fetches amortize sarama's per-message overhead.
