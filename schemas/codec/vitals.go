@@ -2,7 +2,6 @@ package codec
 
 import (
 	"fmt"
-	"math"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -58,98 +57,17 @@ func UnmarshalVitals(data []byte, v *pb.VitalsTelemetry) error {
 	return nil
 }
 
-// fields walks one message's fields; ok turns false on anything the fast
-// path leaves to proto.
-type fields struct {
-	b  []byte
-	ok bool
-}
-
-func (f *fields) next() (protowire.Number, protowire.Type, bool) {
-	if len(f.b) == 0 || !f.ok {
-		return 0, 0, false
-	}
-	if c := f.b[0]; c < 0x80 && c >= 8 { // one-byte tag, field number >= 1
-		f.b = f.b[1:]
-		return protowire.Number(c >> 3), protowire.Type(c & 7), true
-	}
-	num, typ, n := protowire.ConsumeTag(f.b)
-	if n < 0 || num > protowire.MaxValidNumber {
-		f.ok = false
-		return 0, 0, false
-	}
-	f.b = f.b[n:]
-	return num, typ, true
-}
-
-func (f *fields) bytes(typ protowire.Type) []byte {
-	if typ != protowire.BytesType {
-		f.ok = false
-		return nil
-	}
-	if len(f.b) > 0 && f.b[0] < 0x80 && int(f.b[0]) < len(f.b) { // one-byte length
-		l := int(f.b[0])
-		v := f.b[1 : 1+l : 1+l]
-		f.b = f.b[1+l:]
-		return v
-	}
-	v, n := protowire.ConsumeBytes(f.b)
-	if n < 0 {
-		f.ok = false
-		return nil
-	}
-	f.b = f.b[n:]
-	return v
-}
-
-// str reads a string field's bytes (proto3 strings must be UTF-8).
-func (f *fields) str(typ protowire.Type) []byte {
-	v := f.bytes(typ)
-	if f.ok && !utf8.Valid(v) {
-		f.ok = false
-	}
-	return v
-}
-
-func (f *fields) varint(typ protowire.Type) uint64 {
-	if typ != protowire.VarintType {
-		f.ok = false
-		return 0
-	}
-	v, n := protowire.ConsumeVarint(f.b)
-	if n < 0 {
-		f.ok = false
-		return 0
-	}
-	f.b = f.b[n:]
-	return v
-}
-
-func (f *fields) double(typ protowire.Type) float64 {
-	if typ != protowire.Fixed64Type {
-		f.ok = false
-		return 0
-	}
-	v, n := protowire.ConsumeFixed64(f.b)
-	if n < 0 {
-		f.ok = false
-		return 0
-	}
-	f.b = f.b[n:]
-	return math.Float64frombits(v)
-}
-
 // interner hands out a field's previous string when the bytes repeat it
 // (then they were validated already).
 type interner struct{ last [16]string }
 
-func (in *interner) str(f *fields, slot int, typ protowire.Type) string {
-	b := f.bytes(typ)
+func (in *interner) str(f *Fields, slot int, typ protowire.Type) string {
+	b := f.Bytes(typ)
 	if string(b) == in.last[slot] { // compared without allocating
 		return in.last[slot]
 	}
 	if !utf8.Valid(b) {
-		f.ok = false
+		f.Fail()
 		return ""
 	}
 	s := string(b)
@@ -164,9 +82,9 @@ type vitalsDec struct {
 }
 
 func (d *vitalsDec) meta(b []byte, m *pb.Meta) bool {
-	f := fields{b: b, ok: true}
+	f := NewFields(b)
 	for {
-		num, typ, more := f.next()
+		num, typ, more := f.Next()
 		if !more {
 			break
 		}
@@ -174,34 +92,34 @@ func (d *vitalsDec) meta(b []byte, m *pb.Meta) bool {
 		case 1:
 			m.Tenant = d.in.str(&f, 0, typ)
 		case 2:
-			m.EventId = string(f.str(typ))
+			m.EventId = string(f.Str(typ))
 		case 3:
-			m.EventTimeMs = int64(f.varint(typ))
+			m.EventTimeMs = int64(f.Varint(typ))
 		case 4:
-			m.IngestTimeMs = int64(f.varint(typ))
+			m.IngestTimeMs = int64(f.Varint(typ))
 		case 5:
 			m.Source = d.in.str(&f, 1, typ)
 		default:
 			return false // unknown field: proto keeps it
 		}
 	}
-	return f.ok
+	return f.OK()
 }
 
 func (d *vitalsDec) reading(b []byte, v *pb.VitalsTelemetry, m *pb.Meta) bool {
-	f := fields{b: b, ok: true}
+	f := NewFields(b)
 	var present [][]byte
 	var scratch [8][]byte
 	present = scratch[:0]
 	for {
-		num, typ, more := f.next()
+		num, typ, more := f.Next()
 		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			mb := f.bytes(typ)
-			if !f.ok || !d.meta(mb, m) { // a repeated Meta merges: fields apply in order
+			mb := f.Bytes(typ)
+			if !f.OK() || !d.meta(mb, m) { // a repeated Meta merges: fields apply in order
 				return false
 			}
 			v.Meta = m
@@ -214,27 +132,27 @@ func (d *vitalsDec) reading(b []byte, v *pb.VitalsTelemetry, m *pb.Meta) bool {
 		case 5:
 			v.Kind = d.in.str(&f, 5, typ)
 		case 6:
-			v.HeartRate = f.double(typ)
+			v.HeartRate = f.Double(typ)
 		case 7:
-			v.SystolicBp = f.double(typ)
+			v.SystolicBp = f.Double(typ)
 		case 8:
-			v.DiastolicBp = f.double(typ)
+			v.DiastolicBp = f.Double(typ)
 		case 9:
-			v.Spo2 = f.double(typ)
+			v.Spo2 = f.Double(typ)
 		case 10:
-			v.Temperature = f.double(typ)
+			v.Temperature = f.Double(typ)
 		case 11:
-			v.RespiratoryRate = f.double(typ)
+			v.RespiratoryRate = f.Double(typ)
 		case 12:
-			v.Glucose = f.double(typ)
+			v.Glucose = f.Double(typ)
 		case 13:
-			v.MedicationDose = f.double(typ)
+			v.MedicationDose = f.Double(typ)
 		case 14:
-			v.AdministrationRate = f.double(typ)
+			v.AdministrationRate = f.Double(typ)
 		case 15:
-			v.BatteryLevel = f.double(typ)
+			v.BatteryLevel = f.Double(typ)
 		case 16:
-			v.Severity = int32(f.varint(typ))
+			v.Severity = int32(f.Varint(typ))
 		case 17:
 			v.AlertType = d.in.str(&f, 6, typ)
 		case 18:
@@ -246,12 +164,12 @@ func (d *vitalsDec) reading(b []byte, v *pb.VitalsTelemetry, m *pb.Meta) bool {
 		case 21:
 			v.Ward = d.in.str(&f, 10, typ)
 		case 22:
-			present = append(present, f.bytes(typ)) // validated in list when new
+			present = append(present, f.Bytes(typ)) // validated in list when new
 		default:
 			return false // extra (a map) or an unknown field
 		}
 	}
-	if !f.ok {
+	if !f.OK() {
 		return false
 	}
 	if len(present) > 0 {
@@ -291,22 +209,18 @@ func fastVitalsBatch(data []byte, b *pb.VitalsBatch) bool {
 	// First pass: count the readings, so they and their Metas take one
 	// allocation each.
 	n := 0
-	f := fields{b: data, ok: true}
+	f := NewFields(data)
 	for {
-		num, typ, more := f.next()
+		num, typ, more := f.Next()
 		if !more {
 			break
 		}
 		if num == 4 && typ == protowire.BytesType {
 			n++
 		}
-		k := protowire.ConsumeFieldValue(num, typ, f.b)
-		if k < 0 || typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-			return false
-		}
-		f.b = f.b[k:]
+		f.Skip(num, typ)
 	}
-	if !f.ok {
+	if !f.OK() {
 		return false
 	}
 	var d vitalsDec
@@ -315,19 +229,19 @@ func fastVitalsBatch(data []byte, b *pb.VitalsBatch) bool {
 	if n > 0 {
 		b.Readings = make([]*pb.VitalsTelemetry, 0, n)
 	}
-	f = fields{b: data, ok: true}
+	f = NewFields(data)
 	for {
-		num, typ, more := f.next()
+		num, typ, more := f.Next()
 		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			mb := f.bytes(typ)
+			mb := f.Bytes(typ)
 			if b.Meta == nil {
 				b.Meta = &pb.Meta{}
 			}
-			if !f.ok || !d.meta(mb, b.Meta) {
+			if !f.OK() || !d.meta(mb, b.Meta) {
 				return false
 			}
 		case 2:
@@ -335,9 +249,9 @@ func fastVitalsBatch(data []byte, b *pb.VitalsBatch) bool {
 		case 3:
 			b.BatchId = d.in.str(&f, 9, typ)
 		case 4:
-			rb := f.bytes(typ)
+			rb := f.Bytes(typ)
 			i := len(b.Readings)
-			if !f.ok || i >= n || !d.reading(rb, &readings[i], &metas[i]) {
+			if !f.OK() || i >= n || !d.reading(rb, &readings[i], &metas[i]) {
 				return false
 			}
 			b.Readings = append(b.Readings, &readings[i])
@@ -345,5 +259,5 @@ func fastVitalsBatch(data []byte, b *pb.VitalsBatch) bool {
 			return false
 		}
 	}
-	return f.ok
+	return f.OK()
 }

@@ -1,11 +1,9 @@
 package clickhouse
 
 import (
-	"math"
 	"time"
-	"unicode/utf8"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/wardstream/wardstream/schemas/codec"
 )
 
 // The fast path: vitals readings and anomaly scores are most of the rows
@@ -119,120 +117,34 @@ type metaView struct {
 	eventMs, ingestMs       int64
 }
 
-// wireReader walks one message's fields.
-type wireReader struct {
-	b   []byte
-	bad bool
-}
-
-// next returns the next field; done at the end, bad on malformed input.
-func (r *wireReader) next() (num protowire.Number, typ protowire.Type, done bool) {
-	if len(r.b) == 0 {
-		return 0, 0, true
-	}
-	num, typ, n := protowire.ConsumeTag(r.b)
-	if n < 0 || num > protowire.MaxValidNumber {
-		r.bad = true
-		return 0, 0, true
-	}
-	r.b = r.b[n:]
-	return num, typ, false
-}
-
-func (r *wireReader) bytes(typ protowire.Type) []byte {
-	if typ != protowire.BytesType {
-		r.bad = true
-		return nil
-	}
-	v, n := protowire.ConsumeBytes(r.b)
-	if n < 0 {
-		r.bad = true
-		return nil
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// str is a string field: bytes that must be valid UTF-8 (proto3).
-func (r *wireReader) str(typ protowire.Type) []byte {
-	v := r.bytes(typ)
-	if !r.bad && !utf8.Valid(v) {
-		r.bad = true
-	}
-	return v
-}
-
-func (r *wireReader) varint(typ protowire.Type) uint64 {
-	if typ != protowire.VarintType {
-		r.bad = true
-		return 0
-	}
-	v, n := protowire.ConsumeVarint(r.b)
-	if n < 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *wireReader) double(typ protowire.Type) float64 {
-	if typ != protowire.Fixed64Type {
-		r.bad = true
-		return 0
-	}
-	v, n := protowire.ConsumeFixed64(r.b)
-	if n < 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return math.Float64frombits(v)
-}
-
-// skip steps over an unknown field (proto keeps it as unknown bytes, which
-// no row uses). Groups take the general path.
-func (r *wireReader) skip(num protowire.Number, typ protowire.Type) {
-	if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
-		r.bad = true
-		return
-	}
-	n := protowire.ConsumeFieldValue(num, typ, r.b)
-	if n < 0 {
-		r.bad = true
-		return
-	}
-	r.b = r.b[n:]
-}
-
 // parseMeta merges the Meta in b into m (a repeated embedded message field
 // merges, so fields apply in order).
 func parseMeta(b []byte, m *metaView) bool {
-	r := wireReader{b: b}
+	r := codec.NewFields(b)
 	for {
-		num, typ, done := r.next()
-		if done {
+		num, typ, more := r.Next()
+		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			m.tenant = r.str(typ)
+			m.tenant = r.Str(typ)
 		case 2:
-			m.eventID = r.str(typ)
+			m.eventID = r.Str(typ)
 		case 3:
-			m.eventMs = int64(r.varint(typ))
+			m.eventMs = int64(r.Varint(typ))
 		case 4:
-			m.ingestMs = int64(r.varint(typ))
+			m.ingestMs = int64(r.Varint(typ))
 		case 5:
-			m.source = r.str(typ)
+			m.source = r.Str(typ)
 		default:
-			r.skip(num, typ)
+			r.Skip(num, typ)
 		}
-		if r.bad {
+		if !r.OK() {
 			return false
 		}
 	}
-	return !r.bad
+	return r.OK()
 }
 
 // writeMeta writes the meta columns (0-4) as rowWriter.meta does.
@@ -267,37 +179,37 @@ type vitalsView struct {
 func parseVitals(b []byte, v *vitalsView) bool {
 	present := v.present[:0]
 	*v = vitalsView{present: present}
-	r := wireReader{b: b}
+	r := codec.NewFields(b)
 	for {
-		num, typ, done := r.next()
-		if done {
+		num, typ, more := r.Next()
+		if !more {
 			break
 		}
 		switch {
 		case num == 1:
-			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &v.meta) {
+			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &v.meta) {
 				return false
 			}
 		case num >= 6 && num <= 15:
-			v.nums[num-6] = r.double(typ)
+			v.nums[num-6] = r.Double(typ)
 		case num == 16:
-			v.sev = int32(r.varint(typ))
+			v.sev = int32(r.Varint(typ))
 		case num == 22:
-			v.present = append(v.present, r.str(typ))
+			v.present = append(v.present, r.Str(typ))
 		case num == 23:
 			return false // map entries: the general path
 		case num >= 2 && num <= 5: // device_id, device_type, patient_id, kind
-			v.strs[num-2] = r.str(typ)
+			v.strs[num-2] = r.Str(typ)
 		case num >= 17 && num <= 21: // alert_type, message, quality, batch_id, ward
-			v.strs[num-13] = r.str(typ)
+			v.strs[num-13] = r.Str(typ)
 		default:
-			r.skip(num, typ)
+			r.Skip(num, typ)
 		}
-		if r.bad {
+		if !r.OK() {
 			return false
 		}
 	}
-	return !r.bad && len(v.meta.eventID) > 0
+	return r.OK() && len(v.meta.eventID) > 0
 }
 
 func fastVitals(f *fastDec, raw []byte, rc *recCtx) bool {
@@ -336,24 +248,24 @@ func (f *fastDec) writeVitals(v *vitalsView, rc *recCtx) {
 
 // fastVitalsBatch: every reading of a VitalsBatch, validated first.
 func fastVitalsBatch(f *fastDec, raw []byte, rc *recCtx) bool {
-	r := wireReader{b: raw}
+	r := codec.NewFields(raw)
 	n := 0
 	var meta metaView
 	for {
-		num, typ, done := r.next()
-		if done {
+		num, typ, more := r.Next()
+		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &meta) {
+			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &meta) {
 				return false
 			}
 		case 2, 3:
-			r.str(typ)
+			r.Str(typ)
 		case 4:
-			rb := r.bytes(typ)
-			if r.bad {
+			rb := r.Bytes(typ)
+			if !r.OK() {
 				return false
 			}
 			if n == len(f.vit) {
@@ -364,13 +276,13 @@ func fastVitalsBatch(f *fastDec, raw []byte, rc *recCtx) bool {
 			}
 			n++
 		default:
-			r.skip(num, typ)
+			r.Skip(num, typ)
 		}
-		if r.bad {
+		if !r.OK() {
 			return false
 		}
 	}
-	if r.bad {
+	if !r.OK() {
 		return false
 	}
 	for i := range f.vit[:n] {
@@ -390,37 +302,37 @@ type scoreView struct {
 func parseScore(b []byte, v *scoreView) bool {
 	reasons := v.reasons[:0]
 	*v = scoreView{reasons: reasons}
-	r := wireReader{b: b}
+	r := codec.NewFields(b)
 	for {
-		num, typ, done := r.next()
-		if done {
+		num, typ, more := r.Next()
+		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &v.meta) {
+			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &v.meta) {
 				return false
 			}
 		case 2, 3, 4:
-			v.strs[num-2] = r.str(typ)
+			v.strs[num-2] = r.Str(typ)
 		case 5, 6, 7:
-			v.nums[num-5] = r.double(typ)
+			v.nums[num-5] = r.Double(typ)
 		case 8:
-			v.reasons = append(v.reasons, r.str(typ))
+			v.reasons = append(v.reasons, r.Str(typ))
 		case 9:
-			v.strs[3] = r.str(typ)
+			v.strs[3] = r.Str(typ)
 		case 10, 11, 12:
-			v.nums[num-7] = r.double(typ)
+			v.nums[num-7] = r.Double(typ)
 		case 13:
-			v.strs[4] = r.str(typ)
+			v.strs[4] = r.Str(typ)
 		default:
-			r.skip(num, typ)
+			r.Skip(num, typ)
 		}
-		if r.bad {
+		if !r.OK() {
 			return false
 		}
 	}
-	return !r.bad && len(v.meta.eventID) > 0
+	return r.OK() && len(v.meta.eventID) > 0
 }
 
 // writeScore writes the row writeAnomaly writes for the same score.
@@ -455,24 +367,24 @@ func fastScore(f *fastDec, raw []byte, rc *recCtx) bool {
 
 // fastScoreBatch: every score of an AnomalyScoreBatch, validated first.
 func fastScoreBatch(f *fastDec, raw []byte, rc *recCtx) bool {
-	r := wireReader{b: raw}
+	r := codec.NewFields(raw)
 	n := 0
 	var meta metaView
 	for {
-		num, typ, done := r.next()
-		if done {
+		num, typ, more := r.Next()
+		if !more {
 			break
 		}
 		switch num {
 		case 1:
-			if mb := r.bytes(typ); !r.bad && !parseMeta(mb, &meta) {
+			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &meta) {
 				return false
 			}
 		case 2:
-			r.str(typ)
+			r.Str(typ)
 		case 3:
-			sb := r.bytes(typ)
-			if r.bad {
+			sb := r.Bytes(typ)
+			if !r.OK() {
 				return false
 			}
 			if n == len(f.sco) {
@@ -483,13 +395,13 @@ func fastScoreBatch(f *fastDec, raw []byte, rc *recCtx) bool {
 			}
 			n++
 		default:
-			r.skip(num, typ)
+			r.Skip(num, typ)
 		}
-		if r.bad {
+		if !r.OK() {
 			return false
 		}
 	}
-	if r.bad {
+	if !r.OK() {
 		return false
 	}
 	for i := range f.sco[:n] {
