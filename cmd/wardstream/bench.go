@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/wardstream/wardstream/bench"
@@ -26,6 +27,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	bin := fs.String("bin", "", "wardstream binary started for roles (default: this executable)")
 	rate := fs.Int("rate", 0, "override the scenario's rate: readings/s, or -1 for as fast as the path accepts (0 keeps the scenario's)")
 	batch := fs.Int("batch", 0, "override the scenario's readings per publish (1: one per publish; > 1: the seed's batched topic)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness itself (simulated devices, observers) to this file; the roles have telemetry.pprof")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,6 +47,17 @@ func cmdBench(ctx context.Context, args []string) error {
 	case bench.StageAll, bench.StageMQTT, bench.StageKafka, bench.StageSink:
 	default:
 		return fmt.Errorf("%w: --stage %q is not all, mqtt, kafka or sink", errUsage, *stage)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sc, err := bench.LoadScenario(*scenario)
 	if err != nil {
