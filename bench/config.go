@@ -12,7 +12,9 @@ import (
 // run. What load to apply is the scenario's business, not this section's.
 type Config struct {
 	// PollInterval is how often outstanding latency probes are looked up
-	// in ClickHouse (default 250ms): the latency resolution.
+	// in ClickHouse (default 250ms): the latency resolution, stretched to
+	// 5% of the oldest outstanding probe's age under a backlog (at most
+	// 2s; results.json reports the coarsest interval used).
 	PollInterval config.Duration `yaml:"poll_interval"`
 	// ProgressInterval is the period of the live progress line and of the
 	// timeline samples in results.json (default 1s).

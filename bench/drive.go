@@ -406,15 +406,23 @@ func (h *harness) acked(it *item, _ time.Time) {
 
 // probeLoop looks outstanding probes up until they are visible and records
 // their latency: visibility time (poll end, an upper bound) - event time.
+//
+// The lookup interval is PollInterval, stretched to a twentieth of the
+// oldest outstanding probe's age (at most probeMaxInterval): under a
+// backlog of tens of seconds, looking every 250 ms only re-reads the same
+// granules (a fleet run spent 8.8 ClickHouse CPU seconds, a quarter of the
+// server's, on these lookups), while 5% of the latency is resolution
+// enough. The coarsest interval used is reported as the resolution.
 func (h *harness) probeLoop(ctx context.Context) {
-	t := time.NewTicker(h.o.Config.PollInterval.D())
-	defer t.Stop()
+	base := h.o.Config.PollInterval.D()
+	wait := base
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
+		wait = h.probeInterval(base, time.Now())
 		if h.kobs != nil {
 			seen := h.kobs.seen()
 			h.mu.Lock()
@@ -458,6 +466,30 @@ func (h *harness) probeLoop(ctx context.Context) {
 			h.mu.Unlock()
 		}
 	}
+}
+
+// probeMaxInterval bounds the stretched probe interval.
+const probeMaxInterval = 2 * time.Second
+
+// probeInterval is the wait before the next probe lookup (see probeLoop);
+// it also raises h.resolution to the largest interval used.
+func (h *harness) probeInterval(base time.Duration, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var oldest time.Time
+	for _, p := range h.outstanding {
+		if oldest.IsZero() || p.eventTime.Before(oldest) {
+			oldest = p.eventTime
+		}
+	}
+	wait := base
+	if !oldest.IsZero() {
+		wait = min(max(base, now.Sub(oldest)/20), probeMaxInterval)
+	}
+	if len(h.outstanding) > 0 && wait > h.resolution {
+		h.resolution = wait
+	}
+	return wait
 }
 
 // record adds one latency sample; h.mu is held.
@@ -510,10 +542,11 @@ func (h *harness) settle(ctx context.Context, fleet *Fleet) {
 	doseFinal := fleet.LastDoseFinal().Add(15 * time.Second)
 	lastAlerts, quietSince := uint64(0), time.Now()
 	var lastDistinct time.Time
+	confirmed := false // distinct ids reached sent once: rows only grow
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		d, err := h.delivered(qctx, false)
-		if err == nil && d >= h.c.sent.Load() {
+		if err == nil && d >= h.c.sent.Load() && !confirmed {
 			// Rows include duplicates: confirm with distinct ids. That
 			// scans every event id of the run, so at most every 5 s: on a
 			// large run it would otherwise take ClickHouse's CPU from the
@@ -523,6 +556,7 @@ func (h *harness) settle(ctx context.Context, fleet *Fleet) {
 			} else {
 				lastDistinct = time.Now()
 				d, err = h.delivered(qctx, true)
+				confirmed = err == nil && d >= h.c.sent.Load()
 			}
 		}
 		cancel()
@@ -601,7 +635,7 @@ func (h *harness) fillCounters() {
 func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	r := h.res
 	h.mu.Lock()
-	r.Latency.EventToQueryable = quantiles(append([]float64(nil), h.latencies...), "probes", h.o.Config.PollInterval.D())
+	r.Latency.EventToQueryable = quantiles(append([]float64(nil), h.latencies...), "probes", max(h.resolution, h.o.Config.PollInterval.D()))
 	left := len(h.outstanding)
 	h.mu.Unlock()
 	if left > 0 {

@@ -187,6 +187,8 @@ type harness struct {
 
 	mu          sync.Mutex
 	outstanding map[string]probe
+	// resolution is the coarsest probe interval used (probeInterval).
+	resolution  time.Duration
 	latencies   []float64
 	intervalLat []float64
 	fleet       *Fleet
