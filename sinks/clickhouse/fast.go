@@ -3,6 +3,8 @@ package clickhouse
 import (
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/wardstream/wardstream/schemas/codec"
 )
 
@@ -248,6 +250,27 @@ func (f *fastDec) writeVitals(v *vitalsView, rc *recCtx) {
 
 // fastVitalsBatch: every reading of a VitalsBatch, validated first.
 func fastVitalsBatch(f *fastDec, raw []byte, rc *recCtx) bool {
+	n, ok := walkBatch(raw, 4, func(part []byte, i int) bool {
+		if i == len(f.vit) {
+			f.vit = append(f.vit, vitalsView{})
+		}
+		return parseVitals(part, &f.vit[i])
+	})
+	if !ok {
+		return false
+	}
+	for i := range f.vit[:n] {
+		f.writeVitals(&f.vit[i], rc)
+	}
+	return true
+}
+
+// walkBatch validates a batch message (VitalsBatch, AnomalyScoreBatch):
+// field 1 is its Meta, field parts repeats its elements, which parse gets
+// in order (with their index), and the other low-numbered fields are
+// strings. It returns the number of elements, or false when the batch (or
+// an element) needs the general path. Nothing is appended meanwhile.
+func walkBatch(raw []byte, parts protowire.Number, parse func(part []byte, i int) bool) (int, bool) {
 	r := codec.NewFields(raw)
 	n := 0
 	var meta metaView
@@ -256,39 +279,27 @@ func fastVitalsBatch(f *fastDec, raw []byte, rc *recCtx) bool {
 		if !more {
 			break
 		}
-		switch num {
-		case 1:
+		switch {
+		case num == 1:
 			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &meta) {
-				return false
+				return 0, false
 			}
-		case 2, 3:
-			r.Str(typ)
-		case 4:
-			rb := r.Bytes(typ)
-			if !r.OK() {
-				return false
-			}
-			if n == len(f.vit) {
-				f.vit = append(f.vit, vitalsView{})
-			}
-			if !parseVitals(rb, &f.vit[n]) {
-				return false
+		case num == parts:
+			b := r.Bytes(typ)
+			if !r.OK() || !parse(b, n) {
+				return 0, false
 			}
 			n++
+		case num < parts: // device_id, batch_id: strings
+			r.Str(typ)
 		default:
 			r.Skip(num, typ)
 		}
 		if !r.OK() {
-			return false
+			return 0, false
 		}
 	}
-	if !r.OK() {
-		return false
-	}
-	for i := range f.vit[:n] {
-		f.writeVitals(&f.vit[i], rc)
-	}
-	return true
+	return n, r.OK()
 }
 
 // scoreView is an AnomalyScore as slices of the record value.
@@ -367,41 +378,13 @@ func fastScore(f *fastDec, raw []byte, rc *recCtx) bool {
 
 // fastScoreBatch: every score of an AnomalyScoreBatch, validated first.
 func fastScoreBatch(f *fastDec, raw []byte, rc *recCtx) bool {
-	r := codec.NewFields(raw)
-	n := 0
-	var meta metaView
-	for {
-		num, typ, more := r.Next()
-		if !more {
-			break
+	n, ok := walkBatch(raw, 3, func(part []byte, i int) bool {
+		if i == len(f.sco) {
+			f.sco = append(f.sco, scoreView{})
 		}
-		switch num {
-		case 1:
-			if mb := r.Bytes(typ); r.OK() && !parseMeta(mb, &meta) {
-				return false
-			}
-		case 2:
-			r.Str(typ)
-		case 3:
-			sb := r.Bytes(typ)
-			if !r.OK() {
-				return false
-			}
-			if n == len(f.sco) {
-				f.sco = append(f.sco, scoreView{})
-			}
-			if !parseScore(sb, &f.sco[n]) {
-				return false
-			}
-			n++
-		default:
-			r.Skip(num, typ)
-		}
-		if !r.OK() {
-			return false
-		}
-	}
-	if !r.OK() {
+		return parseScore(part, &f.sco[i])
+	})
+	if !ok {
 		return false
 	}
 	for i := range f.sco[:n] {
