@@ -24,6 +24,26 @@ func TestEmbeddedKafka(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- cmdEmbeddedKafka(ctx, []string{"--listen", addr, "--data-dir", dir}) }()
+		// The broker binds in its goroutine; a client dialling before that
+		// gets "connection refused" and franz-go fails the admin request
+		// instead of retrying it, so wait for the port first.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("embedded-kafka exited before listening: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("embedded-kafka not listening on %s: %v", addr, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
