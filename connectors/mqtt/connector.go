@@ -416,7 +416,7 @@ func (c *Connector) deadLetterProduceFailure(d *delivery, r *kgo.Record, err err
 }
 
 func (c *Connector) record(o payload.Out) (*kgo.Record, error) {
-	b, err := codec.Marshal(o.Msg)
+	b, err := o.Encoded()
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s record: %w", o.Topic, err)
 	}

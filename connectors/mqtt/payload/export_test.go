@@ -64,3 +64,14 @@ func FastBatchAgrees(raw []byte) (bool, string) {
 	}
 	return true, ""
 }
+
+// GeneralPath makes Decode skip the batch encoder (the reference).
+func GeneralPath(o Options) Options {
+	o.noBatchEncoder = true
+	return o
+}
+
+// EncodeVitalsBatch runs the batch encoder alone.
+func EncodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
+	return encodeVitalsBatch(src, raw, o)
+}

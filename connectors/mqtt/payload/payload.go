@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
@@ -136,15 +137,43 @@ type Options struct {
 	// reading on topics.Vitals (see Decode). Other parts and rejects are
 	// unaffected.
 	BatchRecords bool
+
+	// noBatchEncoder takes the general path for every batch (tests).
+	noBatchEncoder bool
 }
 
 // Out is one record to produce: a catalog topic (unprefixed), its key and
 // value. Dead letters have Topic == topics.DeadLetters and a Reason.
 type Out struct {
-	Topic  string
-	Key    string
-	Msg    proto.Message
+	Topic string
+	Key   string
+	// Msg is the value; nil when Value holds it already encoded.
+	Msg proto.Message
+	// Value is the encoded value, set instead of Msg by the batch encoder
+	// (a VitalsBatch; see vitalsbatch.go).
+	Value  []byte
 	Reason Reason
+}
+
+// Encoded returns the record's value in the wire format.
+func (o Out) Encoded() ([]byte, error) {
+	if o.Value != nil {
+		return o.Value, nil
+	}
+	return codec.Marshal(o.Msg)
+}
+
+// Message returns the record's value as a message, decoding Value when the
+// batch encoder set it.
+func (o Out) Message() (proto.Message, error) {
+	if o.Msg != nil || o.Value == nil {
+		return o.Msg, nil
+	}
+	m := new(pb.VitalsBatch)
+	if err := proto.Unmarshal(o.Value, m); err != nil {
+		return nil, fmt.Errorf("decoding the encoded %s record: %w", o.Topic, err)
+	}
+	return m, nil
 }
 
 // body is the union of every field the seeds use. Pointers tell absent
@@ -620,6 +649,11 @@ var batchTypes = map[string]struct {
 }
 
 func decodeBatch(src Source, raw []byte, o Options) []Out {
+	if o.BatchRecords && !o.noBatchEncoder {
+		if out, ok := encodeVitalsBatch(src, raw, o); ok {
+			return []Out{out}
+		}
+	}
 	var bb batchBody
 	if !fastBatch(raw, &bb) {
 		bb = batchBody{}
