@@ -461,6 +461,14 @@ func TestIntegrationHelperConnector(t *testing.T) {
 		if n, err := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_CONNS")); err == nil && n > 0 {
 			cfg.Connections = n
 		}
+		// Producer settings for A/B runs (defaults: config.Default's
+		// compression, the test linger of 2 ms).
+		if v := os.Getenv("WARDSTREAM_MQTT_BENCH_COMPRESSION"); v != "" {
+			sh.Kafka.Compression = v
+		}
+		if d, err := time.ParseDuration(os.Getenv("WARDSTREAM_MQTT_BENCH_LINGER")); err == nil {
+			sh.Kafka.Linger = config.Duration(d)
+		}
 	}
 	c, err := mqtt.New(cfg, sh)
 	if err != nil {
