@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -22,14 +23,21 @@ import (
 // slice so that it is appended to the clickhouse-go batch in one call
 // (columnar, no per-row interface boxing).
 type colBuf interface {
-	appendTo(c driver.BatchColumn) error
+	// appendTo appends the buffered values to a batch's column: col is
+	// the same column as c, for the direct hand-over (handover.go).
+	appendTo(c driver.BatchColumn, col column.Interface) error
 	reset()
 }
 
 type typed[T any] struct{ v []T }
 
-func (c *typed[T]) appendTo(bc driver.BatchColumn) error { return bc.Append(c.v) }
-func (c *typed[T]) reset()                               { clear(c.v); c.v = c.v[:0] }
+func (c *typed[T]) appendTo(bc driver.BatchColumn, col column.Interface) error {
+	if handover(c.v, col) {
+		return nil
+	}
+	return bc.Append(c.v)
+}
+func (c *typed[T]) reset() { clear(c.v); c.v = c.v[:0] }
 
 func newCol(t chschema.Type) colBuf {
 	switch t {

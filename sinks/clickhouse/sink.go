@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -802,8 +803,13 @@ func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
 		return fmt.Errorf("preparing insert into %s: %w", tb.table.Name, err)
 	}
 	defer batch.Close()
+	cols := batch.Columns()
 	for i, c := range tb.cols {
-		if err := c.appendTo(batch.Column(i)); err != nil {
+		var col column.Interface // nil: the public Append only
+		if len(cols) == len(tb.cols) {
+			col = cols[i]
+		}
+		if err := c.appendTo(batch.Column(i), col); err != nil {
 			return fmt.Errorf("appending column %s of %s: %w", tb.table.Columns[i].Name, tb.table.Name, err)
 		}
 	}

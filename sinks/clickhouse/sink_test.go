@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"reflect"
 	"strings"
@@ -564,6 +565,7 @@ type recordingBatch struct {
 func (b *recordingBatch) Column(i int) driver.BatchColumn { return recordingColumn{b, i} }
 func (b *recordingBatch) Send() error                     { b.c.inserts = append(b.c.inserts, b.rows); return nil }
 func (b *recordingBatch) Close() error                    { return nil }
+func (b *recordingBatch) Columns() []column.Interface     { return nil }
 
 type recordingColumn struct {
 	b *recordingBatch

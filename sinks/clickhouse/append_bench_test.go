@@ -1,0 +1,51 @@
+package clickhouse
+
+import (
+	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+)
+
+// BenchmarkAppendStringList compares ways of handing an Array(String)
+// column of 100k rows (the vitals' present list) to clickhouse-go: its
+// Append, its AppendRow per row, and the sink's direct hand-over.
+func BenchmarkAppendStringList(b *testing.B) {
+	list := []string{"heartRate", "systolicBp", "diastolicBp", "spo2", "temperature", "batteryLevel"}
+	rows := make([][]string, 100_000)
+	for i := range rows {
+		rows[i] = list
+	}
+	for _, bc := range []struct {
+		name string
+		fn   func(c column.Interface) error
+	}{
+		{"append_all", func(c column.Interface) error { _, err := c.Append(rows); return err }},
+		{"handover", func(c column.Interface) error {
+			if !handover(rows, c) {
+				b.Fatal("no direct hand-over")
+			}
+			return nil
+		}},
+		{"append_row", func(c column.Interface) error {
+			for _, r := range rows {
+				if err := c.AppendRow(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := column.Type("Array(String)").Column("present", &column.ServerContext{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := bc.fn(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
