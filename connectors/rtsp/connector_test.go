@@ -97,10 +97,30 @@ func baseConfig(t testing.TB, lib string, cams ...rtsp.Camera) rtsp.Config {
 }
 
 // trueBox is the normalized box the scene shows at frame time tMs.
-func trueBox(srv *rtsptest.Server, tMs int64) detect.Box {
+func sceneBox(srv *rtsptest.Server, frame int) detect.Box {
 	s := srv.Scene
-	x, y := s.Box(srv.FrameAt(tMs))
+	x, y := s.Box(frame)
 	return detect.Box{X: float32(x) / float32(s.W), Y: float32(y) / float32(s.H), W: float32(s.BoxW) / float32(s.W), H: float32(s.BoxH) / float32(s.H)}
+}
+
+// bestIoU is the IoU of got with the true box of the scene frame at tMs or
+// a neighbour: a frame's time is the receiver's clock at the stream's start
+// plus the RTP offset, so on a loaded machine (CI under -race) it can lag
+// the scene by one frame (40 ms at 25 fps), which alone gives IoU 0.5 for a
+// perfect detection. A wrong box misses all three.
+func bestIoU(srv *rtsptest.Server, got detect.Box, tMs int64) (float32, detect.Box) {
+	f := srv.FrameAt(tMs)
+	best, bestBox := float32(-1), detect.Box{}
+	for _, k := range []int{f, f - 1, f + 1} {
+		if k < 0 {
+			continue
+		}
+		b := sceneBox(srv, k)
+		if iou := detect.IoU(got, b); iou > best {
+			best, bestBox = iou, b
+		}
+	}
+	return best, bestBox
 }
 
 type runResult struct {
@@ -178,7 +198,8 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 }
 
 // checkBoxes asserts every frame has exactly one person whose box matches
-// the scene's true box with IoU >= 0.5, and returns the mean IoU.
+// the scene's true box (of its frame or a neighbour, see bestIoU) with IoU
+// >= 0.5, and returns the mean IoU.
 func checkBoxes(t *testing.T, srv *rtsptest.Server, frames []*pb.FrameDetections, camID string) float64 {
 	t.Helper()
 	var sum float64
@@ -192,9 +213,8 @@ func checkBoxes(t *testing.T, srv *rtsptest.Server, frames []*pb.FrameDetections
 			continue
 		}
 		d := fd.Detections[0]
-		want := trueBox(srv, fd.FrameTimeMs)
 		got := detect.Box{X: d.Box.X, Y: d.Box.Y, W: d.Box.W, H: d.Box.H}
-		iou := detect.IoU(got, want)
+		iou, want := bestIoU(srv, got, fd.FrameTimeMs)
 		if d.ClassName != "person" || iou < 0.5 || d.Confidence <= 0.8 {
 			t.Errorf("frame %d at %d (scene frame %d): %s %.2f box %+v, true box %+v, IoU %.2f",
 				fd.Sequence, fd.FrameTimeMs, srv.FrameAt(fd.FrameTimeMs), d.ClassName, d.Confidence, got, want, iou)
