@@ -243,8 +243,22 @@ api:
 		}
 	}
 	clicked := time.Now()
-	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS(`button.ack[data-alert-id="`+alertID+`"]`))); err != nil {
-		t.Fatal(err)
+	// Click in the page's own context: the live stream re-renders the table
+	// every stream_interval, and a node chromedp found can be replaced
+	// before its click lands ("Could not find node with given id").
+	clickJS := `(() => { const b = document.querySelector('button.ack[data-alert-id="` + alertID + `"]'); if (!b) return false; b.click(); return true; })()`
+	for try := 0; ; try++ {
+		ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](clickJS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if try == 20 {
+			t.Fatal("the alert's acknowledge button is gone before it was clicked")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if err := chromedp.Do(browser, chromedp.WaitNotPresent(chromedp.CSS(row))); err != nil {
 		t.Fatalf("acknowledged alert stays on the page: %v", err)
