@@ -600,10 +600,14 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 
 	// Acknowledge in the browser.
 	clicked := time.Now()
-	if err := chromedp.Do(browser,
-		chromedp.Click(chromedp.CSS(`button.ack[data-alert-id="alrt-open-1"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`button.ack[data-alert-id="alrt-open-1"][disabled]`)),
-	); err != nil {
+	// Click in the page's own context: the live stream re-renders the table,
+	// and a node chromedp found can be replaced before its click lands. A
+	// re-render keeps a pending acknowledgement's button disabled.
+	const clickJS = `(() => { const b = document.querySelector('button.ack[data-alert-id="alrt-open-1"]'); if (!b) return false; b.click(); return true; })()`
+	if ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](clickJS)); err != nil || !ok {
+		t.Fatalf("clicking acknowledge: found %v, %v", ok, err)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`button.ack[data-alert-id="alrt-open-1"][disabled]`))); err != nil {
 		t.Fatalf("clicking acknowledge: %v", err)
 	}
 	// The alert changes in ClickHouse...
