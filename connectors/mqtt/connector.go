@@ -458,6 +458,9 @@ func (c *Connector) onPublish(pr paho.PublishReceived) (bool, error) {
 		if o.Reason != "" {
 			c.m.rejected.WithLabelValues(string(o.Reason)).Inc()
 		}
+		if o.Value != nil {
+			c.m.batchEncoded.Inc()
+		}
 		rec, err := c.record(o)
 		if err != nil {
 			rec, _ = c.record(payload.DeadLetter(src, p.Payload, opts, &payload.Error{Reason: payload.ReasonInvalidValue, Err: err}))

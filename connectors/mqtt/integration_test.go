@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -133,9 +135,9 @@ func (e *itEnv) consume(t *testing.T, topic string, timeout time.Duration, each 
 	}
 }
 
-func startConnector(t *testing.T, cfg mqtt.Config, sh mqtt.Shared) (stop func()) {
+func startConnector(t *testing.T, cfg mqtt.Config, sh mqtt.Shared, opts ...mqtt.Option) (stop func()) {
 	t.Helper()
-	c, err := mqtt.New(cfg, sh)
+	c, err := mqtt.New(cfg, sh, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +172,22 @@ func publish(t *testing.T, url, topic string, qos byte, body []byte) {
 	}
 }
 
+// counterValue returns the value of the counter name in reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
+}
+
 // waitSubscribed gives the shared subscription a moment after connecting.
 func waitSubscribed() { time.Sleep(700 * time.Millisecond) }
 
@@ -178,7 +196,8 @@ func TestIntegrationDeadLettersBatchAndV311(t *testing.T) {
 	cfg, sh := e.config()
 	cfg.Shadow.Enabled = false
 	cfg.Commands.Enabled = false
-	stop := startConnector(t, cfg, sh)
+	reg := prometheus.NewRegistry()
+	stop := startConnector(t, cfg, sh, mqtt.WithRegisterer(reg))
 	defer stop()
 	waitSubscribed()
 
@@ -205,6 +224,12 @@ func TestIntegrationDeadLettersBatchAndV311(t *testing.T) {
 		{"messageId":"b1-1","timestamp":%d,"heartRate":72,"type":"readings","administrationRate":5},
 		{"messageId":"b1-2","deviceId":"dev-8","timestamp":%d,"heartRate":73}]}`, now, now, now)
 	publish(t, e.svc.MQTTURL, e.root+"medical/devices/batch/telemetry", 1, []byte(batch))
+	// An all-valid batch: the batch encoder's path (JSON straight to the
+	// record's wire bytes).
+	batch2 := fmt.Sprintf(`{"batchId":"b-2","deviceId":"dev-9","count":2,"messages":[
+		{"messageId":"b2-0","timestamp":%d,"heartRate":64,"bloodPressure":{"systolic":121,"diastolic":79},"spo2":97.5},
+		{"timestamp":%d,"type":"alerts","severity":7,"alertType":"PUMP_FAILURE","patientId":"p9","ward":"w2"}]}`, now, now)
+	publish(t, e.svc.MQTTURL, e.root+"medical/devices/batch/telemetry", 1, []byte(batch2))
 
 	// A v3.1.1 device publishing through mosquitto_pub.
 	v311 := false
@@ -262,15 +287,27 @@ func TestIntegrationDeadLettersBatchAndV311(t *testing.T) {
 		if err := codec.Unmarshal(r.Value, b); err != nil {
 			t.Fatal(err)
 		}
-		if string(r.Key) != b.DeviceId || b.BatchId != "b-1" || len(b.Readings) != 2 {
-			t.Errorf("vitals batch key %q, device %q, batch %q, %d readings; want dev-9, b-1, 2", r.Key, b.DeviceId, b.BatchId, len(b.Readings))
+		if string(r.Key) != b.DeviceId || b.DeviceId != "dev-9" || (b.BatchId != "b-1" && b.BatchId != "b-2") || len(b.Readings) != 2 ||
+			b.Meta.GetEventId() != "batch|dev-9/"+b.BatchId {
+			t.Errorf("vitals batch key %q, device %q, batch %q, id %q, %d readings; want dev-9, b-1 or b-2, 2", r.Key, b.DeviceId, b.BatchId, b.Meta.GetEventId(), len(b.Readings))
 		}
 		for _, v := range b.Readings {
 			parts[v.Meta.EventId] = v
 		}
-		return len(parts) >= 2
+		return len(parts) >= 4
 	}) {
-		t.Fatalf("batch parts: got %d of 2", len(parts))
+		t.Fatalf("batch parts: got %d of 4", len(parts))
+	}
+	if p := parts["b2-0"]; p == nil || p.BatchId != "b-2" || p.DeviceId != "dev-9" || p.HeartRate != 64 || p.SystolicBp != 121 || p.DiastolicBp != 79 ||
+		p.Spo2 != 97.5 || p.Kind != "vitals" || p.Meta.GetTenant() != "it" || p.Meta.GetEventTimeMs() != now || !slices.Equal(p.Present, []string{"heartRate", "systolicBp", "diastolicBp", "spo2"}) {
+		t.Errorf("batch part b2-0 = %v", p)
+	}
+	if p := parts["dev-9/b-2/1"]; p == nil || p.Kind != "alerts" || p.Severity != 7 || p.AlertType != "PUMP_FAILURE" || p.PatientId != "p9" || p.Ward != "w2" {
+		t.Errorf("batch part dev-9/b-2/1 (no message id: device/batch/index) = %v", p)
+	}
+	// b-1 (with a spoofed part) took the general path, b-2 the encoder.
+	if n := counterValue(t, reg, "wardstream_mqtt_batches_encoded_total"); n != 1 {
+		t.Errorf("wardstream_mqtt_batches_encoded_total = %v, want 1", n)
 	}
 	if p := parts["b1-0"]; p == nil || p.BatchId != "b-1" || p.DeviceId != "dev-9" || p.HeartRate != 71 || p.Kind != "vitals" {
 		t.Errorf("batch part b1-0 = %v", p)

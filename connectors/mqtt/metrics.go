@@ -23,6 +23,7 @@ type metrics struct {
 	ackLatency     prometheus.Histogram
 	commands       *prometheus.CounterVec
 	commandsOpen   prometheus.Gauge
+	batchEncoded   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		commands:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_mqtt_commands_total", Help: "Device command state changes, by state."}, []string{"state"}),
 		commandsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_mqtt_commands_pending", Help: "Commands sent and waiting for the device's ack."}),
+		batchEncoded: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_mqtt_batches_encoded_total",
+			Help: "Device batches encoded straight from JSON to one VitalsBatch record (payload's batch encoder); other batches took the general path."}),
 	}
 	for _, r := range payload.Reasons() {
 		m.rejected.WithLabelValues(string(r))
@@ -50,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.records, m.rejected, m.ignored, m.produceFailed, m.unacked, m.inflight, m.connections,
-			m.connectionLost, m.connectFailed, m.ackLatency, m.commands, m.commandsOpen)
+			m.connectionLost, m.connectFailed, m.ackLatency, m.commands, m.commandsOpen, m.batchEncoded)
 	}
 	return m
 }
