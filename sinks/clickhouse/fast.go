@@ -11,9 +11,9 @@ import (
 // The fast path: vitals readings and anomaly scores are most of the rows
 // (every reading gives one of each), so their records are read straight
 // from the protobuf wire format into the columns, without building
-// messages. A string that repeats the previous row's value in its column
-// (tenant, device, patient, kind, source, the present list: the same
-// within a batch) is not allocated again.
+// messages. String values are copied as bytes into the columns' buffers
+// (strCol: no string is allocated); a string list equal to the previous
+// row's (the present list: the same within a batch) is shared.
 //
 // It is an optimisation only: any input it does not handle exactly as
 // proto.Unmarshal would (a map entry, a known field with another wire type,
@@ -28,7 +28,7 @@ import (
 type fastMapper func(f *fastDec, raw []byte, rc *recCtx) (ok bool)
 
 // fastDec holds the parse buffers, the table's columns by type and the
-// previous row's strings of a topic's fast path (one per route, so not
+// previous row's string lists of a topic's fast path (one per route, so not
 // shared between goroutines).
 type fastDec struct {
 	tb  *tableBuf
@@ -36,25 +36,23 @@ type fastDec struct {
 	sco []scoreView
 	// the table's columns by index, each in the slice of its type (nil
 	// elsewhere): rows are appended without the rowWriter's type checks
-	cs  []*typed[string]
+	cs  []*strCol
 	cf  []*typed[float64]
 	ct  []*typed[time.Time]
 	ci  []*typed[int32]
 	css []*typed[[]string]
-	// last strings per column index, for reuse
-	last []string
 	// lastList: the previous row's string list per column index
 	lastList [][]string
 }
 
 func newFastDec(tb *tableBuf) *fastDec {
 	n := len(tb.cols)
-	f := &fastDec{tb: tb, last: make([]string, n), lastList: make([][]string, n),
-		cs: make([]*typed[string], n), cf: make([]*typed[float64], n), ct: make([]*typed[time.Time], n),
+	f := &fastDec{tb: tb, lastList: make([][]string, n),
+		cs: make([]*strCol, n), cf: make([]*typed[float64], n), ct: make([]*typed[time.Time], n),
 		ci: make([]*typed[int32], n), css: make([]*typed[[]string], n)}
 	for i, c := range tb.cols {
 		switch c := c.(type) {
-		case *typed[string]:
+		case *strCol:
 			f.cs[i] = c
 		case *typed[float64]:
 			f.cf[i] = c
@@ -71,21 +69,12 @@ func newFastDec(tb *tableBuf) *fastDec {
 
 // Appends to column i; a column of another type panics (checkFast runs
 // every fast mapper once in New and turns that into an error).
-func (f *fastDec) s(i int, v string)    { f.cs[i].v = append(f.cs[i].v, v) }
+func (f *fastDec) s(i int, v string)    { f.cs[i].add(v) }
+func (f *fastDec) sb(i int, v []byte)   { f.cs[i].addBytes(v) }
 func (f *fastDec) f64(i int, v float64) { f.cf[i].v = append(f.cf[i].v, v) }
 func (f *fastDec) t(i int, ms int64)    { f.ct[i].v = append(f.ct[i].v, time.UnixMilli(ms).UTC()) }
 func (f *fastDec) i32(i int, v int32)   { f.ci[i].v = append(f.ci[i].v, v) }
 func (f *fastDec) ss(i int, v []string) { f.css[i].v = append(f.css[i].v, v) }
-
-// str returns b as a string, reusing column i's previous value when equal.
-func (f *fastDec) str(i int, b []byte) string {
-	if string(b) == f.last[i] { // no allocation for the comparison
-		return f.last[i]
-	}
-	s := string(b)
-	f.last[i] = s
-	return s
-}
 
 // list returns bs as a []string, reusing column i's previous list when
 // equal (rows may share it: nothing mutates a buffered list).
@@ -151,10 +140,6 @@ func parseMeta(b []byte, m *metaView) bool {
 
 // writeMeta writes the meta columns (0-4) as rowWriter.meta does.
 func (f *fastDec) writeMeta(m *metaView, rc *recCtx) {
-	tenant := rc.defaultTenant
-	if len(m.tenant) > 0 {
-		tenant = f.str(0, m.tenant)
-	}
 	et, it := m.eventMs, m.ingestMs
 	if et <= 0 {
 		et = rc.recordMs
@@ -162,11 +147,15 @@ func (f *fastDec) writeMeta(m *metaView, rc *recCtx) {
 	if it <= 0 {
 		it = rc.recordMs
 	}
-	f.s(0, tenant)
-	f.s(1, string(m.eventID))
+	if len(m.tenant) > 0 {
+		f.sb(0, m.tenant)
+	} else {
+		f.s(0, rc.defaultTenant)
+	}
+	f.sb(1, m.eventID)
 	f.t(2, et)
 	f.t(3, it)
-	f.s(4, f.str(4, m.source))
+	f.sb(4, m.source)
 }
 
 // vitalsView is a VitalsTelemetry as slices of the record value.
@@ -230,19 +219,19 @@ func fastVitals(f *fastDec, raw []byte, rc *recCtx) bool {
 func (f *fastDec) writeVitals(v *vitalsView, rc *recCtx) {
 	f.tb.rows++
 	f.writeMeta(&v.meta, rc)
-	f.s(5, f.str(5, v.strs[0])) // device_id
-	f.s(6, f.str(6, v.strs[1])) // device_type
-	f.s(7, f.str(7, v.strs[2])) // patient_id
-	f.s(8, f.str(8, v.strs[8])) // ward
-	f.s(9, f.str(9, v.strs[3])) // kind
-	for i, x := range v.nums {  // heart_rate .. battery_level
+	f.sb(5, v.strs[0])         // device_id
+	f.sb(6, v.strs[1])         // device_type
+	f.sb(7, v.strs[2])         // patient_id
+	f.sb(8, v.strs[8])         // ward
+	f.sb(9, v.strs[3])         // kind
+	for i, x := range v.nums { // heart_rate .. battery_level
 		f.f64(10+i, x)
 	}
 	f.i32(20, v.sev)
-	f.s(21, f.str(21, v.strs[4])) // alert_type
-	f.s(22, f.str(22, v.strs[5])) // message
-	f.s(23, f.str(23, v.strs[6])) // quality
-	f.s(24, f.str(24, v.strs[7])) // batch_id
+	f.sb(21, v.strs[4]) // alert_type
+	f.sb(22, v.strs[5]) // message
+	f.sb(23, v.strs[6]) // quality
+	f.sb(24, v.strs[7]) // batch_id
 	f.ss(25, f.list(25, v.present))
 	f.ss(26, []string{}) // extra keys and values: a record with extra values takes the general path
 	f.ss(27, []string{})
@@ -350,15 +339,15 @@ func parseScore(b []byte, v *scoreView) bool {
 func (f *fastDec) writeScore(v *scoreView, rc *recCtx) {
 	f.tb.rows++
 	f.writeMeta(&v.meta, rc)
-	f.s(5, f.str(5, v.strs[0]))     // device_id
-	f.s(6, f.str(6, v.strs[1]))     // patient_id
-	f.s(7, f.str(7, v.strs[4]))     // ward
-	f.s(8, string(v.strs[2]))       // reading_event_id (unique)
+	f.sb(5, v.strs[0])              // device_id
+	f.sb(6, v.strs[1])              // patient_id
+	f.sb(7, v.strs[4])              // ward
+	f.sb(8, v.strs[2])              // reading_event_id (unique)
 	f.f64(9, v.nums[0])             // score
 	f.f64(10, v.nums[1])            // rule_score
 	f.f64(11, v.nums[2])            // z_score
 	f.ss(12, f.list(12, v.reasons)) // reasons
-	f.s(13, f.str(13, v.strs[3]))   // level
+	f.sb(13, v.strs[3])             // level
 	f.f64(14, v.nums[3])            // heart_rate
 	f.f64(15, v.nums[4])            // systolic_bp
 	f.f64(16, v.nums[5])            // spo2

@@ -18,7 +18,9 @@ import (
 // For String, Array(String) and Float64 columns the sink therefore reaches
 // the ch-go column inside clickhouse-go's (the unexported field col, found
 // by reflection and checked by type), reserves the capacity, and appends
-// the values (for an array, the flat values and the offsets) directly. The
+// the values (for an array, the flat values and the offsets) directly. A
+// String column is buffered in ch-go's layout already (strCol: one byte
+// buffer and end offsets), so its hand-over is a copy. The
 // bytes sent are the same; TestHandoverMatchesPublicAPI encodes both ways
 // and compares, and fails if the pinned clickhouse-go no longer takes the
 // direct hand-over. With another layout (a clickhouse-go upgrade, or
@@ -43,17 +45,6 @@ func field[T any](p any, name string) *T {
 // nothing appended.
 func handover(v any, col column.Interface) bool {
 	switch v := v.(type) {
-	case []string:
-		s, ok := col.(*column.String)
-		if !ok {
-			return false
-		}
-		cs := field[proto.ColStr](s, "col")
-		if cs == nil {
-			return false
-		}
-		appendStrs(cs, v)
-		return true
 	case []float64:
 		f, ok := col.(*column.Float64)
 		if !ok {
@@ -98,6 +89,28 @@ func handover(v any, col column.Interface) bool {
 	return false
 }
 
+// handoverStr appends a strCol to col's ch-go column: the bytes in one
+// copy, the positions shifted by what the column held; false: not handled.
+func handoverStr(c *strCol, col column.Interface) bool {
+	s, ok := col.(*column.String)
+	if !ok {
+		return false
+	}
+	cs := field[proto.ColStr](s, "col")
+	if cs == nil {
+		return false
+	}
+	base := len(cs.Buf)
+	cs.Buf = append(growBy(cs.Buf, len(c.buf)), c.buf...)
+	cs.Pos = growBy(cs.Pos, len(c.end))
+	start := base
+	for _, e := range c.end {
+		cs.Pos = append(cs.Pos, proto.Position{Start: start, End: base + e})
+		start = base + e
+	}
+	return true
+}
+
 // arrayOfStr returns the values and offsets columns of a one-level
 // Array(String), or nils.
 func arrayOfStr(a *column.Array) (*proto.ColStr, *proto.ColUInt64) {
@@ -125,17 +138,6 @@ func arrayOfStr(a *column.Array) (*proto.ColStr, *proto.ColUInt64) {
 		return nil, nil
 	}
 	return cs, co
-}
-
-// appendStrs appends v to cs with one reservation.
-func appendStrs(cs *proto.ColStr, v []string) {
-	n := 0
-	for _, s := range v {
-		n += len(s)
-	}
-	cs.Buf = growBy(cs.Buf, n)
-	cs.Pos = growBy(cs.Pos, len(v))
-	putStrs(cs, v)
 }
 
 // putStrs appends v to cs (the room is reserved).

@@ -176,10 +176,10 @@ func TestRecordsToRowsAndCommitPoints(t *testing.T) {
 			}
 		}
 	}
-	if got := vit.cols[1].(*typed[string]).v; got[0] != "v1" || got[1] != "v2" {
-		t.Fatalf("event ids %v", got)
+	if c := vit.cols[1].(*strCol); c.at(0) != "v1" || c.at(1) != "v2" {
+		t.Fatalf("event ids %v", c.strings())
 	}
-	if got := vit.cols[0].(*typed[string]).v[0]; got != "default" {
+	if got := vit.cols[0].(*strCol).at(0); got != "default" {
 		t.Fatalf("tenant fallback = %q, want the topology tenant", got)
 	}
 	pv, pd, ps := partKey{topics.Vitals, 0}, partKey{topics.Detections, 0}, partKey{topics.Schedules, 1}
