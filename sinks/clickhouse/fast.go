@@ -1,8 +1,6 @@
 package clickhouse
 
 import (
-	"time"
-
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -38,7 +36,7 @@ type fastDec struct {
 	// elsewhere): rows are appended without the rowWriter's type checks
 	cs  []*strCol
 	cf  []*typed[float64]
-	ct  []*typed[time.Time]
+	ct  []*msCol
 	ci  []*typed[int32]
 	css []*typed[[]string]
 	// lastList: the previous row's string list per column index
@@ -48,7 +46,7 @@ type fastDec struct {
 func newFastDec(tb *tableBuf) *fastDec {
 	n := len(tb.cols)
 	f := &fastDec{tb: tb, lastList: make([][]string, n),
-		cs: make([]*strCol, n), cf: make([]*typed[float64], n), ct: make([]*typed[time.Time], n),
+		cs: make([]*strCol, n), cf: make([]*typed[float64], n), ct: make([]*msCol, n),
 		ci: make([]*typed[int32], n), css: make([]*typed[[]string], n)}
 	for i, c := range tb.cols {
 		switch c := c.(type) {
@@ -56,7 +54,7 @@ func newFastDec(tb *tableBuf) *fastDec {
 			f.cs[i] = c
 		case *typed[float64]:
 			f.cf[i] = c
-		case *typed[time.Time]:
+		case *msCol:
 			f.ct[i] = c
 		case *typed[int32]:
 			f.ci[i] = c
@@ -72,7 +70,7 @@ func newFastDec(tb *tableBuf) *fastDec {
 func (f *fastDec) s(i int, v string)    { f.cs[i].add(v) }
 func (f *fastDec) sb(i int, v []byte)   { f.cs[i].addBytes(v) }
 func (f *fastDec) f64(i int, v float64) { f.cf[i].v = append(f.cf[i].v, v) }
-func (f *fastDec) t(i int, ms int64)    { f.ct[i].v = append(f.ct[i].v, time.UnixMilli(ms).UTC()) }
+func (f *fastDec) t(i int, ms int64)    { f.ct[i].ms = append(f.ct[i].ms, ms) }
 func (f *fastDec) i32(i int, v int32)   { f.ci[i].v = append(f.ci[i].v, v) }
 func (f *fastDec) ss(i int, v []string) { f.css[i].v = append(f.css[i].v, v) }
 

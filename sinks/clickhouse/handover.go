@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"reflect"
+	"time"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -107,6 +108,25 @@ func handoverStr(c *strCol, col column.Interface) bool {
 	for _, e := range c.end {
 		cs.Pos = append(cs.Pos, proto.Position{Start: start, End: base + e})
 		start = base + e
+	}
+	return true
+}
+
+// handoverMs appends an msCol to col's ch-go DateTime column (seconds,
+// as ch-go's ToDateTime of the same instant); false: not handled (a
+// DateTime64 column of the modern profile takes the public Append).
+func handoverMs(c *msCol, col column.Interface) bool {
+	d, ok := col.(*column.DateTime)
+	if !ok {
+		return false
+	}
+	cd := field[proto.ColDateTime](d, "col")
+	if cd == nil {
+		return false
+	}
+	cd.Data = growBy(cd.Data, len(c.ms))
+	for _, ms := range c.ms {
+		cd.Data = append(cd.Data, proto.ToDateTime(time.UnixMilli(ms)))
 	}
 	return true
 }

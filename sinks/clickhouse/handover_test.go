@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
@@ -32,6 +33,8 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 		{"Array(String)", [][]string{{"a"}}, [][]string{{"heartRate", "spo2"}, nil, {}, {"x"}, {"heartRate", "spo2", "temperature"}}, true},
 		{"LowCardinality(String)", []string{"x"}, strColOf("a", "b", "a"), false},
 		{"Int32", []int32{1}, []int32{2, 3}, false},
+		{"DateTime", []time.Time{time.UnixMilli(1_700_000_000_000)}, &msCol{ms: []int64{0, 999, 1_700_000_000_999, 1_796_147_664_336}}, true},
+		{"DateTime64(3, 'UTC')", []time.Time{time.UnixMilli(1)}, &msCol{ms: []int64{1_700_000_000_999}}, false},
 	} {
 		t.Run(c.typ, func(t *testing.T) {
 			mk := func() column.Interface {
@@ -48,6 +51,8 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 			var got bool
 			if sc, ok := c.v.(*strCol); ok {
 				got = handoverStr(sc, direct)
+			} else if mc, ok := c.v.(*msCol); ok {
+				got = handoverMs(mc, direct)
 			} else {
 				got = handover(c.v, direct)
 			}
@@ -60,6 +65,13 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 			pv := c.v
 			if sc, ok := pv.(*strCol); ok {
 				pv = sc.strings()
+			}
+			if mc, ok := pv.(*msCol); ok {
+				ts := make([]time.Time, len(mc.ms))
+				for i, ms := range mc.ms {
+					ts[i] = time.UnixMilli(ms).UTC()
+				}
+				pv = ts
 			}
 			if _, err := public.Append(pv); err != nil {
 				t.Fatal(err)

@@ -81,11 +81,30 @@ func (c *strCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
 	return bc.Append(c.strings())
 }
 
+// msCol is a DateTime column as Unix milliseconds: 8 bytes a value and no
+// pointer for the garbage collector (a time.Time holds its location).
+type msCol struct{ ms []int64 }
+
+func (c *msCol) reset() { c.ms = c.ms[:0] }
+
+func (c *msCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
+	if handoverMs(c, col) {
+		return nil
+	}
+	ts := make([]time.Time, len(c.ms))
+	for i, ms := range c.ms {
+		ts[i] = time.UnixMilli(ms).UTC()
+	}
+	return bc.Append(ts)
+}
+
 func newCol(t chschema.Type) colBuf {
 	switch t {
 	case chschema.Str, chschema.LC:
 		return &strCol{}
-	case chschema.Time, chschema.Date:
+	case chschema.Time:
+		return &msCol{}
+	case chschema.Date:
 		return &typed[time.Time]{}
 	case chschema.F64:
 		return &typed[float64]{}
@@ -146,14 +165,26 @@ func (w *rowWriter) s(v string) {
 	c.add(v)
 	w.i++
 }
-func (w *rowWriter) f64(v float64)    { put(w, v) }
-func (w *rowWriter) f32(v float32)    { put(w, v) }
-func (w *rowWriter) i64(v int64)      { put(w, v) }
-func (w *rowWriter) i32(v int32)      { put(w, v) }
-func (w *rowWriter) u64(v int64)      { put(w, uint64(max(v, 0))) }
-func (w *rowWriter) strs(v []string)  { put(w, nonNil(v)) }
-func (w *rowWriter) i32s(v []int32)   { put(w, nonNilI(v)) }
-func (w *rowWriter) t(ms int64)       { put(w, time.UnixMilli(ms).UTC()) }
+func (w *rowWriter) f64(v float64)   { put(w, v) }
+func (w *rowWriter) f32(v float32)   { put(w, v) }
+func (w *rowWriter) i64(v int64)     { put(w, v) }
+func (w *rowWriter) i32(v int32)     { put(w, v) }
+func (w *rowWriter) u64(v int64)     { put(w, uint64(max(v, 0))) }
+func (w *rowWriter) strs(v []string) { put(w, nonNil(v)) }
+func (w *rowWriter) i32s(v []int32)  { put(w, nonNilI(v)) }
+func (w *rowWriter) t(ms int64) {
+	if w.i >= len(w.cols) {
+		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
+		return
+	}
+	c, ok := w.cols[w.i].(*msCol)
+	if !ok {
+		w.err = fmt.Errorf("%w: column %d is %T, got a time", errColumn, w.i, w.cols[w.i])
+		return
+	}
+	c.ms = append(c.ms, ms)
+	w.i++
+}
 func (w *rowWriter) date(d time.Time) { put(w, d) }
 func (w *rowWriter) bool(v bool) {
 	var b uint8
