@@ -24,13 +24,35 @@ type tableBuf struct {
 	cols   []colBuf
 	rows   int
 	since  time.Time // when the first row was added
-	first  map[partKey]int64
-	last   map[partKey]int64 // last offset per partition (dedup token)
-	w      rowWriter
+	// offs: per partition, the first and last offset with rows in the
+	// batch (the last is part of the dedup token); cur caches the entry
+	// of the partition marked last (consecutive records share it).
+	offs  map[partKey]*offRange
+	curPK partKey
+	cur   *offRange
+	w     rowWriter
+}
+
+// offRange is the offsets of a partition's records in a batch.
+type offRange struct{ first, last int64 }
+
+// mark records that the record at offset off of pk put rows in the batch.
+func (tb *tableBuf) mark(pk partKey, off int64) {
+	if tb.cur != nil && tb.curPK == pk {
+		tb.cur.last = off
+		return
+	}
+	r := tb.offs[pk]
+	if r == nil {
+		r = &offRange{first: off}
+		tb.offs[pk] = r
+	}
+	r.last = off
+	tb.curPK, tb.cur = pk, r
 }
 
 func newTableBuf(database string, t chschema.Table) *tableBuf {
-	tb := &tableBuf{table: t, first: map[partKey]int64{}, last: map[partKey]int64{}}
+	tb := &tableBuf{table: t, offs: map[partKey]*offRange{}}
 	tb.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", database, t.Name, strings.Join(t.ColumnNames(), ", "))
 	for _, c := range t.Columns {
 		tb.cols = append(tb.cols, newCol(c.Type))
@@ -50,6 +72,6 @@ func (tb *tableBuf) reset() {
 		c.reset()
 	}
 	tb.rows = 0
-	clear(tb.first)
-	clear(tb.last)
+	clear(tb.offs)
+	tb.cur = nil
 }

@@ -75,8 +75,13 @@ type Sink struct {
 	conn     driver.Conn
 	caps     chschema.Caps
 	tables   []*tableBuf
-	next     map[partKey]int64 // offset after the last record processed
-	epoch    map[partKey]int32
+	// pos: per partition, the offset after the last record processed and
+	// its leader epoch (absent: none processed yet); curPK/cur cache the
+	// entry of the partition of the previous record (consecutive records
+	// share it), dropped whenever an entry or an assignment goes away.
+	pos   map[partKey]*partPos
+	curPK partKey
+	cur   *partPos
 	assigned map[partKey]bool
 	buffered int
 	gen      uint64            // bumped whenever batches are dropped
@@ -100,7 +105,7 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Sink, error) {
 		return nil, err
 	}
 	s := &Sink{root: root, cfg: cfg, catalog: map[string]topics.Topic{}, routes: map[string][]boundRoute{},
-		msgs: map[string]proto.Message{}, next: map[partKey]int64{}, epoch: map[partKey]int32{}, assigned: map[partKey]bool{}, rewind: map[partKey]int64{}}
+		msgs: map[string]proto.Message{}, pos: map[partKey]*partPos{}, assigned: map[partKey]bool{}, rewind: map[partKey]int64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -477,7 +482,11 @@ func (s *Sink) process(ctx context.Context, fetches kgo.Fetches) error {
 					set[pk.topic] = map[int32]kgo.EpochOffset{}
 				}
 				set[pk.topic][pk.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
-				s.next[pk] = off
+				if p := s.pos[pk]; p != nil {
+					p.next = off
+				} else {
+					s.pos[pk] = &partPos{next: off}
+				}
 			}
 		}
 		s.cl.SetOffsets(set)
@@ -530,17 +539,32 @@ func (s *Sink) full() bool {
 	return false
 }
 
+// partPos is where a partition stands: the offset after the last record
+// processed (-1: none yet) and that record's leader epoch.
+type partPos struct {
+	next  int64
+	epoch int32
+}
+
 // record converts one record into rows of its tables (or a dead letter).
 func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	pk := partKey{r.Topic, r.Partition}
-	if !s.assigned[pk] {
-		return nil // revoked after it was fetched; its new owner reads it
+	p := s.cur
+	if p == nil || s.curPK != pk {
+		if !s.assigned[pk] {
+			return nil // revoked after it was fetched; its new owner reads it
+		}
+		if p = s.pos[pk]; p == nil {
+			p = &partPos{next: -1}
+			s.pos[pk] = p
+		}
+		s.curPK, s.cur = pk, p
 	}
-	if next, ok := s.next[pk]; ok && r.Offset < next {
+	if r.Offset < p.next {
 		return nil // already processed (re-delivered after a rewind)
 	}
-	s.next[pk] = r.Offset + 1
-	s.epoch[pk] = r.LeaderEpoch
+	p.next = r.Offset + 1
+	p.epoch = r.LeaderEpoch
 	s.nRecords++
 	ct := s.catalog[r.Topic]
 	if r.Value == nil {
@@ -595,10 +619,7 @@ func (s *Sink) added(tb *tableBuf, before int, pk partKey, offset int64) {
 		if before == 0 {
 			tb.since = time.Now()
 		}
-		if _, ok := tb.first[pk]; !ok {
-			tb.first[pk] = offset
-		}
-		tb.last[pk] = offset
+		tb.mark(pk, offset)
 		s.buffered += added
 	}
 }
@@ -622,11 +643,7 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 		if tb.rows == 1 {
 			tb.since = time.Now()
 		}
-		pk := partKey{r.Topic, r.Partition}
-		if _, ok := tb.first[pk]; !ok {
-			tb.first[pk] = r.Offset
-		}
-		tb.last[pk] = r.Offset
+		tb.mark(partKey{r.Topic, r.Partition}, r.Offset)
 		s.buffered++
 		return nil
 	}
@@ -799,8 +816,8 @@ func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
 	s.m.batches.WithLabelValues(tb.table.Name, "ok").Inc()
 	s.m.rows.WithLabelValues(tb.table.Name).Add(float64(tb.rows))
 	s.buffered -= tb.rows
-	parts := make([]partKey, 0, len(tb.first))
-	for pk := range tb.first {
+	parts := make([]partKey, 0, len(tb.offs))
+	for pk := range tb.offs {
 		parts = append(parts, pk)
 	}
 	tb.reset()
@@ -834,9 +851,9 @@ func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
 // in it (the rows are a function of those records). A retry of the same
 // batch carries the same token; a different batch never does.
 func (tb *tableBuf) token() string {
-	keys := make([]string, 0, len(tb.first))
-	for pk, off := range tb.first {
-		keys = append(keys, fmt.Sprintf("%s/%d@%d-%d", pk.topic, pk.part, off, tb.last[pk]))
+	keys := make([]string, 0, len(tb.offs))
+	for pk, r := range tb.offs {
+		keys = append(keys, fmt.Sprintf("%s/%d@%d-%d", pk.topic, pk.part, r.first, r.last))
 	}
 	sort.Strings(keys)
 	h := sha256.New()
@@ -851,13 +868,14 @@ func (tb *tableBuf) token() string {
 // ClickHouse: the lowest first offset still pending in a batch, else the
 // offset after the last processed record.
 func (s *Sink) commitPoint(pk partKey) (int64, bool) {
-	off, ok := s.next[pk]
-	if !ok {
+	p := s.pos[pk]
+	if p == nil || p.next < 0 {
 		return 0, false
 	}
+	off := p.next
 	for _, tb := range s.tables {
-		if f, ok := tb.first[pk]; ok && f < off {
-			off = f
+		if r, ok := tb.offs[pk]; ok && r.first < off {
+			off = r.first
 		}
 	}
 	return off, true
@@ -877,7 +895,7 @@ func (s *Sink) mark(parts []partKey) {
 		if marks[pk.topic] == nil {
 			marks[pk.topic] = map[int32]kgo.EpochOffset{}
 		}
-		marks[pk.topic][pk.part] = kgo.EpochOffset{Epoch: s.epoch[pk], Offset: off}
+		marks[pk.topic][pk.part] = kgo.EpochOffset{Epoch: s.pos[pk].epoch, Offset: off}
 	}
 	if len(marks) > 0 {
 		s.cl.MarkCommitOffsets(marks)
@@ -926,8 +944,9 @@ func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, m map[string][]int
 		for _, p := range ps {
 			pk := partKey{t, p}
 			delete(s.assigned, pk)
-			delete(s.next, pk)
+			delete(s.pos, pk)
 			delete(s.rewind, pk)
+			s.cur = nil
 		}
 	}
 	s.m.partitions.Set(float64(len(s.assigned)))
@@ -945,8 +964,9 @@ func (s *Sink) onLost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 		for _, p := range ps {
 			pk := partKey{t, p}
 			delete(s.assigned, pk)
-			delete(s.next, pk)
+			delete(s.pos, pk)
 			delete(s.rewind, pk)
+			s.cur = nil
 		}
 	}
 	s.m.partitions.Set(float64(len(s.assigned)))
@@ -956,8 +976,8 @@ func (s *Sink) onLost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 // dropAll discards every pending batch and records where each partition
 // must be re-read from.
 func (s *Sink) dropAll() {
-	for pk := range s.next {
-		if off, ok := s.commitPoint(pk); ok && off < s.next[pk] {
+	for pk, p := range s.pos {
+		if off, ok := s.commitPoint(pk); ok && off < p.next {
 			s.rewind[pk] = off
 		}
 	}

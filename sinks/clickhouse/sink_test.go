@@ -425,8 +425,18 @@ func TestToken(t *testing.T) {
 	def, _ := chschema.LookupTable(chschema.TVitals)
 	a, b := newTableBuf("db", def), newTableBuf("db", def)
 	p0, p1 := partKey{"t", 0}, partKey{"t", 1}
-	a.first[p0], a.last[p0], a.first[p1], a.last[p1], a.rows = 10, 20, 5, 15, 22
-	b.first[p0], b.last[p0], b.first[p1], b.last[p1], b.rows = 10, 25, 5, 10, 22
+	a.mark(p0, 10)
+	a.mark(p0, 20)
+	a.mark(p1, 5)
+	a.mark(p1, 15)
+	b.mark(p0, 10)
+	b.mark(p0, 25)
+	b.mark(p1, 5)
+	b.mark(p1, 10)
+	a.rows, b.rows = 22, 22
+	if r := a.offs[p0]; r.first != 10 || r.last != 20 {
+		t.Fatalf("marked offsets %+v, want 10-20", *r)
+	}
 	if a.token() == b.token() {
 		t.Fatal("different batches share a dedup token")
 	}
@@ -478,8 +488,8 @@ func TestRevokeWhileClickHouseDown(t *testing.T) {
 	if err := s.process(ctx, kgo.Fetches{}); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.rewind) != 0 || s.next[p0] != 40 {
-		t.Fatalf("after process: rewind %v next %d", s.rewind, s.next[p0])
+	if len(s.rewind) != 0 || s.pos[p0] == nil || s.pos[p0].next != 40 {
+		t.Fatalf("after process: rewind %v pos %+v", s.rewind, s.pos[p0])
 	}
 }
 
