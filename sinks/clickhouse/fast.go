@@ -38,16 +38,14 @@ type fastDec struct {
 	cf  []*typed[float64]
 	ct  []*msCol
 	ci  []*typed[int32]
-	css []*typed[[]string]
-	// lastList: the previous row's string list per column index
-	lastList [][]string
+	css []*strsCol
 }
 
 func newFastDec(tb *tableBuf) *fastDec {
 	n := len(tb.cols)
-	f := &fastDec{tb: tb, lastList: make([][]string, n),
+	f := &fastDec{tb: tb,
 		cs: make([]*strCol, n), cf: make([]*typed[float64], n), ct: make([]*msCol, n),
-		ci: make([]*typed[int32], n), css: make([]*typed[[]string], n)}
+		ci: make([]*typed[int32], n), css: make([]*strsCol, n)}
 	for i, c := range tb.cols {
 		switch c := c.(type) {
 		case *strCol:
@@ -58,7 +56,7 @@ func newFastDec(tb *tableBuf) *fastDec {
 			f.ct[i] = c
 		case *typed[int32]:
 			f.ci[i] = c
-		case *typed[[]string]:
+		case *strsCol:
 			f.css[i] = c
 		}
 	}
@@ -67,38 +65,12 @@ func newFastDec(tb *tableBuf) *fastDec {
 
 // Appends to column i; a column of another type panics (checkFast runs
 // every fast mapper once in New and turns that into an error).
-func (f *fastDec) s(i int, v string)    { f.cs[i].add(v) }
-func (f *fastDec) sb(i int, v []byte)   { f.cs[i].addBytes(v) }
-func (f *fastDec) f64(i int, v float64) { f.cf[i].v = append(f.cf[i].v, v) }
-func (f *fastDec) t(i int, ms int64)    { f.ct[i].ms = append(f.ct[i].ms, ms) }
-func (f *fastDec) i32(i int, v int32)   { f.ci[i].v = append(f.ci[i].v, v) }
-func (f *fastDec) ss(i int, v []string) { f.css[i].v = append(f.css[i].v, v) }
-
-// list returns bs as a []string, reusing column i's previous list when
-// equal (rows may share it: nothing mutates a buffered list).
-func (f *fastDec) list(i int, bs [][]byte) []string {
-	if len(bs) == 0 {
-		return []string{}
-	}
-	if prev := f.lastList[i]; len(prev) == len(bs) {
-		same := true
-		for j := range bs {
-			if string(bs[j]) != prev[j] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return prev
-		}
-	}
-	out := make([]string, len(bs))
-	for j, b := range bs {
-		out[j] = string(b)
-	}
-	f.lastList[i] = out
-	return out
-}
+func (f *fastDec) s(i int, v string)     { f.cs[i].add(v) }
+func (f *fastDec) sb(i int, v []byte)    { f.cs[i].addBytes(v) }
+func (f *fastDec) f64(i int, v float64)  { f.cf[i].v = append(f.cf[i].v, v) }
+func (f *fastDec) t(i int, ms int64)     { f.ct[i].ms = append(f.ct[i].ms, ms) }
+func (f *fastDec) i32(i int, v int32)    { f.ci[i].v = append(f.ci[i].v, v) }
+func (f *fastDec) ssb(i int, v [][]byte) { f.css[i].addBytes(v) }
 
 // metaView is a Meta as slices of the record value.
 type metaView struct {
@@ -230,9 +202,9 @@ func (f *fastDec) writeVitals(v *vitalsView, rc *recCtx) {
 	f.sb(22, v.strs[5]) // message
 	f.sb(23, v.strs[6]) // quality
 	f.sb(24, v.strs[7]) // batch_id
-	f.ss(25, f.list(25, v.present))
-	f.ss(26, []string{}) // extra keys and values: a record with extra values takes the general path
-	f.ss(27, []string{})
+	f.ssb(25, v.present)
+	f.ssb(26, nil) // extra keys and values: a record with extra values takes the general path
+	f.ssb(27, nil)
 }
 
 // fastVitalsBatch: every reading of a VitalsBatch, validated first.
@@ -337,18 +309,18 @@ func parseScore(b []byte, v *scoreView) bool {
 func (f *fastDec) writeScore(v *scoreView, rc *recCtx) {
 	f.tb.rows++
 	f.writeMeta(&v.meta, rc)
-	f.sb(5, v.strs[0])              // device_id
-	f.sb(6, v.strs[1])              // patient_id
-	f.sb(7, v.strs[4])              // ward
-	f.sb(8, v.strs[2])              // reading_event_id (unique)
-	f.f64(9, v.nums[0])             // score
-	f.f64(10, v.nums[1])            // rule_score
-	f.f64(11, v.nums[2])            // z_score
-	f.ss(12, f.list(12, v.reasons)) // reasons
-	f.sb(13, v.strs[3])             // level
-	f.f64(14, v.nums[3])            // heart_rate
-	f.f64(15, v.nums[4])            // systolic_bp
-	f.f64(16, v.nums[5])            // spo2
+	f.sb(5, v.strs[0])   // device_id
+	f.sb(6, v.strs[1])   // patient_id
+	f.sb(7, v.strs[4])   // ward
+	f.sb(8, v.strs[2])   // reading_event_id (unique)
+	f.f64(9, v.nums[0])  // score
+	f.f64(10, v.nums[1]) // rule_score
+	f.f64(11, v.nums[2]) // z_score
+	f.ssb(12, v.reasons) // reasons
+	f.sb(13, v.strs[3])  // level
+	f.f64(14, v.nums[3]) // heart_rate
+	f.f64(15, v.nums[4]) // systolic_bp
+	f.f64(16, v.nums[5]) // spo2
 }
 
 func fastScore(f *fastDec, raw []byte, rc *recCtx) bool {

@@ -57,35 +57,6 @@ func handover(v any, col column.Interface) bool {
 		}
 		*cf = append(*cf, v...)
 		return true
-	case [][]string:
-		a, ok := col.(*column.Array)
-		if !ok {
-			return false
-		}
-		cs, offs := arrayOfStr(a)
-		if cs == nil {
-			return false
-		}
-		var last uint64
-		if n := len(*offs); n > 0 {
-			last = (*offs)[n-1]
-		}
-		*offs = growBy(*offs, len(v))
-		elems, size := 0, 0
-		for _, r := range v {
-			elems += len(r)
-			for _, e := range r {
-				size += len(e)
-			}
-		}
-		cs.Buf = growBy(cs.Buf, size)
-		cs.Pos = growBy(cs.Pos, elems)
-		for _, r := range v {
-			putStrs(cs, r)
-			last += uint64(len(r))
-			*offs = append(*offs, last)
-		}
-		return true
 	}
 	return false
 }
@@ -101,6 +72,12 @@ func handoverStr(c *strCol, col column.Interface) bool {
 	if cs == nil {
 		return false
 	}
+	return appendStrCol(cs, c)
+}
+
+// appendStrCol appends c to cs: the bytes in one copy, the positions
+// shifted by what cs held.
+func appendStrCol(cs *proto.ColStr, c *strCol) bool {
 	base := len(cs.Buf)
 	cs.Buf = append(growBy(cs.Buf, len(c.buf)), c.buf...)
 	cs.Pos = growBy(cs.Pos, len(c.end))
@@ -131,6 +108,28 @@ func handoverMs(c *msCol, col column.Interface) bool {
 	return true
 }
 
+// handoverStrs appends a strsCol to col's ch-go columns (the flat values
+// and the offsets); false: not handled.
+func handoverStrs(c *strsCol, col column.Interface) bool {
+	a, ok := col.(*column.Array)
+	if !ok {
+		return false
+	}
+	cs, offs := arrayOfStr(a)
+	if cs == nil {
+		return false
+	}
+	var last uint64
+	if n := len(*offs); n > 0 {
+		last = (*offs)[n-1]
+	}
+	*offs = growBy(*offs, len(c.rowEnd))
+	for _, e := range c.rowEnd {
+		*offs = append(*offs, last+uint64(e))
+	}
+	return appendStrCol(cs, &c.vals)
+}
+
 // arrayOfStr returns the values and offsets columns of a one-level
 // Array(String), or nils.
 func arrayOfStr(a *column.Array) (*proto.ColStr, *proto.ColUInt64) {
@@ -158,15 +157,6 @@ func arrayOfStr(a *column.Array) (*proto.ColStr, *proto.ColUInt64) {
 		return nil, nil
 	}
 	return cs, co
-}
-
-// putStrs appends v to cs (the room is reserved).
-func putStrs(cs *proto.ColStr, v []string) {
-	for _, s := range v {
-		start := len(cs.Buf)
-		cs.Buf = append(cs.Buf, s...)
-		cs.Pos = append(cs.Pos, proto.Position{Start: start, End: len(cs.Buf)})
-	}
 }
 
 // growBy makes room for n more elements, exactly: call it once per

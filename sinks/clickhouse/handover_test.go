@@ -17,6 +17,14 @@ func strColOf(vs ...string) *strCol {
 	return c
 }
 
+func strsColOf(rows ...[]string) *strsCol {
+	c := &strsCol{}
+	for _, r := range rows {
+		c.add(r)
+	}
+	return c
+}
+
 // TestHandoverMatchesPublicAPI: the direct hand-over (handover.go) puts the
 // same bytes on the wire as clickhouse-go's Append, after rows appended
 // either way, and it is in use for String, Float64 and Array(String) with
@@ -30,7 +38,7 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 	}{
 		{"String", []string{"x"}, strColOf("", "tenant-1", "dev-1", "dev-1", "é"), true},
 		{"Float64", []float64{1}, []float64{0, -0.5, 72, 1e300}, true},
-		{"Array(String)", [][]string{{"a"}}, [][]string{{"heartRate", "spo2"}, nil, {}, {"x"}, {"heartRate", "spo2", "temperature"}}, true},
+		{"Array(String)", [][]string{{"a"}}, strsColOf([]string{"heartRate", "spo2"}, nil, []string{}, []string{"x"}, []string{"heartRate", "spo2", "temperature"}), true},
 		{"LowCardinality(String)", []string{"x"}, strColOf("a", "b", "a"), false},
 		{"Int32", []int32{1}, []int32{2, 3}, false},
 		{"DateTime", []time.Time{time.UnixMilli(1_700_000_000_000)}, &msCol{ms: []int64{0, 999, 1_700_000_000_999, 1_796_147_664_336}}, true},
@@ -51,6 +59,8 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 			var got bool
 			if sc, ok := c.v.(*strCol); ok {
 				got = handoverStr(sc, direct)
+			} else if ac, ok := c.v.(*strsCol); ok {
+				got = handoverStrs(ac, direct)
 			} else if mc, ok := c.v.(*msCol); ok {
 				got = handoverMs(mc, direct)
 			} else {
@@ -65,6 +75,9 @@ func TestHandoverMatchesPublicAPI(t *testing.T) {
 			pv := c.v
 			if sc, ok := pv.(*strCol); ok {
 				pv = sc.strings()
+			}
+			if ac, ok := pv.(*strsCol); ok {
+				pv = ac.lists()
 			}
 			if mc, ok := pv.(*msCol); ok {
 				ts := make([]time.Time, len(mc.ms))

@@ -81,6 +81,48 @@ func (c *strCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
 	return bc.Append(c.strings())
 }
 
+// strsCol is an Array(String) column: the values of every row in one
+// strCol and each row's end in it (pointer-free, as strCol).
+type strsCol struct {
+	rowEnd []int // first field: the row count
+	vals   strCol
+}
+
+func (c *strsCol) add(v []string) {
+	for _, x := range v {
+		c.vals.add(x)
+	}
+	c.rowEnd = append(c.rowEnd, len(c.vals.end))
+}
+
+func (c *strsCol) addBytes(v [][]byte) {
+	for _, x := range v {
+		c.vals.addBytes(x)
+	}
+	c.rowEnd = append(c.rowEnd, len(c.vals.end))
+}
+
+func (c *strsCol) reset() { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
+
+// lists returns the rows as [][]string (for the public Append).
+func (c *strsCol) lists() [][]string {
+	all := c.vals.strings()
+	out := make([][]string, len(c.rowEnd))
+	start := 0
+	for i, e := range c.rowEnd {
+		out[i] = all[start:e:e]
+		start = e
+	}
+	return out
+}
+
+func (c *strsCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
+	if handoverStrs(c, col) {
+		return nil
+	}
+	return bc.Append(c.lists())
+}
+
 // msCol is a DateTime column as Unix milliseconds: 8 bytes a value and no
 // pointer for the garbage collector (a time.Time holds its location).
 type msCol struct{ ms []int64 }
@@ -119,7 +161,7 @@ func newCol(t chschema.Type) colBuf {
 	case chschema.Bool:
 		return &typed[uint8]{}
 	case chschema.Strs:
-		return &typed[[]string]{}
+		return &strsCol{}
 	case chschema.I32s:
 		return &typed[[]int32]{}
 	}
@@ -165,13 +207,25 @@ func (w *rowWriter) s(v string) {
 	c.add(v)
 	w.i++
 }
-func (w *rowWriter) f64(v float64)   { put(w, v) }
-func (w *rowWriter) f32(v float32)   { put(w, v) }
-func (w *rowWriter) i64(v int64)     { put(w, v) }
-func (w *rowWriter) i32(v int32)     { put(w, v) }
-func (w *rowWriter) u64(v int64)     { put(w, uint64(max(v, 0))) }
-func (w *rowWriter) strs(v []string) { put(w, nonNil(v)) }
-func (w *rowWriter) i32s(v []int32)  { put(w, nonNilI(v)) }
+func (w *rowWriter) f64(v float64) { put(w, v) }
+func (w *rowWriter) f32(v float32) { put(w, v) }
+func (w *rowWriter) i64(v int64)   { put(w, v) }
+func (w *rowWriter) i32(v int32)   { put(w, v) }
+func (w *rowWriter) u64(v int64)   { put(w, uint64(max(v, 0))) }
+func (w *rowWriter) strs(v []string) {
+	if w.i >= len(w.cols) {
+		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
+		return
+	}
+	c, ok := w.cols[w.i].(*strsCol)
+	if !ok {
+		w.err = fmt.Errorf("%w: column %d is %T, got a string list", errColumn, w.i, w.cols[w.i])
+		return
+	}
+	c.add(v)
+	w.i++
+}
+func (w *rowWriter) i32s(v []int32) { put(w, nonNilI(v)) }
 func (w *rowWriter) t(ms int64) {
 	if w.i >= len(w.cols) {
 		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
@@ -192,13 +246,6 @@ func (w *rowWriter) bool(v bool) {
 		b = 1
 	}
 	put(w, b)
-}
-
-func nonNil(v []string) []string {
-	if v == nil {
-		return []string{}
-	}
-	return v
 }
 
 func nonNilI(v []int32) []int32 {

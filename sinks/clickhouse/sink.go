@@ -70,18 +70,18 @@ type Sink struct {
 
 	// Everything below is guarded by mu: the poll loop holds it while it
 	// processes and inserts, the rebalance callbacks while they flush.
-	mu       sync.Mutex
-	cl       *kgo.Client
-	conn     driver.Conn
-	caps     chschema.Caps
-	tables   []*tableBuf
+	mu     sync.Mutex
+	cl     *kgo.Client
+	conn   driver.Conn
+	caps   chschema.Caps
+	tables []*tableBuf
 	// pos: per partition, the offset after the last record processed and
 	// its leader epoch (absent: none processed yet); curPK/cur cache the
 	// entry of the partition of the previous record (consecutive records
 	// share it), dropped whenever an entry or an assignment goes away.
-	pos   map[partKey]*partPos
-	curPK partKey
-	cur   *partPos
+	pos      map[partKey]*partPos
+	curPK    partKey
+	cur      *partPos
 	assigned map[partKey]bool
 	buffered int
 	gen      uint64            // bumped whenever batches are dropped
