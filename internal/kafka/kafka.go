@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -251,4 +252,40 @@ func ApplyTopics(ctx context.Context, adm *kadm.Client, cfg config.Kafka, log *s
 		}
 	}
 	return results, errors.Join(errs...)
+}
+
+// WaitTopics waits until every topic in names is in the cluster's metadata
+// with a leader for each partition, or timeout passes. Created topics take
+// a moment to appear in every broker's metadata and to get partition
+// leaders, and goka (sarama) fails on a topic it cannot see yet or a
+// partition without a leader.
+func WaitTopics(ctx context.Context, adm *kadm.Client, names []string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ts, err := adm.ListTopics(ctx, names...)
+		missing := ""
+		for _, n := range names {
+			td, ok := ts[n]
+			if err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
+				missing = n
+				continue
+			}
+			for _, pd := range td.Partitions {
+				if pd.Err != nil || pd.Leader < 0 {
+					missing = fmt.Sprintf("%s/%d (no leader yet)", n, pd.Partition)
+				}
+			}
+		}
+		if err == nil && missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topic %s not visible %s after creating it (list error: %v)", missing, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -137,5 +137,8 @@ func (r *Role) ensureTopics(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("correlation: creating topic %s: %w", name, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return kafka.WaitTopics(ctx, adm, append(names, acks), 30*time.Second)
 }

@@ -219,37 +219,7 @@ func (r *Role) EnsureTopics(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// Created topics take a moment to appear in every broker's metadata
-	// and to get partition leaders; goka (sarama) fails on a topic it
-	// cannot see yet or a partition without a leader.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ts, err := adm.ListTopics(ctx, names...)
-		missing := ""
-		for _, n := range names {
-			td, ok := ts[n]
-			if err == nil && (!ok || td.Err != nil || len(td.Partitions) == 0) {
-				missing = n
-				continue
-			}
-			for _, pd := range td.Partitions {
-				if pd.Err != nil || pd.Leader < 0 {
-					missing = fmt.Sprintf("%s/%d (no leader yet)", n, pd.Partition)
-				}
-			}
-		}
-		if err == nil && missing == "" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("topic %s not visible 30s after creating it (list error: %v)", missing, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return kafka.WaitTopics(ctx, adm, names, 30*time.Second)
 }
 
 // gokaOptions builds the goka options for one group: sarama settings from

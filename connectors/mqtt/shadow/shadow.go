@@ -142,16 +142,32 @@ func (p *Processor) Run(ctx context.Context, kcfg config.Kafka) error {
 	tmc := goka.NewTopicManagerConfig()
 	tmc.Table.Replication = int(kcfg.ReplicationFactor)
 	tmc.Stream.Replication = int(kcfg.ReplicationFactor)
-	proc, err := goka.NewProcessor(kcfg.Brokers, p.Graph(),
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
-		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
-		goka.WithStorageBuilder(gokastore.Builder()),
-		goka.WithLogger(gokaLogger{p.log}),
-	)
-	if err != nil {
-		return fmt.Errorf("creating shadow processor %s: %w", p.cfg.Group, err)
+	// A topic created a moment ago (by `wardstream topics`, a test, or
+	// another role starting at the same time) may not be in every broker's
+	// metadata yet, and goka fails on a topic it cannot see: try again for
+	// a while before giving up.
+	var proc *goka.Processor
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		proc, err = goka.NewProcessor(kcfg.Brokers, p.Graph(),
+			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
+			goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
+			goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
+			goka.WithStorageBuilder(gokastore.Builder()),
+			goka.WithLogger(gokaLogger{p.log}),
+		)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("creating shadow processor %s: %w", p.cfg.Group, err)
+		}
+		p.log.Info("shadow processor not ready, retrying", "group", p.cfg.Group, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	done := make(chan struct{})
 	go func() {
