@@ -180,32 +180,35 @@ type rowWriter struct {
 	err  error
 }
 
-func put[T any](w *rowWriter, v T) {
+// nextCol returns the row's next column as a PC and advances, or nil
+// after recording the mismatch.
+func nextCol[C any, PC interface {
+	*C
+	colBuf
+}](w *rowWriter) PC {
 	if w.i >= len(w.cols) {
 		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
-		return
+		return nil
 	}
-	c, ok := w.cols[w.i].(*typed[T])
+	c, ok := w.cols[w.i].(PC)
 	if !ok {
-		w.err = fmt.Errorf("%w: column %d is %T, got %T", errColumn, w.i, w.cols[w.i], v)
-		return
+		w.err = fmt.Errorf("%w: column %d is %T, the value needs a %T", errColumn, w.i, w.cols[w.i], c)
+		return nil
 	}
-	c.v = append(c.v, v)
 	w.i++
+	return c
+}
+
+func put[T any](w *rowWriter, v T) {
+	if c := nextCol[typed[T]](w); c != nil {
+		c.v = append(c.v, v)
+	}
 }
 
 func (w *rowWriter) s(v string) {
-	if w.i >= len(w.cols) {
-		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
-		return
+	if c := nextCol[strCol](w); c != nil {
+		c.add(v)
 	}
-	c, ok := w.cols[w.i].(*strCol)
-	if !ok {
-		w.err = fmt.Errorf("%w: column %d is %T, got a string", errColumn, w.i, w.cols[w.i])
-		return
-	}
-	c.add(v)
-	w.i++
 }
 func (w *rowWriter) f64(v float64) { put(w, v) }
 func (w *rowWriter) f32(v float32) { put(w, v) }
@@ -213,31 +216,15 @@ func (w *rowWriter) i64(v int64)   { put(w, v) }
 func (w *rowWriter) i32(v int32)   { put(w, v) }
 func (w *rowWriter) u64(v int64)   { put(w, uint64(max(v, 0))) }
 func (w *rowWriter) strs(v []string) {
-	if w.i >= len(w.cols) {
-		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
-		return
+	if c := nextCol[strsCol](w); c != nil {
+		c.add(v)
 	}
-	c, ok := w.cols[w.i].(*strsCol)
-	if !ok {
-		w.err = fmt.Errorf("%w: column %d is %T, got a string list", errColumn, w.i, w.cols[w.i])
-		return
-	}
-	c.add(v)
-	w.i++
 }
 func (w *rowWriter) i32s(v []int32) { put(w, nonNilI(v)) }
 func (w *rowWriter) t(ms int64) {
-	if w.i >= len(w.cols) {
-		w.err = fmt.Errorf("%w: more than %d values", errColumn, len(w.cols))
-		return
+	if c := nextCol[msCol](w); c != nil {
+		c.ms = append(c.ms, ms)
 	}
-	c, ok := w.cols[w.i].(*msCol)
-	if !ok {
-		w.err = fmt.Errorf("%w: column %d is %T, got a time", errColumn, w.i, w.cols[w.i])
-		return
-	}
-	c.ms = append(c.ms, ms)
-	w.i++
 }
 func (w *rowWriter) date(d time.Time) { put(w, d) }
 func (w *rowWriter) bool(v bool) {

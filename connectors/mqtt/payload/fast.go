@@ -270,26 +270,14 @@ func (s *scanner) strv(p *string) bool {
 }
 
 func (s *scanner) id(p *idValue) bool {
-	switch c := s.peek(); {
-	case c == 'n':
-		return s.lit("null")
-	case c == '"':
-		v, ok := s.str()
-		if ok {
-			*p = idValue(v)
-		}
-		return ok
-	default:
-		v, ok := s.num()
-		if !ok {
-			return false
-		}
-		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
-			return false
-		}
-		*p = idValue(v)
-		return true
+	var v []byte // stays nil for null: *p unchanged, as encoding/json
+	if !s.idBytes(&v) {
+		return false
 	}
+	if v != nil {
+		*p = idValue(v)
+	}
+	return true
 }
 
 func (s *scanner) ts(p **tsValue) bool {
