@@ -464,6 +464,20 @@ func (s *scanner) body(b *body) bool {
 	})
 }
 
+// count reads a batch's count: an integer (null, a fraction or an exponent
+// sends us to encoding/json).
+func (s *scanner) count() (int, bool) {
+	if s.peek() == 'n' {
+		return 0, false
+	}
+	t, ok := s.num()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(t))
+	return n, err == nil
+}
+
 // fastBatch decodes a batch envelope; Messages are subslices of data.
 func fastBatch(data []byte, bb *batchBody) bool {
 	s := scanner{d: data}
@@ -477,19 +491,11 @@ func fastBatch(data []byte, bb *batchBody) bool {
 		case "tenant":
 			return s.strv(&bb.Tenant)
 		case "count":
-			if s.peek() == 'n' {
-				return false
+			n, ok := s.count()
+			if ok {
+				bb.Count = &n
 			}
-			t, ok := s.num()
-			if !ok {
-				return false
-			}
-			n, err := strconv.Atoi(string(t))
-			if err != nil {
-				return false
-			}
-			bb.Count = &n
-			return true
+			return ok
 		case "messages":
 			bb.Messages, bb.bodies = bb.Messages[:0], bb.bodies[:0]
 			return s.array(func() bool {

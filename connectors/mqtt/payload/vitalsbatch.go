@@ -206,19 +206,11 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 				return s.strKeep(&tenant)
 			}
 		case "count":
-			if s.peek() == 'n' {
-				return false
+			c, ok := s.count()
+			if ok {
+				count = c
 			}
-			t, ok := s.num()
-			if !ok {
-				return false
-			}
-			c, err := strconv.Atoi(string(t))
-			if err != nil {
-				return false
-			}
-			count = c
-			return true
+			return ok
 		case "messages":
 			if seenMsgs || !hasDevice || len(device) == 0 {
 				return false
