@@ -14,10 +14,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokaprod"
 	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/kafkahash"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
-	"github.com/wardstream/wardstream/pipelines/internal/kafkahash"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
@@ -51,15 +52,13 @@ func (r *Role) Run(ctx context.Context) error {
 	}
 	sc.ClientID = r.root.Kafka.ClientID + "-correlation"
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
-	sc.Producer.Flush.Frequency = 5 * time.Millisecond
-	sc.Producer.Retry.Max = 10
 	tmc := goka.NewTopicManagerConfig()
 	tmc.Table.Replication = int(r.root.Kafka.ReplicationFactor)
 	tmc.Stream.Replication = int(r.root.Kafka.ReplicationFactor)
 	tmc.Stream.Retention = 7 * 24 * time.Hour
 	proc, err := goka.NewProcessor(r.root.Kafka.Brokers, r.p.Graph(),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+		goka.WithProducerBuilder(gokaprod.Builder(r.root.Kafka)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithStorageBuilder(gokastore.Builder()),

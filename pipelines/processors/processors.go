@@ -43,15 +43,16 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokaprod"
 	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/kafkahash"
 	"github.com/wardstream/wardstream/internal/runtime"
 	"github.com/wardstream/wardstream/internal/telemetry"
 	"github.com/wardstream/wardstream/pipelines/adherence"
 	"github.com/wardstream/wardstream/pipelines/alerts"
 	"github.com/wardstream/wardstream/pipelines/anomaly"
 	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
-	"github.com/wardstream/wardstream/pipelines/internal/kafkahash"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
@@ -234,10 +235,6 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 	sc.ClientID = r.root.Kafka.ClientID + "-" + group
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
 	sc.Consumer.MaxProcessingTime = time.Second
-	// sarama's batching delay is the topology's linger, as for franz-go.
-	sc.Producer.Flush.Frequency = max(r.root.Kafka.Linger.D(), time.Millisecond)
-	sc.Producer.Flush.Bytes = 1 << 20
-	sc.Producer.Retry.Max = 10
 	// Bigger channels and fetches amortize sarama's per-message overhead.
 	sc.ChannelBufferSize = 4096
 	sc.Consumer.Fetch.Default = 4 << 20
@@ -252,7 +249,8 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 	}
 	return []goka.ProcessorOption{
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+		// franz-go instead of sarama's AsyncProducer (see gokaprod).
+		goka.WithProducerBuilder(gokaprod.Builder(r.root.Kafka)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 		goka.WithStorageBuilder(sb),

@@ -40,8 +40,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/gokaprod"
 	"github.com/wardstream/wardstream/internal/gokastore"
 	"github.com/wardstream/wardstream/internal/kafka"
+	"github.com/wardstream/wardstream/internal/kafkahash"
 	"github.com/wardstream/wardstream/internal/telemetry"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
@@ -150,11 +152,15 @@ func (p *Processor) Run(ctx context.Context, kcfg config.Kafka) error {
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		proc, err = goka.NewProcessor(kcfg.Brokers, p.Graph(),
 			goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc)),
-			goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc)),
+			goka.WithProducerBuilder(gokaprod.Builder(kcfg)),
 			goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
 			goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tmc)),
 			goka.WithStorageBuilder(gokastore.Builder()),
 			goka.WithLogger(gokaLogger{p.log}),
+			// Devices' records are keyed and partitioned by franz-go
+			// (Kafka's default partitioner): the table and the status
+			// records this group writes must land in the same partitions.
+			goka.WithHasher(kafkahash.New),
 		)
 		if err == nil {
 			break

@@ -7,7 +7,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/wardstream/wardstream/pipelines/internal/kafkahash"
+	"github.com/wardstream/wardstream/internal/kafkahash"
 )
 
 // TestMatchesFranzGo checks that goka (sarama's hash partitioner with our
