@@ -3,6 +3,7 @@ package processors_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ func brokerBench(b *testing.B, group string, out string, clock time.Time, preloa
 	root.Tenant = "bench"
 	root.Kafka.Brokers = svc.KafkaBrokers
 	root.Kafka.Partitions = 4
+	// Producer compression for A/B runs (default: config.Default's).
+	if v := os.Getenv("WARDSTREAM_PROC_BENCH_COMPRESSION"); v != "" {
+		root.Kafka.Compression = v
+	}
 	cfg := processors.DefaultConfig()
 	cfg.TopicPrefix = prefix
 	cfg.Groups = []string{group}
