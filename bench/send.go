@@ -12,6 +12,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/internal/coalesce"
 )
 
 // item is one unit of sending: one MQTT publish or a set of Kafka records.
@@ -118,7 +120,9 @@ func (s *mqttSender) connect(ctx context.Context, mc *mqttConn, gen int) error {
 	if err != nil {
 		return fmt.Errorf("dialing mqtt broker %s: %w", s.addr, err)
 	}
-	cl := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: mc.id})
+	// Coalesced writes: one system call for the publishes queued while
+	// the previous one was written (see internal/coalesce).
+	cl := paho.NewClient(paho.ClientConfig{Conn: coalesce.New(conn), ClientID: mc.id})
 	ca, err := cl.Connect(dctx, &paho.Connect{ClientID: mc.id, CleanStart: true, KeepAlive: 30})
 	if err != nil {
 		conn.Close()

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -50,6 +51,7 @@ import (
 
 	"github.com/wardstream/wardstream/connectors/mqtt/payload"
 	"github.com/wardstream/wardstream/connectors/mqtt/shadow"
+	"github.com/wardstream/wardstream/internal/coalesce"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/internal/runtime"
@@ -333,7 +335,40 @@ func (c *Connector) clientConfig(i int, u *url.URL, tc *tls.Config) autopaho.Cli
 	if env := c.shared.MQTT.PasswordEnv; env != "" {
 		cc.ConnectPassword = []byte(os.Getenv(env))
 	}
+	if u.Scheme == "mqtt" || u.Scheme == "tls" {
+		// TCP and TLS connections coalesce their writes: the PUBACKs paho
+		// sends every SendAcksInterval leave in one system call instead of
+		// one each (internal/coalesce). WebSocket URLs keep autopaho's own
+		// dialer.
+		cc.AttemptConnection = dialCoalesced
+	}
 	return cc
+}
+
+// dialCoalesced dials u as autopaho would for the mqtt and tls schemes
+// (without its all_proxy support), within cfg.ConnectTimeout, and wraps the
+// connection in a coalesce.Conn.
+func dialCoalesced(ctx context.Context, cfg autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	var (
+		conn net.Conn
+		err  error
+	)
+	switch u.Scheme {
+	case "mqtt":
+		var d net.Dialer
+		conn, err = d.DialContext(dctx, "tcp", u.Host)
+	case "tls":
+		d := tls.Dialer{Config: cfg.TlsCfg}
+		conn, err = d.DialContext(dctx, "tcp", u.Host)
+	default:
+		return nil, fmt.Errorf("dialing mqtt broker %s: scheme %q has no coalescing dialer", u.Redacted(), u.Scheme)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dialing mqtt broker %s: %w", u.Redacted(), err)
+	}
+	return coalesce.New(conn), nil
 }
 
 func (c *Connector) subscribe(cm *autopaho.ConnectionManager, id string) {
