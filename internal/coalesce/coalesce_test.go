@@ -149,6 +149,43 @@ func TestConcurrentWritesArriveWhole(t *testing.T) {
 	}
 }
 
+// TestBufferedReads: bytes written by the peer in many small writes arrive
+// complete and in order through Read, whether read a byte at a time (as
+// paho reads a packet's length) or in large chunks.
+func TestBufferedReads(t *testing.T) {
+	for _, chunk := range []int{1, 7, 4096, 3 * coalesce.ReadBuffer} {
+		t.Run(fmt.Sprint("chunk=", chunk), func(t *testing.T) {
+			c, s := pair(t)
+			defer c.Close()
+			const total = 5 * coalesce.ReadBuffer
+			go func() {
+				for i := 0; i < total; i += 13 {
+					b := make([]byte, min(13, total-i))
+					for j := range b {
+						b[j] = byte((i + j) % 251)
+					}
+					if _, err := s.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+			buf := make([]byte, chunk)
+			for got := 0; got < total; {
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", got, err)
+				}
+				for j := 0; j < n; j++ {
+					if buf[j] != byte((got+j)%251) {
+						t.Fatalf("byte %d = %d, want %d", got+j, buf[j], (got+j)%251)
+					}
+				}
+				got += n
+			}
+		})
+	}
+}
+
 func TestWriteAfterClose(t *testing.T) {
 	c, _ := pair(t)
 	if err := c.Close(); err != nil {
