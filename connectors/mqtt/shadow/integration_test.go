@@ -82,8 +82,8 @@ func TestIntegrationCoPartitionedAcrossRestart(t *testing.T) {
 		}
 		return parts
 	}
-	// shadows reads the shadows topic from offset from on until every
-	// device has a shadow with at least version minVersion.
+	// await reads the shadows and table topics until every device has a
+	// shadow with at least version minVersion and a table record.
 	cons, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ConsumeTopics(prefix+topics.Shadows, table),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -97,7 +97,10 @@ func TestIntegrationCoPartitionedAcrossRestart(t *testing.T) {
 		for {
 			n := 0
 			for i := 0; i < devices; i++ {
-				if sh := latest[dev(i)]; sh != nil && sh.Version >= minVersion {
+				// The table record is written with the shadow but arrives
+				// on its own topic: wait for both.
+				_, stored := tablePart[dev(i)]
+				if sh := latest[dev(i)]; sh != nil && sh.Version >= minVersion && stored {
 					n++
 				}
 			}
@@ -106,7 +109,7 @@ func TestIntegrationCoPartitionedAcrossRestart(t *testing.T) {
 			}
 			fs := cons.PollFetches(ctx)
 			if ctx.Err() != nil {
-				t.Fatalf("%d of %d devices have a shadow of version >= %d", n, devices, minVersion)
+				t.Fatalf("%d of %d devices have a shadow of version >= %d and a table record", n, devices, minVersion)
 			}
 			fs.EachRecord(func(r *kgo.Record) {
 				if r.Topic == table {
