@@ -31,6 +31,7 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -118,6 +119,9 @@ func (w *Conn) flusher() {
 	for {
 		select {
 		case <-w.wake:
+			// Let the writers that are runnable now queue their packets
+			// first: a few microseconds, and one system call for them all.
+			runtime.Gosched()
 			w.drain()
 		case <-w.quit:
 			return
