@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"time"
 
 	"github.com/wardstream/wardstream/bench"
 )
+
+// harnessGCPercent is the bench harness's GC percent when GOGC is unset.
+const harnessGCPercent = 400
 
 func cmdBench(ctx context.Context, args []string) error {
 	fs := newFlags("bench")
@@ -47,6 +51,12 @@ func cmdBench(ctx context.Context, args []string) error {
 	case bench.StageAll, bench.StageMQTT, bench.StageKafka, bench.StageSink:
 	default:
 		return fmt.Errorf("%w: --stage %q is not all, mqtt, kafka or sink", errUsage, *stage)
+	}
+	// The harness is the load generator, not a role under test: unless
+	// GOGC is set, it collects less often, to leave the shared cores to
+	// the roles (the roles it starts keep their own setting).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(harnessGCPercent)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
