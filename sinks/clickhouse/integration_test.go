@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"io"
 	"math"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	goruntime "runtime"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/kafka"
@@ -574,6 +575,28 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	return 0
 }
 
+// labelled returns the counter name{label=value}, 0 when absent.
+func labelled(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // TestIntegrationThroughput measures the sink alone: 1M vitals records
 // already in Kafka, one in-process sink, time and CPU until all are in
 // ClickHouse. It reports rows/s and rows per CPU-second of this process
@@ -625,7 +648,19 @@ func throughput(t *testing.T, topic string, per int, general bool) {
 			}
 		}
 	}()
-	stop := e.startSink(t, e.CHAddr, nil)
+	if f := os.Getenv("WARDSTREAM_SINK_BENCH_CPUPROFILE"); f != "" {
+		// The sink phase alone (the test's own producing is left out).
+		out, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
+	reg := prometheus.NewRegistry()
+	stop := e.startSink(t, e.CHAddr, reg)
 	for e.lag(t) > 0 {
 		if time.Since(start) > 2*time.Minute {
 			t.Fatalf("not done after 2 minutes: lag %d", e.lag(t))
@@ -640,6 +675,13 @@ func throughput(t *testing.T, topic string, per int, general bool) {
 	}
 	if got := e.count(t, "SELECT uniqExact(event_id) FROM %s.vitals"); got != n {
 		t.Fatalf("%d events, want %d", got, n)
+	}
+	// Every column of the vitals table is handed over in the native
+	// layout with the pinned clickhouse-go (wire.go); a layout change
+	// there would move them to the slower public Append, and fail here.
+	direct, appended := labelled(t, reg, "wardstream_sink_columns_total", "path", "direct"), labelled(t, reg, "wardstream_sink_columns_total", "path", "append")
+	if direct == 0 || appended != 0 {
+		t.Errorf("columns handed over directly %v, through Append %v: want all direct", direct, appended)
 	}
 	path := "fast path"
 	if general {

@@ -17,6 +17,7 @@ type metrics struct {
 	breakerOpen       prometheus.Gauge
 	partitions        prometheus.Gauge
 	partitionsDropped prometheus.Counter
+	columns           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,11 +34,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		buffered:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_buffered_rows", Help: "Rows held in pending batches."}),
 		breakerOpen:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_breaker_open", Help: "1 while the ClickHouse circuit breaker is open and fetching is paused."}),
 		partitions:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_assigned_partitions", Help: "Kafka partitions assigned to this replica."}),
+		columns:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_columns_total", Help: "Columns handed to clickhouse-go per insert attempt, by path: direct (the sink's buffer in the native layout, one copy) or append (the public Append; see sinks/clickhouse/wire.go)."}, []string{"path"}),
 		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_expired_partitions_dropped_total", Help: "Month partitions dropped for retention (servers without TTL)."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.tombstones, m.fastPath, m.fetchErrors, m.deadLetters, m.rows, m.batches, m.insertSeconds,
-			m.buffered, m.breakerOpen, m.partitions, m.partitionsDropped)
+			m.buffered, m.breakerOpen, m.partitions, m.partitionsDropped, m.columns)
 	}
 	return m
 }

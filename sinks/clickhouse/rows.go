@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -23,68 +22,61 @@ import (
 // slice so that it is appended to the clickhouse-go batch in one call
 // (columnar, no per-row interface boxing).
 type colBuf interface {
-	// appendTo appends the buffered values to a batch's column: col is
-	// the same column as c, for the direct hand-over (handover.go).
-	appendTo(c driver.BatchColumn, col column.Interface) error
+	// appendTo appends the buffered values to a batch's column through
+	// clickhouse-go's public API (where the native hand-over of wire.go
+	// does not apply).
+	appendTo(c driver.BatchColumn) error
+	// len is the number of rows.
+	len() int
 	reset()
 }
 
 type typed[T any] struct{ v []T }
 
-func (c *typed[T]) appendTo(bc driver.BatchColumn, col column.Interface) error {
-	if handover(c.v, col) {
-		return nil
-	}
-	return bc.Append(c.v)
-}
-func (c *typed[T]) reset() { clear(c.v); c.v = c.v[:0] }
+func (c *typed[T]) appendTo(bc driver.BatchColumn) error { return bc.Append(c.v) }
+func (c *typed[T]) reset()                               { clear(c.v); c.v = c.v[:0] }
 
-// strCol is a String column as one byte buffer and the end offset of each
-// value: no string header or allocation per value, and nothing for the
-// garbage collector to scan (a []string column of a 100k-row batch is
-// pointers it walks on every cycle). It is ch-go's own layout, so the
-// hand-over is a copy.
+// strCol is a String column in ClickHouse's native layout (wire.go): each
+// value as its uvarint length and bytes, in one buffer. No string header
+// or allocation per value, and nothing for the garbage collector to scan
+// (a []string column of a 100k-row batch is pointers it walks on every
+// cycle).
 type strCol struct {
-	end []int // end[i] is value i's end in buf (its start is end[i-1]); first field: the row count
+	n   int // rows
 	buf []byte
 }
 
-func (c *strCol) add(v string)      { c.buf = append(c.buf, v...); c.end = append(c.end, len(c.buf)) }
-func (c *strCol) addBytes(v []byte) { c.buf = append(c.buf, v...); c.end = append(c.end, len(c.buf)) }
-func (c *strCol) reset()            { c.buf, c.end = c.buf[:0], c.end[:0] }
+func (c *strCol) add(v string)      { c.buf = appendStr(c.buf, v); c.n++ }
+func (c *strCol) addBytes(v []byte) { c.buf = appendStr(c.buf, v); c.n++ }
+func (c *strCol) reset()            { c.buf, c.n = c.buf[:0], 0 }
 
-// at returns value i.
+// at returns value i (tests; it walks the buffer).
 func (c *strCol) at(i int) string {
-	start := 0
-	if i > 0 {
-		start = c.end[i-1]
+	b := c.buf
+	var v string
+	for range i + 1 {
+		v, b = nextStr(b)
 	}
-	return string(c.buf[start:c.end[i]])
+	return v
 }
 
 // strings returns the values as a []string (for the public Append).
 func (c *strCol) strings() []string {
-	out := make([]string, len(c.end))
-	all := string(c.buf) // one allocation; the values are views of it
-	start := 0
-	for i, e := range c.end {
-		out[i] = all[start:e]
-		start = e
+	out := make([]string, 0, c.n)
+	for b := c.buf; len(b) > 0; {
+		var v string
+		v, b = nextStr(b)
+		out = append(out, v)
 	}
 	return out
 }
 
-func (c *strCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
-	if handoverStr(c, col) {
-		return nil
-	}
-	return bc.Append(c.strings())
-}
+func (c *strCol) appendTo(bc driver.BatchColumn) error { return bc.Append(c.strings()) }
 
-// strsCol is an Array(String) column: the values of every row in one
-// strCol and each row's end in it (pointer-free, as strCol).
+// strsCol is an Array(String) column in the native layout: each row's end
+// in the values (the offsets column) and the values as one strCol.
 type strsCol struct {
-	rowEnd []int // first field: the row count
+	rowEnd []uint64
 	vals   strCol
 }
 
@@ -92,14 +84,14 @@ func (c *strsCol) add(v []string) {
 	for _, x := range v {
 		c.vals.add(x)
 	}
-	c.rowEnd = append(c.rowEnd, len(c.vals.end))
+	c.rowEnd = append(c.rowEnd, uint64(c.vals.n))
 }
 
 func (c *strsCol) addBytes(v [][]byte) {
 	for _, x := range v {
 		c.vals.addBytes(x)
 	}
-	c.rowEnd = append(c.rowEnd, len(c.vals.end))
+	c.rowEnd = append(c.rowEnd, uint64(c.vals.n))
 }
 
 func (c *strsCol) reset() { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
@@ -108,7 +100,7 @@ func (c *strsCol) reset() { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
 func (c *strsCol) lists() [][]string {
 	all := c.vals.strings()
 	out := make([][]string, len(c.rowEnd))
-	start := 0
+	start := uint64(0)
 	for i, e := range c.rowEnd {
 		out[i] = all[start:e:e]
 		start = e
@@ -116,23 +108,18 @@ func (c *strsCol) lists() [][]string {
 	return out
 }
 
-func (c *strsCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
-	if handoverStrs(c, col) {
-		return nil
-	}
-	return bc.Append(c.lists())
-}
+func (c *strsCol) appendTo(bc driver.BatchColumn) error { return bc.Append(c.lists()) }
 
 // msCol is a DateTime column as Unix milliseconds: 8 bytes a value and no
 // pointer for the garbage collector (a time.Time holds its location).
-type msCol struct{ ms []int64 }
+type msCol struct {
+	ms   []int64
+	ms64 bool // the column is DateTime64(3) (see wire)
+}
 
 func (c *msCol) reset() { c.ms = c.ms[:0] }
 
-func (c *msCol) appendTo(bc driver.BatchColumn, col column.Interface) error {
-	if handoverMs(c, col) {
-		return nil
-	}
+func (c *msCol) appendTo(bc driver.BatchColumn) error {
 	ts := make([]time.Time, len(c.ms))
 	for i, ms := range c.ms {
 		ts[i] = time.UnixMilli(ms).UTC()

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"reflect"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -209,7 +207,7 @@ func checkFast(t topics.Topic, fm fastMapper, tb *tableBuf) (err error) {
 		return fmt.Errorf("%w: the fast path declined a valid record", errColumn)
 	}
 	for i, c := range tb.cols {
-		if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != tb.rows {
+		if l := c.len(); l != tb.rows {
 			return fmt.Errorf("%w: column %s has %d values for %d rows", errColumn, tb.table.Columns[i].Name, l, tb.rows)
 		}
 	}
@@ -831,16 +829,23 @@ func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
 		return fmt.Errorf("preparing insert into %s: %w", tb.table.Name, err)
 	}
 	defer batch.Close()
-	cols := batch.Columns()
+	blk := blockOf(batch) // nil: the public Append only (wire.go)
+	if blk != nil && len(blk.Columns) != len(tb.cols) {
+		blk = nil
+	}
+	direct := 0
 	for i, c := range tb.cols {
-		var col column.Interface // nil: the public Append only
-		if len(cols) == len(tb.cols) {
-			col = cols[i]
+		if w, ok := c.(wireCol); ok && blk != nil && blk.Columns[i].Rows() == 0 && w.wire(blk.Columns[i].Type()) {
+			blk.Columns[i] = &rawCol{Interface: blk.Columns[i], src: w}
+			direct++
+			continue
 		}
-		if err := c.appendTo(batch.Column(i), col); err != nil {
+		if err := c.appendTo(batch.Column(i)); err != nil {
 			return fmt.Errorf("appending column %s of %s: %w", tb.table.Columns[i].Name, tb.table.Name, err)
 		}
 	}
+	s.m.columns.WithLabelValues("direct").Add(float64(direct))
+	s.m.columns.WithLabelValues("append").Add(float64(len(tb.cols) - direct))
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("inserting %d rows into %s: %w", tb.rows, tb.table.Name, err)
 	}

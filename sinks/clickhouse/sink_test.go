@@ -169,9 +169,9 @@ func TestRecordsToRowsAndCommitPoints(t *testing.T) {
 		t.Fatalf("rows vitals %d frames %d detections %d buffered %d", vit.rows, frames.rows, dets.rows, s.buffered)
 	}
 	for _, tb := range []*tableBuf{vit, frames, dets} {
-		n := reflect.ValueOf(tb.cols[0]).Elem().Field(0).Len()
+		n := tb.cols[0].len()
 		for i, c := range tb.cols {
-			if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != n || l != tb.rows {
+			if l := c.len(); l != n || l != tb.rows {
 				t.Fatalf("%s column %d has %d values, want %d", tb.table.Name, i, l, tb.rows)
 			}
 		}
@@ -341,7 +341,7 @@ func FuzzConvert(f *testing.F) {
 				t.Fatalf("%s: %v", tp.Name, tb.w.err)
 			}
 			for i, c := range tb.cols {
-				if l := reflect.ValueOf(c).Elem().Field(0).Len(); l != tb.rows {
+				if l := c.len(); l != tb.rows {
 					t.Fatalf("%s.%s has %d values for %d rows", tb.table.Name, tb.table.Columns[i].Name, l, tb.rows)
 				}
 			}
