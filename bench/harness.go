@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -174,6 +175,9 @@ type harness struct {
 	roles  []*Proc
 	svcs   []*Proc
 	failed map[string]bool
+	// mqttSessions are the broker sessions of the run's connector (its
+	// client ids), ended when the harness stops it (see endMQTTSessions).
+	mqttSessions []string
 
 	// telemetryEnd is when telemetry stopped; sentAtTelemetryEnd the sent
 	// count then (the rates' window, without trailing pillcase messages).
@@ -370,6 +374,19 @@ func (h *harness) isolation(roles []string) error {
 		return fmt.Errorf("parsing topology %s: %w", h.o.RootPath, err)
 	}
 	ovs = append(ovs, h.cameraOverrides()...)
+	conns := 4 // connectors/mqtt's default
+	if v, ok := getPath(&doc, []string{"connectors", "mqtt", "connections"}); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			conns = n
+		}
+	}
+	for _, ov := range ovs {
+		if len(ov.path) == 3 && ov.path[0] == "connectors" && ov.path[1] == "mqtt" && ov.path[2] == "client_id" {
+			for i := range conns {
+				h.mqttSessions = append(h.mqttSessions, fmt.Sprintf("%s-%d", ov.value, i))
+			}
+		}
+	}
 	for _, ov := range ovs {
 		if ov.node != nil {
 			setNode(&doc, ov.path, ov.node)
@@ -386,6 +403,28 @@ func (h *harness) isolation(roles []string) error {
 		return fmt.Errorf("writing run topology: %w", err)
 	}
 	return nil
+}
+
+// getPath returns the scalar at path in a YAML document.
+func getPath(doc *yaml.Node, path []string) (string, bool) {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, key := range path {
+		var child *yaml.Node
+		for j := 0; n.Kind == yaml.MappingNode && j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == key {
+				child = n.Content[j+1]
+				break
+			}
+		}
+		if child == nil {
+			return "", false
+		}
+		n = child
+	}
+	return n.Value, n.Kind == yaml.ScalarNode
 }
 
 // setPath sets a scalar at path in a YAML document, creating mappings.
@@ -611,8 +650,31 @@ func (h *harness) stopRoles() {
 		if err := p.Stop(h.o.Config.StopTimeout.D()); err != nil {
 			h.note("role %s stop: %v", p.Name, err)
 		}
+		if p.Name == "mqtt" {
+			h.endMQTTSessions()
+		}
 	}
 	h.roles = nil
+}
+
+// endMQTTSessions ends the stopped connector's broker sessions. They are
+// persistent (the run sets session_expiry to its minimum, minutes), and
+// until they expire the broker queues every device message of the next
+// run for this run's shared subscription, without limit on the local
+// Mosquitto: back-to-back runs found it at 1.7 GB, stalling for seconds
+// on each autosave (1024 publishes timed out at once). A connect with
+// clean start and no session expiry, then a disconnect, removes each.
+func (h *harness) endMQTTSessions() {
+	ids := h.mqttSessions
+	h.mqttSessions = nil
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := endSessions(ctx, h.o.Root.MQTT.URL, ids); err != nil {
+		h.note("ending the connector's MQTT sessions (the broker keeps them until they expire): %v", err)
+	}
 }
 
 // cleanup drops the run's database and topics unless kept.

@@ -335,3 +335,36 @@ func (discardStore) Delete(uint16) error     { return nil }
 func (discardStore) Quarantine(uint16) error { return nil }
 func (discardStore) List() ([]uint16, error) { return nil, nil }
 func (discardStore) Reset() error            { return nil }
+
+// endSessions removes the broker sessions of client ids: each connects
+// with clean start (dropping the stored session and its queue) and no
+// session expiry, and disconnects.
+func endSessions(ctx context.Context, brokerURL string, ids []string) error {
+	u, err := url.Parse(brokerURL)
+	if err != nil {
+		return fmt.Errorf("mqtt url %q: %w", brokerURL, err)
+	}
+	if u.Scheme != "tcp" && u.Scheme != "mqtt" {
+		return fmt.Errorf("mqtt url %q: only tcp:// and mqtt:// are supported here", brokerURL)
+	}
+	var errs []error
+	for _, id := range ids {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("dialing mqtt broker %s: %w", u.Host, err)
+		}
+		cl := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: id})
+		ca, err := cl.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30})
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("connecting as %s: %w", id, err))
+		case ca.ReasonCode != 0:
+			errs = append(errs, fmt.Errorf("broker refused %s: reason %d", id, ca.ReasonCode))
+		default:
+			_ = cl.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		}
+		conn.Close()
+	}
+	return errors.Join(errs...)
+}
