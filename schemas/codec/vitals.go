@@ -2,6 +2,8 @@ package codec
 
 import (
 	"fmt"
+	"hash/maphash"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -43,11 +45,18 @@ func UnmarshalVitalsBatch(data []byte, b *pb.VitalsBatch) error {
 // does, with the fast path of [UnmarshalVitalsBatch] (one allocation for
 // the message's strings that are not shared, none for the Meta struct
 // beyond v's own).
+//
+// Its decoders are pooled, so the strings a reading repeats from the
+// previous ones a goroutine decoded (tenant, source, kind, device type,
+// quality, the present list, and through the interner's table device,
+// patient and ward ids) are shared instead of allocated for every record.
 func UnmarshalVitals(data []byte, v *pb.VitalsTelemetry) error {
 	proto.Reset(v)
-	var d vitalsDec
+	d := vitalsDecs.Get().(*vitalsDec)
 	m := &pb.Meta{}
-	if d.reading(data, v, m) {
+	ok := d.reading(data, v, m)
+	vitalsDecs.Put(d)
+	if ok {
 		return nil
 	}
 	proto.Reset(v)
@@ -57,14 +66,40 @@ func UnmarshalVitals(data []byte, v *pb.VitalsTelemetry) error {
 	return nil
 }
 
+// vitalsDecs are UnmarshalVitals' decoders (their interners outlive a
+// record).
+var vitalsDecs = sync.Pool{New: func() any { return new(vitalsDec) }}
+
 // interner hands out a field's previous string when the bytes repeat it
-// (then they were validated already).
-type interner struct{ last [16]string }
+// (then they were validated already). Ids (device, patient, ward) vary
+// from record to record but repeat over a stream, so they are also looked
+// up in a small table by hash.
+type interner struct {
+	last [16]string
+	seed maphash.Seed
+	tab  *[internSize]string
+}
+
+const internSize = 1024
+
+// hashed marks the slots looked up in the table.
+var hashed = [16]bool{2: true, 4: true, 10: true}
 
 func (in *interner) str(f *Fields, slot int, typ protowire.Type) string {
 	b := f.Bytes(typ)
 	if string(b) == in.last[slot] { // compared without allocating
 		return in.last[slot]
+	}
+	var e *string
+	if hashed[slot] && len(b) > 0 {
+		if in.tab == nil {
+			in.seed, in.tab = maphash.MakeSeed(), new([internSize]string)
+		}
+		e = &in.tab[maphash.Bytes(in.seed, b)%internSize]
+		if string(b) == *e {
+			in.last[slot] = *e
+			return *e
+		}
 	}
 	if !utf8.Valid(b) {
 		f.Fail()
@@ -72,6 +107,9 @@ func (in *interner) str(f *Fields, slot int, typ protowire.Type) string {
 	}
 	s := string(b)
 	in.last[slot] = s
+	if e != nil {
+		*e = s
+	}
 	return s
 }
 

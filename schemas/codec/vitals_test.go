@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -131,5 +132,26 @@ func BenchmarkUnmarshalVitalsBatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkUnmarshalVitals: single readings from 500 devices in turn, as
+// the anomaly group decodes them.
+func BenchmarkUnmarshalVitals(b *testing.B) {
+	recs := make([][]byte, 500)
+	for i := range recs {
+		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("v", i), EventTimeMs: int64(i) * 1000, Source: "medical/ward-1/monitor/vitals"},
+			DeviceId: fmt.Sprintf("mon-%d", i), PatientId: fmt.Sprintf("p-%d", i), Kind: "vitals", Ward: "ward-1", HeartRate: 72, Spo2: 97,
+			Present: []string{"heart_rate", "spo2"}}
+		recs[i], _ = proto.Marshal(v)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var v pb.VitalsTelemetry
+		if err := UnmarshalVitals(recs[i%len(recs)], &v); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
