@@ -32,13 +32,18 @@ services-status:
 	bash deploy/local/services.sh status
 
 ## proto: regenerate schemas/proto/wardstreamv1 from schemas/proto/wardstream/v1/*.proto
+## (protoc-gen-go, and vtprotobuf's MarshalVT/SizeVT used by schemas/codec.Goka)
 proto:
 	@command -v protoc >/dev/null && [ -f /usr/include/google/protobuf/struct.proto ] || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev; }
 	mkdir -p .local/bin
 	$(GO) build -o .local/bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
-	protoc --plugin=protoc-gen-go=.local/bin/protoc-gen-go -I schemas/proto -I /usr/include \
-	  --go_out=. --go_opt=module=github.com/wardstream/wardstream schemas/proto/wardstream/v1/*.proto
+	$(GO) build -o .local/bin/protoc-gen-go-vtproto github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto
+	protoc --plugin=protoc-gen-go=.local/bin/protoc-gen-go --plugin=protoc-gen-go-vtproto=.local/bin/protoc-gen-go-vtproto \
+	  -I schemas/proto -I /usr/include \
+	  --go_out=. --go_opt=module=github.com/wardstream/wardstream \
+	  --go-vtproto_out=. --go-vtproto_opt=module=github.com/wardstream/wardstream,features=marshal+size \
+	  schemas/proto/wardstream/v1/*.proto
 
 vet:
 	$(GO) vet ./...
