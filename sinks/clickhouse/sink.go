@@ -788,8 +788,8 @@ func (s *Sink) setPaused(p bool) {
 // offsets that are now fully in ClickHouse.
 func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
 	start := time.Now()
-	ictx, cancel := context.WithTimeout(ctx, s.cfg.InsertTimeout.D())
-	defer cancel()
+	ictx, done := insertContext(ctx, s.cfg.InsertTimeout.D())
+	defer done()
 	settings := clickhouse.Settings{}
 	if s.caps.InsertDedupToken {
 		// A retried batch carries the same token, so the server drops
@@ -821,6 +821,34 @@ func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
 	tb.reset()
 	s.mark(parts)
 	return nil
+}
+
+// watchdogGrace is how long an insert's context outlives its Send (see
+// insertContext).
+const watchdogGrace = 5 * time.Second
+
+// insertContext bounds one insert by timeout; done ends it.
+//
+// clickhouse-go's batch Send starts a goroutine that closes the connection
+// when the context ends, and stops it on return by closing a channel. If
+// that goroutine has not run yet when both are ready (the caller cancels
+// right after Send, as a deferred cancel does), its select picks either,
+// and half the time it closes the connection Send has just returned to the
+// pool: the next insert on it fails with "use of closed network
+// connection" (about once per bench run on a busy box; upstream
+// ClickHouse/clickhouse-go#2032, open). done therefore ends the context
+// watchdogGrace later, by which time the goroutine has seen its stop. The
+// parent (shutdown, the revoke flush's bound) still aborts an insert in
+// flight, but its end after the insert no longer reaches the context.
+// TestIntegrationInsertContext reproduces the failure with an immediate
+// cancel and checks that none happens with insertContext.
+func insertContext(parent context.Context, timeout time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), timeout)
+	stop := context.AfterFunc(parent, cancel)
+	return ctx, func() {
+		stop()
+		time.AfterFunc(watchdogGrace, cancel)
+	}
 }
 
 func (s *Sink) send(ctx context.Context, tb *tableBuf) error {
