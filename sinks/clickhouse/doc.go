@@ -14,6 +14,10 @@
 //     batch_age). Offsets are marked for commit only after Send returned
 //     nil, and only up to the lowest offset still pending in any table's
 //     batch (a partition's records can feed several tables).
+//   - When several tables' batches are due together, their first insert
+//     attempts run in parallel (up to 4), so a cycle takes about the
+//     slowest insert rather than their sum; each insert's context outlives
+//     its Send by a few seconds (insertContext: a clickhouse-go race).
 //   - A failed insert is retried with exponential backoff and jitter; after
 //     breaker_failures consecutive failures the circuit breaker opens,
 //     fetching is paused (PauseFetchTopics) and one probe insert is tried
