@@ -24,6 +24,8 @@ type tableBuf struct {
 	cols   []colBuf
 	rows   int
 	since  time.Time // when the first row was added
+	// oldestMs is the oldest Kafka record timestamp (Unix ms) in the batch.
+	oldestMs int64
 	// offs: per partition, the first and last offset with rows in the
 	// batch (the last is part of the dedup token); cur caches the entry
 	// of the partition marked last (consecutive records share it).

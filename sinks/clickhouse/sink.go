@@ -616,6 +616,9 @@ func (s *Sink) added(tb *tableBuf, before int, pk partKey, offset int64) {
 	if added := tb.rows - before; added > 0 {
 		if before == 0 {
 			tb.since = time.Now()
+			tb.oldestMs = s.rc.recordMs
+		} else if s.rc.recordMs < tb.oldestMs {
+			tb.oldestMs = s.rc.recordMs
 		}
 		tb.mark(pk, offset)
 		s.buffered += added
@@ -870,6 +873,11 @@ func (s *Sink) attempt(ctx context.Context, tb *tableBuf) error {
 
 // inserted books tb's acknowledged batch: rows, buffer, offsets to mark.
 func (s *Sink) inserted(tb *tableBuf) {
+	now := time.Now()
+	s.m.batchWait.WithLabelValues(tb.table.Name).Observe(now.Sub(tb.since).Seconds())
+	if tb.oldestMs > 0 {
+		s.m.recordAge.WithLabelValues(tb.table.Name).Observe(float64(now.UnixMilli()-tb.oldestMs) / 1000)
+	}
 	s.m.rows.WithLabelValues(tb.table.Name).Add(float64(tb.rows))
 	s.buffered -= tb.rows
 	parts := make([]partKey, 0, len(tb.offs))
