@@ -380,10 +380,15 @@ func (h *harness) pillItem(e *PillEvent, now time.Time) item {
 }
 
 // acked registers the item's probes once the first hop acknowledged it.
-func (h *harness) acked(it *item, _ time.Time) {
+func (h *harness) acked(it *item, at time.Time) {
 	if len(it.probes) == 0 {
 		return
 	}
+	h.mu.Lock()
+	for _, p := range it.probes {
+		h.ackLatencies = append(h.ackLatencies, float64(at.Sub(p.eventTime).Microseconds())/1000)
+	}
+	h.mu.Unlock()
 	if h.kobs != nil {
 		ids := make([]string, len(it.probes))
 		for i, p := range it.probes {
@@ -646,6 +651,7 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	r := h.res
 	h.mu.Lock()
 	r.Latency.EventToQueryable = quantiles(append([]float64(nil), h.latencies...), "probes", max(h.resolution, h.o.Config.PollInterval.D()))
+	r.Latency.EventToFirstHop = quantiles(append([]float64(nil), h.ackLatencies...), "probes (publish acknowledged)", 0)
 	left := len(h.outstanding)
 	h.mu.Unlock()
 	if left > 0 {

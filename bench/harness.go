@@ -192,10 +192,12 @@ type harness struct {
 	mu          sync.Mutex
 	outstanding map[string]probe
 	// resolution is the coarsest probe interval used (probeInterval).
-	resolution  time.Duration
-	latencies   []float64
-	intervalLat []float64
-	fleet       *Fleet
+	resolution time.Duration
+	latencies  []float64
+	// ackLatencies: probes' event time -> first hop's ack (ms); h.mu.
+	ackLatencies []float64
+	intervalLat  []float64
+	fleet        *Fleet
 }
 
 func newHarness(o Options) (*harness, error) {

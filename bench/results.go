@@ -115,6 +115,12 @@ type LatencyResult struct {
 	EventToQueryable LatencyStats `json:"event_to_queryable"`
 	// MissedAlert: scheduled time + grace -> MISSED_DOSE alert queryable.
 	MissedAlert LatencyStats `json:"missed_alert"`
+	// EventToFirstHop: device event time -> the first hop (MQTT broker or
+	// Kafka) acknowledged the probe's publish. The part of
+	// EventToQueryable spent in the simulated devices' own queue and the
+	// broker, before wardstream has the reading: on a saturated box the
+	// load generator itself falls behind.
+	EventToFirstHop LatencyStats `json:"event_to_first_hop"`
 }
 
 // LatencyStats are quantiles in milliseconds.
@@ -300,6 +306,7 @@ func (r *Results) Markdown() string {
 	l := r.Latency.EventToQueryable
 	w("| latency event -> queryable p50 / p95 / p99 / max | %s |", latWord(l))
 	w("| latency scheduled+grace -> MISSED alert p50 / p95 / p99 / max | %s |", latWord(r.Latency.MissedAlert))
+	w("| of which event -> first hop acknowledged (devices' queue and broker) p50 / p95 / p99 / max | %s |", latWord(r.Latency.EventToFirstHop))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
 	if hr := r.Host; hr != nil {
 		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f |",
