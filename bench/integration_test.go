@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,12 @@ func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int)
 	if batch > 0 {
 		sc.Transport.Batch = batch
 	}
+	// The simulator plans a run's doses on the start's local day, history
+	// doses within the hour before the start: in the minutes after local
+	// midnight there are none, and the checks below would have nothing to
+	// check (CI once ran at 00:07 UTC). The patients therefore live where
+	// the run starts around noon.
+	sc.Pillcases.Timezone = noonZone(time.Now())
 	bc, err := bench.LoadConfig(root)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +78,47 @@ func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int)
 		t.Errorf("results.md missing or without plots: %v", merr)
 	}
 	return &back, err
+}
+
+// noonZone is a fixed-offset IANA zone in which now is between 11:30 and
+// 12:30.
+func noonZone(now time.Time) string {
+	u := now.UTC()
+	off := 12 - u.Hour() // hours east of UTC
+	if u.Minute() >= 30 {
+		off--
+	}
+	if off > 14 {
+		off -= 24
+	}
+	if off < -12 {
+		off += 24
+	}
+	switch {
+	case off == 0:
+		return "Etc/GMT"
+	case off > 0:
+		return fmt.Sprintf("Etc/GMT-%d", off) // the Etc zones' signs are inverted
+	default:
+		return fmt.Sprintf("Etc/GMT+%d", -off)
+	}
+}
+
+func TestNoonZone(t *testing.T) {
+	for h := range 24 {
+		for _, m := range []int{0, 29, 30, 59} {
+			now := time.Date(2026, 12, 2, h, m, 0, 0, time.UTC)
+			z := noonZone(now)
+			loc, err := time.LoadLocation(z)
+			if err != nil {
+				t.Fatalf("%s: %v", z, err)
+			}
+			local := now.In(loc)
+			if mins := local.Hour()*60 + local.Minute(); mins < 11*60+30 || mins > 12*60+30 {
+				t.Errorf("%02d:%02d UTC in %s is %s, not around noon", h, m, z, local.Format("15:04"))
+			}
+		}
+	}
 }
 
 func roleStatus(r *bench.Results, name string) string {

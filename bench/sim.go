@@ -554,7 +554,9 @@ func (f *Fleet) Expect(failedPumps map[string]bool) Expectations {
 					}
 				}
 			}
-			e.Adherence[k] = [2]int{due, taken}
+			if due > 0 { // nothing due that day: the pipeline writes no window
+				e.Adherence[k] = [2]int{due, taken}
+			}
 		}
 	}
 	return e
