@@ -33,6 +33,11 @@ type tableBuf struct {
 	curPK partKey
 	cur   *offRange
 	w     rowWriter
+	// fl is the table's previous batch while ClickHouse inserts it (nil
+	// when none is in the air: see flight.go); spare is an empty batch
+	// kept for the next detach.
+	fl    *flight
+	spare *tableBuf
 }
 
 // offRange is the offsets of a partition's records in a batch.
@@ -68,12 +73,34 @@ func (tb *tableBuf) emit() *rowWriter {
 	return &tb.w
 }
 
+// detach moves the batch into a batch of its own (spare's buffers, or new
+// ones) and leaves tb empty, to fill on while the detached one is
+// inserted. Columns exchange their values, not their identity: routes and
+// fast decoders keep pointers to tb's columns.
+func (tb *tableBuf) detach() *tableBuf {
+	b := tb.spare
+	tb.spare = nil
+	if b == nil {
+		b = &tableBuf{table: tb.table, insert: tb.insert, offs: map[partKey]*offRange{}}
+		for _, c := range tb.table.Columns {
+			b.cols = append(b.cols, newCol(c.Type))
+		}
+	}
+	for i, c := range tb.cols {
+		c.swap(b.cols[i])
+	}
+	b.rows, b.since, b.oldestMs = tb.rows, tb.since, tb.oldestMs
+	b.offs, tb.offs = tb.offs, b.offs
+	tb.rows, tb.oldestMs, tb.cur = 0, 0, nil
+	return b
+}
+
 // reset empties the batch after it was sent or dropped.
 func (tb *tableBuf) reset() {
 	for _, c := range tb.cols {
 		c.reset()
 	}
-	tb.rows = 0
+	tb.rows, tb.oldestMs = 0, 0
 	clear(tb.offs)
 	tb.cur = nil
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	insertSeconds     *prometheus.HistogramVec
 	buffered          prometheus.Gauge
 	breakerOpen       prometheus.Gauge
+	inFlight          prometheus.Gauge
 	partitions        prometheus.Gauge
 	partitionsDropped prometheus.Counter
 	columns           *prometheus.CounterVec
@@ -35,6 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"table"}),
 		buffered:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_buffered_rows", Help: "Rows held in pending batches."}),
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_breaker_open", Help: "1 while the ClickHouse circuit breaker is open and fetching is paused."}),
+		inFlight:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_inserts_in_flight", Help: "Batches ClickHouse is inserting (or retrying) while the sink fills the next ones."}),
 		partitions:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_sink_assigned_partitions", Help: "Kafka partitions assigned to this replica."}),
 		columns:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_columns_total", Help: "Columns handed to clickhouse-go per insert attempt, by path: direct (the sink's buffer in the native layout, one copy) or append (the public Append; see sinks/clickhouse/wire.go)."}, []string{"path"}),
 		batchWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wardstream_sink_batch_wait_seconds", Help: "From a batch's first row to ClickHouse's acknowledgement of it (batching, waiting for the loop, inserting), by table.",
@@ -45,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.tombstones, m.fastPath, m.fetchErrors, m.deadLetters, m.rows, m.batches, m.insertSeconds,
-			m.buffered, m.breakerOpen, m.partitions, m.partitionsDropped, m.columns, m.batchWait, m.recordAge)
+			m.buffered, m.breakerOpen, m.inFlight, m.partitions, m.partitionsDropped, m.columns, m.batchWait, m.recordAge)
 	}
 	return m
 }

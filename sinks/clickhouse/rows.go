@@ -29,12 +29,16 @@ type colBuf interface {
 	// len is the number of rows.
 	len() int
 	reset()
+	// swap exchanges the values with o, a column of the same type
+	// (tableBuf.detach).
+	swap(o colBuf)
 }
 
 type typed[T any] struct{ v []T }
 
 func (c *typed[T]) appendTo(bc driver.BatchColumn) error { return bc.Append(c.v) }
 func (c *typed[T]) reset()                               { clear(c.v); c.v = c.v[:0] }
+func (c *typed[T]) swap(o colBuf)                        { p := o.(*typed[T]); c.v, p.v = p.v, c.v }
 
 // strCol is a String column in ClickHouse's native layout (wire.go): each
 // value as its uvarint length and bytes, in one buffer. No string header
@@ -49,6 +53,7 @@ type strCol struct {
 func (c *strCol) add(v string)      { c.buf = appendStr(c.buf, v); c.n++ }
 func (c *strCol) addBytes(v []byte) { c.buf = appendStr(c.buf, v); c.n++ }
 func (c *strCol) reset()            { c.buf, c.n = c.buf[:0], 0 }
+func (c *strCol) swap(o colBuf)     { p := o.(*strCol); *c, *p = *p, *c }
 
 // at returns value i (tests; it walks the buffer).
 func (c *strCol) at(i int) string {
@@ -94,7 +99,8 @@ func (c *strsCol) addBytes(v [][]byte) {
 	c.rowEnd = append(c.rowEnd, uint64(c.vals.n))
 }
 
-func (c *strsCol) reset() { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
+func (c *strsCol) reset()        { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
+func (c *strsCol) swap(o colBuf) { p := o.(*strsCol); *c, *p = *p, *c }
 
 // lists returns the rows as [][]string (for the public Append).
 func (c *strsCol) lists() [][]string {
@@ -117,7 +123,8 @@ type msCol struct {
 	ms64 bool // the column is DateTime64(3) (see wire)
 }
 
-func (c *msCol) reset() { c.ms = c.ms[:0] }
+func (c *msCol) reset()        { c.ms = c.ms[:0] }
+func (c *msCol) swap(o colBuf) { p := o.(*msCol); c.ms, p.ms = p.ms, c.ms }
 
 func (c *msCol) appendTo(bc driver.BatchColumn) error {
 	ts := make([]time.Time, len(c.ms))

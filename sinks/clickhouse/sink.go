@@ -81,13 +81,26 @@ type Sink struct {
 	curPK    partKey
 	cur      *partPos
 	assigned map[partKey]bool
-	buffered int
-	gen      uint64            // bumped whenever batches are dropped
+	buffered int               // rows held: filling and in the air
 	rewind   map[partKey]int64 // where to re-read dropped partitions from
 	brk      breaker
 	paused   bool
 	ran      bool
 	msgs     map[string]proto.Message // decode target per topic, reused
+
+	// Flights (flight.go): cond is broadcast whenever one lands or dies;
+	// fctx is every flight's parent (cancelled when the drain ends); sem
+	// bounds the inserts running at once; probing and nextProbe pace the
+	// breaker's probes; pollCancel ends the poll in progress (a landing
+	// changed its deadline).
+	cond       *sync.Cond
+	flying     int
+	fctx       context.Context
+	fcancel    context.CancelFunc
+	sem        chan struct{}
+	probing    bool
+	nextProbe  time.Time
+	pollCancel context.CancelFunc
 }
 
 type boundRoute struct {
@@ -107,6 +120,9 @@ func New(root *config.Root, cfg Config, opts ...Option) (*Sink, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.cond = sync.NewCond(&s.mu)
+	s.fctx, s.fcancel = context.WithCancel(context.Background())
+	s.sem = make(chan struct{}, parallelInserts)
 	s.log = telemetry.OrDiscard(s.log).With("component", "sinks/clickhouse")
 	s.m = newMetrics(s.reg)
 	s.brk = breaker{base: cfg.RetryBackoff.D(), max: cfg.RetryBackoffMax.D(), cooldown: cfg.BreakerCooldown.D(), threshold: cfg.BreakerFailures}
@@ -350,14 +366,21 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.cl = cl
 	runErr := s.loop(ctx)
 
-	// Drain: flush what we hold and commit it, bounded by drain_timeout.
+	// Drain: insert what we hold and commit it, bounded by drain_timeout;
+	// then flights still retrying are cancelled.
 	dctx, cancel := runtime.DrainContext(ctx, s.root.DrainTimeout.D())
 	defer cancel()
+	stop := context.AfterFunc(dctx, s.fcancel)
+	defer stop()
 	s.mu.Lock()
 	var drainErr error
 	if runErr == nil {
-		drainErr = s.flushAll(dctx, false)
+		drainErr = s.settle(dctx)
+	} else {
+		_ = s.waitFor(dctx, func() bool { return s.flying == 0 })
 	}
+	s.fcancel()
+	s.abort()
 	s.markAll()
 	s.mu.Unlock()
 	if err := cl.CommitMarkedOffsets(dctx); err != nil && drainErr == nil {
@@ -418,11 +441,13 @@ func (s *Sink) loop(ctx context.Context) error {
 		}
 		pctx, cancel := s.pollContext(ctx)
 		fetches := s.cl.PollRecords(pctx, s.cfg.MaxPollRecords)
+		s.mu.Lock()
+		s.pollCancel = nil
 		cancel()
 		if fetches.IsClientClosed() {
+			s.mu.Unlock()
 			return nil
 		}
-		s.mu.Lock()
 		err := s.process(ctx, fetches)
 		if err == nil {
 			err = s.flushDue(ctx)
@@ -444,23 +469,27 @@ func (s *Sink) loop(ctx context.Context) error {
 	}
 }
 
-// pollContext bounds the poll by the oldest pending batch's deadline.
+// pollContext bounds the poll by the oldest pending batch's deadline
+// (batches behind a flight wait for its landing, which ends the poll).
 func (s *Sink) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var due time.Time
 	for _, tb := range s.tables {
-		if tb.rows > 0 {
+		if tb.rows > 0 && tb.fl == nil {
 			d := tb.since.Add(s.cfg.BatchAge.D())
 			if due.IsZero() || d.Before(due) {
 				due = d
 			}
 		}
 	}
+	var pctx context.Context
 	if due.IsZero() {
-		return context.WithCancel(ctx)
+		pctx, s.pollCancel = context.WithCancel(ctx)
+	} else {
+		pctx, s.pollCancel = context.WithDeadline(ctx, due)
 	}
-	return context.WithDeadline(ctx, due)
+	return pctx, s.pollCancel
 }
 
 // process converts the polled records into rows.
@@ -666,96 +695,49 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 	}
 }
 
-// flushDue inserts the batches that are full or old enough, and the
-// largest ones while more than MaxBufferedRows are held.
+// flushDue launches the batches that are full or old enough (flight.go),
+// waits for a table's flight when its next batch is full too, and launches
+// the largest batches, then waits for landings, while more than
+// MaxBufferedRows rows are held.
 func (s *Sink) flushDue(ctx context.Context) error {
 	now := time.Now()
-	var due []*tableBuf
 	for _, tb := range s.tables {
-		if tb.rows > 0 && (tb.rows >= s.cfg.BatchRows || now.Sub(tb.since) >= s.cfg.BatchAge.D()) {
-			due = append(due, tb)
+		if !s.due(tb, now) {
+			continue
 		}
-	}
-	s.insertParallel(ctx, due)
-	for _, tb := range due {
-		// Batches whose first attempt failed (or was not made) retry
-		// here, one at a time, with the backoff and the breaker.
-		if err := s.flush(ctx, tb); err != nil {
-			return err
+		if tb.fl == nil {
+			s.launch(tb)
+			continue
+		}
+		if tb.rows >= s.cfg.BatchRows {
+			f := tb.fl
+			if err := s.waitFor(ctx, func() bool { return tb.fl != f || f.dead }); err != nil {
+				return err
+			}
 		}
 	}
 	for s.buffered >= s.cfg.MaxBufferedRows {
 		var big *tableBuf
 		for _, tb := range s.tables {
-			if big == nil || tb.rows > big.rows {
+			if tb.fl == nil && tb.rows > 0 && (big == nil || tb.rows > big.rows) {
 				big = tb
 			}
 		}
-		if big.rows == 0 {
-			s.buffered = 0 // nothing left to flush; never spin on a miscount
-			break
+		if big != nil {
+			s.launch(big)
+			continue
 		}
-		if err := s.flush(ctx, big); err != nil {
+		if s.flying == 0 {
+			break // what is held is in dead flights: the rebalance or drain decides
+		}
+		n := s.flying
+		landed := func() bool { return s.flying < n || s.buffered < s.cfg.MaxBufferedRows }
+		if err := s.waitFor(ctx, landed); err != nil {
 			return err
 		}
 	}
 	s.m.buffered.Set(float64(s.buffered))
 	return nil
-}
-
-// flushAll inserts every pending batch; once=true makes one attempt each.
-func (s *Sink) flushAll(ctx context.Context, once bool) error {
-	for _, tb := range s.tables {
-		if tb.rows == 0 {
-			continue
-		}
-		var err error
-		if once {
-			err = s.insertOnce(ctx, tb)
-		} else {
-			err = s.flush(ctx, tb)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// flush inserts tb's batch, retrying with backoff and the circuit breaker
-// until it succeeds or ctx is done. While it waits, fetching is paused and
-// mu is released (so rebalance callbacks can run); if they dropped the
-// batch meanwhile, flush returns nil.
-func (s *Sink) flush(ctx context.Context, tb *tableBuf) error {
-	gen := s.gen
-	for {
-		if tb.rows == 0 || s.gen != gen {
-			return nil
-		}
-		err := s.insertOnce(ctx, tb)
-		if err == nil {
-			if s.brk.open() || s.paused {
-				s.log.Info("clickhouse inserts succeed again, resuming")
-			}
-			s.brk.success()
-			s.setPaused(false)
-			return nil
-		}
-		wait := s.brk.failure()
-		if s.brk.open() {
-			s.setPaused(true)
-		}
-		s.log.Warn("clickhouse insert failed, retrying", "table", tb.table.Name, "rows", tb.rows,
-			"failures", s.brk.failures, "breaker_open", s.brk.open(), "wait", wait, "hint", hint(err), "err", err)
-		s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			s.mu.Lock()
-			return fmt.Errorf("inserting %d rows into %s: %w (last error: %v)", tb.rows, tb.table.Name, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		s.mu.Lock()
-	}
 }
 
 // hint names the operator's fix for errors that retrying cannot fix.
@@ -794,52 +776,8 @@ func (s *Sink) setPaused(p bool) {
 	}
 }
 
-// insertParallel makes the first insert attempt of several due batches at
-// once, up to parallelInserts at a time, and books those that succeed.
-// Inserted one after the other, the tables' batches took a cycle of the
-// sum of their insert times (about 1.1 s for the hospital bench's eight
-// tables on a busy box), during which nothing was fetched and rows waited;
-// in parallel the cycle is about the slowest insert. s.mu stays held (as
-// during any insert); the attempts only read their batches.
-func (s *Sink) insertParallel(ctx context.Context, due []*tableBuf) {
-	if len(due) < 2 || s.brk.open() {
-		return // one batch, or ClickHouse failing: flush's probe and backoff decide
-	}
-	errs := make([]error, len(due))
-	sem := make(chan struct{}, parallelInserts)
-	var wg sync.WaitGroup
-	for i, tb := range due {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = s.attempt(ctx, tb)
-		}()
-	}
-	wg.Wait()
-	for i, tb := range due {
-		if errs[i] == nil {
-			s.inserted(tb)
-			s.brk.success()
-		}
-	}
-}
-
-// parallelInserts bounds insertParallel (Open's pool holds more).
-const parallelInserts = 4
-
-// insertOnce makes one insert attempt of tb's batch and, if ClickHouse
-// acknowledged it, books it (rows, offsets to mark).
-func (s *Sink) insertOnce(ctx context.Context, tb *tableBuf) error {
-	if err := s.attempt(ctx, tb); err != nil {
-		return err
-	}
-	s.inserted(tb)
-	return nil
-}
-
-// attempt sends tb's batch once; it only reads tb (insertParallel runs
-// several at once).
+// attempt sends tb's batch once; it only reads tb (a flight's detached
+// batch).
 func (s *Sink) attempt(ctx context.Context, tb *tableBuf) error {
 	start := time.Now()
 	ictx, done := insertContext(ctx, s.cfg.InsertTimeout.D())
@@ -867,23 +805,6 @@ func (s *Sink) attempt(ctx context.Context, tb *tableBuf) error {
 	}
 	s.m.batches.WithLabelValues(tb.table.Name, "ok").Inc()
 	return nil
-}
-
-// inserted books tb's acknowledged batch: rows, buffer, offsets to mark.
-func (s *Sink) inserted(tb *tableBuf) {
-	now := time.Now()
-	s.m.batchWait.WithLabelValues(tb.table.Name).Observe(now.Sub(tb.since).Seconds())
-	if tb.oldestMs > 0 {
-		s.m.recordAge.WithLabelValues(tb.table.Name).Observe(float64(now.UnixMilli()-tb.oldestMs) / 1000)
-	}
-	s.m.rows.WithLabelValues(tb.table.Name).Add(float64(tb.rows))
-	s.buffered -= tb.rows
-	parts := make([]partKey, 0, len(tb.offs))
-	for pk := range tb.offs {
-		parts = append(parts, pk)
-	}
-	tb.reset()
-	s.mark(parts)
 }
 
 // watchdogGrace is how long an insert's context outlives its Send (see
@@ -961,8 +882,8 @@ func (tb *tableBuf) token() string {
 }
 
 // commitPoint is the offset up to which partition pk is fully in
-// ClickHouse: the lowest first offset still pending in a batch, else the
-// offset after the last processed record.
+// ClickHouse: the lowest first offset still pending in a batch (filling or
+// in the air), else the offset after the last processed record.
 func (s *Sink) commitPoint(pk partKey) (int64, bool) {
 	p := s.pos[pk]
 	if p == nil || p.next < 0 {
@@ -972,6 +893,11 @@ func (s *Sink) commitPoint(pk partKey) (int64, bool) {
 	for _, tb := range s.tables {
 		if r, ok := tb.offs[pk]; ok && r.first < off {
 			off = r.first
+		}
+		if tb.fl != nil {
+			if r, ok := tb.fl.b.offs[pk]; ok && r.first < off {
+				off = r.first
+			}
 		}
 	}
 	return off, true
@@ -1022,17 +948,18 @@ func (s *Sink) onAssigned(_ context.Context, _ *kgo.Client, m map[string][]int32
 	s.log.Info("partitions assigned", "count", n)
 }
 
-// onRevoked flushes what the sink holds (one attempt per batch, bounded by
-// RevokeFlushTimeout) and commits, so that the partitions' next owner
-// starts after the rows already in ClickHouse. If ClickHouse fails, every
-// batch is dropped uncommitted: the revoked partitions are re-read by their
-// new owner and the kept ones by us (rewind).
+// onRevoked inserts what the sink holds (its batches and those in the air,
+// bounded by RevokeFlushTimeout) and commits, so that the partitions' next
+// owner starts after the rows already in ClickHouse. If a batch fails,
+// every batch is dropped uncommitted: the revoked partitions are re-read by
+// their new owner and the kept ones by us (rewind).
 func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 	s.mu.Lock()
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.RevokeFlushTimeout.D())
 	defer cancel()
 	s.markAll()
-	if err := s.flushAll(fctx, true); err != nil {
+	if err := s.settle(fctx); err != nil {
+		s.abort()
 		s.log.Warn("flush on revoke failed; dropping uncommitted batches to be re-read", "err", err)
 		s.dropAll()
 	}
@@ -1069,8 +996,9 @@ func (s *Sink) onLost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	s.log.Warn("partitions lost", "topics", len(m))
 }
 
-// dropAll discards every pending batch and records where each partition
-// must be re-read from.
+// dropAll discards every pending batch, filling or in a dead flight, and
+// records where each partition must be re-read from. No flight may be
+// flying (abort).
 func (s *Sink) dropAll() {
 	for pk, p := range s.pos {
 		if off, ok := s.commitPoint(pk); ok && off < p.next {
@@ -1079,9 +1007,13 @@ func (s *Sink) dropAll() {
 	}
 	for _, tb := range s.tables {
 		tb.reset()
+		if tb.fl != nil {
+			tb.fl.b.reset()
+			tb.fl, tb.spare = nil, tb.fl.b
+		}
 	}
 	s.buffered = 0
-	s.gen++
+	s.m.buffered.Set(0)
 }
 
 // dropExpired enforces retention on servers without TTL by dropping month

@@ -8,6 +8,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -554,26 +555,57 @@ func TestBatchesMapLikeSingles(t *testing.T) {
 	}
 }
 
-// recordingConn is a ClickHouse connection that accepts every insert and
-// records its row count (unit tests of the batching; the integration
-// tests insert into the real server).
+// recordingConn is a ClickHouse connection that records each insert's row
+// count (unit tests of the batching; the integration tests insert into the
+// real server). While hold is set, Send waits for a value on it (or the
+// insert's context); while failing, Send fails.
 type recordingConn struct {
 	driver.Conn
-	inserts []int
+	mu       sync.Mutex
+	inserts  []int
+	attempts int
+	hold     chan struct{}
+	failing  bool
 }
 
-func (c *recordingConn) PrepareBatch(context.Context, string, ...driver.PrepareBatchOption) (driver.Batch, error) {
-	return &recordingBatch{c: c}, nil
+func (c *recordingConn) PrepareBatch(ctx context.Context, _ string, _ ...driver.PrepareBatchOption) (driver.Batch, error) {
+	return &recordingBatch{c: c, ctx: ctx}, nil
+}
+
+func (c *recordingConn) got() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.inserts...)
 }
 
 type recordingBatch struct {
 	driver.Batch
 	c    *recordingConn
+	ctx  context.Context
 	rows int
 }
 
 func (b *recordingBatch) Column(i int) driver.BatchColumn { return recordingColumn{b, i} }
-func (b *recordingBatch) Send() error                     { b.c.inserts = append(b.c.inserts, b.rows); return nil }
+func (b *recordingBatch) Send() error {
+	b.c.mu.Lock()
+	b.c.attempts++
+	hold, failing := b.c.hold, b.c.failing
+	b.c.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		}
+	}
+	if failing {
+		return errors.New("clickhouse is down")
+	}
+	b.c.mu.Lock()
+	defer b.c.mu.Unlock()
+	b.c.inserts = append(b.c.inserts, b.rows)
+	return nil
+}
 func (b *recordingBatch) Close() error                    { return nil }
 func (b *recordingBatch) Columns() []column.Interface     { return nil }
 
@@ -628,18 +660,111 @@ func TestPollOfBatchesKeepsBounds(t *testing.T) {
 	s.mu.Lock()
 	err = s.process(context.Background(), fetches)
 	maxBuffered = max(maxBuffered, s.buffered)
+	if err == nil {
+		err = s.waitFor(context.Background(), func() bool { return s.flying == 0 })
+	}
 	s.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
 	total := 0
-	for _, n := range conn.inserts {
+	inserts := conn.got()
+	for _, n := range inserts {
 		if n > cfg.BatchRows+100 {
 			t.Errorf("an insert of %d rows (batch_rows %d, 100 rows per record)", n, cfg.BatchRows)
 		}
 		total += n
 	}
-	if len(conn.inserts) == 0 || total+s.buffered != 5000 || maxBuffered > cfg.MaxBufferedRows+100 {
-		t.Fatalf("inserts %v + %d buffered, want 5000 rows in inserts of about %d", conn.inserts, s.buffered, cfg.BatchRows)
+	if len(inserts) == 0 || total+s.buffered != 5000 || maxBuffered > cfg.MaxBufferedRows+100 {
+		t.Fatalf("inserts %v + %d buffered, want 5000 rows in inserts of about %d", inserts, s.buffered, cfg.BatchRows)
+	}
+}
+
+// TestFlights follows a table's batches through pipelined inserts: the
+// commit point holds at a batch in the air while the next one fills, moves
+// when it lands, and a batch whose flight dies (ClickHouse down until the
+// revoke bound) is dropped and re-read from its first offset; while the
+// breaker is open only one flight at a time probes.
+func TestFlights(t *testing.T) {
+	s, _ := harness(t)
+	s.cfg.RetryBackoff, s.cfg.RetryBackoffMax = config.Duration(time.Millisecond), config.Duration(5*time.Millisecond)
+	s.brk = breaker{base: time.Millisecond, max: 5 * time.Millisecond, cooldown: 20 * time.Millisecond, threshold: 3}
+	conn := &recordingConn{hold: make(chan struct{})}
+	s.conn = conn
+	ctx := context.Background()
+	pv := partKey{topics.Vitals, 0}
+	vit := s.table(chschema.TVitals)
+	point := func() int64 {
+		t.Helper()
+		off, ok := s.commitPoint(pv)
+		if !ok {
+			t.Fatal("no commit point")
+		}
+		return off
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, off := range []int64{10, 11} {
+		if err := s.record(ctx, rec(t, topics.Vitals, 0, off, vitalsMsg(fmt.Sprint("v", off)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.launch(vit)
+	if vit.rows != 0 || vit.fl == nil || vit.fl.b.rows != 2 || s.buffered != 2 {
+		t.Fatalf("after launch: filling %d rows, flight %v, buffered %d", vit.rows, vit.fl, s.buffered)
+	}
+	if err := s.record(ctx, rec(t, topics.Vitals, 0, 12, vitalsMsg("v12"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := point(); got != 10 {
+		t.Fatalf("commit point %d with offsets 10-11 in the air, want 10", got)
+	}
+	if c := vit.cols[1].(*strCol); vit.rows != 1 || c.at(0) != "v12" {
+		t.Fatalf("filling batch %d rows %v, want v12 alone", vit.rows, c.strings())
+	}
+	// Not due: the landing leaves the next batch filling.
+	s.cfg.BatchAge = config.Duration(time.Hour)
+	s.mu.Unlock() // the flight takes it
+	conn.hold <- struct{}{}
+	s.mu.Lock()
+	if err := s.waitFor(ctx, func() bool { return s.flying == 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if got := point(); got != 12 || vit.fl != nil || vit.spare == nil || s.buffered != 1 {
+		t.Fatalf("after landing: commit point %d (want 12), flight %v, buffered %d", got, vit.fl, s.buffered)
+	}
+	if got := conn.got(); !reflect.DeepEqual(got, []int{2}) {
+		t.Fatalf("inserts %v, want [2]", got)
+	}
+
+	// ClickHouse down: the flight retries until the revoke bound ends,
+	// dies, and dropAll rewinds to its first offset.
+	conn.mu.Lock()
+	conn.hold, conn.failing = nil, true
+	conn.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err := s.settle(rctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("settle with clickhouse down = %v, want the deadline", err)
+	}
+	s.abort()
+	if vit.fl == nil || !vit.fl.dead || s.flying != 0 || point() != 12 {
+		t.Fatalf("after abort: flight %v flying %d commit point %d", vit.fl, s.flying, point())
+	}
+	conn.mu.Lock()
+	attempts := conn.attempts
+	conn.mu.Unlock()
+	// 300 ms at 20 ms per probe once the breaker opened: about 15, never
+	// one per millisecond backoff.
+	if attempts < 4 || attempts > 25 {
+		t.Errorf("%d attempts in 300 ms with a 20 ms breaker cooldown", attempts)
+	}
+	if !s.brk.open() {
+		t.Errorf("breaker closed after %d failures", s.brk.failures)
+	}
+	s.dropAll()
+	if s.rewind[pv] != 12 || s.buffered != 0 || vit.fl != nil || vit.rows != 0 {
+		t.Fatalf("after dropAll: rewind %v buffered %d flight %v rows %d", s.rewind, s.buffered, vit.fl, vit.rows)
 	}
 }
