@@ -40,6 +40,11 @@ type Config struct {
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// FetchMaxBytes bounds one fetch response (default 16 MiB).
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// SerialInserts makes the loop wait for every insert before it fetches
+	// and fills more (the sink's behaviour before pipelined inserts,
+	// flight.go): fewer, larger inserts when the machine is saturated, at
+	// a higher latency otherwise. Default false.
+	SerialInserts bool `yaml:"serial_inserts"`
 	// Compression of insert blocks on the wire: lz4 (default), zstd or
 	// none (loopback: saves the sink's CPU).
 	Compression string `yaml:"compression"`

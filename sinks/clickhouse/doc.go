@@ -14,18 +14,25 @@
 //     batch_age). Offsets are marked for commit only after Send returned
 //     nil, and only up to the lowest offset still pending in any table's
 //     batch (a partition's records can feed several tables).
-//   - When several tables' batches are due together, their first insert
-//     attempts run in parallel (up to 4), so a cycle takes about the
-//     slowest insert rather than their sum; each insert's context outlives
-//     its Send by a few seconds (insertContext: a clickhouse-go race).
+//   - Inserts are pipelined (flight.go): a due batch is detached and
+//     inserted by a goroutine of its own while the loop fetches and fills
+//     the table's next batch; one insert per table at a time (order kept),
+//     at most 4 at once. A partition's commit point also stops at batches
+//     in the air. serial_inserts makes the loop wait for every insert
+//     instead. Each insert's context outlives its Send by a few seconds
+//     (insertContext: a clickhouse-go race).
 //   - A failed insert is retried with exponential backoff and jitter; after
 //     breaker_failures consecutive failures the circuit breaker opens,
 //     fetching is paused (PauseFetchTopics) and one probe insert is tried
-//     per breaker_cooldown. Memory stays bounded by max_buffered_rows plus
-//     the fetch buffer: nothing more is polled while a batch waits.
-//   - On a rebalance, revoked partitions are flushed and committed before
-//     they move; if ClickHouse is failing then, the batches are dropped
-//     uncommitted and re-read (by the new owner, or by us after a rewind).
+//     per breaker_cooldown. Memory stays bounded by max_buffered_rows (rows
+//     filling and in the air) plus the fetch buffer: a table whose next
+//     batch is full waits for its insert, and the loop waits for landings
+//     while max_buffered_rows are held.
+//   - On a rebalance, every batch (filling and in the air) is inserted and
+//     committed before the revoked partitions move, within
+//     revoke_flush_timeout; if ClickHouse is failing then, the batches are
+//     dropped uncommitted and re-read (by the new owner, or by us after a
+//     rewind).
 //   - A record that cannot be decoded or converted (no event id, bad date,
 //     no partition key) goes to the dead-letter topic with its reason; a
 //     broken dead letter goes straight to the dead_letters table.

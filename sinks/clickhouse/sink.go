@@ -709,11 +709,19 @@ func (s *Sink) flushDue(ctx context.Context) error {
 			s.launch(tb)
 			continue
 		}
+		if s.cfg.SerialInserts {
+			continue // waited for below
+		}
 		if tb.rows >= s.cfg.BatchRows {
 			f := tb.fl
 			if err := s.waitFor(ctx, func() bool { return tb.fl != f || f.dead }); err != nil {
 				return err
 			}
+		}
+	}
+	if s.cfg.SerialInserts {
+		if err := s.waitFor(ctx, func() bool { return s.flying == 0 }); err != nil {
+			return err
 		}
 	}
 	for s.buffered >= s.cfg.MaxBufferedRows {

@@ -606,8 +606,8 @@ func (b *recordingBatch) Send() error {
 	b.c.inserts = append(b.c.inserts, b.rows)
 	return nil
 }
-func (b *recordingBatch) Close() error                    { return nil }
-func (b *recordingBatch) Columns() []column.Interface     { return nil }
+func (b *recordingBatch) Close() error                { return nil }
+func (b *recordingBatch) Columns() []column.Interface { return nil }
 
 type recordingColumn struct {
 	b *recordingBatch
@@ -627,10 +627,17 @@ func (c recordingColumn) AppendRow(any) error { return nil }
 // batch_rows by more than one record's rows and the buffered rows never
 // exceed max_buffered_rows by more than that either.
 func TestPollOfBatchesKeepsBounds(t *testing.T) {
+	for _, serial := range []bool{false, true} {
+		t.Run(fmt.Sprint("serial=", serial), func(t *testing.T) { pollOfBatches(t, serial) })
+	}
+}
+
+func pollOfBatches(t *testing.T, serial bool) {
 	root := config.Default()
 	cfg := DefaultConfig()
 	cfg.Topics = []string{topics.VitalsBatches}
 	cfg.BatchRows, cfg.MaxBufferedRows = 250, 1000
+	cfg.SerialInserts = serial
 	s, err := New(&root, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -660,6 +667,9 @@ func TestPollOfBatchesKeepsBounds(t *testing.T) {
 	s.mu.Lock()
 	err = s.process(context.Background(), fetches)
 	maxBuffered = max(maxBuffered, s.buffered)
+	if serial && s.flying != 0 {
+		t.Errorf("serial_inserts: %d inserts in the air after the poll", s.flying)
+	}
 	if err == nil {
 		err = s.waitFor(context.Background(), func() bool { return s.flying == 0 })
 	}
