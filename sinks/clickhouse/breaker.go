@@ -9,7 +9,7 @@ import (
 // backoff. While closed, a failed insert is retried after a backoff that
 // doubles from base to max; after threshold consecutive failures it opens,
 // and then only one probe insert is tried per cooldown until one succeeds.
-// It is not safe for concurrent use (the sink's loop owns it).
+// It is not safe for concurrent use (the sink's flights use it under s.mu).
 type breaker struct {
 	base, max, cooldown time.Duration
 	threshold           int

@@ -27,10 +27,11 @@ type Config struct {
 	// (default 1s). Low-volume tables therefore write at most one part per
 	// BatchAge, never one per record.
 	BatchAge config.Duration `yaml:"batch_age"`
-	// MaxBufferedRows bounds the rows held across all tables (default
-	// 400000); when reached the largest batches are flushed first. While a
-	// flush waits for ClickHouse nothing more is fetched (partitions are
-	// paused), so memory stays bounded by this and the fetch buffer.
+	// MaxBufferedRows bounds the rows held across all tables, filling and
+	// being inserted (default 400000); when reached the largest batches
+	// are inserted first and the sink waits for inserts to land before it
+	// converts more; while ClickHouse fails, fetching is paused (the
+	// breaker), so memory stays bounded by this and the fetch buffer.
 	MaxBufferedRows int `yaml:"max_buffered_rows"`
 	// SessionTimeout is the consumer group session timeout (default 15s):
 	// how long a crashed replica's partitions wait before the group hands
