@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/internal/config"
@@ -22,12 +22,17 @@ import (
 )
 
 // brokerBench preloads records into a fresh topic set on the real broker,
-// then runs one processors instance (only group) and counts the records it
-// writes to out until want arrived. It reports events/s (wall) and
-// events/cpu-s: the whole test process's CPU time (goka, sarama, our code,
-// GC, and the counting consumer), which is the per-core figure on a shared
-// machine.
-func brokerBench(b *testing.B, group string, out string, clock time.Time, preload func(prefix string) (recs []*kgo.Record, events int), want func(n int) int, progress func(*kgo.Record) int64) {
+// then runs one processors instance (only group) until it has written at
+// least minOut records to out and then nothing more for 2 s, watching the
+// topic's end offsets (a ListOffsets request every 20 ms, not a consumer:
+// fetching, decompressing and decoding every output in the same process
+// cost the measured role a tenth or more of its CPU). It reports events/s
+// (wall) and events/cpu-s: the whole test process's CPU time (goka, sarama,
+// our code, GC) from the first output to the last, which is the per-core
+// figure on a shared machine. Afterwards, outside the measured window, it reads the outputs
+// back and requires that progress counts want of them: a run that paused
+// for 2 s before its end fails instead of reporting a rate.
+func brokerBench(b *testing.B, group string, out string, clock time.Time, preload func(prefix string) (recs []*kgo.Record, events int), minOut func(events int) int64, want func(n int) int, progress func(*kgo.Record) int64) {
 	svc := testutil.Integration(b)
 	prefix := testutil.Unique(b, "wsbench") + "."
 	root := config.Default()
@@ -66,52 +71,76 @@ func brokerBench(b *testing.B, group string, out string, clock time.Time, preloa
 		}
 	}
 	cl.Close()
-	n := want(events)
-	var got atomic.Int64
-	var firstCPU, firstAt atomic.Int64
-	done := make(chan struct{})
+	// The run is over when at least minRecs outputs were written and no
+	// more came for quiet; reading them back afterwards proves it.
+	minRecs := minOut(events)
+	const quiet = 2 * time.Second
+	adm, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer adm.Close()
+	written := func() int64 {
+		ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, prefix+out)
+		if err != nil || ends.Error() != nil {
+			return 0
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		return n
+	}
+	b.ResetTimer()
+	cpu0, t0 := cpu.Time(), time.Now()
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(ctx) }()
+	var firstCPU, lastCPU time.Duration
+	var firstAt, lastAt time.Time
+	deadline := time.After(5 * time.Minute)
+	var got int64
+	for got < minRecs || time.Since(lastAt) < quiet {
+		select {
+		case err := <-rdone:
+			b.Fatalf("role stopped: %v", err)
+		case <-deadline:
+			b.Fatalf("%d output records after 5 minutes, want at least %d", got, minRecs)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := written(); n != got {
+			got, lastCPU, lastAt = n, cpu.Time(), time.Now()
+			if firstAt.IsZero() {
+				firstCPU, firstAt = lastCPU, lastAt
+			}
+		} else if got > 0 && got < minRecs && time.Since(lastAt) > 30*time.Second {
+			b.Fatalf("output stalled at %d records, want at least %d", got, minRecs)
+		}
+	}
+	wall, used := lastAt.Sub(t0), lastCPU-cpu0
+	// Steady state: from the first result to the last, so that group
+	// start-up (topic creation, group join, table recovery) is left out.
+	sWall, sCPU := lastAt.Sub(firstAt), lastCPU-firstCPU
+	b.StopTimer()
+	b.ReportMetric(float64(events)/sWall.Seconds(), "events/s")
+	b.ReportMetric(float64(events)/sCPU.Seconds(), "events/cpu-s")
+	b.Logf("%s: %d input events in %d records -> %d output records; steady state %v wall, %v CPU; with start-up %v wall, %v CPU",
+		group, events, len(recs), got, sWall.Round(time.Millisecond), sCPU.Round(time.Millisecond), wall.Round(time.Millisecond), used.Round(time.Millisecond))
+	cancel()
+	<-rdone
+
+	// Read the outputs back: they must be what the benchmark counts.
 	cons, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ConsumeTopics(prefix+out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cons.Close()
-	go func() {
-		for ctx.Err() == nil {
-			fs := cons.PollFetches(ctx)
-			fs.EachRecord(func(r *kgo.Record) { got.Add(progress(r)) })
-			if got.Load() > 0 && firstAt.Load() == 0 {
-				firstCPU.Store(int64(cpu.Time()))
-				firstAt.Store(time.Now().UnixNano())
-			}
-			if got.Load() >= int64(n) {
-				close(done)
-				return
-			}
-		}
-	}()
-	b.ResetTimer()
-	cpu0, t0 := cpu.Time(), time.Now()
-	rdone := make(chan error, 1)
-	go func() { rdone <- r.Run(ctx) }()
-	select {
-	case <-done:
-	case err := <-rdone:
-		b.Fatalf("role stopped: %v", err)
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("only %d of %d output records after 5 minutes", got.Load(), n)
+	vctx, vcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer vcancel()
+	var read, counted int64
+	for read < got && vctx.Err() == nil {
+		cons.PollFetches(vctx).EachRecord(func(r *kgo.Record) { read++; counted += progress(r) })
 	}
-	wall, used := time.Since(t0), cpu.Time()-cpu0
-	b.StopTimer()
-	// Steady state: from the first result to the last, so that group
-	// start-up (topic creation, group join, table recovery) is left out.
-	sWall := time.Since(time.Unix(0, firstAt.Load()))
-	sCPU := cpu.Time() - time.Duration(firstCPU.Load())
-	b.ReportMetric(float64(events)/sWall.Seconds(), "events/s")
-	b.ReportMetric(float64(events)/sCPU.Seconds(), "events/cpu-s")
-	b.Logf("%s: %d input events in %d records -> %d results; steady state %v wall, %v CPU; with start-up %v wall, %v CPU",
-		group, events, len(recs), got.Load(), sWall.Round(time.Millisecond), sCPU.Round(time.Millisecond), wall.Round(time.Millisecond), used.Round(time.Millisecond))
-	cancel()
-	<-rdone
+	if n := int64(want(events)); read != got || counted != n {
+		b.Fatalf("read back %d of %d output records, counting %d, want %d", read, got, counted, n)
+	}
 }
 
 // BenchmarkIntegrationVitalsPath: 200k vitals readings from 500 monitors
@@ -126,7 +155,7 @@ func BenchmarkIntegrationVitalsPath(b *testing.B) {
 			recs = append(recs, &kgo.Record{Topic: prefix + topics.Vitals, Key: []byte(v.DeviceId), Value: bs})
 		}
 		return recs, n
-	}, func(n int) int { return n }, func(*kgo.Record) int64 { return 1 })
+	}, func(n int) int64 { return int64(n) }, func(n int) int { return n }, func(*kgo.Record) int64 { return 1 })
 }
 
 // BenchmarkIntegrationVitalsBatchPath: the same kind of readings as
@@ -153,7 +182,7 @@ func BenchmarkIntegrationVitalsBatchPath(b *testing.B) {
 			}
 		}
 		return recs, n
-	}, func(n int) int { return n }, func(r *kgo.Record) int64 {
+	}, func(n int) int64 { return int64(n / 100) }, func(n int) int { return n }, func(r *kgo.Record) int64 {
 		var sb pb.AnomalyScoreBatch
 		if codec.Unmarshal(r.Value, &sb) != nil {
 			return 0
@@ -223,7 +252,7 @@ func adherenceBench(b *testing.B, from, clock time.Time) {
 			}
 		}
 		return recs, len(recs)
-	}, func(n int) int { return n - 20000 }, takenDoses())
+	}, func(n int) int64 { return int64(n - 20000) } /* at least an outcome per intake */, func(n int) int { return n - 20000 }, takenDoses())
 }
 
 // takenDoses counts doses whose latest outcome is taken (not EXTRA).
