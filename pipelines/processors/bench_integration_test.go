@@ -14,6 +14,7 @@ import (
 	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/internal/runtime"
 	"github.com/wardstream/wardstream/internal/testutil"
+	"github.com/wardstream/wardstream/pipelines/alerts"
 	"github.com/wardstream/wardstream/pipelines/internal/cpu"
 	"github.com/wardstream/wardstream/pipelines/processors"
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -276,4 +277,40 @@ func takenDoses() func(*kgo.Record) int64 {
 		}
 		return 0
 	}
+}
+
+// BenchmarkIntegrationAlertsPath: the alerts group's lifecycle on the real
+// broker. 50,000 alerts (the seed's kinds: missed doses, vitals, pump
+// failures), each requested OPEN, requested OPEN again while open
+// (suppressed: no output) and RESOLVED: 150k requests, 100k alert records
+// out (raised, resolved). Events are requests.
+func BenchmarkIntegrationAlertsPath(b *testing.B) {
+	type kind struct {
+		t       pb.AlertType
+		p       pb.Priority
+		subject string
+	}
+	kinds := []kind{{pb.AlertType_MISSED_DOSE, pb.Priority_HIGH, alerts.SubjectPatient}, {pb.AlertType_VITALS_WARNING, pb.Priority_MEDIUM, alerts.SubjectPatient},
+		{pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, alerts.SubjectDevice}}
+	brokerBench(b, processors.GroupAlerts, topics.Alerts, benchNow, func(prefix string) ([]*kgo.Record, int) {
+		const n = 50_000
+		topic := prefix + processors.DefaultConfig().AlertRequestsTopic
+		var recs []*kgo.Record
+		for _, state := range []pb.AlertState{pb.AlertState_OPEN, pb.AlertState_OPEN, pb.AlertState_RESOLVED} {
+			for i := 0; i < n; i++ {
+				k := kinds[i%len(kinds)]
+				at := benchNow.Add(time.Duration(i) * time.Millisecond)
+				req := alerts.Request("bench", k.t, k.p, state, k.subject, fmt.Sprintf("s-%d", i%5000), at.Format("2006-01-02T15:04:05.000"), at, at)
+				bs, _ := codec.Marshal(req)
+				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(req.AlertId), Value: bs})
+			}
+		}
+		return recs, len(recs)
+	}, func(n int) int64 { return int64(n) * 2 / 3 }, func(n int) int { return n / 3 }, func(r *kgo.Record) int64 {
+		var a pb.Alert
+		if codec.Unmarshal(r.Value, &a) != nil || a.State != pb.AlertState_RESOLVED {
+			return 0
+		}
+		return 1
+	})
 }
