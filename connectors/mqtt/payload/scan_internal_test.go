@@ -1,0 +1,113 @@
+package payload
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestScanStrWords holds scanStr's 8-bytes-at-a-time scan to the byte loop
+// (strStop): every byte value at every position of strings around the word
+// size, after runs of other plain and stop bytes.
+func TestScanStrWords(t *testing.T) {
+	byteLoop := func(d []byte) (int, bool) {
+		i := 1
+		for i < len(d) && !strStop[d[i]] {
+			i++
+		}
+		return i, i < len(d) && d[i] == '"'
+	}
+	for n := 1; n <= 20; n++ {
+		for pos := range n {
+			for c := range 256 {
+				for _, fill := range []byte{'a', '~', ' ', 0x7f} {
+					d := make([]byte, 0, n+2)
+					d = append(d, '"')
+					for j := range n {
+						if j == pos {
+							d = append(d, byte(c))
+						} else {
+							d = append(d, fill)
+						}
+					}
+					for _, tail := range [][]byte{nil, {'"'}, {'"', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x'}} {
+						dd := append(d[:len(d):len(d)], tail...)
+						wantEnd, wantOK := byteLoop(dd)
+						end, ok := scanStr(dd, 0)
+						if ok != wantOK || ok && end != wantEnd {
+							t.Fatalf("scanStr(%q) = %d, %v; the byte loop %d, %v", dd, end, ok, wantEnd, wantOK)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestFloatFastPath holds the scanner's short-number conversion to
+// strconv.ParseFloat, bit for bit, on the forms devices send and on random
+// decimals of up to 15 digits (and a few past the fast path's limits).
+func TestFloatFastPath(t *testing.T) {
+	cases := []string{"0", "-0", "0.0", "-0.0", "1", "36.8", "97.5", "0.1", "0.3", "-12.25", "999999999999999", "99999999999999.9",
+		"0.000000000000001", "9007199254740993", "1234567890123456", "1e2", "1.5E-3", "123456789012345678901234567890", "4.9e-324", "1e400"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		digits := 1 + r.IntN(17)
+		b := []byte{}
+		if r.IntN(4) == 0 {
+			b = append(b, '-')
+		}
+		b = append(b, byte('1'+r.IntN(9)))
+		for range digits - 1 {
+			b = append(b, byte('0'+r.IntN(10)))
+		}
+		if p := r.IntN(digits); p > 0 { // JSON: digits on both sides of a point
+			b = append(b[:len(b)-p], append([]byte{'.'}, b[len(b)-p:]...)...)
+		}
+		cases = append(cases, string(b), "0."+string(b[len(b)-1:]))
+	}
+	for _, c := range cases {
+		want, werr := strconv.ParseFloat(c, 64)
+		s := scanner{d: []byte(c)}
+		got, ok := s.float64()
+		if ok != (werr == nil) || ok && math.Float64bits(got) != math.Float64bits(want) || ok && s.i != len(c) {
+			t.Fatalf("%s: %v (%x), %v; ParseFloat %v (%x), %v", c, got, math.Float64bits(got), ok, want, math.Float64bits(want), werr)
+		}
+	}
+}
+
+// TestKeyPatterns: a guessed key matches exactly its key followed by a
+// quote.
+func TestKeyPatterns(t *testing.T) {
+	names := map[int]string{xBPSystolic: "systolic", xBPDiastolic: "diastolic"}
+	all := []string{"heartRate", "systolicBp", "diastolicBp", "systolic", "diastolic", "spo2", "oxygenSaturation",
+		"temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate", "batteryLevel", "deviceBattery",
+		"severity", "messageId", "eventId", "id", "deviceId", "patientId", "deviceType", "tenant", "type", "ward", "alertType",
+		"message", "quality", "timestamp", "bloodPressure"}
+	for _, k := range all {
+		names[readingKey([]byte(k))] = k
+	}
+	for id, kp := range keyPatterns {
+		if kp.n == 0 {
+			if len(names[id]) < 16 {
+				t.Errorf("%s is not guessed", names[id])
+			}
+			continue
+		}
+		for _, name := range append(all, "", "Id", "heartrate", "spo") {
+			for _, after := range []string{`":1,"zzzzzzzzzzzzzzzzz`, `x":1,"zzzzzzzzzzzzzzz`, `Bp":1,"zzzzzzzzzzzzz`, `\u0041":1,"zzzzzzzzz`} {
+				d := []byte(`"` + name + after)
+				s := scanner{d: d}
+				k, guessed, _, ok := s.nextKey(true, &keyPatterns[id])
+				end, wantOK := scanStr(d, 0)
+				if ok != wantOK || ok && string(k) != string(d[1:end]) {
+					t.Fatalf("%q: key %q, %v; want %q", d, k, ok, d[1:end])
+				}
+				if want := ok && string(k) == names[id]; guessed != want {
+					t.Errorf("%q with guess %s: guessed %v, want %v", d, names[id], guessed, want)
+				}
+			}
+		}
+	}
+}
