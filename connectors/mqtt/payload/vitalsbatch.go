@@ -312,10 +312,16 @@ type encoder struct {
 	metaTail, deviceField, devTypeField, batchIDField []byte
 	kindFields                                        [3][]byte
 
-	// present holds the encoded present entries for the fields in
-	// presentMask (bits as in reading's present), the last set encoded.
-	present     []byte
-	presentMask uint32
+	// mid is, by kind, what follows Meta's event time up to the values
+	// for a reading without device type or patient: metaTail, deviceField,
+	// devTypeField and the kind's field.
+	mid [3][]byte
+	// tail is batchIDField and the present entries of the fields in
+	// tailMask (bits as in reading's present), the last set encoded
+	// (tailValid: in this batch).
+	tail      []byte
+	tailMask  uint32
+	tailValid bool
 
 	n       int   // readings so far
 	firstTS int64 // the first reading's event time
@@ -479,7 +485,9 @@ func (e *encoder) start(src Source, o Options, device, batchID, tenant []byte) {
 	e.batchIDField = appendBytesField(e.batchIDField[:0], fVBatchID, batchID)
 	for i, k := range kindNames {
 		e.kindFields[i] = appendStringField(e.kindFields[i][:0], fVKind, k)
+		e.mid[i] = append(append(append(append(e.mid[i][:0], e.metaTail...), e.deviceField...), e.devTypeField...), e.kindFields[i]...)
 	}
+	e.tailValid = false
 }
 
 // messages reads the batch's messages array, encoding each reading.
@@ -562,28 +570,30 @@ func (e *encoder) reading(s *scanner, src Source, o Options) bool {
 	}
 
 	// The entry, written in place: the lengths of the reading and of its
-	// Meta are reserved (2 bytes and 1, the usual sizes) and filled in by
-	// endLen once the contents are written.
-	b := e.readings
-	b = appendTag(b, fBReadings, protowire.BytesType)
-	at := len(b)
-	b = append(b, 0, 0)
-	b = appendTag(b, fMeta, protowire.BytesType)
-	metaAt := len(b)
-	b = append(b, 0)
+	// Meta are reserved (2 bytes and 1, the usual sizes) and filled in
+	// once the contents are written.
+	b := append(e.readings, entryHead[:]...)
+	at, metaAt := len(b)-4, len(b)-1
 	b = appendBytesField(b, fMetaTenant, tenant)
 	b = appendBytesField(b, fMetaEventID, evID)
 	b = appendIntField(b, fMetaEventMs, r.ts)
-	b = append(b, e.metaTail...)
-	b = endLen(b, metaAt, 1)
-	b = append(b, e.deviceField...)
-	if len(r.devType) > 0 {
-		b = appendBytesField(b, fVDeviceType, r.devType)
+	if metaLen := len(b) - metaAt - 1 + len(e.metaTail); metaLen < 0x80 && len(r.devType) == 0 && len(r.patientID) == 0 {
+		// The usual reading: Meta's length fits its byte, and all that
+		// follows up to the values is the batch's, in one piece.
+		b[metaAt] = byte(metaLen)
+		b = append(b, e.mid[kind]...)
 	} else {
-		b = append(b, e.devTypeField...)
+		b = append(b, e.metaTail...)
+		b = endLen(b, metaAt, 1)
+		b = append(b, e.deviceField...)
+		if len(r.devType) > 0 {
+			b = appendBytesField(b, fVDeviceType, r.devType)
+		} else {
+			b = append(b, e.devTypeField...)
+		}
+		b = appendBytesField(b, fVPatientID, r.patientID)
+		b = append(b, e.kindFields[kind]...)
 	}
-	b = appendBytesField(b, fVPatientID, r.patientID)
-	b = append(b, e.kindFields[kind]...)
 	var present uint32 // bit j: vitalNames[j] present; bit len(vitalNames): severity
 	for j := range vitalNames {
 		if m := r.set & vitalMasks[j]; m != 0 {
@@ -598,25 +608,34 @@ func (e *encoder) reading(s *scanner, src Source, o Options) bool {
 		}
 		present |= 1 << len(vitalNames)
 	}
-	b = appendBytesField(b, fVAlertType, r.alertType)
-	b = appendBytesField(b, fVMessage, r.message)
-	b = appendBytesField(b, fVQuality, r.quality)
-	b = append(b, e.batchIDField...)
-	b = appendBytesField(b, fVWard, r.ward)
-	if present != e.presentMask || e.present == nil {
-		// A batch's readings mostly have the same fields: their present
-		// entries are built once and appended in one piece.
-		e.present = e.present[:0]
+	if !e.tailValid || present != e.tailMask {
+		// A batch's readings mostly have the same fields: batch_id and
+		// their present entries are built once and appended in one piece.
+		e.tail = append(e.tail[:0], e.batchIDField...)
 		for m := present; m != 0; m &= m - 1 {
-			e.present = append(e.present, presentFields[bits.TrailingZeros32(m)]...)
+			e.tail = append(e.tail, presentFields[bits.TrailingZeros32(m)]...)
 		}
-		e.presentMask = present
+		e.tailMask, e.tailValid = present, true
 	}
-	b = append(b, e.present...)
+	if len(r.alertType)|len(r.message)|len(r.quality)|len(r.ward) == 0 {
+		b = append(b, e.tail...)
+	} else {
+		b = appendBytesField(b, fVAlertType, r.alertType)
+		b = appendBytesField(b, fVMessage, r.message)
+		b = appendBytesField(b, fVQuality, r.quality)
+		b = append(b, e.batchIDField...)
+		b = appendBytesField(b, fVWard, r.ward)
+		b = append(b, e.tail[len(e.batchIDField):]...)
+	}
 	e.readings = endLen(b, at, 2)
 	e.n++
 	return true
 }
+
+// entryHead starts a readings entry: its tag, two bytes for its length,
+// Meta's tag and a byte for Meta's length (field numbers below 16: one-byte
+// tags).
+var entryHead = [5]byte{byte(protowire.EncodeTag(fBReadings, protowire.BytesType)), 0, 0, byte(protowire.EncodeTag(fMeta, protowire.BytesType)), 0}
 
 // endLen fills in the length prefix reserved at b[at:at+reserved] for the
 // bytes after it, as the minimal varint protobuf writes, moving those bytes
@@ -639,24 +658,31 @@ func endLen(b []byte, at, reserved int) []byte {
 // nextKey moves to the next key of the object whose '{' the scanner has
 // passed (first: nothing read since) and returns it with the scanner at its
 // value; done: the object ended, ok=false: not JSON; guessed: the key is
-// guess's (see guesses; nil guesses nothing). It is object's loop without the
-// callback, for the per-reading path where a closure call per field showed
-// in profiles, and it keeps its position in a local.
+// guess's (see guesses; nil guesses nothing). It is object's loop without
+// the callback, for the per-reading path where a closure call per field
+// showed in profiles.
 func (s *scanner) nextKey(first bool, guess *keyPattern) (k []byte, guessed, done, ok bool) {
-	d := s.d
-	i := skipWS(d, s.i)
+	k, s.i, guessed, done, ok = keyAt(s.d, s.i, first, guess)
+	return k, guessed, done, ok
+}
+
+// keyAt is nextKey on a position: it returns the position of the value (or
+// after the '}'). The reading loop keeps its position in a local and calls
+// this and numberAt, where the scanner's methods each stored s.i for the
+// next to load again: a store-to-load wait on every step.
+func keyAt(d []byte, i int, first bool, guess *keyPattern) (k []byte, next int, guessed, done, ok bool) {
+	i = skipWS(d, i)
 	if i >= len(d) {
-		return nil, false, false, false
+		return nil, 0, false, false, false
 	}
 	switch c := d[i]; {
 	case c == '}':
-		s.i = i + 1
-		return nil, false, true, true
+		return nil, i + 1, false, true, true
 	case first:
 	case c == ',':
 		i = skipWS(d, i+1)
 	default:
-		return nil, false, false, false
+		return nil, 0, false, false, false
 	}
 	// The guess is right when a quote, the guessed key (letters only, so
 	// scanStr would not stop inside it) and a quote follow.
@@ -669,16 +695,15 @@ func (s *scanner) nextKey(first bool, guess *keyPattern) (k []byte, guessed, don
 	}
 	if !guessed {
 		if end, ok = scanStr(d, i); !ok {
-			return nil, false, false, false
+			return nil, 0, false, false, false
 		}
 	}
 	k = d[i+1 : end]
 	i = skipWS(d, end+1)
 	if i >= len(d) || d[i] != ':' {
-		return nil, false, false, false
+		return nil, 0, false, false, false
 	}
-	s.i = skipWS(d, i+1)
-	return k, guessed, false, true
+	return k, skipWS(d, i+1), guessed, false, true
 }
 
 // reading decodes one batched message into r, accepting only the keys a
@@ -686,16 +711,19 @@ func (s *scanner) nextKey(first bool, guess *keyPattern) (k []byte, guessed, don
 // the general path, as do values of the wrong type (body's rules: null
 // clears pointers and leaves strings and ids alone).
 func (s *scanner) reading(r *reading, g *guesses) bool {
-	if s.peek() != '{' {
+	d, i := s.d, s.i
+	if i >= len(d) || d[i] != '{' {
 		return false
 	}
-	s.i++
+	i++
 	for p := 0; ; p++ {
-		k, guessed, done, ok := s.nextKey(p == 0, guess(g.reading[:], p))
+		k, next, guessed, done, ok := keyAt(d, i, p == 0, guess(g.reading[:], p))
 		if !ok {
 			return false
 		}
+		i = next
 		if done {
+			s.i = i
 			return true
 		}
 		var x int
@@ -705,9 +733,22 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 			x = readingKey(k)
 			remember(g.reading[:], p, x)
 		}
+		if x >= 0 && x < nSlots && i < len(d) && d[i] != 'n' {
+			// A number (most values): slot's work, in place.
+			f, next, ok := floatAt(d, i)
+			if !ok {
+				return false
+			}
+			r.f[x] = f
+			r.set |= 1 << x
+			i = next
+			continue
+		}
+		s.i = i
 		if !s.readingField(r, k, x, g) {
 			return false
 		}
+		i = s.i
 	}
 }
 
@@ -770,10 +811,11 @@ func (s *scanner) timestamp(r *reading) bool {
 			return false
 		}
 	} else {
-		mant, frac, neg, short, ok := s.number()
+		next, mant, frac, neg, short, ok := numberAt(s.d, s.i)
 		if !ok {
 			return false
 		}
+		s.i = next
 		if short && !neg && frac == 0 {
 			// epochMs without its string: an integer of at most 15
 			// digits is exact in float64 and in int64.
@@ -840,14 +882,13 @@ func (s *scanner) bloodPressure(r *reading, g []int8) bool {
 	}
 }
 
-// number reads a number in JSON's grammar, converting its digits on the
-// way (num and a second pass over the text were a fifth of the time). When
-// short (at most 15 digits, no exponent), mant is its digits as an integer,
-// the point left out, and frac the count of those after the point; the
-// text is s.d from where it started to s.i. The results are plain values,
-// not a struct, so that they stay in registers.
-func (s *scanner) number() (mant uint64, frac int, neg, short, ok bool) {
-	d, i := s.d, s.i
+// numberAt reads the number at d[i] in JSON's grammar and returns the
+// position after it, converting its digits on the way (num and a second
+// pass over the text were a fifth of the time). When short (at most 15
+// digits, no exponent), mant is its digits as an integer, the point left
+// out, and frac the count of those after the point. The results are plain
+// values, not a struct, so that they stay in registers.
+func numberAt(d []byte, i int) (next int, mant uint64, frac int, neg, short, ok bool) {
 	if i < len(d) && d[i] == '-' {
 		neg = true
 		i++
@@ -864,12 +905,12 @@ func (s *scanner) number() (mant uint64, frac int, neg, short, ok bool) {
 			i++
 		}
 	default:
-		return 0, 0, false, false, false
+		return 0, 0, 0, false, false, false
 	}
 	if i < len(d) && d[i] == '.' {
 		i++
 		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return 0, 0, false, false, false
+			return 0, 0, 0, false, false, false
 		}
 		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
 			mant = mant*10 + uint64(d[i]-'0')
@@ -886,22 +927,22 @@ func (s *scanner) number() (mant uint64, frac int, neg, short, ok bool) {
 			i++
 		}
 		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return 0, 0, false, false, false
+			return 0, 0, 0, false, false, false
 		}
 		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
 			i++
 		}
 	}
-	s.i = i
-	return mant, frac, neg, short, true
+	return i, mant, frac, neg, short, true
 }
 
 // pow10 are the powers of ten a short number's fraction can need, all
 // exact in float64.
 var pow10 = [16]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
-// float64 reads a number and returns strconv.ParseFloat of its text (ok=false:
-// not a number, or ParseFloat's error).
+// floatAt reads the number at d[i] and returns strconv.ParseFloat of its
+// text and the position after it (ok=false: not a number, or ParseFloat's
+// error).
 //
 // A short number is computed directly, bit-identical to ParseFloat: its
 // digits are an integer below 10^15 < 2^53 and its fraction a power of
@@ -910,24 +951,23 @@ var pow10 = [16]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 
 // rounded value of the decimal, what ParseFloat returns (its own first
 // path, atof64exact, is this computation: Clinger's fast path). The sign
 // is applied after, which rounding is symmetric to; -0 stays -0.
-func (s *scanner) float64() (float64, bool) {
-	start := s.i
-	mant, frac, neg, short, ok := s.number()
+func floatAt(d []byte, i int) (f float64, next int, ok bool) {
+	next, mant, frac, neg, short, ok := numberAt(d, i)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	if !short {
-		f, err := strconv.ParseFloat(string(s.d[start:s.i]), 64)
-		return f, err == nil
+		f, err := strconv.ParseFloat(string(d[i:next]), 64)
+		return f, next, err == nil
 	}
-	f := float64(mant)
+	f = float64(mant)
 	if frac > 0 {
 		f /= pow10[frac]
 	}
 	if neg {
 		f = -f
 	}
-	return f, true
+	return f, next, true
 }
 
 // slot reads a number or null into slot x (null clears it, as body's
@@ -937,10 +977,11 @@ func (s *scanner) slot(r *reading, x int) bool {
 		r.set &^= 1 << x
 		return ok
 	}
-	f, ok := s.float64()
+	f, next, ok := floatAt(s.d, s.i)
 	if !ok {
 		return false
 	}
+	s.i = next
 	r.f[x] = f
 	r.set |= 1 << x
 	return true
