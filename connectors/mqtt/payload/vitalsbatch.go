@@ -641,6 +641,17 @@ var entryHead = [5]byte{byte(protowire.EncodeTag(fBReadings, protowire.BytesType
 // bytes after it, as the minimal varint protobuf writes, moving those bytes
 // when the length takes more or fewer than reserved bytes.
 func endLen(b []byte, at, reserved int) []byte {
+	if n := len(b) - at - reserved; reserved == 2 && n >= 1<<7 && n < 1<<14 {
+		// The usual reading: two bytes, as AppendVarint writes them,
+		// inlined.
+		b[at], b[at+1] = byte(n)|0x80, byte(n>>7)
+		return b
+	}
+	return endLenMove(b, at, reserved)
+}
+
+// endLenMove is endLen's general case.
+func endLenMove(b []byte, at, reserved int) []byte {
 	n := len(b) - at - reserved
 	size := protowire.SizeVarint(uint64(n))
 	switch {
@@ -733,16 +744,40 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 			x = readingKey(k)
 			remember(g.reading[:], p, x)
 		}
-		if x >= 0 && x < nSlots && i < len(d) && d[i] != 'n' {
-			// A number (most values): slot's work, in place.
-			f, next, ok := floatAt(d, i)
-			if !ok {
-				return false
+		// The usual values are read here, in place: numbers (slot's work),
+		// a timestamp in epoch digits (timestamp's first case), message
+		// and device ids as strings (idBytes' and strOrNull's). The rest,
+		// and anything these do not take, go through readingField.
+		if i < len(d) {
+			switch c := d[i]; {
+			case x >= 0 && x < nSlots && c != 'n':
+				f, next, ok := floatAt(d, i)
+				if !ok {
+					return false
+				}
+				r.f[x] = f
+				r.set |= 1 << x
+				i = next
+				continue
+			case x == kTimestamp && c >= '0' && c <= '9':
+				if next, ms, ok := epochAt(d, i); ok {
+					r.ts, r.hasTS = ms, true
+					i = next
+					continue
+				}
+			case c == '"' && (x == kMessageID || x == kDeviceID):
+				end, ok := scanStr(d, i)
+				if !ok {
+					return false
+				}
+				if x == kMessageID {
+					r.msgID = d[i+1 : end]
+				} else {
+					r.deviceID, r.hasDevice = d[i+1:end], true
+				}
+				i = end + 1
+				continue
 			}
-			r.f[x] = f
-			r.set |= 1 << x
-			i = next
-			continue
 		}
 		s.i = i
 		if !s.readingField(r, k, x, g) {
@@ -750,6 +785,22 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 		}
 		i = s.i
 	}
+}
+
+// epochAt reads an epoch time at d[i] given as an integer of at most 15
+// digits, without sign, fraction or exponent, as epochMs does, exactly and
+// without a string (parseTime allocates one); ok=false: any other form.
+func epochAt(d []byte, i int) (next int, ms int64, ok bool) {
+	next, mant, frac, neg, short, ok := numberAt(d, i)
+	if !ok || !short || neg || frac != 0 {
+		return 0, 0, false
+	}
+	// An integer below 10^15 is exact in float64 and in int64.
+	ms = int64(mant)
+	if ms < 1e11 { // seconds, as epochMs
+		ms *= 1000
+	}
+	return next, ms, true
 }
 
 // readingField reads the value of key k of a reading, x its readingKey.
@@ -811,20 +862,13 @@ func (s *scanner) timestamp(r *reading) bool {
 			return false
 		}
 	} else {
-		next, mant, frac, neg, short, ok := numberAt(s.d, s.i)
-		if !ok {
-			return false
-		}
-		s.i = next
-		if short && !neg && frac == 0 {
-			// epochMs without its string: an integer of at most 15
-			// digits is exact in float64 and in int64.
-			ms := int64(mant)
-			if ms < 1e11 { // seconds, as epochMs
-				ms *= 1000
-			}
+		if next, ms, ok := epochAt(s.d, s.i); ok {
+			s.i = next
 			r.ts, r.hasTS = ms, true
 			return true
+		}
+		if _, ok := s.num(); !ok {
+			return false
 		}
 	}
 	ms, err := parseTime(s.d[start:s.i])
@@ -850,13 +894,15 @@ func (s *scanner) bloodPressure(r *reading, g []int8) bool {
 		r.hasBP = true
 		r.set &^= 1<<xBPSystolic | 1<<xBPDiastolic
 	}
-	s.i++
+	d, i := s.d, s.i+1
 	for p := 0; ; p++ {
-		k, guessed, done, ok := s.nextKey(p == 0, guess(g, p))
+		k, next, guessed, done, ok := keyAt(d, i, p == 0, guess(g, p))
 		if !ok {
 			return false
 		}
+		i = next
 		if done {
+			s.i = i
 			return true
 		}
 		x := kOther
@@ -871,14 +917,28 @@ func (s *scanner) bloodPressure(r *reading, g []int8) bool {
 		if !guessed {
 			remember(g, p, x)
 		}
-		if x == kOther {
-			ok = !eqFold(k, "systolic") && !eqFold(k, "diastolic") && s.skip(1)
-		} else {
+		switch {
+		case x != kOther && i < len(d) && d[i] != 'n':
+			// A number: slot's work, in place (as in reading).
+			f, next, ok := floatAt(d, i)
+			if !ok {
+				return false
+			}
+			r.f[x] = f
+			r.set |= 1 << x
+			i = next
+			continue
+		case x != kOther:
+			s.i = i
 			ok = s.slot(r, x)
+		default:
+			s.i = i
+			ok = !eqFold(k, "systolic") && !eqFold(k, "diastolic") && s.skip(1)
 		}
 		if !ok {
 			return false
 		}
+		i = s.i
 	}
 }
 
@@ -1072,8 +1132,15 @@ func appendVarint(b []byte, v uint64) []byte {
 	return protowire.AppendVarint(b, v)
 }
 
+// appendTag appends a field's tag. It takes the field numbers of this file,
+// all below 2^11, whose tags are one or two varint bytes; written out (no
+// call) so that it inlines and folds to the bytes for a constant field.
 func appendTag(b []byte, n protowire.Number, t protowire.Type) []byte {
-	return appendVarint(b, protowire.EncodeTag(n, t))
+	k := protowire.EncodeTag(n, t)
+	if k < 1<<7 {
+		return append(b, byte(k))
+	}
+	return append(b, byte(k)|0x80, byte(k>>7))
 }
 
 // The append helpers write a field as proto3 does: nothing for a zero value.
@@ -1109,5 +1176,5 @@ func appendDoubleField(b []byte, n protowire.Number, v float64) []byte {
 		return b
 	}
 	b = appendTag(b, n, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, math.Float64bits(v))
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v)) // AppendFixed64's bytes, in one store
 }
