@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -78,35 +79,30 @@ func TestFloatFastPath(t *testing.T) {
 	}
 }
 
-// TestKeyPatterns: a guessed key matches exactly its key followed by a
-// quote.
-func TestKeyPatterns(t *testing.T) {
-	names := map[int]string{xBPSystolic: "systolic", xBPDiastolic: "diastolic"}
-	all := []string{"heartRate", "systolicBp", "diastolicBp", "systolic", "diastolic", "spo2", "oxygenSaturation",
-		"temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate", "batteryLevel", "deviceBattery",
-		"severity", "messageId", "eventId", "id", "deviceId", "patientId", "deviceType", "tenant", "type", "ward", "alertType",
-		"message", "quality", "timestamp", "bloodPressure"}
-	for _, k := range all {
-		names[readingKey([]byte(k))] = k
-	}
-	for id, kp := range keyPatterns {
-		if kp.n == 0 {
-			if len(names[id]) < 16 {
-				t.Errorf("%s is not guessed", names[id])
+// TestKeyGuesses: keyAt reads the same with a guess as without, and takes
+// the guess exactly when the guessed key comes next, compact.
+func TestKeyGuesses(t *testing.T) {
+	names := append([]string{"", "Id", "heartrate", "spo", "heartRateX", "x"}, keyNames[:]...)
+	for id := range keyNames {
+		for p := range 2 {
+			var g [2]keyPattern
+			remember(g[:], p, id)
+			if g[p].n == 0 {
+				t.Fatalf("no pattern for %s", keyNames[id])
 			}
-			continue
-		}
-		for _, name := range append(all, "", "Id", "heartrate", "spo") {
-			for _, after := range []string{`":1,"zzzzzzzzzzzzzzzzz`, `x":1,"zzzzzzzzzzzzzzz`, `Bp":1,"zzzzzzzzzzzzz`, `\u0041":1,"zzzzzzzzz`} {
-				d := []byte(`"` + name + after)
-				s := scanner{d: d}
-				k, guessed, _, ok := s.nextKey(true, &keyPatterns[id])
-				end, wantOK := scanStr(d, 0)
-				if ok != wantOK || ok && string(k) != string(d[1:end]) {
-					t.Fatalf("%q: key %q, %v; want %q", d, k, ok, d[1:end])
-				}
-				if want := ok && string(k) == names[id]; guessed != want {
-					t.Errorf("%q with guess %s: guessed %v, want %v", d, names[id], guessed, want)
+			for _, name := range names {
+				for _, form := range []string{`,"%s":1`, `"%s":1`, `, "%s":1`, `,"%s" :1`, `,"%s": 1`, `,"%s"`, `}`, `,"%s\u0041":1`, `,"%sBp":1`} {
+					d := []byte(fmt.Sprintf(form, name) + `,"zzzzzzzzzzzzzzzzzzzzzzzzzzzz":2}`)
+					k0, next0, _, done0, ok0 := keyAt(d, 0, p == 0, nil)
+					k, next, guessed, done, ok := keyAt(d, 0, p == 0, guess(g[:], p))
+					if string(k) != string(k0) || next != next0 || done != done0 || ok != ok0 {
+						t.Fatalf("%q, guess %s at %d: %q %d %v %v; without the guess %q %d %v %v", d, keyNames[id], p, k, next, done, ok, k0, next0, done0, ok0)
+					}
+					// Compact up to the colon (whitespace after it is skipped).
+					compact := (form == `,"%s":1` || form == `,"%s": 1` || form == `,"%sBp":1`) && p > 0 || form == `"%s":1` && p == 0
+					if want := compact && ok0 && !done0 && string(k0) == keyNames[id]; guessed != want {
+						t.Errorf("%q, guess %s at %d: guessed %v, want %v", d, keyNames[id], p, guessed, want)
+					}
 				}
 			}
 		}

@@ -212,71 +212,78 @@ func readingKey(k []byte) int {
 	return kOther
 }
 
-// keyPatterns are the keys by id, for the guesses (see guesses): readingKey's
+// keyNames are the keys by id, for the guesses (see guesses): readingKey's
 // keys, and systolic and diastolic inside bloodPressure.
-var keyPatterns = func() (kp [kBloodPressure + 1]keyPattern) {
+var keyNames = func() (n [kBloodPressure + 1]string) {
 	for _, k := range []string{"heartRate", "systolicBp", "diastolicBp", "systolic", "diastolic", "spo2", "oxygenSaturation",
 		"temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate", "batteryLevel", "deviceBattery",
 		"severity", "messageId", "eventId", "id", "deviceId", "patientId", "deviceType", "tenant", "type", "ward", "alertType",
 		"message", "quality", "timestamp", "bloodPressure"} {
 		id := readingKey([]byte(k))
-		if id == kOther || kp[id].n != 0 {
-			panic("keyPatterns: " + k)
+		if id == kOther || n[id] != "" {
+			panic("keyNames: " + k)
 		}
-		kp[id] = patternOf(k)
+		n[id] = k
 	}
-	kp[xBPSystolic], kp[xBPDiastolic] = patternOf("systolic"), patternOf("diastolic")
-	return kp
+	n[xBPSystolic], n[xBPDiastolic] = "systolic", "diastolic"
+	return n
 }()
 
-// keyPattern is a key followed by its closing quote, as two little-endian
-// words with masks: the 16 bytes after an opening quote hold the key when
-// each word, masked, equals the pattern's. Two loads and compares, where
-// comparing strings was a call to memequal.
-type keyPattern struct {
-	p0, p1, m0, m1 uint64
-	n              int // the key's length; 0: longer than 15 bytes, never guessed
-}
-
-func patternOf(key string) keyPattern {
-	if len(key)+1 > 16 {
-		return keyPattern{}
-	}
-	var p, m [16]byte
-	copy(p[:], key+`"`)
-	for i := range len(key) + 1 {
-		m[i] = 0xff
-	}
-	le := binary.LittleEndian
-	return keyPattern{p0: le.Uint64(p[:8]), p1: le.Uint64(p[8:]), m0: le.Uint64(m[:8]), m1: le.Uint64(m[8:]), n: len(key)}
-}
-
-// guesses are the keys of the previous reading by position (key id + 1; 0:
-// none), in the reading and in its bloodPressure. The readings of a batch
-// nearly always have the same keys in the same order, so nextKey first
-// checks whether the guessed key is next, and scans the key and looks it
-// up (scanStr and readingKey, a third of the time) only when it is not. A
-// guess only saves work: the key read is the same either way.
+// guesses are, by position, the keys of the previous reading and of its
+// bloodPressure. The readings of a batch nearly always have the same keys
+// in the same order and no whitespace, so keyAt first checks whether the
+// bytes up to the next value are the guess's (a comma but before the first
+// key, the quoted key, a colon: three masked word compares) and does the
+// general work (whitespace, separators, scanStr, readingKey: half the time
+// of the scan) only when they are not. A guess only saves work: what is
+// read is the same either way.
 type guesses struct {
-	reading [24]int8
-	bp      [4]int8
+	reading [24]keyPattern
+	bp      [4]keyPattern
 }
 
-// guess returns the pattern of the key guessed at position p (nil: none).
-func guess(g []int8, p int) *keyPattern {
-	if p < len(g) && g[p] > 0 {
-		if kp := &keyPatterns[g[p]-1]; kp.n > 0 {
-			return kp
-		}
+// keyPattern is the compact JSON between a value (or the object's '{') and
+// the next value: [,]"key": as little-endian words with masks.
+type keyPattern struct {
+	w, m [3]uint64
+	n    int // the pattern's length; 0: no guess
+	id   int // the key's id
+}
+
+// guess returns the pattern guessed at position p (nil: none).
+func guess(g []keyPattern, p int) *keyPattern {
+	if p < len(g) && g[p].n > 0 {
+		return &g[p]
 	}
 	return nil
 }
 
-// remember records key id at position p.
-func remember(g []int8, p, id int) {
-	if p < len(g) {
-		g[p] = int8(id + 1) // kOther: 0, no guess
+// remember records key id at position p (kOther: no guess).
+func remember(g []keyPattern, p, id int) {
+	if p >= len(g) {
+		return
 	}
+	g[p] = keyPattern{}
+	if id == kOther {
+		return
+	}
+	text := `"` + keyNames[id] + `":`
+	if p > 0 {
+		text = "," + text
+	}
+	if len(text) > 24 {
+		return // longer than any key here
+	}
+	var w, m [24]byte
+	copy(w[:], text)
+	for i := range text {
+		m[i] = 0xff
+	}
+	le := binary.LittleEndian
+	for j := range 3 {
+		g[p].w[j], g[p].m[j] = le.Uint64(w[8*j:]), le.Uint64(m[8*j:])
+	}
+	g[p].n, g[p].id = len(text), id
 }
 
 // reading is one batched message as body would hold it, flat: strings are
@@ -359,7 +366,10 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 		return Out{}, false
 	}
 	e := encoders.Get().(*encoder)
-	defer encoders.Put(e)
+	defer func() {
+		e.device, e.batchID = nil, nil // subslices of raw: not kept in the pool
+		encoders.Put(e)
+	}()
 	// The readings are written after room for the envelope's header, which
 	// is known only at the end (it names the first reading and the count):
 	// header and readings then leave in one copy (see the end).
@@ -413,7 +423,7 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 				return Out{}, false
 			}
 			e.start(src, o, device, batchID, tenant)
-			ok = e.messages(&s, src, o)
+			ok = e.messages(&s, &src, &o) // pointers: not two structs copied per reading
 		default:
 			ok = !foldsToKnown(k) && s.skip(0)
 		}
@@ -491,7 +501,7 @@ func (e *encoder) start(src Source, o Options, device, batchID, tenant []byte) {
 }
 
 // messages reads the batch's messages array, encoding each reading.
-func (e *encoder) messages(s *scanner, src Source, o Options) bool {
+func (e *encoder) messages(s *scanner, src *Source, o *Options) bool {
 	if s.peek() != '[' {
 		return false
 	}
@@ -521,7 +531,7 @@ func (e *encoder) messages(s *scanner, src Source, o Options) bool {
 
 // reading decodes one message at the scanner and appends it to e.readings
 // as a VitalsBatch readings entry (ok=false: not a reading we encode).
-func (e *encoder) reading(s *scanner, src Source, o Options) bool {
+func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 	start := s.i
 	// On the stack: clearing it and storing the payload's subslices into it
 	// need no write barriers, which they did in the pooled encoder.
@@ -682,6 +692,15 @@ func (s *scanner) nextKey(first bool, guess *keyPattern) (k []byte, guessed, don
 // this and numberAt, where the scanner's methods each stored s.i for the
 // next to load again: a store-to-load wait on every step.
 func keyAt(d []byte, i int, first bool, guess *keyPattern) (k []byte, next int, guessed, done, ok bool) {
+	if guess != nil && len(d)-i >= 24 {
+		le := binary.LittleEndian
+		if le.Uint64(d[i:])&guess.m[0] == guess.w[0] && le.Uint64(d[i+8:])&guess.m[1] == guess.w[1] && le.Uint64(d[i+16:])&guess.m[2] == guess.w[2] {
+			// What the general path below reads for these bytes: the
+			// key is letters only, so scanStr stops at its quote.
+			end := i + guess.n - 2 // the key's closing quote
+			return d[end-len(keyNames[guess.id]) : end], skipWS(d, i+guess.n), true, false, true
+		}
+	}
 	i = skipWS(d, i)
 	if i >= len(d) {
 		return nil, 0, false, false, false
@@ -695,26 +714,16 @@ func keyAt(d []byte, i int, first bool, guess *keyPattern) (k []byte, next int, 
 	default:
 		return nil, 0, false, false, false
 	}
-	// The guess is right when a quote, the guessed key (letters only, so
-	// scanStr would not stop inside it) and a quote follow.
-	var end int
-	if guess != nil && len(d)-i > 16 && d[i] == '"' {
-		le := binary.LittleEndian
-		if guessed = le.Uint64(d[i+1:])&guess.m0 == guess.p0 && le.Uint64(d[i+9:])&guess.m1 == guess.p1; guessed {
-			end = i + 1 + guess.n
-		}
-	}
-	if !guessed {
-		if end, ok = scanStr(d, i); !ok {
-			return nil, 0, false, false, false
-		}
+	end, ok := scanStr(d, i)
+	if !ok {
+		return nil, 0, false, false, false
 	}
 	k = d[i+1 : end]
 	i = skipWS(d, end+1)
 	if i >= len(d) || d[i] != ':' {
 		return nil, 0, false, false, false
 	}
-	return k, skipWS(d, i+1), guessed, false, true
+	return k, skipWS(d, i+1), false, false, true
 }
 
 // reading decodes one batched message into r, accepting only the keys a
@@ -739,7 +748,7 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 		}
 		var x int
 		if guessed {
-			x = int(g.reading[p]) - 1
+			x = g.reading[p].id
 		} else {
 			x = readingKey(k)
 			remember(g.reading[:], p, x)
@@ -780,7 +789,12 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 			}
 		}
 		s.i = i
-		if !s.readingField(r, k, x, g) {
+		if x == kBloodPressure {
+			ok = s.bloodPressure(r, g.bp[:]) // every reading has one: a call saved
+		} else {
+			ok = s.readingField(r, k, x, g)
+		}
+		if !ok {
 			return false
 		}
 		i = s.i
@@ -881,7 +895,7 @@ func (s *scanner) timestamp(r *reading) bool {
 
 // bloodPressure reads the bloodPressure object (null clears it, as body's
 // pointer; a second object adds to the first, as encoding/json).
-func (s *scanner) bloodPressure(r *reading, g []int8) bool {
+func (s *scanner) bloodPressure(r *reading, g []keyPattern) bool {
 	if s.lit("null") {
 		r.hasBP = false
 		r.set &^= 1<<xBPSystolic | 1<<xBPDiastolic
@@ -908,7 +922,7 @@ func (s *scanner) bloodPressure(r *reading, g []int8) bool {
 		x := kOther
 		switch {
 		case guessed:
-			x = int(g[p]) - 1
+			x = g[p].id
 		case string(k) == "systolic":
 			x = xBPSystolic
 		case string(k) == "diastolic":
@@ -953,31 +967,36 @@ func numberAt(d []byte, i int) (next int, mant uint64, frac int, neg, short, ok 
 		neg = true
 		i++
 	}
-	digits := 0
+	start := i
 	switch {
 	case i < len(d) && d[i] == '0':
 		i++
-		digits = 1
 	case i < len(d) && d[i] >= '1' && d[i] <= '9':
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			mant = mant*10 + uint64(d[i]-'0') // wraps past 19 digits: then not short
-			digits++
-			i++
+		for ; i < len(d); i++ {
+			c := d[i] - '0' // a digit: below 10, as an unsigned byte
+			if c > 9 {
+				break
+			}
+			mant = mant*10 + uint64(c) // wraps past 19 digits: then not short
 		}
 	default:
 		return 0, 0, 0, false, false, false
 	}
+	digits := i - start
 	if i < len(d) && d[i] == '.' {
 		i++
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return 0, 0, 0, false, false, false
+		fracStart := i
+		for ; i < len(d); i++ {
+			c := d[i] - '0'
+			if c > 9 {
+				break
+			}
+			mant = mant*10 + uint64(c)
 		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			mant = mant*10 + uint64(d[i]-'0')
-			digits++
-			frac++
-			i++
+		if frac = i - fracStart; frac == 0 {
+			return 0, 0, 0, false, false, false // JSON wants a digit after the point
 		}
+		digits += frac
 	}
 	short = digits <= 15
 	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
