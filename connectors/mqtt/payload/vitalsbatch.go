@@ -245,18 +245,34 @@ type guesses struct {
 // keyPattern is the compact JSON between a value (or the object's '{') and
 // the next value: [,]"key": as little-endian words with masks.
 type keyPattern struct {
-	w, m [3]uint64
-	n    int // the pattern's length; 0: no guess
-	id   int // the key's id
+	w, m   [3]uint64
+	n      int // the pattern's length; 0: no guess
+	id     int // the key's id
+	keyLen int
 }
 
-// guess returns the pattern guessed at position p (nil: none).
+// at reports whether the pattern is at d[i]. The key is then
+// d[end-keyLen:end] and the value at skipWS(d, i+n), where end = i+n-2 is
+// its closing quote: what keyAt reads for these bytes (the key is letters
+// only, so scanStr stops at that quote). Small enough to be inlined into
+// the loops, where a call to keyAt for each key was a tenth of the time.
+func (kp *keyPattern) at(d []byte, i int) bool {
+	if kp.n == 0 || len(d)-i < 24 {
+		return false // no guess (whose zero masks would match anything)
+	}
+	w, le := d[i:i+24], binary.LittleEndian
+	return le.Uint64(w)&kp.m[0] == kp.w[0] && le.Uint64(w[8:])&kp.m[1] == kp.w[1] && le.Uint64(w[16:])&kp.m[2] == kp.w[2]
+}
+
+// guess returns the pattern guessed at position p (n == 0: none).
 func guess(g []keyPattern, p int) *keyPattern {
-	if p < len(g) && g[p].n > 0 {
+	if p < len(g) {
 		return &g[p]
 	}
-	return nil
+	return &noGuess
 }
+
+var noGuess keyPattern
 
 // remember records key id at position p (kOther: no guess).
 func remember(g []keyPattern, p, id int) {
@@ -283,7 +299,7 @@ func remember(g []keyPattern, p, id int) {
 	for j := range 3 {
 		g[p].w[j], g[p].m[j] = le.Uint64(w[8*j:]), le.Uint64(m[8*j:])
 	}
-	g[p].n, g[p].id = len(text), id
+	g[p].n, g[p].id, g[p].keyLen = len(text), id, len(keyNames[id])
 }
 
 // reading is one batched message as body would hold it, flat: strings are
@@ -387,7 +403,7 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 	}
 	s.i++
 	for first := true; ; first = false {
-		k, _, done, ok := s.nextKey(first, nil)
+		k, done, ok := s.nextKey(first)
 		if !ok {
 			return Out{}, false
 		}
@@ -678,52 +694,41 @@ func endLenMove(b []byte, at, reserved int) []byte {
 
 // nextKey moves to the next key of the object whose '{' the scanner has
 // passed (first: nothing read since) and returns it with the scanner at its
-// value; done: the object ended, ok=false: not JSON; guessed: the key is
-// guess's (see guesses; nil guesses nothing). It is object's loop without
-// the callback, for the per-reading path where a closure call per field
-// showed in profiles.
-func (s *scanner) nextKey(first bool, guess *keyPattern) (k []byte, guessed, done, ok bool) {
-	k, s.i, guessed, done, ok = keyAt(s.d, s.i, first, guess)
-	return k, guessed, done, ok
+// value; done: the object ended, ok=false: not JSON.
+func (s *scanner) nextKey(first bool) (k []byte, done, ok bool) {
+	k, s.i, done, ok = keyAt(s.d, s.i, first)
+	return k, done, ok
 }
 
 // keyAt is nextKey on a position: it returns the position of the value (or
-// after the '}'). The reading loop keeps its position in a local and calls
-// this and numberAt, where the scanner's methods each stored s.i for the
-// next to load again: a store-to-load wait on every step.
-func keyAt(d []byte, i int, first bool, guess *keyPattern) (k []byte, next int, guessed, done, ok bool) {
-	if guess != nil && len(d)-i >= 24 {
-		le := binary.LittleEndian
-		if le.Uint64(d[i:])&guess.m[0] == guess.w[0] && le.Uint64(d[i+8:])&guess.m[1] == guess.w[1] && le.Uint64(d[i+16:])&guess.m[2] == guess.w[2] {
-			// What the general path below reads for these bytes: the
-			// key is letters only, so scanStr stops at its quote.
-			end := i + guess.n - 2 // the key's closing quote
-			return d[end-len(keyNames[guess.id]) : end], skipWS(d, i+guess.n), true, false, true
-		}
-	}
+// after the '}'). It is object's loop without the callback, for the
+// per-reading path where a closure call per field showed in profiles; the
+// reading loop keeps its position in a local and calls this and numberAt,
+// where the scanner's methods each stored s.i for the next to load again.
+func keyAt(d []byte, i int, first bool) (k []byte, next int, done, ok bool) {
 	i = skipWS(d, i)
 	if i >= len(d) {
-		return nil, 0, false, false, false
+		return nil, 0, false, false
 	}
 	switch c := d[i]; {
 	case c == '}':
-		return nil, i + 1, false, true, true
+		return nil, i + 1, true, true
 	case first:
 	case c == ',':
 		i = skipWS(d, i+1)
 	default:
-		return nil, 0, false, false, false
+		return nil, 0, false, false
 	}
 	end, ok := scanStr(d, i)
 	if !ok {
-		return nil, 0, false, false, false
+		return nil, 0, false, false
 	}
 	k = d[i+1 : end]
 	i = skipWS(d, end+1)
 	if i >= len(d) || d[i] != ':' {
-		return nil, 0, false, false, false
+		return nil, 0, false, false
 	}
-	return k, skipWS(d, i+1), false, false, true
+	return k, skipWS(d, i+1), false, true
 }
 
 // reading decodes one batched message into r, accepting only the keys a
@@ -737,22 +742,27 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 	}
 	i++
 	for p := 0; ; p++ {
-		k, next, guessed, done, ok := keyAt(d, i, p == 0, guess(g.reading[:], p))
-		if !ok {
-			return false
-		}
-		i = next
-		if done {
-			s.i = i
-			return true
-		}
-		var x int
-		if guessed {
-			x = g.reading[p].id
+		var (
+			x    int
+			k    []byte
+			next int
+		)
+		if kp := guess(g.reading[:], p); kp.at(d, i) {
+			end := i + kp.n - 2
+			k, next, x = d[end-kp.keyLen:end], skipWS(d, i+kp.n), kp.id
 		} else {
+			var done, ok bool
+			if k, next, done, ok = keyAt(d, i, p == 0); !ok {
+				return false
+			}
+			if done {
+				s.i = next
+				return true
+			}
 			x = readingKey(k)
 			remember(g.reading[:], p, x)
 		}
+		i = next
 		// The usual values are read here, in place: numbers (slot's work),
 		// a timestamp in epoch digits (timestamp's first case), message
 		// and device ids as strings (idBytes' and strOrNull's). The rest,
@@ -789,6 +799,7 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 			}
 		}
 		s.i = i
+		var ok bool
 		if x == kBloodPressure {
 			ok = s.bloodPressure(r, g.bp[:]) // every reading has one: a call saved
 		} else {
@@ -910,27 +921,33 @@ func (s *scanner) bloodPressure(r *reading, g []keyPattern) bool {
 	}
 	d, i := s.d, s.i+1
 	for p := 0; ; p++ {
-		k, next, guessed, done, ok := keyAt(d, i, p == 0, guess(g, p))
-		if !ok {
-			return false
-		}
-		i = next
-		if done {
-			s.i = i
-			return true
-		}
-		x := kOther
-		switch {
-		case guessed:
-			x = g[p].id
-		case string(k) == "systolic":
-			x = xBPSystolic
-		case string(k) == "diastolic":
-			x = xBPDiastolic
-		}
-		if !guessed {
+		var (
+			x    = kOther
+			k    []byte
+			next int
+		)
+		if kp := guess(g, p); kp.at(d, i) {
+			end := i + kp.n - 2
+			k, next, x = d[end-kp.keyLen:end], skipWS(d, i+kp.n), kp.id
+		} else {
+			var done, ok bool
+			if k, next, done, ok = keyAt(d, i, p == 0); !ok {
+				return false
+			}
+			if done {
+				s.i = next
+				return true
+			}
+			switch string(k) {
+			case "systolic":
+				x = xBPSystolic
+			case "diastolic":
+				x = xBPDiastolic
+			}
 			remember(g, p, x)
 		}
+		i = next
+		var ok bool
 		switch {
 		case x != kOther && i < len(d) && d[i] != 'n':
 			// A number: slot's work, in place (as in reading).
