@@ -28,15 +28,21 @@ import (
 // encoder accepts an input. In the connector this doubles the decode rate of
 // batched telemetry (BenchmarkDecode/batch100 against batch100_general).
 //
-// Where the time goes (2026-12-02, about 0.4 us per reading): the JSON scan
-// itself, then the per-reading appends. What made it cheap: no closures on
-// the per-reading path (the objects are read with nextKey, a plain loop);
-// numbers converted in the same pass that scans them, with an exact fast
-// path instead of strconv.ParseFloat; everything a batch repeats in every
-// reading (its meta tail, device, batch id, kind, the names of present
-// fields) encoded once per batch; and each reading written straight into
-// the batch buffer, its length prefix reserved and filled in afterwards,
-// instead of being built in two scratch buffers and copied twice.
+// Speed (2026-12-02; connectors/mqtt/README.md has the numbers): about
+// 2x its first version, ~0.5 us per reading in BenchmarkDecode/batch100,
+// where allocating and copying the record and the GC it drives are a fifth.
+// What made it cheap, in the order of the profile: each key is first
+// matched against the previous reading's key at that position (guesses,
+// keyPattern.at: three masked word compares instead of a scan and a
+// lookup); the reading loop keeps its position in a local and reads the
+// usual values in place, no closure or method per step (keyAt, numberAt);
+// numbers are converted while scanned, with an exact fast path before
+// strconv.ParseFloat (floatAt); strings are scanned 8 bytes at a time
+// (stopMask); what a batch repeats in every reading (Meta's tail, device,
+// kind, batch id, the present names) is encoded once per batch and
+// appended in one piece; each reading is written straight into the batch
+// buffer, its length prefixes reserved and filled in afterwards; and the
+// record leaves in one make and copy (no zeroing first).
 
 // Field numbers of VitalsTelemetry, VitalsBatch and Meta
 // (schemas/proto/wardstream/v1).
