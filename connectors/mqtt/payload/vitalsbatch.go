@@ -237,12 +237,12 @@ var keyNames = func() (n [kBloodPressure + 1]string) {
 
 // guesses are, by position, the keys of the previous reading and of its
 // bloodPressure. The readings of a batch nearly always have the same keys
-// in the same order and no whitespace, so keyAt first checks whether the
-// bytes up to the next value are the guess's (a comma but before the first
-// key, the quoted key, a colon: three masked word compares) and does the
-// general work (whitespace, separators, scanStr, readingKey: half the time
-// of the scan) only when they are not. A guess only saves work: what is
-// read is the same either way.
+// in the same order and no whitespace, so the loops first check whether
+// the bytes up to the next value are the guess's (keyPattern.at: a comma
+// but before the first key, the quoted key, a colon, in three masked word
+// compares) and do the general work (keyAt: whitespace, separators,
+// scanStr; then readingKey: half the time of the scan) only when they are
+// not. A guess only saves work: what is read is the same either way.
 type guesses struct {
 	reading [24]keyPattern
 	bp      [4]keyPattern
@@ -289,23 +289,28 @@ func remember(g []keyPattern, p, id int) {
 	if id == kOther {
 		return
 	}
-	text := `"` + keyNames[id] + `":`
+	// The pattern's bytes, built in place (a miss allocates nothing).
+	name := keyNames[id]
+	var w, m [24]byte
+	n := 0
 	if p > 0 {
-		text = "," + text
+		w[0], n = ',', 1
 	}
-	if len(text) > 24 {
+	if n+len(name)+3 > len(w) {
 		return // longer than any key here
 	}
-	var w, m [24]byte
-	copy(w[:], text)
-	for i := range text {
+	w[n] = '"'
+	n += 1 + copy(w[n+1:], name)
+	w[n], w[n+1] = '"', ':'
+	n += 2
+	for i := range n {
 		m[i] = 0xff
 	}
 	le := binary.LittleEndian
 	for j := range 3 {
 		g[p].w[j], g[p].m[j] = le.Uint64(w[8*j:]), le.Uint64(m[8*j:])
 	}
-	g[p].n, g[p].id, g[p].keyLen = len(text), id, len(keyNames[id])
+	g[p].n, g[p].id, g[p].keyLen = n, id, len(name)
 }
 
 // reading is one batched message as body would hold it, flat: strings are
