@@ -1,7 +1,9 @@
 package payload
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -32,15 +34,22 @@ var strStop = func() (t [256]bool) {
 	return t
 }()
 
-func (s *scanner) ws() {
-	d, i := s.d, s.i
+// skipWS returns the position of the first byte at or after i that is not
+// JSON whitespace. The helpers on positions (skipWS, scanStr) let the
+// batch encoder's key loop keep its position in a register across several
+// steps, where each method call stored s.i and the next loaded it again.
+func skipWS(d []byte, i int) int {
 	for i < len(d) {
 		if c := d[i]; c > ' ' || c != ' ' && c != '\n' && c != '\t' && c != '\r' {
 			break // the usual case: one comparison
 		}
 		i++
 	}
-	s.i = i
+	return i
+}
+
+func (s *scanner) ws() {
+	s.i = skipWS(s.d, s.i)
 }
 
 func (s *scanner) peek() byte {
@@ -50,23 +59,65 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// Bytes repeated across a uint64, for stopMask.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// stopMask looks at 8 bytes at once (x, little endian: the first byte is
+// the lowest) for the bytes strStop marks. It returns 0 when there is none,
+// else a mask whose lowest set bit is the high bit of the first one.
+//
+// Each term is the classic "has a zero byte" test, (v - ones) &^ v & highs,
+// for v = x^'"' (a quote), v = x^'\\' (a backslash); (x - 0x20*ones) &^ x
+// flags the bytes below 0x20; x & highs the non-ASCII ones. A term can also
+// flag a byte that is not a stop byte, but only above a byte that is (the
+// false flag needs a borrow, and only a byte that is a stop byte for that
+// term borrows: bytes >= 0x80 are not even touched), so the lowest flag is
+// always right; and every stop byte is flagged, borrow or not.
+func stopMask(x uint64) uint64 {
+	q := x ^ ('"' * ones)
+	b := x ^ ('\\' * ones)
+	return ((q-ones)&^q | (b-ones)&^b | (x-0x20*ones)&^x | x) & highs
+}
+
+// scanStr finds the string that starts with the quote at d[i] and has no
+// escapes or non-ASCII bytes: its contents are d[i+1:end] and d[end] is
+// the closing quote. It looks at 8 bytes at a time while 8 are left, then
+// one at a time: keys and ids are mostly 8 to 16 bytes, where the byte loop
+// was the largest single cost of the batch encoder.
+func scanStr(d []byte, i int) (end int, ok bool) {
+	if i >= len(d) || d[i] != '"' {
+		return 0, false
+	}
+	i++
+	for {
+		if len(d)-i < 8 {
+			for i < len(d) && !strStop[d[i]] {
+				i++
+			}
+			break
+		}
+		if m := stopMask(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			i += bits.TrailingZeros64(m) / 8
+			break
+		}
+		i += 8
+	}
+	return i, i < len(d) && d[i] == '"'
+}
+
 // str reads a string without escapes or non-ASCII bytes and returns its
 // contents (a subslice).
 func (s *scanner) str() ([]byte, bool) {
-	d, i := s.d, s.i
-	if i >= len(d) || d[i] != '"' {
+	start := s.i + 1
+	end, ok := scanStr(s.d, s.i)
+	if !ok {
 		return nil, false
 	}
-	i++
-	start := i
-	for i < len(d) && !strStop[d[i]] {
-		i++
-	}
-	if i < len(d) && d[i] == '"' {
-		s.i = i + 1
-		return d[start:i], true
-	}
-	return nil, false
+	s.i = end + 1
+	return s.d[start:end], true
 }
 
 // num reads a number in JSON's grammar and returns its text.

@@ -3,6 +3,7 @@ package payload_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,8 @@ func TestVitalsBatchEncoder(t *testing.T) {
 		{"aliases, nulls, duplicates", batchSrc, fmt.Sprintf(`{"deviceId":"d1","count":1,"messages":[{"timestamp":"%s","ward":"w1","ward":null,"patientId":"p","patientId":null,"systolic":130,"bloodPressure":{"systolic":120},"bloodPressure":{"diastolic":80},"diastolicBp":null,"deviceBattery":50,"id":7,"eventId":"e","x":[1,{"y":null}]}]}`, now.Add(-time.Minute).Format(time.RFC3339)), true},
 		{"topic tenant and type", payload.Source{Topic: "medical/h5/pump/batch", Tenant: "h5", DeviceType: "pump"}, fmt.Sprintf(`{"deviceId":"d1","tenant":"ignored","messages":[{"timestamp":%d,"tenant":"also","medicationDose":2.5,"administrationRate":10}]}`, ms), true},
 		{"message tenant", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d,"tenant":"m1","deviceType":"monitor","respiratoryRate":12,"glucose":5.5,"temperature":37}]}`, ms), true},
+		{"long ids: lengths past their reserved bytes", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d,"messageId":"%s","heartRate":1},{"timestamp":%d,"messageId":"%s","ward":"w","patientId":"p","deviceType":"x"}]}`, ms, strings.Repeat("m", 200), ms, strings.Repeat("n", 20000)), true},
+		{"short readings, varied fields", payload.Source{Topic: "t"}, fmt.Sprintf(`{"batchId":"b","deviceId":"d1","messages":[{"timestamp":%d,"spo2":97},{"timestamp":%d,"spo2":97,"quality":"q"},{"timestamp":%d,"spo2":97,"severity":3},{"timestamp":%d,"type":"alerts","spo2":97},{"timestamp":%d,"spo2":97}]}`, ms, ms, ms, ms, ms), true},
 		{"messages before device", batchSrc, fmt.Sprintf(`{"messages":[{"timestamp":%d}],"deviceId":"d1"}`, ms), false},
 		{"batch id after messages", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d}],"batchId":"b"}`, ms), false},
 		{"status part", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d},{"type":"status","online":true}]}`, ms), false},
