@@ -61,8 +61,20 @@ integration: services
 ## test: vet, unit tests (-race), then integration tests on the real Kafka, ClickHouse and Mosquitto
 test: deps vet unit integration build
 
+## fuzz: every fuzz target (decoders, codecs, parsers), FUZZTIME each (default 20s)
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEveryTopic -fuzztime 30s ./schemas/codec
+	@set -e; for d in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/'); do \
+	    echo "== $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d; \
+	  done; \
+	done
+
+## bench-go: the Go benchmarks: logic-only ones, then the broker ones on the real services (one iteration each)
+bench-go: services
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	set -a; source .local/services.env; set +a; \
+	WARDSTREAM_IT=1 $(GO) test -run '^$$' -bench Integration -benchtime 1x -timeout 30m ./...
 
 ## demo: build, start services, apply topics and migrations, run every role and a simulated ward
 demo: deps build services
