@@ -29,9 +29,6 @@ func BenchmarkIntegrationCorrelation(b *testing.B) {
 	svc := testutil.Integration(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	p := testutil.Unique(b, "corrbench") + "."
-	tp := correlation.Topics{Detections: p + "det", VideoEvents: p + "ev", Intake: p + "intake", Alerts: p + "alerts",
-		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl", DeadLetters: p + "dlq"}
 	const zones, frames, intakes = 200, 200_000, 4_000
 	cfg := correlation.DefaultConfig()
 	for z := 0; z < zones; z++ {
@@ -41,22 +38,13 @@ func BenchmarkIntegrationCorrelation(b *testing.B) {
 	cfg.Group = testutil.Unique(b, "corrbench")
 	cfg.SweepInterval = config.Duration(time.Second)
 
+	tp := itTopics(ctx, b, svc.KafkaBrokers, "corrbench", cfg.Group, 4)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ProducerLinger(10*time.Millisecond))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls, tp.DeadLetters}
-	if _, err := adm.CreateTopics(ctx, 4, 1, nil, names...); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		c, cc := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cc()
-		_, _ = adm.DeleteTopics(c, append(names, cfg.Group+"-table", cfg.Group+"-loop")...)
-		_, _ = adm.DeleteGroup(c, cfg.Group)
-	})
 
 	// Frames span [start, end); intakes fall inside it, so each has a
 	// sighting within the +-2 minute window.

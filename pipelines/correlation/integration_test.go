@@ -25,31 +25,18 @@ func TestIntegrationCorrelation(t *testing.T) {
 	svc := testutil.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	p := testutil.Unique(t, "corrit") + "."
-	tp := correlation.Topics{Detections: p + "det", VideoEvents: p + "ev", Intake: p + "intake", Alerts: p + "alerts",
-		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl", DeadLetters: p + "dlq"}
 	cfg := testConfig()
 	cfg.Group = testutil.Unique(t, "corr")
 	cfg.SweepInterval = config.Duration(time.Second)
 	cfg.Grace = config.Duration(time.Second)
 
+	tp := itTopics(ctx, t, svc.KafkaBrokers, "corrit", cfg.Group, 3)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.KafkaBrokers...), kgo.ConsumeTopics(tp.Intake, tp.Commands, tp.AlertRequests, tp.CameraControls),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls, tp.DeadLetters}
-	if _, err := adm.CreateTopics(ctx, 3, 1, nil, names...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, cc := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cc()
-		_, _ = adm.DeleteTopics(c, append(names, cfg.Group+"-table", cfg.Group+"-loop")...)
-		_, _ = adm.DeleteGroup(c, cfg.Group)
-	})
 
 	root := config.Default()
 	root.Kafka.Brokers = svc.KafkaBrokers
@@ -128,4 +115,32 @@ func TestIntegrationCorrelation(t *testing.T) {
 	if !secured["pump-1"] || !secured["pump-2"] || alertReqs != 1 || boosts != 1 {
 		t.Errorf("secured %v, alert requests %d, boosts %d", secured, alertReqs, boosts)
 	}
+}
+
+// itTopics creates a private set of the group's topics (partitions each,
+// names starting with a unique name) on the real broker, and deletes them,
+// the group's table and loop topics and the group at cleanup.
+func itTopics(ctx context.Context, t testing.TB, brokers []string, name, group string, partitions int32) correlation.Topics {
+	t.Helper()
+	p := testutil.Unique(t, name) + "."
+	tp := correlation.Topics{Detections: p + "det", VideoEvents: p + "ev", Intake: p + "intake", Alerts: p + "alerts",
+		AlertRequests: p + "alertreq", Commands: p + "cmd", CameraControls: p + "ctl", DeadLetters: p + "dlq"}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	names := []string{tp.Detections, tp.VideoEvents, tp.Intake, tp.Alerts, tp.AlertRequests, tp.Commands, tp.CameraControls, tp.DeadLetters}
+	if _, err := adm.CreateTopics(ctx, partitions, 1, nil, names...); err != nil {
+		cl.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer cl.Close()
+		c, cc := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cc()
+		_, _ = adm.DeleteTopics(c, append(names, group+"-table", group+"-loop")...)
+		_, _ = adm.DeleteGroup(c, group)
+	})
+	return tp
 }
