@@ -527,33 +527,10 @@ func (e *encoder) start(src Source, o Options, device, batchID, tenant []byte) {
 	e.tailValid = false
 }
 
-// messages reads the batch's messages array, encoding each reading.
+// messages reads the batch's messages array, encoding each reading (one
+// closure per batch; the per-reading work is in reading).
 func (e *encoder) messages(s *scanner, src *Source, o *Options) bool {
-	if s.peek() != '[' {
-		return false
-	}
-	s.i++
-	s.ws()
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
-		s.ws()
-		if !e.reading(s, src, o) {
-			return false
-		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+	return s.array(func() bool { return e.reading(s, src, o) })
 }
 
 // reading decodes one message at the scanner and appends it to e.readings
