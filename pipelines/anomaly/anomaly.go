@@ -15,10 +15,18 @@
 // Alerts are episodes: a condition that starts opens an alert whose id
 // carries the episode's start (type + subject + start), and the end of the
 // condition (score back to normal, battery recharged, device online again)
-// resolves it. Discrete device events (severity, pump failure, negative
-// dose) continue their episode while they repeat within EpisodeQuiet
-// (default 15 min, the seed's alert window); the alerts group suppresses
-// repeated requests for an open alert and escalates unacknowledged ones.
+// resolves it. Episodes are kept per alert type and subject, so one
+// patient's readings never open, continue or resolve another patient's
+// alert on the same monitor. Discrete device events (severity, pump
+// failure, negative dose) continue their episode while they repeat within
+// EpisodeQuiet (default 15 min, the seed's alert window), also when a late
+// one was buffered by the device; the alerts group suppresses repeated
+// requests for an open alert and escalates unacknowledged ones.
+//
+// A reading with a value that is not a number, or a scored vital outside
+// [Plausible], is dead-lettered (reason implausible_value): neither scored
+// nor learned. The reported score is rounded to 6 decimals and the level
+// follows the reported score, so the two always agree.
 //
 // It does not decide adherence or manage the alert lifecycle.
 package anomaly
@@ -27,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -257,6 +266,10 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
 		return
 	}
+	if err := checkValues(&v); err != nil {
+		p.deadLetter(ctx, raw, ReasonImplausible, err)
+		return
+	}
 	st := stateOf(ctx)
 	if sc := p.reading(ctx, st, &v, p.now()); sc != nil {
 		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), sc)
@@ -288,6 +301,11 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 			p.deadLetterAt(ctx, i, part, "missing_field", fmt.Errorf("batch %s reading %d lacks deviceId or meta.eventId", b.GetBatchId(), i))
 			continue
 		}
+		if err := checkValues(v); err != nil {
+			part, _ := proto.Marshal(v)
+			p.deadLetterAt(ctx, i, part, ReasonImplausible, fmt.Errorf("batch %s reading %d: %w", b.GetBatchId(), i, err))
+			continue
+		}
 		if sc := p.reading(ctx, st, v, now); sc != nil {
 			scores = append(scores, sc)
 		}
@@ -299,6 +317,52 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 		})
 	}
 	ctx.SetValue(st)
+}
+
+// ReasonImplausible is the dead-letter reason of a reading with a value
+// that is not a number (NaN, infinite) or a scored vital outside
+// [Plausible].
+const ReasonImplausible = "implausible_value"
+
+// Plausible is the range, inclusive, of each scored vital (heart rate in
+// bpm, systolic blood pressure in mmHg, SpO2 in %) that a reading may
+// carry. A value outside is a sensor or encoding fault, not a measurement:
+// scored, it would raise a false alert, and learned, it would wreck the
+// patient's baseline for hundreds of readings (one heart rate of 1e200
+// made the variance infinite and every later z-score 0). Zero is kept: a
+// monitor reporting a heart rate of 0 must alert.
+var Plausible = [nMetrics][2]float64{HR: {0, 350}, BP: {0, 400}, SpO2: {0, 100}}
+
+// checkValues refuses a reading with a NaN or infinite value in any of its
+// numeric fields, or a present scored vital outside [Plausible].
+func checkValues(v *pb.VitalsTelemetry) error {
+	for _, f := range [...]struct {
+		name string
+		val  float64
+	}{{"heartRate", v.GetHeartRate()}, {"systolicBp", v.GetSystolicBp()}, {"diastolicBp", v.GetDiastolicBp()}, {"spo2", v.GetSpo2()},
+		{"temperature", v.GetTemperature()}, {"respiratoryRate", v.GetRespiratoryRate()}, {"glucose", v.GetGlucose()},
+		{"medicationDose", v.GetMedicationDose()}, {"administrationRate", v.GetAdministrationRate()}, {"batteryLevel", v.GetBatteryLevel()}} {
+		if math.IsNaN(f.val) || math.IsInf(f.val, 0) {
+			return fmt.Errorf("%s is not a number", f.name)
+		}
+	}
+	for k, x := range v.GetExtra() {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("extra field %q is not a number", k)
+		}
+	}
+	vals := [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
+	has := [nMetrics]bool{
+		present(v, vals[HR], "heart_rate", "heartRate"),
+		present(v, vals[BP], "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
+		present(v, vals[SpO2], "spo2", "oxygenSat", "oxygen_sat"),
+	}
+	for m := range nMetrics {
+		if has[m] && (vals[m] < Plausible[m][0] || vals[m] > Plausible[m][1]) {
+			return fmt.Errorf("%s %v is outside %v..%v", metricNames[m], vals[m], Plausible[m][0], Plausible[m][1])
+		}
+	}
+	return nil
 }
 
 // reading updates st with one vitals reading, raises its alert requests
@@ -410,49 +474,77 @@ func (p *Processor) meta(st *State, id string, ev int64, now time.Time) *pb.Meta
 }
 
 // condition opens an episode when on starts and resolves it when on ends.
+// Episodes are per alert type and subject, so one patient's reading never
+// opens, continues or resolves another's.
 func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
-	e, open := st.Episodes[int32(t)]
+	k := EpisodeKey{Type: int32(t), Subject: subject}
+	e, open := st.Episodes[k]
 	switch {
 	case on && !open:
 		if st.Episodes == nil {
-			st.Episodes = map[int32]Episode{}
+			st.Episodes = map[EpisodeKey]Episode{}
 		}
-		e = Episode{Start: ev, Last: ev, Subject: subject}
-		st.Episodes[int32(t)] = e
-		p.request(ctx, st, t, pr, pb.AlertState_OPEN, subjType, e, now, v, msg())
+		e = Episode{Start: ev, Last: ev, SubjectType: subjType}
+		st.Episodes[k] = e
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, e, now, v, msg())
 	case !on && open:
-		delete(st.Episodes, int32(t))
-		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, subjType, e, now, v, msg())
+		delete(st.Episodes, k)
+		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, k, e, now, v, msg())
 	case on && open:
 		e.Last = max(e.Last, ev)
-		st.Episodes[int32(t)] = e
+		st.Episodes[k] = e
 	}
 }
 
-// event continues or starts a discrete device-alert episode.
+// event continues or starts a discrete device-alert episode. An event
+// within EpisodeQuiet of the open episode continues it, also one that
+// arrives late (buffered by the device) with an event time before the
+// episode's start: one failure keeps one alert id whatever the arrival
+// order. An event more than EpisodeQuiet before the open episode is an
+// earlier episode of its own: it is requested under its own id, and the
+// open episode stays the one later events continue.
 func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, device string, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
 	if st.Episodes == nil {
-		st.Episodes = map[int32]Episode{}
+		st.Episodes = map[EpisodeKey]Episode{}
 	}
-	e, open := st.Episodes[int32(t)]
-	if open && ev-e.Last <= p.cfg.EpisodeQuiet.Milliseconds() && ev >= e.Start {
+	k := EpisodeKey{Type: int32(t), Subject: device}
+	quiet := p.cfg.EpisodeQuiet.Milliseconds()
+	e, open := st.Episodes[k]
+	switch {
+	case open && ev-e.Last <= quiet && e.Start-ev <= quiet:
 		e.Last = max(e.Last, ev)
-		st.Episodes[int32(t)] = e
-		// Repeat while open: the alerts group suppresses it, and counts it.
-		p.request(ctx, st, t, pr, pb.AlertState_OPEN, alerts.SubjectDevice, e, now, v, msg)
+		st.Episodes[k] = e
+		// Repeat while open: the alerts group suppresses it (or raises
+		// its priority), and counts it.
+	case open && e.Start-ev > quiet:
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}, now, v, msg)
 		return
+	default:
+		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}
+		st.Episodes[k] = e
 	}
-	e = Episode{Start: ev, Last: ev, Subject: device}
-	st.Episodes[int32(t)] = e
-	p.request(ctx, st, t, pr, pb.AlertState_OPEN, alerts.SubjectDevice, e, now, v, msg)
+	p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, e, now, v, msg)
 }
 
-func (p *Processor) request(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, state pb.AlertState, subjType string, e Episode, now time.Time, v *pb.VitalsTelemetry, msg string) {
+// subjectType is the subject type of episode k: the one it was opened
+// with, or for an episode stored before the subject type was kept (state
+// format 1), the device when the subject is the device, else the patient.
+func subjectType(k EpisodeKey, e Episode, device string) string {
+	switch {
+	case e.SubjectType != "":
+		return e.SubjectType
+	case k.Subject == device:
+		return alerts.SubjectDevice
+	}
+	return alerts.SubjectPatient
+}
+
+func (p *Processor) request(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, state pb.AlertState, k EpisodeKey, e Episode, now time.Time, v *pb.VitalsTelemetry, msg string) {
 	tenant := st.Tenant
 	if tenant == "" {
 		tenant = p.cfg.Tenant
 	}
-	a := alerts.Request(tenant, t, pr, state, subjType, e.Subject, strconv.FormatInt(e.Start, 10), time.UnixMilli(e.Start), now)
+	a := alerts.Request(tenant, t, pr, state, subjectType(k, e, v.GetDeviceId()), k.Subject, strconv.FormatInt(e.Start, 10), time.UnixMilli(e.Start), now)
 	if state == pb.AlertState_RESOLVED {
 		a.Meta.EventTimeMs = now.UnixMilli()
 	}

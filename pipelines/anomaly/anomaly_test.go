@@ -92,7 +92,7 @@ func TestBaselineLearnsPatientNormal(t *testing.T) {
 
 func TestStateCodecRoundTrip(t *testing.T) {
 	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {N: [3]int64{1, 2, 3}, Mean: [3]float64{60, 120, 97}, Var: [3]float64{1, 2, 0.5}}},
-		Episodes: map[int32]anomaly.Episode{int32(pb.AlertType_VITALS_WARNING): {Start: 5, Last: 9, Subject: "p"}}}
+		Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: {Start: 5, Last: 9, SubjectType: "patient"}}}
 	b, err := anomaly.StateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestStateCodecRoundTrip(t *testing.T) {
 }
 
 func FuzzDecodeState(f *testing.F) {
-	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {}}, Episodes: map[int32]anomaly.Episode{1: {Start: 1}}}
+	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {}}, Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: 1}: {Start: 1}}}
 	b, _ := s.AppendBinary(nil)
 	f.Add(b)
 	f.Add([]byte{1, 0, 0, 0})

@@ -14,18 +14,35 @@ import (
 type State struct {
 	Tenant   string
 	Patients map[string]*Baseline
-	// Episodes are open alert episodes by alert type number.
-	Episodes map[int32]Episode
+	// Episodes are the open alert episodes, by alert type and subject: a
+	// monitor that measured two patients can have an emergency open for
+	// each.
+	Episodes map[EpisodeKey]Episode
+}
+
+// EpisodeKey names an open episode: the alert type number and the subject
+// (patient, or device when the reading named no patient).
+type EpisodeKey struct {
+	Type    int32
+	Subject string
 }
 
 // Episode is an open alert episode: Start (Unix ms) is the alert window
 // (and so fixes the alert id); Last is the latest event that continued it.
+// SubjectType (alerts.SubjectPatient or SubjectDevice) is the one its
+// OPEN request carried, so that its RESOLVED request names the same alert
+// id whatever the resolving reading carries.
 type Episode struct {
 	Start, Last int64
-	Subject     string
+	SubjectType string
 }
 
-const stateVersion = 1
+// stateVersion is the format AppendBinary writes. Version 1 (episodes keyed
+// by type alone, without their subject type) is still read.
+const (
+	stateVersion   = 2
+	stateVersionV1 = 1
+)
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
 // form (the anomaly path is the hottest in wardstream).
@@ -59,18 +76,24 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Var[m]))
 		}
 	}
-	types := make([]int32, 0, len(s.Episodes))
+	keys := make([]EpisodeKey, 0, len(s.Episodes))
 	for k := range s.Episodes {
-		types = append(types, k)
+		keys = append(keys, k)
 	}
-	sort.Slice(types, func(i, j int) bool { return types[i] < types[j] })
-	b = binary.AppendUvarint(b, uint64(len(types)))
-	for _, t := range types {
-		e := s.Episodes[t]
-		b = binary.AppendVarint(b, int64(t))
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Type != keys[j].Type {
+			return keys[i].Type < keys[j].Type
+		}
+		return keys[i].Subject < keys[j].Subject
+	})
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		e := s.Episodes[k]
+		b = binary.AppendVarint(b, int64(k.Type))
 		b = binary.AppendVarint(b, e.Start)
 		b = binary.AppendVarint(b, e.Last)
-		b = appendString(b, e.Subject)
+		b = appendString(b, k.Subject)
+		b = appendString(b, e.SubjectType)
 	}
 	return b, nil
 }
@@ -145,9 +168,10 @@ func (StateCodec) Decode(b []byte) (any, error) {
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateVersion {
+	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
+	v1 := b[0] == stateVersionV1
 	r := &reader{b: b[1:]}
 	s := &State{Tenant: r.str()}
 	n := r.uvarint()
@@ -172,12 +196,19 @@ func DecodeState(b []byte) (*State, error) {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d episodes cannot fit", len(b), n)
 	}
 	if n > 0 {
-		s.Episodes = make(map[int32]Episode, n)
+		s.Episodes = make(map[EpisodeKey]Episode, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		t := int32(r.varint())
-		e := Episode{Start: r.varint(), Last: r.varint(), Subject: r.str()}
-		s.Episodes[t] = e
+		k := EpisodeKey{Type: int32(r.varint())}
+		e := Episode{Start: r.varint(), Last: r.varint()}
+		k.Subject = r.str()
+		if !v1 {
+			e.SubjectType = r.str()
+		}
+		if _, dup := s.Episodes[k]; dup && r.err == nil {
+			return nil, fmt.Errorf("decoding anomaly state (%d bytes): episode %d/%q twice", len(b), k.Type, k.Subject)
+		}
+		s.Episodes[k] = e
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %w", len(b), r.err)
