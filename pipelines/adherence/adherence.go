@@ -629,6 +629,8 @@ func (p *Processor) missedAlert(st *State, patient, medID string, d *DoseRec, st
 	window := medID + "|" + strconv.FormatInt(d.At, 10) + "|" + strconv.Itoa(d.Slot)
 	a := alerts.Request(p.tenant(st), pb.AlertType_MISSED_DOSE, pb.Priority_HIGH, state, alerts.SubjectPatient, patient, window, time.UnixMilli(d.At), now)
 	a.MedicationId = medID
+	// Each request goes with a new outcome version of its dose.
+	a.RequestVersion = d.Ver
 	a.Message = "missed dose of " + medID + " scheduled at " + time.UnixMilli(d.At).UTC().Format(time.RFC3339)
 	p.alertReqs.WithLabelValues(a.AlertType.String(), state.String()).Inc()
 	return emit{p.cfg.Topics.AlertRequests, a.AlertId, a}
@@ -702,9 +704,9 @@ func (p *Processor) windowsFor(st *State, patient, medID string, m *MedState, ch
 			switch {
 			case low && !m.Low:
 				m.Low, m.LowAlert = true, medID+"|"+ds
-				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, pb.AlertState_OPEN, w, now))
+				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_OPEN, w, now))
 			case !low && m.Low:
-				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, pb.AlertState_RESOLVED, w, now))
+				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_RESOLVED, w, now))
 				m.Low, m.LowAlert = false, ""
 			}
 		}
@@ -712,9 +714,11 @@ func (p *Processor) windowsFor(st *State, patient, medID string, m *MedState, ch
 	return out
 }
 
-func (p *Processor) lowAlert(st *State, patient, medID, window string, state pb.AlertState, w reference.Window, now time.Time) emit {
+func (p *Processor) lowAlert(st *State, patient, medID, window string, version int64, state pb.AlertState, w reference.Window, now time.Time) emit {
 	a := alerts.Request(p.tenant(st), pb.AlertType_LOW_ADHERENCE, pb.Priority_MEDIUM, state, alerts.SubjectPatient, patient, window, now, now)
 	a.MedicationId = medID
+	// Each request goes with a new adherence version of the medication.
+	a.RequestVersion = version
 	a.Message = fmt.Sprintf("7-day adherence of %s is %d/%d (%.3f), below %.2f", medID, w.Taken7d, w.Due7d, w.Ratio7d, p.cfg.LowThreshold)
 	p.alertReqs.WithLabelValues(a.AlertType.String(), state.String()).Inc()
 	return emit{p.cfg.Topics.AlertRequests, a.AlertId, a}

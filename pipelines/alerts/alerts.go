@@ -8,8 +8,16 @@
 // The group table holds the current pb.Alert per alert id. Rules:
 //   - OPEN for a new id raises the alert (version 1); OPEN while the alert
 //     is open, acknowledged or escalated is suppressed (counted, not
-//     emitted); OPEN after it was resolved re-opens it.
+//     emitted), unless it asks for a higher priority, which the alert
+//     takes (with that priority's SLA); OPEN after it was resolved
+//     re-opens it.
 //   - RESOLVED resolves an alert that is not resolved yet.
+//   - A request numbered by its detector (RequestVersion > 0) at or below
+//     the highest number the alert applied is a redelivery and changes
+//     nothing: after a restart, goka re-reads uncommitted requests, and a
+//     detector replaying its input asks again, but a resolved alert is
+//     not re-opened by its own old OPEN. Unnumbered requests (0) follow
+//     the rules above alone.
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
 //     dead-letter topic).
 //   - Resolved alerts are deleted from the table after ResolvedRetention
@@ -128,6 +136,7 @@ type Processor struct {
 
 	transitions *prometheus.CounterVec
 	suppressed  *prometheus.CounterVec
+	stale       *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 }
 
@@ -145,10 +154,12 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 		Help: "Alert state changes emitted, by type and new state."}, []string{"type", "state"})
 	p.suppressed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_suppressed_total",
 		Help: "Alert requests suppressed because the identical alert is open, by type."}, []string{"type"})
+	p.stale = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_stale_requests_total",
+		Help: "Alert requests ignored because the alert applied that request version already (redeliveries), by type."}, []string{"type"})
 	p.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_dead_letters_total",
 		Help: "Alert inputs sent to the dead-letter topic, by reason."}, []string{"reason"})
 	if p.reg != nil {
-		for _, c := range []prometheus.Collector{p.transitions, p.suppressed, p.deadLetters} {
+		for _, c := range []prometheus.Collector{p.transitions, p.suppressed, p.stale, p.deadLetters} {
 			if err := p.reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering alerts metrics: %w", err)
 			}
@@ -232,9 +243,25 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	}
 	now := p.now()
 	cur := current(ctx)
+	if rv := req.GetRequestVersion(); rv > 0 && cur != nil && rv <= cur.GetRequestVersion() {
+		// A request the group applied already, redelivered (goka is at
+		// least once: a restart re-reads what was not committed, and a
+		// detector that replays its input asks again).
+		p.stale.WithLabelValues(req.AlertType.String()).Inc()
+		return
+	}
 	switch req.State {
 	case pb.AlertState_OPEN:
 		if cur != nil && cur.State != pb.AlertState_RESOLVED {
+			if req.Priority > cur.Priority {
+				// The condition got worse (a device severity of 9 after
+				// one of 7): the alert takes the higher priority and its
+				// shorter SLA, counted from when it opened.
+				cur.Priority = req.Priority
+				cur.RequestVersion = max(cur.RequestVersion, req.RequestVersion)
+				p.publish(ctx, cur, now)
+				return
+			}
 			p.suppressed.WithLabelValues(req.AlertType.String()).Inc()
 			return
 		}
@@ -242,6 +269,7 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		a.Version = 0 // a re-opened alert continues its versions
 		if cur != nil {
 			a.Version = cur.Version
+			a.RequestVersion = max(a.RequestVersion, cur.RequestVersion)
 		}
 		a.State, a.OpenedTimeMs, a.AckedTimeMs, a.ResolvedTimeMs, a.EscalationLevel, a.AckedBy = pb.AlertState_OPEN, now.UnixMilli(), 0, 0, 0, ""
 		p.publish(ctx, a, now)
@@ -250,6 +278,7 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 			return
 		}
 		cur.State, cur.ResolvedTimeMs = pb.AlertState_RESOLVED, now.UnixMilli()
+		cur.RequestVersion = max(cur.RequestVersion, req.RequestVersion)
 		p.publish(ctx, cur, now)
 	default:
 		p.deadLetter(ctx, raw, "bad_state", fmt.Errorf("alert request state %s is not OPEN or RESOLVED", req.State))

@@ -548,6 +548,12 @@ func (p *Processor) request(ctx goka.Context, st *State, t pb.AlertType, pr pb.P
 	if state == pb.AlertState_RESOLVED {
 		a.Meta.EventTimeMs = now.UnixMilli()
 	}
+	// An episode's id is its own: its OPEN is request 1 and its RESOLVED
+	// request 2, so a replayed OPEN never re-opens the resolved alert.
+	a.RequestVersion = 1
+	if state == pb.AlertState_RESOLVED {
+		a.RequestVersion = 2
+	}
 	a.DeviceId, a.Ward, a.Message = v.GetDeviceId(), v.GetWard(), msg
 	if v.GetPatientId() != "" {
 		a.PatientId = v.GetPatientId()

@@ -820,8 +820,14 @@ type Alert struct {
 	AckedBy         string `protobuf:"bytes,17,opt,name=acked_by,json=ackedBy,proto3" json:"acked_by,omitempty"`
 	Ward            string `protobuf:"bytes,18,opt,name=ward,proto3" json:"ward,omitempty"`
 	CameraId        string `protobuf:"bytes,19,opt,name=camera_id,json=cameraId,proto3" json:"camera_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// RequestVersion: on a request (alert-requests topic), the detector's
+	// sequence number of its requests for this alert id, increasing with each
+	// request that changes the alert (0: unnumbered); on an alert, the
+	// highest one applied. A request numbered at or below it is a replay
+	// (at-least-once redelivery after a restart) and changes nothing.
+	RequestVersion int64 `protobuf:"varint,20,opt,name=request_version,json=requestVersion,proto3" json:"request_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
@@ -985,6 +991,13 @@ func (x *Alert) GetCameraId() string {
 		return x.CameraId
 	}
 	return ""
+}
+
+func (x *Alert) GetRequestVersion() int64 {
+	if x != nil {
+		return x.RequestVersion
+	}
+	return 0
 }
 
 // AlertAck acknowledges an alert (alerts-ack topic or the API).
@@ -1328,7 +1341,7 @@ const file_wardstream_v1_analytics_proto_rawDesc = "" +
 	"\x11AnomalyScoreBatch\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x123\n" +
-	"\x06scores\x18\x03 \x03(\v2\x1b.wardstream.v1.AnomalyScoreR\x06scores\"\xac\x05\n" +
+	"\x06scores\x18\x03 \x03(\v2\x1b.wardstream.v1.AnomalyScoreR\x06scores\"\xd5\x05\n" +
 	"\x05Alert\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x127\n" +
@@ -1352,7 +1365,8 @@ const file_wardstream_v1_analytics_proto_rawDesc = "" +
 	"\x10escalation_level\x18\x10 \x01(\x05R\x0fescalationLevel\x12\x19\n" +
 	"\backed_by\x18\x11 \x01(\tR\aackedBy\x12\x12\n" +
 	"\x04ward\x18\x12 \x01(\tR\x04ward\x12\x1b\n" +
-	"\tcamera_id\x18\x13 \x01(\tR\bcameraId\"v\n" +
+	"\tcamera_id\x18\x13 \x01(\tR\bcameraId\x12'\n" +
+	"\x0frequest_version\x18\x14 \x01(\x03R\x0erequestVersion\"v\n" +
 	"\bAlertAck\x12'\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.wardstream.v1.MetaR\x04meta\x12\x19\n" +
 	"\balert_id\x18\x02 \x01(\tR\aalertId\x12\x12\n" +

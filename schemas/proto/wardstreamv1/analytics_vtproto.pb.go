@@ -490,6 +490,13 @@ func (m *Alert) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.RequestVersion != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.RequestVersion))
+		i--
+		dAtA[i] = 0x1
+		i--
+		dAtA[i] = 0xa0
+	}
 	if len(m.CameraId) > 0 {
 		i -= len(m.CameraId)
 		copy(dAtA[i:], m.CameraId)
@@ -1142,6 +1149,9 @@ func (m *Alert) SizeVT() (n int) {
 	l = len(m.CameraId)
 	if l > 0 {
 		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.RequestVersion != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.RequestVersion))
 	}
 	n += len(m.unknownFields)
 	return n

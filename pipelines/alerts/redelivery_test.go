@@ -1,0 +1,73 @@
+package alerts_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wardstream/wardstream/pipelines/alerts"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+// numbered sends a request numbered rv by its detector.
+func (h *harness) numbered(state pb.AlertState, pr pb.Priority, rv int64) {
+	a := alerts.Request("t1", pb.AlertType_MISSED_DOSE, pr, state, alerts.SubjectPatient, "p1", "w", time.UnixMilli(0), time.UnixMilli(h.now.Load()))
+	a.RequestVersion = rv
+	b, _ := codec.Marshal(a)
+	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+}
+
+// TestRedeliveredRequests: goka is at least once; after a crash between
+// the table write and the offset commit the requests are read again, and a
+// detector replaying its input asks again. Numbered requests at or below
+// what the alert applied change nothing, so one episode is not notified
+// twice; a newer request re-opens as before, and unnumbered requests keep
+// the plain rules.
+func TestRedeliveredRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		reqs []int64 // request versions: odd OPEN, even RESOLVED
+		want string
+	}{
+		{"replay after resolve", []int64{1, 2, 1, 2}, "[OPEN v1 L0 RESOLVED v2 L0]"},
+		{"replayed open while open", []int64{1, 1}, "[OPEN v1 L0]"},
+		{"late duplicate of the open", []int64{1, 2, 1}, "[OPEN v1 L0 RESOLVED v2 L0]"},
+		{"newer request re-opens", []int64{1, 2, 1, 3}, "[OPEN v1 L0 RESOLVED v2 L0 OPEN v3 L0]"},
+		{"unnumbered re-opens", []int64{0, 0, 0}, "[OPEN v1 L0 RESOLVED v2 L0 OPEN v3 L0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			for i, rv := range tc.reqs {
+				st := pb.AlertState_OPEN
+				if rv%2 == 0 && rv > 0 || rv == 0 && i%2 == 1 {
+					st = pb.AlertState_RESOLVED
+				}
+				h.numbered(st, pb.Priority_HIGH, rv)
+			}
+			if got := fmt.Sprint(h.drain()); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPriorityRaise: a request for the open alert with a higher priority
+// (the anomaly group sends DEVICE_SEVERITY as HIGH for severity 6-8 and
+// CRITICAL for 9-10, under one episode id) raises the alert's priority, so
+// it escalates at the CRITICAL SLA; a lower priority changes nothing.
+func TestPriorityRaise(t *testing.T) {
+	h := newHarness(t)
+	send := func(pr pb.Priority) {
+		a := alerts.Request("t1", pb.AlertType_DEVICE_SEVERITY, pr, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "1000", time.UnixMilli(1000), time.UnixMilli(h.now.Load()))
+		b, _ := codec.Marshal(a)
+		h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+	}
+	send(pb.Priority_HIGH)
+	send(pb.Priority_CRITICAL)
+	send(pb.Priority_HIGH)
+	h.tick(1_000_000 + 5*60_000) // CRITICAL SLA
+	if got := fmt.Sprint(h.drain()); got != "[OPEN v1 L0 OPEN v2 L0 ESCALATED v3 L1]" {
+		t.Fatalf("CRITICAL request for an open HIGH alert:\n got %s\nwant [OPEN v1 L0 OPEN v2 L0 ESCALATED v3 L1] (priority raised, escalated at the CRITICAL SLA)", got)
+	}
+}
