@@ -348,32 +348,61 @@ type JWKSCache struct {
 }
 
 // Key implements [KeySource].
+//
+// Fetches are bounded: after an attempt, the next comes no sooner than
+// MinRefresh (2 s while no set was ever fetched), whether the set is stale
+// or a kid unknown, so that a failing identity provider or tokens with
+// made-up key ids cannot make every request refetch. A stale set is
+// refreshed in the background while its keys go on being used.
 func (c *JWKSCache) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
 	now := time.Now()
 	c.mu.Lock()
 	k, kerr := StaticKeys(c.keys).Key(ctx, kid)
-	known := kerr == nil
 	stale := c.keys == nil || now.Sub(c.fetched) > c.MaxAge
-	if known && (!stale || c.inflight != nil) {
-		// Fresh, or being refreshed by another request: use what we have.
+	retry := c.MinRefresh
+	if c.keys == nil {
+		retry = min(retry, 2*time.Second)
+	}
+	canTry := c.tried.IsZero() || now.Sub(c.tried) >= retry
+	if kerr == nil {
+		if stale && canTry && c.inflight == nil {
+			c.startFetchLocked(ctx)
+		}
 		c.mu.Unlock()
 		return k, nil
 	}
-	needFetch := stale || now.Sub(c.tried) >= c.MinRefresh
-	if !needFetch && c.inflight == nil {
-		c.mu.Unlock()
-		return nil, kerr
-	}
-	leader := c.inflight == nil
-	if leader {
-		c.inflight = make(chan struct{})
-		c.tried = now
+	if c.inflight == nil {
+		if !canTry {
+			err := kerr
+			if c.keys == nil && c.lastErr != nil {
+				err = c.lastErr
+			}
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.startFetchLocked(ctx)
 	}
 	wait := c.inflight
 	c.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.keys == nil && c.lastErr != nil {
+		return nil, c.lastErr
+	}
+	return StaticKeys(c.keys).Key(ctx, kid)
+}
 
-	if leader {
-		// The fetch outlives the request that triggered it: others wait on it.
+// startFetchLocked starts fetching the set (c.mu held); the fetch outlives
+// the request that triggered it, and c.inflight is closed when it is done.
+func (c *JWKSCache) startFetchLocked(ctx context.Context) {
+	done := make(chan struct{})
+	c.inflight, c.tried = done, time.Now()
+	go func() {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		keys, err := c.fetch(fctx)
 		cancel()
@@ -382,22 +411,10 @@ func (c *JWKSCache) Key(ctx context.Context, kid string) (crypto.PublicKey, erro
 			c.keys, c.fetched = keys, time.Now()
 		}
 		c.lastErr = err
-		close(c.inflight)
 		c.inflight = nil
 		c.mu.Unlock()
-	} else {
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.keys == nil && c.lastErr != nil {
-		return nil, c.lastErr
-	}
-	return StaticKeys(c.keys).Key(ctx, kid)
+		close(done)
+	}()
 }
 
 func (c *JWKSCache) fetch(ctx context.Context) (map[string]crypto.PublicKey, error) {

@@ -180,7 +180,7 @@ func (c *ClickHouseStore) Alert(ctx context.Context, tenant, alertID string) (*p
 		return nil, err
 	}
 	if len(as) == 0 {
-		return nil, fmt.Errorf("alert %s: %w", alertID, ErrNotFound)
+		return nil, fmt.Errorf("alert: %w", ErrNotFound)
 	}
 	return as[0], nil
 }
@@ -542,6 +542,17 @@ func (c *ClickHouseStore) DeviceKnown(ctx context.Context, tenant, deviceID stri
 	return n > 0, nil
 }
 
+// PatientElsewhere implements [Store].
+func (c *ClickHouseStore) PatientElsewhere(ctx context.Context, tenant, patientID string) (bool, error) {
+	q := `SELECT (SELECT count() FROM ` + c.t(chschema.TSchedules) + ` WHERE patient_id = ? AND tenant != ?)
+    + (SELECT count() FROM ` + c.t(chschema.TIntakes) + ` WHERE patient_id = ? AND tenant != ?)`
+	var n uint64
+	if err := c.conn.QueryRow(ctx, q, patientID, tenant, patientID, tenant).Scan(&n); err != nil {
+		return false, fmt.Errorf("looking up a patient for tenant %s: %w", tenant, err)
+	}
+	return n > 0, nil
+}
+
 // Shadow implements [Store].
 func (c *ClickHouseStore) Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error) {
 	q := `SELECT argMax(desired_json, version), argMax(reported_json, version), argMax(delta_json, version), argMax(online, version),
@@ -557,7 +568,7 @@ WHERE tenant = ? AND device_id = ? GROUP BY device_id`
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("reading shadow: %w", err)
 		}
-		return nil, fmt.Errorf("shadow of %s: %w", deviceID, ErrNotFound)
+		return nil, fmt.Errorf("device shadow: %w", ErrNotFound)
 	}
 	var desired, reported, delta string
 	var online uint8

@@ -365,7 +365,7 @@ func (s *Server) updateSchedule(rc *reqCtx) (int, any, error) {
 	_ = json.Unmarshal(rc.body, &ids)
 	if ids.PatientID == "" || ids.MedicationID == "" {
 		var m map[string]json.RawMessage
-		if err := json.Unmarshal(rc.body, &m); err != nil {
+		if err := json.Unmarshal(rc.body, &m); err != nil || m == nil { // null decodes to a nil map
 			return 0, nil, errf(http.StatusBadRequest, "request body must be a DoseSchedule JSON object")
 		}
 		if ids.PatientID == "" {
@@ -407,6 +407,9 @@ func (s *Server) deleteSchedule(rc *reqCtx) (int, any, error) {
 // device, an UPDATE_SCHEDULE command carrying it. Both go in one
 // ProduceSync so that a failure is reported for the pair.
 func (s *Server) publishSchedule(rc *reqCtx, sc *pb.DoseSchedule, status int) (int, any, error) {
+	if err := s.checkPatient(rc, sc.PatientId); err != nil {
+		return 0, nil, err
+	}
 	if sc.DeviceId != "" {
 		if err := s.checkDevice(rc, sc.DeviceId); err != nil {
 			return 0, nil, err
@@ -428,6 +431,23 @@ func (s *Server) publishSchedule(rc *reqCtx, sc *pb.DoseSchedule, status int) (i
 }
 
 // --- device commands and shadows ---
+
+// checkPatient refuses a schedule write for a patient known under another
+// tenant, with the 404 a patient that does not exist would get, so that one
+// hospital can neither replace another's schedules nor learn its patient
+// ids. A patient known nowhere yet is the caller's to schedule.
+func (s *Server) checkPatient(rc *reqCtx, patient string) error {
+	ctx, cancel := rc.query()
+	defer cancel()
+	elsewhere, err := s.store.PatientElsewhere(ctx, rc.p.Tenant, patient)
+	if err != nil {
+		return storeErr(err)
+	}
+	if elsewhere {
+		return errf(http.StatusNotFound, "unknown patient")
+	}
+	return nil
+}
 
 // checkDevice enforces api.require_known_device for a write addressed to
 // device.

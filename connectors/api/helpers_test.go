@@ -146,6 +146,22 @@ func (f *fakeStore) CameraEvents(_ context.Context, tenant string, _ time.Time, 
 	return f.video[tenant], nil
 }
 
+func (f *fakeStore) PatientElsewhere(_ context.Context, tenant, patient string) (bool, error) {
+	if err := f.call("PatientElsewhere", tenant); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for t, list := range f.schedules {
+		for _, sc := range list {
+			if t != tenant && sc.GetPatientId() == patient {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 func (f *fakeStore) Shadow(_ context.Context, tenant, device string) (*pb.DeviceShadow, error) {
 	if err := f.call("shadow", tenant); err != nil {
 		return nil, err

@@ -131,7 +131,9 @@ func (s *Server) buildMux() *http.ServeMux {
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s not allowed; use %s", r.Method, joinComma(methods))})
 		})
 	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	// Every other path, in or outside /api/: errors are always JSON.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no such API route (see /openapi.yaml)"})
 	})
 	return mux
@@ -175,6 +177,16 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 			}
 			return s.fail(w, err)
 		}
+		// The user's rate limit comes first, so that requests refused for
+		// their role are limited too; refused writes are audited, whatever
+		// refused them.
+		if ok, wait := s.limiter.Allow(p.Tenant + "/" + p.User); !ok {
+			s.metrics.limited.Inc()
+			if rt.write {
+				s.auditWrite(r.Context(), rt, r, p, nil, http.StatusTooManyRequests)
+			}
+			return s.fail(w, &httpError{status: http.StatusTooManyRequests, msg: "rate limit exceeded; slow down", retry: wait})
+		}
 		if !p.Has(rt.roles...) {
 			s.metrics.authFail.WithLabelValues("role").Inc()
 			err := errf(http.StatusForbidden, "role %s may not %s (needs one of %s)", p.RoleString(), rt.name, joinComma(rt.roles))
@@ -182,10 +194,6 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 				s.auditWrite(r.Context(), rt, r, p, nil, http.StatusForbidden)
 			}
 			return s.fail(w, err)
-		}
-		if ok, wait := s.limiter.Allow(p.Tenant + "/" + p.User); !ok {
-			s.metrics.limited.Inc()
-			return s.fail(w, &httpError{status: http.StatusTooManyRequests, msg: "rate limit exceeded; slow down", retry: wait})
 		}
 	}
 	if rt.raw != nil {
@@ -205,7 +213,10 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		status = statusOf(err)
 		var he *httpError
-		if !errors.As(err, &he) {
+		// A missing alert, shadow or patient is the client's error: not
+		// logged (its message would name the id, and alert ids carry
+		// patient ids).
+		if !errors.As(err, &he) && !errors.Is(err, ErrNotFound) {
 			// Internal errors are logged here, once, and shown generically.
 			s.log.Error("api request failed", "route", rt.name, "err", err)
 			if errors.Is(err, errStore) {

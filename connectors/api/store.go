@@ -53,6 +53,11 @@ type Store interface {
 	// DeviceKnown reports whether the device has reported (a status or a
 	// shadow) under the tenant: the API sends commands only to such devices.
 	DeviceKnown(ctx context.Context, tenant, deviceID string) (bool, error)
+	// PatientElsewhere reports whether the patient has schedules or
+	// intakes under a tenant other than tenant: the API refuses schedule
+	// writes for another tenant's patient (the processors key a patient's
+	// state by patient id alone).
+	PatientElsewhere(ctx context.Context, tenant, patientID string) (bool, error)
 	// Shadow returns a device's latest shadow, or [ErrNotFound].
 	Shadow(ctx context.Context, tenant, deviceID string) (*pb.DeviceShadow, error)
 	// Ping checks that the store answers.
