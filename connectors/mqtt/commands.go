@@ -30,6 +30,10 @@ type deviceAck struct {
 // keyed by device, so that the replica that sent the command (it owns the
 // device's partition) learns about it whichever replica received the ack.
 func (c *Connector) commandAck(src payload.Source, raw []byte, o payload.Options) []payload.Out {
+	if o.MaxBytes > 0 && len(raw) > o.MaxBytes {
+		return []payload.Out{payload.DeadLetter(src, raw, o, &payload.Error{Reason: payload.ReasonOversize,
+			Err: fmt.Errorf("command ack of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes)})}
+	}
 	var a deviceAck
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return []payload.Out{payload.DeadLetter(src, raw, o, &payload.Error{Reason: payload.ReasonMalformedJSON, Err: fmt.Errorf("command ack: %w", err)})}

@@ -398,10 +398,25 @@ type delivery struct {
 
 func (d *delivery) done(r *kgo.Record, err error) {
 	if err != nil {
-		if !d.c.deadLetterProduceFailure(d, r, err) {
-			d.failed.Store(true)
-		}
+		// This is franz-go's promise goroutine, which must not wait for
+		// another produce: the dead letter's own promise would queue
+		// behind this one, and every later promise of the process with
+		// it. The replacement is produced on its own goroutine, which
+		// settles the message when it is done.
+		go func() {
+			if !d.c.deadLetterProduceFailure(d, r, err) {
+				d.failed.Store(true)
+			}
+			d.settle()
+		}()
+		return
 	}
+	d.settle()
+}
+
+// settle counts one record of the message as done; the last one acks the
+// message, unless a record failed for good without a dead letter.
+func (d *delivery) settle() {
 	if d.pending.Add(-1) != 0 {
 		return
 	}

@@ -496,6 +496,8 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 		}
 		if meta.EventTimeMs == 0 {
 			meta.EventTimeMs = o.Now.UnixMilli()
+		} else if err := o.checkTime("timestamp", meta.EventTimeMs); err != nil {
+			return Out{}, err
 		}
 		m := &pb.DoseSchedule{Meta: meta, PatientId: *b.PatientID, MedicationId: *b.MedicationID, DeviceId: dev,
 			MedicationName: b.MedName, Timezone: b.Timezone, Times: b.Times, DaysOfWeek: b.DaysOfWeek, StartDate: b.StartDate,

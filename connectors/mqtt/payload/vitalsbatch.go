@@ -405,7 +405,8 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 	var (
 		batchID, device, tenant []byte
 		hasDevice, seenMsgs     bool
-		count                   = -1
+		hasCount                bool // a count of -1 is a count, and wrong
+		count                   int
 	)
 	s := scanner{d: raw}
 	s.ws()
@@ -439,7 +440,7 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 		case "count":
 			var c int
 			if c, ok = s.count(); ok {
-				count = c
+				count, hasCount = c, true
 			}
 		case "messages":
 			if seenMsgs || !hasDevice || len(device) == 0 {
@@ -458,7 +459,7 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 			return Out{}, false
 		}
 	}
-	if !s.end() || !seenMsgs || e.n == 0 || count >= 0 && count != e.n {
+	if !s.end() || !seenMsgs || e.n == 0 || hasCount && count != e.n {
 		return Out{}, false
 	}
 	// The envelope: joinVitals' Meta from the first reading.

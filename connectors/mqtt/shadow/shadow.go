@@ -263,6 +263,14 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	if seen > sh.LastSeenMs {
 		sh.LastSeenMs = seen
 	}
+	// A status older than the reported state (a device flushing its
+	// offline buffer after a fresh status) is a sign of life, nothing
+	// more: it must not take the reported state or the online flag back.
+	ev := st.GetMeta().GetEventTimeMs()
+	if ev > 0 && ev < sh.ReportedUpdatedMs {
+		p.commit(ctx, before, sh, "reported", false)
+		return
+	}
 	cameOnline := st.Online && !sh.Online
 	sh.Online = st.Online
 	if len(st.GetReported().GetFields()) > 0 {
