@@ -287,7 +287,7 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 		s = proto.Clone(cur).(*pb.DoseSchedule)
 		s.Deleted = true
 		s.Version = cur.GetVersion() + 1
-		s.Meta = &pb.Meta{Tenant: cur.GetMeta().GetTenant(), EventTimeMs: now.UnixMilli()}
+		s.Meta = &pb.Meta{Tenant: cur.GetMeta().GetTenant(), EventTimeMs: now.UnixMilli(), Source: TombstoneSource}
 	}
 	sp, err := schedule.Parse(s)
 	if err != nil {
@@ -679,14 +679,26 @@ func (p *Processor) windowsFor(st *State, patient, medID string, m *MedState, ch
 	}
 	days := m.dayCounts()
 	var list []string
+	latest := "" // the latest day with due doses: LOW_ADHERENCE follows it
 	for d, c := range days {
-		if d >= minDay && c[0] > 0 {
+		if c[0] > 0 {
+			if d >= minDay {
+				list = append(list, d)
+			}
+			latest = max(latest, d)
+		}
+	}
+	// A changed day left without due doses (a schedule version retracted
+	// them) gets a window too, with nothing due: it supersedes the day's
+	// earlier window downstream, where the highest version is kept.
+	for d := range changed {
+		if days[d][0] == 0 {
 			list = append(list, d)
 		}
 	}
 	sort.Strings(list)
 	var out []emit
-	for i, ds := range list {
+	for _, ds := range list {
 		w := Window(days, ds)
 		m.AdhVer++
 		rec := &pb.AdherenceWindow{
@@ -699,17 +711,24 @@ func (p *Processor) windowsFor(st *State, patient, medID string, m *MedState, ch
 		}
 		p.windows.Inc()
 		out = append(out, emit{p.cfg.Topics.Adherence, patient, rec})
-		if i == len(list)-1 && w.Due7d > 0 {
-			low := w.Ratio7d < p.cfg.LowThreshold
-			switch {
-			case low && !m.Low:
-				m.Low, m.LowAlert = true, medID+"|"+ds
-				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_OPEN, w, now))
-			case !low && m.Low:
-				out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_RESOLVED, w, now))
-				m.Low, m.LowAlert = false, ""
-			}
-		}
+	}
+	// LOW_ADHERENCE on the 7-day ratio of the latest day with due doses;
+	// with none left (every dose retracted), an open alert resolves. Each
+	// request takes a new adherence version (its request version).
+	var w reference.Window
+	if latest != "" {
+		w = Window(days, latest)
+	}
+	low := w.Due7d > 0 && w.Ratio7d < p.cfg.LowThreshold
+	switch {
+	case low && !m.Low:
+		m.AdhVer++
+		m.Low, m.LowAlert = true, medID+"|"+latest
+		out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_OPEN, w, now))
+	case !low && m.Low:
+		m.AdhVer++
+		out = append(out, p.lowAlert(st, patient, medID, m.LowAlert, m.AdhVer, pb.AlertState_RESOLVED, w, now))
+		m.Low, m.LowAlert = false, ""
 	}
 	return out
 }

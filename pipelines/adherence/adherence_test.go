@@ -44,7 +44,8 @@ func newHarness(t *testing.T, start time.Time) *harness {
 		t.Fatal(err)
 	}
 	h.tt = tester.New(t)
-	h.proc, err = goka.NewProcessor(nil, p.Graph(), goka.WithTester(h.tt), goka.WithLogger(gokalog.New(nil)))
+	// Nil values reach the callbacks, as pipelines/processors runs the group.
+	h.proc, err = goka.NewProcessor(nil, p.Graph(), goka.WithTester(h.tt), goka.WithLogger(gokalog.New(nil)), goka.WithNilHandling(goka.NilProcess))
 	if err != nil {
 		t.Fatal(err)
 	}

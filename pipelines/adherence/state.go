@@ -354,18 +354,37 @@ func (m *MedState) versions() []*SchedVer {
 func (m *MedState) addVersion(ver, from int64, b []byte, sp *schedule.Spec) bool {
 	hs := m.versions()
 	i := sort.Search(len(hs), func(i int) bool { return hs[i].Ver >= ver })
-	if i < len(hs) && hs[i].Ver == ver {
+	switch {
+	case i < len(hs) && hs[i].Ver == ver && standsIn(hs[i].Sched) && !standsIn(b):
+		// The schedule written after a tombstone takes the number the
+		// deletion stood in with (the natural next version).
+		m.Hist[i] = &SchedVer{Ver: ver, From: from, Sched: b, spec: sp}
+	case i < len(hs) && hs[i].Ver == ver:
 		return false
+	default:
+		m.Hist = append(m.Hist, nil)
+		copy(m.Hist[i+1:], m.Hist[i:])
+		m.Hist[i] = &SchedVer{Ver: ver, From: from, Sched: b, spec: sp}
 	}
-	m.Hist = append(m.Hist, nil)
-	copy(m.Hist[i+1:], m.Hist[i:])
-	m.Hist[i] = &SchedVer{Ver: ver, From: from, Sched: b, spec: sp}
 	last := m.Hist[len(m.Hist)-1]
 	m.Sched, m.spec = last.Sched, last.spec
 	if m.From == 0 || from < m.From {
 		m.From = from
 	}
 	return true
+}
+
+// TombstoneSource is the Meta.Source of the deletion the group stores for
+// a tombstone on the schedules topic: the record names no version, so the
+// deletion stands in as the version after the latest until a schedule
+// with that number arrives.
+const TombstoneSource = "pipelines/adherence/tombstone"
+
+// standsIn reports whether the stored schedule b is a tombstone's
+// stand-in deletion.
+func standsIn(b []byte) bool {
+	var s pb.DoseSchedule
+	return proto.Unmarshal(b, &s) == nil && s.GetDeleted() && s.GetMeta().GetSource() == TombstoneSource
 }
 
 // specAt returns the schedule version that defines the doses at instant

@@ -258,6 +258,12 @@ func (r *Role) gokaOptions(group string) ([]goka.ProcessorOption, error) {
 		goka.WithClientID(sc.ClientID),
 		// Partition like every franz-go producer does (see kafkahash).
 		goka.WithHasher(kafkahash.New),
+		// Records without a value reach the callbacks: goka's default
+		// (NilIgnore) drops them unseen, which would lose a schedule's
+		// deletion (a tombstone on the compacted schedules topic) and
+		// drop empty records silently instead of dead-lettering them.
+		// Every callback of these groups handles a nil value.
+		goka.WithNilHandling(goka.NilProcess),
 	}, nil
 }
 

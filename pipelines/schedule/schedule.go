@@ -224,7 +224,8 @@ func ParseClock(s string) (int, error) {
 type Instance struct {
 	// At is the scheduled instant.
 	At time.Time
-	// Slot is 0..DosesPerTime-1.
+	// Slot is 0..DosesPerTime-1, counted on when two listed times fall
+	// on one instant (a time moved forward by a DST gap onto the next).
 	Slot int
 	// LocalDate is the patient's local date of the dose ("YYYY-MM-DD"), the
 	// calendar date the schedule generated it for.
@@ -303,12 +304,26 @@ func (s *Spec) Instances(from, to time.Time) []Instance {
 			continue
 		}
 		ds := d.Format(DateLayout)
+		// A time that does not exist today moves forward by the gap and
+		// can land on another listed time (01:00 and 02:00 on a spring
+		// forward day in London): both are due at that instant, the later
+		// listed one in the slots after the earlier one's, so that every
+		// dose keeps its own id.
+		var buf [8]time.Time
+		seen := buf[:0] // today's instants so far: a handful
 		for _, m := range s.Times {
 			at := LocalInstant(d, m, s.Loc)
+			base := 0
+			for _, prev := range seen {
+				if prev.Equal(at) {
+					base += s.DosesPerTime
+				}
+			}
+			seen = append(seen, at)
 			if at.Before(from) || !at.Before(to) {
 				continue
 			}
-			for slot := 0; slot < s.DosesPerTime; slot++ {
+			for slot := base; slot < base+s.DosesPerTime; slot++ {
 				out = append(out, Instance{At: at, Slot: slot, LocalDate: ds})
 			}
 		}
