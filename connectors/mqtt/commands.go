@@ -90,6 +90,13 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	cl, err := kafka.NewClient(c.shared.Kafka,
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(d.cmdTopic, c.topics[topics.CommandStates]),
+		// The range balancer gives a member the same partition numbers of
+		// both topics (they have as many partitions and the same keys), so
+		// a device's ack reaches the replica holding its pending command;
+		// franz-go's default cooperative-sticky balancer does not promise
+		// that, and the ack could reach a replica that then also reports
+		// the command timed out.
+		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),

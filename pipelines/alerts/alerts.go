@@ -21,7 +21,8 @@
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
 //     dead-letter topic).
 //   - Resolved alerts are deleted from the table after ResolvedRetention
-//     (default 7 days), by the clock.
+//     (default 7 days), by the clock; so are acknowledged ones, counted
+//     from the ack (discrete device alerts are never resolved).
 //   - An alert neither acknowledged nor resolved within its SLA (by
 //     priority; default CRITICAL 5m, HIGH 15m, MEDIUM 30m, LOW 1h) is
 //     escalated: state ESCALATED, escalation level + 1, and again after
@@ -325,6 +326,14 @@ func (p *Processor) onEscalate(ctx goka.Context, meta any) {
 		nowMs = p.now().UnixMilli()
 	}
 	if cur.State == pb.AlertState_RESOLVED && nowMs-cur.ResolvedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
+		ctx.Delete()
+		return
+	}
+	// Discrete device alerts (pump failure, severity, negative dose) are
+	// never resolved by their detector, only acknowledged: an acknowledged
+	// alert leaves the table the same retention after its ack, which keeps
+	// the table bounded (a later request for the id would raise it anew).
+	if cur.State == pb.AlertState_ACKNOWLEDGED && cur.AckedTimeMs > 0 && nowMs-cur.AckedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
 		ctx.Delete()
 		return
 	}

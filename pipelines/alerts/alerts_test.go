@@ -171,3 +171,21 @@ func TestResolvedAlertsArePrunedAfterRetention(t *testing.T) {
 		t.Fatalf("resolved alert kept after its retention: %v", v)
 	}
 }
+
+// TestAcknowledgedAlertsArePrunedAfterRetention: discrete device alerts are
+// acknowledged, never resolved; they leave the table the retention after
+// their ack, so the table stays bounded.
+func TestAcknowledgedAlertsArePrunedAfterRetention(t *testing.T) {
+	h := newHarness(t)
+	id := h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+	h.ack(id)
+	table := goka.GroupTable(goka.Group(h.cfg.Group))
+	h.tick(1_000_000 + int64(6*24*time.Hour/time.Millisecond))
+	if v, ok := h.tt.TableValue(table, id).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
+		t.Fatalf("acknowledged alert before its retention: %v", h.tt.TableValue(table, id))
+	}
+	h.tick(1_000_000 + int64(8*24*time.Hour/time.Millisecond))
+	if v := h.tt.TableValue(table, id); v != nil {
+		t.Fatalf("acknowledged alert kept after its retention: %v", v)
+	}
+}

@@ -487,6 +487,9 @@ func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb
 		e = Episode{Start: ev, Last: ev, SubjectType: subjType}
 		st.Episodes[k] = e
 		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, e, now, v, msg())
+	case !on && open && ev < e.Last:
+		// A reading older than the episode's latest (flushed from a
+		// device's buffer) does not end it: event time decides.
 	case !on && open:
 		delete(st.Episodes, k)
 		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, k, e, now, v, msg())

@@ -196,3 +196,20 @@ func TestStateFormatV1(t *testing.T) {
 		t.Fatalf("got %s, want %s", got, want)
 	}
 }
+
+// TestLateNormalReadingDoesNotResolve: a normal reading older than the
+// open episode's latest abnormal one (flushed from the monitor's buffer)
+// does not end the episode; a newer normal one does.
+func TestLateNormalReadingDoesNotResolve(t *testing.T) {
+	h := newHarness(t)
+	h.vitals("r1", 60_000, "mon-1", "p1", 185)  // EMERGENCY opens
+	h.vitals("r2", 120_000, "mon-1", "p1", 186) // continues
+	h.vitals("late", 90_000, "mon-1", "p1", 80) // older than the episode's last: no resolve
+	if got := fmt.Sprint(alertStrings(h)); got != "[OPEN:VITALS_EMERGENCY|patient|p1|60000]" {
+		t.Fatalf("after a late normal reading: %s", got)
+	}
+	h.vitals("r3", 180_000, "mon-1", "p1", 80)
+	if got := fmt.Sprint(alertStrings(h)); got != "[RESOLVED:VITALS_EMERGENCY|patient|p1|60000]" {
+		t.Fatalf("after a newer normal reading: %s", got)
+	}
+}
