@@ -79,6 +79,9 @@ type Config struct {
 	StreamInterval config.Duration `yaml:"stream_interval"`
 	// MaxStreams caps concurrent live-stream connections (503 above it).
 	MaxStreams int `yaml:"max_streams"`
+	// MaxStreamsPerUser caps one user's concurrent live streams (429 above
+	// it), so that one user cannot take every stream. Default 8.
+	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
 	// HealthInterval is how often consumer lag, topic offsets and role
 	// readiness are polled. Default 5s.
 	HealthInterval config.Duration `yaml:"health_interval"`
@@ -143,17 +146,18 @@ type RateLimitConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:         "127.0.0.1:8080",
-		Auth:           AuthConfig{TenantClaim: "tenant", RolesClaim: "roles", Leeway: config.Duration(30 * time.Second), JWKSMaxAge: config.Duration(15 * time.Minute)},
-		RateLimit:      RateLimitConfig{RequestsPerSecond: 20, Burst: 40, MaxUsers: 100_000},
-		MaxBodyBytes:   64 << 10,
-		QueryTimeout:   config.Duration(10 * time.Second),
-		WriteTimeout:   config.Duration(10 * time.Second),
-		CommandTimeout: config.Duration(5 * time.Minute),
-		StreamInterval: config.Duration(2 * time.Second),
-		MaxStreams:     256,
-		HealthInterval: config.Duration(5 * time.Second),
-		Timezone:       "UTC",
+		Listen:            "127.0.0.1:8080",
+		Auth:              AuthConfig{TenantClaim: "tenant", RolesClaim: "roles", Leeway: config.Duration(30 * time.Second), JWKSMaxAge: config.Duration(15 * time.Minute)},
+		RateLimit:         RateLimitConfig{RequestsPerSecond: 20, Burst: 40, MaxUsers: 100_000},
+		MaxBodyBytes:      64 << 10,
+		QueryTimeout:      config.Duration(10 * time.Second),
+		WriteTimeout:      config.Duration(10 * time.Second),
+		CommandTimeout:    config.Duration(5 * time.Minute),
+		StreamInterval:    config.Duration(2 * time.Second),
+		MaxStreams:        256,
+		MaxStreamsPerUser: 8,
+		HealthInterval:    config.Duration(5 * time.Second),
+		Timezone:          "UTC",
 
 		RequireKnownDevice: true,
 	}
@@ -208,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxStreams < 1 {
 		add("max_streams", "must be >= 1")
+	}
+	if c.MaxStreamsPerUser < 1 {
+		add("max_streams_per_user", "must be >= 1")
 	}
 	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
 		add("timezone", "%q is not an IANA time zone", c.Timezone)
@@ -377,7 +384,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		groups = defaultLagGroups()
 	}
 	s.monitor = newMonitor(s.adm, s.store, s.health, groups, s.topics.Watched, cfg.Roles, s.now, s.log)
-	s.hub = newHub(s, cfg.MaxStreams)
+	s.hub = newHub(s, cfg.MaxStreams, cfg.MaxStreamsPerUser)
 	s.routes = s.routeTable()
 	s.mux = s.buildMux()
 	if s.health != nil {

@@ -216,3 +216,35 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 		t.Fatalf("stream ended after %v, expired event %v", el, sawExpired)
 	}
 }
+
+// TestStreamCapPerUser: one user cannot take every live stream; another
+// user of the same tenant still gets one.
+func TestStreamCapPerUser(t *testing.T) {
+	h := newHarness(t, func(c *api.Config) { c.MaxStreams, c.MaxStreamsPerUser = 3, 1 })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	open := func(user string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/v1/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+h.token(user, "hospital-a", api.RoleMedicalStaff))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	first := open("n1")
+	defer first.Body.Close()
+	second := open("n1")
+	second.Body.Close()
+	other := open("n2")
+	defer other.Body.Close()
+	if first.StatusCode != 200 || second.StatusCode != 429 || other.StatusCode != 200 {
+		t.Fatalf("streams: n1 %d, n1 again %d (want 429), n2 %d", first.StatusCode, second.StatusCode, other.StatusCode)
+	}
+}

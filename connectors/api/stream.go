@@ -99,12 +99,14 @@ func (s *Server) dashboard(ctx context.Context, tenant string) *Dashboard {
 // mailbox; a slow client only ever misses intermediate snapshots (the
 // newest replaces the unread one), so no queue grows.
 type hub struct {
-	s   *Server
-	max int
+	s       *Server
+	max     int
+	maxUser int
 
 	mu     sync.Mutex
 	feeds  map[string]*feed
 	n      int
+	byUser map[string]int // open streams per tenant/user
 	closed bool
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -115,19 +117,25 @@ type feed struct {
 	stop context.CancelFunc
 }
 
-func newHub(s *Server, max int) *hub {
-	return &hub{s: s, max: max, feeds: map[string]*feed{}, done: make(chan struct{})}
+func newHub(s *Server, max, maxUser int) *hub {
+	return &hub{s: s, max: max, maxUser: maxUser, feeds: map[string]*feed{}, byUser: map[string]int{}, done: make(chan struct{})}
 }
 
 var errTooManyStreams = errf(http.StatusServiceUnavailable, "too many live streams open; retry later")
+var errTooManyUserStreams = errf(http.StatusTooManyRequests, "you have too many live streams open; close one first")
 var errShuttingDown = errf(http.StatusServiceUnavailable, "shutting down")
 
-// subscribe registers a mailbox for tenant; the returned func unsubscribes.
-func (h *hub) subscribe(tenant string) (chan []byte, func(), error) {
+// subscribe registers a mailbox for one of tenant's users; the returned
+// func unsubscribes.
+func (h *hub) subscribe(tenant, user string) (chan []byte, func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, nil, errShuttingDown
+	}
+	who := tenant + "\x00" + user
+	if h.byUser[who] >= h.maxUser {
+		return nil, nil, errTooManyUserStreams
 	}
 	if h.n >= h.max {
 		return nil, nil, errTooManyStreams
@@ -143,6 +151,7 @@ func (h *hub) subscribe(tenant string) (chan []byte, func(), error) {
 	ch := make(chan []byte, 1)
 	f.subs[ch] = struct{}{}
 	h.n++
+	h.byUser[who]++
 	h.s.metrics.streams.Set(float64(h.n))
 	return ch, func() {
 		h.mu.Lock()
@@ -152,6 +161,9 @@ func (h *hub) subscribe(tenant string) (chan []byte, func(), error) {
 		}
 		delete(f.subs, ch)
 		h.n--
+		if h.byUser[who]--; h.byUser[who] == 0 {
+			delete(h.byUser, who)
+		}
 		h.s.metrics.streams.Set(float64(h.n))
 		if len(f.subs) == 0 {
 			f.stop()
@@ -215,7 +227,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "streaming unsupported"})
 		return
 	}
-	ch, unsubscribe, err := s.hub.subscribe(p.Tenant)
+	ch, unsubscribe, err := s.hub.subscribe(p.Tenant, p.User)
 	if err != nil {
 		s.fail(w, err)
 		return
