@@ -479,7 +479,7 @@ func (p *Processor) due(m *MedState, nowMs int64) bool {
 		}
 	}
 	for _, d := range m.Doses {
-		if d.Out == pb.Outcome_OUTCOME_UNSPECIFIED && nowMs >= d.At+minGrace && nowMs >= d.At+m.graceAt(d.At) {
+		if d.Out == pb.Outcome_OUTCOME_UNSPECIFIED && nowMs > d.At+minGrace && nowMs > d.At+m.graceAt(d.At) {
 			return true
 		}
 	}
@@ -527,7 +527,7 @@ func (p *Processor) reconcile(st *State, patient, medID string, m *MedState, now
 		var it *Intake
 		if byDose[i] != nil {
 			it = byDose[i]
-		} else if nowMs >= d.At+m.graceAt(d.At) {
+		} else if nowMs > d.At+m.graceAt(d.At) { // at +grace exactly an intake is still on time
 			want = pb.Outcome_MISSED
 		}
 		wantID := ""

@@ -298,11 +298,17 @@ func TestMissedWithin60sAndAlertResolved(t *testing.T) {
 	if len(h.outs) != 0 {
 		t.Fatalf("outcome before grace ended: %v", h.outs)
 	}
+	// At scheduled+grace exactly an intake is still on time: nothing yet.
 	h.tick(at("2024-07-01 08:15"))
+	if len(h.outs) != 0 {
+		t.Fatalf("outcome at scheduled+grace, while an intake would still be on time: %v", h.outs)
+	}
+	// The next tick (15 s later by default) declares it.
+	h.tick(at("2024-07-01 08:15").Add(15 * time.Second))
 	id := doseID("p", "m", "2024-07-01 08:00")
 	fin := h.final()
 	if fin[id].GetOutcome() != pb.Outcome_MISSED || fin[id].GetVersion() != 1 {
-		t.Fatalf("want MISSED v1 at scheduled+grace, got %v", fin[id])
+		t.Fatalf("want MISSED v1 within 60 s after scheduled+grace, got %v", fin[id])
 	}
 	if open := h.openAlerts(pb.AlertType_MISSED_DOSE); len(open) != 1 {
 		t.Fatalf("want one open MISSED_DOSE alert, got %v", open)
