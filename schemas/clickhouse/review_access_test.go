@@ -1,0 +1,97 @@
+package clickhouse_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+)
+
+// TestReviewTenantDatabasesDistinct: on compat servers each tenant's BI
+// users may read only TenantDatabase(db, tenant). Two tenants whose names
+// differ only in case or punctuation get the same database, so the second
+// tenant's users are given the first tenant's copies (CREATE ... IF NOT
+// EXISTS keeps the first tenant's feeds, filtered on the first tenant).
+func TestReviewTenantDatabasesDistinct(t *testing.T) {
+	for _, p := range [][2]string{{"hospital-a", "hospital_a"}, {"Hospital-A", "hospital-a"}, {"st.mary", "st_mary"}} {
+		a, b := chschema.TenantDatabase("wardstream", p[0]), chschema.TenantDatabase("wardstream", p[1])
+		if a == b {
+			t.Errorf("tenants %q and %q share the BI database %s: one tenant's BI users read the other's rows", p[0], p[1], a)
+		}
+	}
+}
+
+// fakeConn creates tables in memory: system.tables answers with what a
+// CREATE TABLE made; Exec fails once on the statement failOn matches.
+type fakeConn struct {
+	tables map[string]map[string]bool // database -> tables
+	failOn string
+	failed bool
+	execs  []string
+}
+
+func (c *fakeConn) Exec(_ context.Context, q string, _ ...any) error {
+	c.execs = append(c.execs, q)
+	if !c.failed && c.failOn != "" && strings.Contains(q, c.failOn) {
+		c.failed = true
+		return errors.New("connection reset by peer")
+	}
+	if strings.HasPrefix(q, "CREATE TABLE IF NOT EXISTS ") {
+		name := strings.Fields(strings.TrimPrefix(q, "CREATE TABLE IF NOT EXISTS "))[0]
+		db, tbl, _ := strings.Cut(name, ".")
+		if c.tables[db] == nil {
+			c.tables[db] = map[string]bool{}
+		}
+		c.tables[db][tbl] = true
+	}
+	return nil
+}
+
+func (c *fakeConn) QueryStrings(_ context.Context, q string, _ ...any) ([][]string, error) {
+	i := strings.Index(q, "database = '")
+	if i < 0 {
+		return nil, nil
+	}
+	db := strings.TrimSuffix(q[i+len("database = '"):], "'")
+	var out [][]string
+	for tbl := range c.tables[db] {
+		out = append(out, []string{tbl})
+	}
+	return out, nil
+}
+
+func (c *fakeConn) ServerVersion(context.Context) (string, error) { return "18.16.1", nil }
+
+// TestReviewTenantBackfillResumes: ApplyBIAccess (compat) creates every
+// copy and feed first and backfills afterwards, and skips the backfill of
+// any copy that exists. If one backfill INSERT fails (a timeout, a
+// restart), rerunning migrate - the documented remedy, "idempotent" -
+// never backfills the copies that were created but not filled: the
+// tenant's BI views silently miss all rows from before the first run.
+func TestReviewTenantBackfillResumes(t *testing.T) {
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
+	users := []chschema.BIUser{{Name: "bi_a", Tenant: "hospital-a", Password: "pw"}}
+	c := &fakeConn{tables: map[string]map[string]bool{}, failOn: "INSERT INTO"}
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	all, _ := chschema.TenantStatements(tg, "hospital-a", nil)
+	var backfills []string
+	for _, q := range all {
+		if strings.HasPrefix(q, "INSERT INTO") {
+			backfills = append(backfills, q)
+		}
+	}
+	c.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	ran := strings.Join(c.execs, "\n")
+	for _, q := range backfills {
+		if !strings.Contains(ran, q) {
+			t.Errorf("rerun after a failed backfill never ran %q", q)
+		}
+	}
+}
