@@ -590,8 +590,22 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	if r.Offset < p.next {
 		return nil // already processed (re-delivered after a rewind)
 	}
+	prevNext, prevEpoch := p.next, p.epoch
 	p.next = r.Offset + 1
 	p.epoch = r.LeaderEpoch
+	if err := s.convert(ctx, r, pk); err != nil {
+		// The record is in no batch and not in the dead-letter topic (the
+		// dead letter could not be produced): the commit point must not
+		// pass it, or the drain commits past a record that exists nowhere.
+		p.next, p.epoch = prevNext, prevEpoch
+		return err
+	}
+	return nil
+}
+
+// convert turns record r of partition pk into rows of its tables, or
+// sends it to the dead-letter topic; an error means neither happened.
+func (s *Sink) convert(ctx context.Context, r *kgo.Record, pk partKey) error {
 	s.nRecords++
 	ct := s.catalog[r.Topic]
 	if r.Value == nil {
