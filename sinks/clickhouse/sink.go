@@ -101,6 +101,7 @@ type Sink struct {
 	probing    bool
 	nextProbe  time.Time
 	pollCancel context.CancelFunc
+	aborting   bool // abort is waiting for the flights to end
 }
 
 type boundRoute struct {
