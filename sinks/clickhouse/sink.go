@@ -1026,6 +1026,10 @@ func (s *Sink) dropAll() {
 	for pk, p := range s.pos {
 		if off, ok := s.commitPoint(pk); ok && off < p.next {
 			s.rewind[pk] = off
+			// The position goes back now, not at the next poll: the loop
+			// may be waiting in flushDue (s.mu released) and mark every
+			// partition when it returns, and kgo never moves a mark back.
+			p.next = off
 		}
 	}
 	for _, tb := range s.tables {
