@@ -1041,6 +1041,22 @@ func (s *Sink) dropAll() {
 	}
 	s.buffered = 0
 	s.m.buffered.Set(0)
+	if s.paused {
+		// Only a flight's success resumed fetching, and none is left: with
+		// nothing held, fetch again. The breaker stays open, so the next
+		// batch's flight probes ClickHouse once per cooldown (and pauses
+		// fetching again if it fails).
+		s.setPaused(false)
+		if s.brk.open() && s.health != nil {
+			s.health.Set("sink", errors.New("clickhouse inserts failing: circuit breaker open"))
+		}
+		s.log.Info("batches dropped while clickhouse was failing; fetching resumed, the next batch probes it")
+	}
+	if len(s.rewind) > 0 && s.pollCancel != nil {
+		// The poll in progress may have no deadline (nothing is pending):
+		// end it so that the loop applies the rewind now.
+		s.pollCancel()
+	}
 }
 
 // dropExpired enforces retention on servers without TTL by dropping month
