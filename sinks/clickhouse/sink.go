@@ -60,6 +60,8 @@ type Sink struct {
 	nRecords, nFast int
 	// rc is the record context, reused (mappers do not keep it).
 	rc recCtx
+	// befores: each route's row count before the record (convert), reused.
+	befores []int
 
 	// kafka topic -> catalog topic and routes
 	catalog map[string]topics.Topic
@@ -621,9 +623,12 @@ func (s *Sink) convert(ctx context.Context, r *kgo.Record, pk partKey) error {
 		tb := rs[0].tb
 		before := tb.rows
 		if rs[0].fast(rs[0].fd, r.Value, rc) {
-			s.nFast++
-			s.added(tb, before, pk, r.Offset)
-			return nil
+			if tb.checkRange(before) == nil {
+				s.nFast++
+				s.added(tb, before, pk, r.Offset)
+				return nil
+			}
+			tb.truncate(before) // the general path dead-letters it
 		}
 		// Declined before any row: the general path decides.
 	}
@@ -638,19 +643,36 @@ func (s *Sink) convert(ctx context.Context, r *kgo.Record, pk partKey) error {
 	if err := codec.Unmarshal(r.Value, msg); err != nil {
 		return s.deadLetter(ctx, r, "decode", err)
 	}
-	for _, rt := range s.routes[r.Topic] {
+	// Every route's rows first, then the bookkeeping: a record refused by
+	// one table puts rows in none.
+	rs := s.routes[r.Topic]
+	s.befores = s.befores[:0]
+	for _, rt := range rs {
 		tb := rt.tb
 		before := tb.rows
+		s.befores = append(s.befores, before)
 		err := rt.fn(msg, rc, func() *rowWriter {
 			tb.rows++
 			return tb.emit()
 		})
-		if err != nil {
-			// Mappers validate before they emit, so nothing was appended.
-			tb.rows = before
-			return s.deadLetter(ctx, r, "convert", err)
+		reason := "convert"
+		if err == nil {
+			// Values a mapper cannot check without its column's type.
+			if err = tb.checkRange(before); err != nil {
+				reason = "time_out_of_range"
+			}
 		}
-		s.added(tb, before, pk, r.Offset)
+		if err != nil {
+			// Mappers validate before they emit, so nothing was appended
+			// by a mapper's error; out-of-range rows were.
+			for i, b := range s.befores {
+				rs[i].tb.truncate(b)
+			}
+			return s.deadLetter(ctx, r, reason, err)
+		}
+	}
+	for i, rt := range rs {
+		s.added(rt.tb, s.befores[i], pk, r.Offset)
 	}
 	return nil
 }
