@@ -153,8 +153,8 @@ type msCol struct {
 	ms64 bool // the column is DateTime64(3) (see wire)
 }
 
-func (c *msCol) reset()        { c.ms = c.ms[:0] }
-func (c *msCol) swap(o colBuf) { p := o.(*msCol); c.ms, p.ms = p.ms, c.ms }
+func (c *msCol) reset()         { c.ms = c.ms[:0] }
+func (c *msCol) swap(o colBuf)  { p := o.(*msCol); c.ms, p.ms = p.ms, c.ms }
 func (c *msCol) truncate(n int) { c.ms = c.ms[:n] }
 
 func (c *msCol) appendTo(bc driver.BatchColumn) error {
