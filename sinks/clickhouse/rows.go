@@ -463,20 +463,28 @@ func mapSchedule(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	return nil
 }
 
-func structJSON(s *structpb.Struct) string {
+// structJSON is s as JSON ("" for none). A Struct protojson refuses (a
+// NaN or infinite number, invalid UTF-8: valid on the protobuf wire, not
+// in JSON) is an error naming the field: the record is dead-lettered, not
+// written with the whole state emptied.
+func structJSON(field string, s *structpb.Struct) (string, error) {
 	if s == nil {
-		return ""
+		return "", nil
 	}
 	b, err := protojson.Marshal(s)
 	if err != nil {
-		return ""
+		return "", unconvertible("%s is not valid JSON: %v", field, err)
 	}
-	return string(b)
+	return string(b), nil
 }
 
 func mapStatus(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	m := msg.(*pb.DeviceStatus)
 	if err := metaCheck(m.GetMeta()); err != nil {
+		return err
+	}
+	reported, err := structJSON("reported", m.Reported)
+	if err != nil {
 		return err
 	}
 	w := emit()
@@ -491,7 +499,7 @@ func mapStatus(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	w.s(m.Status)
 	w.s(m.PatientId)
 	w.s(m.Location)
-	w.s(structJSON(m.Reported))
+	w.s(reported)
 	return nil
 }
 
@@ -592,12 +600,24 @@ func mapShadow(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	if m.DeviceId == "" {
 		return unconvertible("shadow without device_id")
 	}
+	desired, err := structJSON("desired", m.Desired)
+	if err != nil {
+		return err
+	}
+	reported, err := structJSON("reported", m.Reported)
+	if err != nil {
+		return err
+	}
+	delta, err := structJSON("delta", m.Delta)
+	if err != nil {
+		return err
+	}
 	w := emit()
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
-	w.s(structJSON(m.Desired))
-	w.s(structJSON(m.Reported))
-	w.s(structJSON(m.Delta))
+	w.s(desired)
+	w.s(reported)
+	w.s(delta)
 	w.bool(m.Online)
 	w.t(m.LastSeenMs)
 	w.t(m.DesiredUpdatedMs)
@@ -611,10 +631,14 @@ func mapShadowDesired(msg proto.Message, rc *recCtx, emit func() *rowWriter) err
 	if err := metaCheck(m.GetMeta()); err != nil {
 		return err
 	}
+	desired, err := structJSON("desired", m.Desired)
+	if err != nil {
+		return err
+	}
 	w := emit()
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
-	w.s(structJSON(m.Desired))
+	w.s(desired)
 	w.u64(m.Version)
 	return nil
 }
