@@ -147,6 +147,9 @@ func UsersXML(database string, networks []string, users []BIUser) ([]byte, error
 	if !xmlName(database) {
 		return nil, fmt.Errorf("database %q cannot be an XML element name in users.d", database)
 	}
+	if err := distinctTenantDatabases(database, users); err != nil {
+		return nil, err
+	}
 	var us []xmlNode
 	for _, u := range users {
 		if err := u.validate(); err != nil {
@@ -183,8 +186,13 @@ func xmlName(s string) bool {
 }
 
 // TenantDatabase is the name of tenant's BI database on compat servers:
-// "<database>_bi_<tenant>" with every character other than [a-z0-9_]
-// replaced by '_'.
+// "<database>_bi_<tenant>" for a tenant of [a-z0-9_] only; for any other
+// tenant, the tenant lowercased with every other character replaced by
+// '_', then '_' and the first 16 hex digits of the SHA-256 of the exact
+// tenant string. Sanitizing alone mapped "hospital-a", "hospital_a" and
+// "Hospital-A" to one database, so one tenant's BI users were given the
+// other's copies; [ApplyBIAccess] and [UsersXML] also refuse two
+// configured tenants with one database.
 func TenantDatabase(database, tenant string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(tenant) {
@@ -194,7 +202,25 @@ func TenantDatabase(database, tenant string) string {
 			b.WriteByte('_')
 		}
 	}
-	return database + "_bi_" + b.String()
+	name := b.String()
+	if name != tenant {
+		name += "_" + sha256Hex(tenant)[:16]
+	}
+	return database + "_bi_" + name
+}
+
+// distinctTenantDatabases checks that users' distinct tenants have
+// distinct BI databases (a clean tenant named like another's hashed name).
+func distinctTenantDatabases(database string, users []BIUser) error {
+	owner := map[string]string{}
+	for _, u := range users {
+		tdb := TenantDatabase(database, u.Tenant)
+		if t, ok := owner[tdb]; ok && t != u.Tenant {
+			return fmt.Errorf("bi users: tenants %q and %q would share the BI database %s", t, u.Tenant, tdb)
+		}
+		owner[tdb] = u.Tenant
+	}
+	return nil
 }
 
 // TenantStatements returns the statements that build tenant's BI database
@@ -258,6 +284,9 @@ func ApplyBIAccess(ctx context.Context, c Conn, tg Target, users []BIUser) error
 			}
 		}
 		return nil
+	}
+	if err := distinctTenantDatabases(tg.Database, users); err != nil {
+		return err
 	}
 	done := map[string]bool{}
 	for _, u := range users {

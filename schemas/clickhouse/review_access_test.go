@@ -11,8 +11,8 @@ import (
 
 // TestReviewTenantDatabasesDistinct: on compat servers each tenant's BI
 // users may read only TenantDatabase(db, tenant). Two tenants whose names
-// differ only in case or punctuation get the same database, so the second
-// tenant's users are given the first tenant's copies (CREATE ... IF NOT
+// differ only in case or punctuation got the same database, so the second
+// tenant's users were given the first tenant's copies (CREATE ... IF NOT
 // EXISTS keeps the first tenant's feeds, filtered on the first tenant).
 func TestReviewTenantDatabasesDistinct(t *testing.T) {
 	for _, p := range [][2]string{{"hospital-a", "hospital_a"}, {"Hospital-A", "hospital-a"}, {"st.mary", "st_mary"}} {
@@ -20,6 +20,19 @@ func TestReviewTenantDatabasesDistinct(t *testing.T) {
 		if a == b {
 			t.Errorf("tenants %q and %q share the BI database %s: one tenant's BI users read the other's rows", p[0], p[1], a)
 		}
+	}
+	if got := chschema.TenantDatabase("wardstream", "hospital_a"); got != "wardstream_bi_hospital_a" {
+		t.Errorf("clean tenant hospital_a: database %s, want wardstream_bi_hospital_a (unchanged)", got)
+	}
+	// A clean tenant spelled like another's hashed name: refused.
+	other := strings.TrimPrefix(chschema.TenantDatabase("wardstream", "Hospital-A"), "wardstream_bi_")
+	users := []chschema.BIUser{{Name: "a", Tenant: "Hospital-A", Password: "p"}, {Name: "b", Tenant: other, Password: "p"}}
+	if _, err := chschema.UsersXML("wardstream", nil, users); err == nil {
+		t.Errorf("UsersXML gave tenants Hospital-A and %s one database", other)
+	}
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
+	if err := chschema.ApplyBIAccess(context.Background(), &fakeConn{tables: map[string]map[string]bool{}}, tg, users); err == nil {
+		t.Errorf("ApplyBIAccess gave tenants Hospital-A and %s one database", other)
 	}
 }
 
