@@ -37,12 +37,14 @@ func TestReviewTenantDatabasesDistinct(t *testing.T) {
 }
 
 // fakeConn creates tables in memory: system.tables answers with what a
-// CREATE TABLE made; Exec fails once on the statement failOn matches.
+// CREATE TABLE made, and bi_backfills with the copies an INSERT recorded
+// there; Exec fails once on the statement failOn matches.
 type fakeConn struct {
-	tables map[string]map[string]bool // database -> tables
-	failOn string
-	failed bool
-	execs  []string
+	tables  map[string]map[string]bool // database -> tables
+	markers map[string][]string        // database -> bi_backfills rows
+	failOn  string
+	failed  bool
+	execs   []string
 }
 
 func (c *fakeConn) Exec(_ context.Context, q string, _ ...any) error {
@@ -59,10 +61,26 @@ func (c *fakeConn) Exec(_ context.Context, q string, _ ...any) error {
 		}
 		c.tables[db][tbl] = true
 	}
+	if rest, ok := strings.CutPrefix(q, "INSERT INTO "); ok && strings.Contains(rest, "."+chschema.BackfillsTable+" (copy) SELECT '") {
+		db, _, _ := strings.Cut(rest, ".")
+		_, copyName, _ := strings.Cut(rest, "SELECT '")
+		if c.markers == nil {
+			c.markers = map[string][]string{}
+		}
+		c.markers[db] = append(c.markers[db], strings.TrimSuffix(copyName, "'"))
+	}
 	return nil
 }
 
 func (c *fakeConn) QueryStrings(_ context.Context, q string, _ ...any) ([][]string, error) {
+	if rest, ok := strings.CutPrefix(q, "SELECT DISTINCT copy FROM "); ok {
+		db, _, _ := strings.Cut(rest, ".")
+		var out [][]string
+		for _, m := range c.markers[db] {
+			out = append(out, []string{m})
+		}
+		return out, nil
+	}
 	i := strings.Index(q, "database = '")
 	if i < 0 {
 		return nil, nil
@@ -78,11 +96,12 @@ func (c *fakeConn) QueryStrings(_ context.Context, q string, _ ...any) ([][]stri
 func (c *fakeConn) ServerVersion(context.Context) (string, error) { return "18.16.1", nil }
 
 // TestReviewTenantBackfillResumes: ApplyBIAccess (compat) creates every
-// copy and feed first and backfills afterwards, and skips the backfill of
-// any copy that exists. If one backfill INSERT fails (a timeout, a
+// copy and feed first and backfills afterwards, and skipped the backfill
+// of any copy that existed. If one backfill INSERT failed (a timeout, a
 // restart), rerunning migrate - the documented remedy, "idempotent" -
-// never backfills the copies that were created but not filled: the
-// tenant's BI views silently miss all rows from before the first run.
+// never backfilled the copies that were created but not filled: the
+// tenant's BI views silently missed all rows from before the first run.
+// Completed backfills are now recorded (bi_backfills) and the others run.
 func TestReviewTenantBackfillResumes(t *testing.T) {
 	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
 	users := []chschema.BIUser{{Name: "bi_a", Tenant: "hospital-a", Password: "pw"}}
@@ -106,5 +125,37 @@ func TestReviewTenantBackfillResumes(t *testing.T) {
 		if !strings.Contains(ran, q) {
 			t.Errorf("rerun after a failed backfill never ran %q", q)
 		}
+	}
+	// Every backfill is recorded now: a third run backfills nothing.
+	c.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range c.execs {
+		if strings.HasPrefix(q, "INSERT INTO") {
+			t.Errorf("a completed backfill ran again: %s", q)
+		}
+	}
+	// A run failing on a later backfill: the rerun does only the rest.
+	c2 := &fakeConn{tables: map[string]map[string]bool{}, failOn: "INSERT INTO " + chschema.TenantDatabase("wardstream", "hospital-a") + ".dose_outcomes SELECT"}
+	if err := chschema.ApplyBIAccess(context.Background(), c2, tg, users); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	done := len(c2.markers[chschema.TenantDatabase("wardstream", "hospital-a")])
+	if done == 0 || done == len(backfills)/2 {
+		t.Fatalf("%d of %d backfills recorded before the failing one", done, len(backfills)/2)
+	}
+	c2.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c2, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, q := range c2.execs {
+		if strings.HasPrefix(q, "INSERT INTO") && !strings.Contains(q, chschema.BackfillsTable) {
+			n++
+		}
+	}
+	if n != len(backfills)/2-done {
+		t.Errorf("rerun ran %d backfills, want the %d not recorded", n, len(backfills)/2-done)
 	}
 }
