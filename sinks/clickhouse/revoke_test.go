@@ -14,15 +14,16 @@ import (
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
-// TestReviewMarkAfterDropInFlushWait: the loop's flushDue waits (cond
+// TestMarkAfterDropInFlushWait: the loop's flushDue waits (cond
 // wait, s.mu released) for a table's flight; a rebalance during that wait
 // with ClickHouse down drops every batch and records rewind = 10 for the
-// kept partition, but leaves pos.next at 12 until the next poll. flushDue
-// then returns nil and the loop calls markAll, which marks
+// kept partition, but left pos.next at 12 until the next poll. flushDue
+// then returns nil and the loop calls markAll, which marked
 // commitPoint = pos.next = 12: past rows 10-11, which are in no batch and
-// not in ClickHouse. kgo's marks only move forward, so autocommit commits
-// 12 even after the rewind; a restart or the next rebalance loses 10-11.
-func TestReviewMarkAfterDropInFlushWait(t *testing.T) {
+// not in ClickHouse. kgo's marks only move forward, so autocommit committed
+// 12 even after the rewind; a restart or the next rebalance lost 10-11.
+// dropAll now moves pos.next back to the rewind point.
+func TestMarkAfterDropInFlushWait(t *testing.T) {
 	s, _ := harness(t)
 	s.cfg.BatchRows = 1
 	s.cfg.RevokeFlushTimeout = config.Duration(200 * time.Millisecond)
@@ -64,12 +65,13 @@ func TestReviewMarkAfterDropInFlushWait(t *testing.T) {
 	}
 }
 
-// TestReviewResumeAfterRevokeDrop: ClickHouse is down long enough for the
+// TestResumeAfterRevokeDrop: ClickHouse is down long enough for the
 // breaker to open (fetching paused); a rebalance drops the batches
-// (dropAll). Only a flight's success resumes fetching, and none is left;
-// the poll has no deadline (no batch pending), so the rewind is never
-// applied and the sink stays idle after ClickHouse is back, for good.
-func TestReviewResumeAfterRevokeDrop(t *testing.T) {
+// (dropAll). Only a flight's success resumed fetching, and none was left;
+// the poll had no deadline (no batch pending), so the rewind was never
+// applied and the sink stayed idle after ClickHouse was back, for good.
+// dropAll now resumes fetching and ends the poll in progress.
+func TestResumeAfterRevokeDrop(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics.Vitals))
 	if err != nil {
 		t.Fatal(err)

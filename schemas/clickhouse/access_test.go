@@ -9,12 +9,12 @@ import (
 	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 )
 
-// TestReviewTenantDatabasesDistinct: on compat servers each tenant's BI
+// TestTenantDatabasesDistinct: on compat servers each tenant's BI
 // users may read only TenantDatabase(db, tenant). Two tenants whose names
 // differ only in case or punctuation got the same database, so the second
 // tenant's users were given the first tenant's copies (CREATE ... IF NOT
 // EXISTS keeps the first tenant's feeds, filtered on the first tenant).
-func TestReviewTenantDatabasesDistinct(t *testing.T) {
+func TestTenantDatabasesDistinct(t *testing.T) {
 	for _, p := range [][2]string{{"hospital-a", "hospital_a"}, {"Hospital-A", "hospital-a"}, {"st.mary", "st_mary"}} {
 		a, b := chschema.TenantDatabase("wardstream", p[0]), chschema.TenantDatabase("wardstream", p[1])
 		if a == b {
@@ -95,14 +95,14 @@ func (c *fakeConn) QueryStrings(_ context.Context, q string, _ ...any) ([][]stri
 
 func (c *fakeConn) ServerVersion(context.Context) (string, error) { return "18.16.1", nil }
 
-// TestReviewTenantBackfillResumes: ApplyBIAccess (compat) creates every
+// TestTenantBackfillResumes: ApplyBIAccess (compat) creates every
 // copy and feed first and backfills afterwards, and skipped the backfill
 // of any copy that existed. If one backfill INSERT failed (a timeout, a
 // restart), rerunning migrate - the documented remedy, "idempotent" -
 // never backfilled the copies that were created but not filled: the
 // tenant's BI views silently missed all rows from before the first run.
 // Completed backfills are now recorded (bi_backfills) and the others run.
-func TestReviewTenantBackfillResumes(t *testing.T) {
+func TestTenantBackfillResumes(t *testing.T) {
 	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
 	users := []chschema.BIUser{{Name: "bi_a", Tenant: "hospital-a", Password: "pw"}}
 	c := &fakeConn{tables: map[string]map[string]bool{}, failOn: "INSERT INTO"}

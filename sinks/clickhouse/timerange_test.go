@@ -18,16 +18,16 @@ import (
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
-// TestReviewDateTimeOutOfRange: a compat-profile DateTime column holds
+// TestDateTimeOutOfRange: a compat-profile DateTime column holds
 // 1970-01-01 .. 2106-02-07 as UInt32 seconds. The sink wrote
 // uint32(seconds) of whatever it got, so a time before 1970 became a time
 // in 2106 and one after 2106 a time decades in the past (another month
 // partition: compat retention then drops it with that partition).
 // Converted rows with such times are dead-lettered
-// (TestReviewDateOutOfRange); what is written without that
+// (TestDateOutOfRange); what is written without that
 // check (a broken dead letter straight into dead_letters) is clamped, and
 // must not wrap.
-func TestReviewDateTimeOutOfRange(t *testing.T) {
+func TestDateTimeOutOfRange(t *testing.T) {
 	for _, in := range []time.Time{
 		time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC),
 		time.Date(2150, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -45,14 +45,14 @@ func TestReviewDateTimeOutOfRange(t *testing.T) {
 	}
 }
 
-// TestReviewDateOutOfRange: the same for Date columns (adherence.day and
+// TestDateOutOfRange: the same for Date columns (adherence.day and
 // dose_outcomes.local_date, UInt16 days from 1970): clickhouse-go writes a
 // date modulo 2^16 days, and the mappers accept any date time.Parse takes.
 // The sink checks the range before the rows reach clickhouse-go: such a
 // record is dead-lettered (reason time_out_of_range), as is a DateTime out
 // of range, on the general and on the fast path; in-range dates at both
 // ends pass.
-func TestReviewDateOutOfRange(t *testing.T) {
+func TestDateOutOfRange(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics.DeadLetters, topics.Adherence, topics.DoseOutcomes, topics.Vitals))
 	if err != nil {
 		t.Fatal(err)

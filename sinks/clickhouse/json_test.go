@@ -12,13 +12,13 @@ import (
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
-// TestReviewReportedJSONNotSilentlyDropped: structJSON swallowed protojson's
+// TestReportedJSONNotSilentlyDropped: structJSON swallowed protojson's
 // error, so a device status whose reported state holds one NaN/Inf number
 // (valid on the protobuf wire, refused by protojson) landed with
 // reported_json = "": every reported field dropped, silently (no dead
 // letter, no error, no metric). It is now refused, so record() dead-letters
 // it (reason convert, the error naming the field); shadows likewise.
-func TestReviewReportedJSONNotSilentlyDropped(t *testing.T) {
+func TestReportedJSONNotSilentlyDropped(t *testing.T) {
 	s, _ := harness(t)
 	tb := s.table(chschema.TDeviceStatus)
 	if tb == nil {

@@ -1,26 +1,26 @@
 package clickhouse
 
 import (
-	"fmt"
-	"time"
-
 	"context"
-	"github.com/wardstream/wardstream/internal/config"
-	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardstream/wardstream/internal/config"
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
-// TestReviewDeadLetterFailureDoesNotPassCommitPoint: a record that could
+// TestDeadLetterFailureDoesNotPassCommitPoint: a record that could
 // neither be converted nor dead-lettered (the produce to the dead-letter
 // topic failed, here because the sink is shutting down) must not be
 // committed past: it is in neither ClickHouse nor the dead-letter topic.
-// record() advances the partition's position before conversion, so the
-// commit point (what Run's drain marks and commits) passes it.
-func TestReviewDeadLetterFailureDoesNotPassCommitPoint(t *testing.T) {
+// record() advanced the partition's position before conversion, so the
+// commit point (what Run's drain marks and commits) passed it; the
+// position is now restored when conversion fails.
+func TestDeadLetterFailureDoesNotPassCommitPoint(t *testing.T) {
 	s, _ := harness(t)
 	pk := partKey{topics.Vitals, 0}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,14 +38,15 @@ func TestReviewDeadLetterFailureDoesNotPassCommitPoint(t *testing.T) {
 	}
 }
 
-// TestReviewAbortCancelsFlightLaunchedByLanding: onRevoked bounds its flush
+// TestAbortCancelsFlightLaunchedByLanding: onRevoked bounds its flush
 // by revoke_flush_timeout, then abort()s every flight and drops the batches.
 // A flight whose insert was acknowledged just as the bound ended lands
-// during abort's wait, and landed() launches the table's next (due) batch
-// with a fresh context that abort never cancels: abort then waits for that
-// insert for as long as ClickHouse takes (forever while it is down), so the
-// rebalance callback is no longer bounded.
-func TestReviewAbortCancelsFlightLaunchedByLanding(t *testing.T) {
+// during abort's wait, and landed() launched the table's next (due) batch
+// with a fresh context that abort never cancelled: abort then waited for
+// that insert for as long as ClickHouse took (forever while it is down), so
+// the rebalance callback was no longer bounded. While abort waits, nothing
+// is launched alive now.
+func TestAbortCancelsFlightLaunchedByLanding(t *testing.T) {
 	s, _ := harness(t)
 	s.brk = breaker{base: time.Millisecond, max: 5 * time.Millisecond, cooldown: 20 * time.Millisecond, threshold: 3}
 	conn := &recordingConn{hold: make(chan struct{})}
