@@ -147,6 +147,9 @@ func UsersXML(database string, networks []string, users []BIUser) ([]byte, error
 	if !xmlName(database) {
 		return nil, fmt.Errorf("database %q cannot be an XML element name in users.d", database)
 	}
+	if err := distinctTenantDatabases(database, users); err != nil {
+		return nil, err
+	}
 	var us []xmlNode
 	for _, u := range users {
 		if err := u.validate(); err != nil {
@@ -183,8 +186,13 @@ func xmlName(s string) bool {
 }
 
 // TenantDatabase is the name of tenant's BI database on compat servers:
-// "<database>_bi_<tenant>" with every character other than [a-z0-9_]
-// replaced by '_'.
+// "<database>_bi_<tenant>" for a tenant of [a-z0-9_] only; for any other
+// tenant, the tenant lowercased with every other character replaced by
+// '_', then '_' and the first 16 hex digits of the SHA-256 of the exact
+// tenant string. Sanitizing alone mapped "hospital-a", "hospital_a" and
+// "Hospital-A" to one database, so one tenant's BI users were given the
+// other's copies; [ApplyBIAccess] and [UsersXML] also refuse two
+// configured tenants with one database.
 func TenantDatabase(database, tenant string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(tenant) {
@@ -194,17 +202,43 @@ func TenantDatabase(database, tenant string) string {
 			b.WriteByte('_')
 		}
 	}
-	return database + "_bi_" + b.String()
+	name := b.String()
+	if name != tenant {
+		name += "_" + sha256Hex(tenant)[:16]
+	}
+	return database + "_bi_" + name
 }
+
+// distinctTenantDatabases checks that users' distinct tenants have
+// distinct BI databases (a clean tenant named like another's hashed name).
+func distinctTenantDatabases(database string, users []BIUser) error {
+	owner := map[string]string{}
+	for _, u := range users {
+		tdb := TenantDatabase(database, u.Tenant)
+		if t, ok := owner[tdb]; ok && t != u.Tenant {
+			return fmt.Errorf("bi users: tenants %q and %q would share the BI database %s", t, u.Tenant, tdb)
+		}
+		owner[tdb] = u.Tenant
+	}
+	return nil
+}
+
+// BackfillsTable, in each tenant BI database (compat servers), records the
+// copies whose backfill completed: one row per copy, written right after
+// its backfill INSERT succeeded.
+const BackfillsTable = "bi_backfills"
 
 // TenantStatements returns the statements that build tenant's BI database
 // on a compat server: tenant-filtered copies of the tables the BI views read,
-// the materialized views that feed them on every insert, and the BI views
-// over the copies. existing names the copies that already exist; the others
-// are backfilled from the current data once (after their feed exists, so no
-// row is missed; a row inserted in between lands twice and collapses like
-// any replayed row). All statements are idempotent.
-func TenantStatements(tg Target, tenant string, existing map[string]bool) ([]string, error) {
+// the materialized views that feed them on every insert, the BI views over
+// the copies, and the [BackfillsTable]. backfilled names the copies whose
+// backfill completed (their rows in BackfillsTable); the others are
+// backfilled from the current data (after their feed exists, so no row is
+// missed; a row inserted in between lands twice and collapses like any
+// replayed row), each followed by its BackfillsTable row, so that a run
+// that failed midway backfills the rest when migrate runs again. All
+// statements are idempotent, or backfills whose rows collapse.
+func TenantStatements(tg Target, tenant string, backfilled map[string]bool) ([]string, error) {
 	if tenant == "" {
 		return nil, fmt.Errorf("tenant BI database: empty tenant")
 	}
@@ -213,7 +247,10 @@ func TenantStatements(tg Target, tenant string, existing map[string]bool) ([]str
 	}
 	tdb := TenantDatabase(tg.Database, tenant)
 	local := Target{Database: tdb, Caps: tg.Caps}
-	out := []string{fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", quoteIdent(tdb))}
+	out := []string{
+		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", quoteIdent(tdb)),
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (copy String, done_at DateTime DEFAULT now()) ENGINE = TinyLog", local.q(BackfillsTable)),
+	}
 	var backfill []string
 	for _, t := range biReadTables() {
 		feed := fmt.Sprintf("SELECT * FROM %s WHERE tenant = %s", tg.q(t), quoteString(tenant))
@@ -229,8 +266,10 @@ func TenantStatements(tg Target, tenant string, existing map[string]bool) ([]str
 		out = append(out,
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s AS %s", local.q(t), tg.q(t)),
 			fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s TO %s AS %s", local.q(t+"_feed"), local.q(t), feed))
-		if !existing[t] {
-			backfill = append(backfill, fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE tenant = %s", local.q(t), tg.q(t), quoteString(tenant)))
+		if !backfilled[t] {
+			backfill = append(backfill,
+				fmt.Sprintf("INSERT INTO %s SELECT * FROM %s WHERE tenant = %s", local.q(t), tg.q(t), quoteString(tenant)),
+				fmt.Sprintf("INSERT INTO %s (copy) SELECT %s", local.q(BackfillsTable), quoteString(t)))
 		}
 	}
 	out = append(out, backfill...)
@@ -259,6 +298,9 @@ func ApplyBIAccess(ctx context.Context, c Conn, tg Target, users []BIUser) error
 		}
 		return nil
 	}
+	if err := distinctTenantDatabases(tg.Database, users); err != nil {
+		return err
+	}
 	done := map[string]bool{}
 	for _, u := range users {
 		if err := u.validate(); err != nil {
@@ -273,11 +315,25 @@ func ApplyBIAccess(ctx context.Context, c Conn, tg Target, users []BIUser) error
 		if err != nil {
 			return fmt.Errorf("tenant %s bi database: %w", u.Tenant, err)
 		}
-		existing := map[string]bool{}
+		// A copy is backfilled unless its backfill is recorded as done:
+		// that it exists says nothing (copies and feeds are created first,
+		// then backfilled, and a backfill can fail). A database made
+		// before BackfillsTable existed is backfilled once more (the rows
+		// collapse like replayed rows).
+		backfilled := map[string]bool{}
 		for _, r := range rows {
-			existing[r[0]] = true
+			if r[0] != BackfillsTable {
+				continue
+			}
+			done, err := c.QueryStrings(ctx, fmt.Sprintf("SELECT DISTINCT copy FROM %s.%s", quoteIdent(tdb), quoteIdent(BackfillsTable)))
+			if err != nil {
+				return fmt.Errorf("tenant %s bi database %s: reading completed backfills: %w", u.Tenant, tdb, err)
+			}
+			for _, d := range done {
+				backfilled[d[0]] = true
+			}
 		}
-		stmts, err := TenantStatements(tg, u.Tenant, existing)
+		stmts, err := TenantStatements(tg, u.Tenant, backfilled)
 		if err != nil {
 			return err
 		}

@@ -122,7 +122,7 @@ func TestUsersXML(t *testing.T) {
 	}
 	s := string(doc)
 	for _, m := range []string{"<bi_a>", "<password_sha256_hex>", "<ip>10.0.0.0/8</ip>", "<profile>wardstream_bi_readonly</profile>",
-		"<allow_databases>", "<database>wardstream_bi_hospital__a</database>", "<readonly>1</readonly>"} {
+		"<allow_databases>", "<database>" + chschema.TenantDatabase("wardstream", "hospital-'a") + "</database>", "<readonly>1</readonly>"} {
 		if !strings.Contains(s, m) {
 			t.Errorf("users.d xml lacks %q:\n%s", m, s)
 		}
@@ -147,6 +147,15 @@ func TestTenantStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := strings.Join(stmts, "\n")
+	// Not a clean tenant: the sanitized name plus a hash of the tenant.
+	tdb := chschema.TenantDatabase("wardstream", "Hospital-A")
+	if !strings.HasPrefix(tdb, "wardstream_bi_hospital_a_") || len(tdb) != len("wardstream_bi_hospital_a_")+16 {
+		t.Fatalf("TenantDatabase(Hospital-A) = %s", tdb)
+	}
+	if got := chschema.TenantDatabase("wardstream", "hospital_a"); got != "wardstream_bi_hospital_a" {
+		t.Fatalf("TenantDatabase(hospital_a) = %s, want the clean name unchanged", got)
+	}
+	all = strings.ReplaceAll(all, tdb, "wardstream_bi_hospital_a")
 	for _, m := range []string{
 		"CREATE DATABASE IF NOT EXISTS wardstream_bi_hospital_a",
 		"CREATE TABLE IF NOT EXISTS wardstream_bi_hospital_a.dose_outcomes AS wardstream.dose_outcomes",

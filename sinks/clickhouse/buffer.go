@@ -38,6 +38,8 @@ type tableBuf struct {
 	// kept for the next detach.
 	fl    *flight
 	spare *tableBuf
+	// timeCols: the indices of the DateTime and Date columns (checkRange).
+	timeCols []int
 }
 
 // offRange is the offsets of a partition's records in a batch.
@@ -61,8 +63,11 @@ func (tb *tableBuf) mark(pk partKey, off int64) {
 func newTableBuf(database string, t chschema.Table) *tableBuf {
 	tb := &tableBuf{table: t, offs: map[partKey]*offRange{}}
 	tb.insert = fmt.Sprintf("INSERT INTO %s.%s (%s)", database, t.Name, strings.Join(t.ColumnNames(), ", "))
-	for _, c := range t.Columns {
+	for i, c := range t.Columns {
 		tb.cols = append(tb.cols, newCol(c.Type))
+		if c.Type == chschema.Time || c.Type == chschema.Date {
+			tb.timeCols = append(tb.timeCols, i)
+		}
 	}
 	return tb
 }

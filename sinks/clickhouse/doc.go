@@ -34,8 +34,11 @@
 //     dropped uncommitted and re-read (by the new owner, or by us after a
 //     rewind).
 //   - A record that cannot be decoded or converted (no event id, bad date,
-//     no partition key) goes to the dead-letter topic with its reason; a
-//     broken dead letter goes straight to the dead_letters table.
+//     no partition key, a time or date outside its column type's range, a
+//     state that is not valid JSON) goes to the dead-letter topic with its
+//     reason; a broken dead letter goes straight to the dead_letters table.
+//     If the dead letter cannot be produced, the record's partition is not
+//     committed past it.
 //   - Replays (a crash, a rebalance, an upstream redelivery) insert rows a
 //     second time. The tables are ReplacingMergeTree keyed by the row's
 //     identity, and on servers >= 22.3 every batch carries an

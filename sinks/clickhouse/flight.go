@@ -61,6 +61,12 @@ func (s *Sink) due(tb *tableBuf, now time.Time) bool {
 // holds s.mu; tb has rows and no flight.
 func (s *Sink) launch(tb *tableBuf) {
 	ctx, cancel := context.WithCancel(s.fctx)
+	if s.aborting {
+		// abort is waiting for every flight to end (the loop launched
+		// this one while abort's wait released s.mu): it dies at once and
+		// keeps its batch's offsets, like any dead flight.
+		cancel()
+	}
 	f := &flight{b: tb.detach(), cancel: cancel}
 	tb.fl = f
 	s.flying++
@@ -175,7 +181,7 @@ func (s *Sink) landed(tb *tableBuf, f *flight) {
 	s.flying--
 	s.m.inFlight.Set(float64(s.flying))
 	s.mark(parts)
-	if s.due(tb, now) && s.fctx.Err() == nil {
+	if s.due(tb, now) && s.fctx.Err() == nil && !s.aborting {
 		s.launch(tb)
 	} else if tb.rows > 0 && s.pollCancel != nil {
 		s.pollCancel()
@@ -238,12 +244,20 @@ func (s *Sink) settle(ctx context.Context) error {
 }
 
 // abort cancels every flight and waits until they have all ended (landed
-// or dead). The caller holds s.mu.
+// or dead). The caller holds s.mu. While it waits (s.mu released) no
+// flight is launched alive: a landing launches no next batch and the
+// loop's launches die at once, and every flight seen is cancelled again
+// on each wake-up, so abort is bounded by the inserts' reaction to their
+// cancellation, not by ClickHouse.
 func (s *Sink) abort() {
-	for _, tb := range s.tables {
-		if tb.fl != nil {
-			tb.fl.cancel()
+	s.aborting = true
+	defer func() { s.aborting = false }()
+	_ = s.waitFor(context.Background(), func() bool {
+		for _, tb := range s.tables {
+			if tb.fl != nil {
+				tb.fl.cancel()
+			}
 		}
-	}
-	_ = s.waitFor(context.Background(), func() bool { return s.flying == 0 })
+		return s.flying == 0
+	})
 }

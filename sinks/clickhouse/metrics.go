@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tombstones:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_tombstones_total", Help: "Tombstones (nil values) seen on compacted topics; they write no row."}),
 		fastPath:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_fast_path_records_total", Help: "Records mapped from the wire format without decoding a message (vitals and anomaly scores); the rest of wardstream_sink_records_total took the general path."}),
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_sink_fetch_errors_total", Help: "Kafka fetch errors."}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason (decode, convert)."}, []string{"reason"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_dead_letters_total", Help: "Records sent to the dead-letter topic, by reason (decode, convert, time_out_of_range)."}, []string{"reason"}),
 		rows:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_rows_inserted_total", Help: "Rows ClickHouse acknowledged, by table."}, []string{"table"}),
 		batches:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_sink_batches_total", Help: "Batch insert attempts, by table and result (ok, error)."}, []string{"table", "result"}),
 		insertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wardstream_sink_insert_duration_seconds", Help: "Batch insert latency, by table.",

@@ -1,9 +1,11 @@
 package clickhouse
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -29,6 +31,9 @@ type colBuf interface {
 	// len is the number of rows.
 	len() int
 	reset()
+	// truncate drops the values after the first n rows (a record whose
+	// rows were appended and then refused: tableBuf.truncate).
+	truncate(n int)
 	// swap exchanges the values with o, a column of the same type
 	// (tableBuf.detach).
 	swap(o colBuf)
@@ -39,6 +44,7 @@ type typed[T any] struct{ v []T }
 func (c *typed[T]) appendTo(bc driver.BatchColumn) error { return bc.Append(c.v) }
 func (c *typed[T]) reset()                               { clear(c.v); c.v = c.v[:0] }
 func (c *typed[T]) swap(o colBuf)                        { p := o.(*typed[T]); c.v, p.v = p.v, c.v }
+func (c *typed[T]) truncate(n int)                       { clear(c.v[n:]); c.v = c.v[:n] }
 
 // strCol is a String column in ClickHouse's native layout (wire.go): each
 // value as its uvarint length and bytes, in one buffer. No string header
@@ -54,6 +60,19 @@ func (c *strCol) add(v string)      { c.buf = appendStr(c.buf, v); c.n++ }
 func (c *strCol) addBytes(v []byte) { c.buf = appendStr(c.buf, v); c.n++ }
 func (c *strCol) reset()            { c.buf, c.n = c.buf[:0], 0 }
 func (c *strCol) swap(o colBuf)     { p := o.(*strCol); *c, *p = *p, *c }
+
+// truncate walks the first n values (only refused records pay for it).
+func (c *strCol) truncate(n int) {
+	if n >= c.n {
+		return
+	}
+	b := c.buf
+	for range n {
+		l, k := binary.Uvarint(b)
+		b = b[k+int(l):]
+	}
+	c.buf, c.n = c.buf[:len(c.buf)-len(b)], n
+}
 
 // at returns value i (tests; it walks the buffer).
 func (c *strCol) at(i int) string {
@@ -101,6 +120,17 @@ func (c *strsCol) addBytes(v [][]byte) {
 
 func (c *strsCol) reset()        { c.rowEnd = c.rowEnd[:0]; c.vals.reset() }
 func (c *strsCol) swap(o colBuf) { p := o.(*strsCol); *c, *p = *p, *c }
+func (c *strsCol) truncate(n int) {
+	if n >= len(c.rowEnd) {
+		return
+	}
+	vals := 0
+	if n > 0 {
+		vals = int(c.rowEnd[n-1])
+	}
+	c.rowEnd = c.rowEnd[:n]
+	c.vals.truncate(vals)
+}
 
 // lists returns the rows as [][]string (for the public Append).
 func (c *strsCol) lists() [][]string {
@@ -123,15 +153,75 @@ type msCol struct {
 	ms64 bool // the column is DateTime64(3) (see wire)
 }
 
-func (c *msCol) reset()        { c.ms = c.ms[:0] }
-func (c *msCol) swap(o colBuf) { p := o.(*msCol); c.ms, p.ms = p.ms, c.ms }
+func (c *msCol) reset()         { c.ms = c.ms[:0] }
+func (c *msCol) swap(o colBuf)  { p := o.(*msCol); c.ms, p.ms = p.ms, c.ms }
+func (c *msCol) truncate(n int) { c.ms = c.ms[:n] }
 
 func (c *msCol) appendTo(bc driver.BatchColumn) error {
 	ts := make([]time.Time, len(c.ms))
 	for i, ms := range c.ms {
-		ts[i] = time.UnixMilli(ms).UTC()
+		ts[i] = time.UnixMilli(clampDateTime(ms)).UTC()
 	}
 	return bc.Append(ts)
+}
+
+// The range of a DateTime column (UInt32 seconds, compat profile) in Unix
+// milliseconds. Rows are checked against it whatever the profile (a
+// DateTime64(3) column of the modern profile holds 1900-2299), so that a
+// record gives the same rows, or the same dead letter, on both.
+const (
+	minDateTimeMs = 0
+	maxDateTimeMs = math.MaxUint32*1000 + 999
+)
+
+// The range of a Date column: UInt16 days since 1970-01-01.
+var (
+	minDate = time.Unix(0, 0).UTC()
+	maxDate = minDate.AddDate(0, 0, math.MaxUint16)
+)
+
+// clampDateTime keeps ms within a DateTime column's range. Converted rows
+// are checked (tableBuf.checkRange: such a record is dead-lettered); this
+// only guards the writes that are not, the broken dead letters written
+// straight to dead_letters, against wrapping around (uint32 seconds).
+func clampDateTime(ms int64) int64 { return min(max(ms, minDateTimeMs), maxDateTimeMs) }
+
+// errTimeRange: a time or date outside its column type's range (DateTime:
+// 1970-01-01 00:00:00 to 2106-02-07 06:28:15 UTC; Date: 1970-01-01 to
+// 2149-06-06). ClickHouse would store it wrapped around, in another month
+// partition; the record is dead-lettered with reason time_out_of_range.
+var errTimeRange = errors.New("time out of the column type's range")
+
+// checkRange returns an error naming the first time or date of the rows
+// after the first before rows that is out of its column type's range.
+func (tb *tableBuf) checkRange(before int) error {
+	for _, i := range tb.timeCols {
+		switch c := tb.cols[i].(type) {
+		case *msCol:
+			for _, ms := range c.ms[before:] {
+				if ms < minDateTimeMs || ms > maxDateTimeMs {
+					return fmt.Errorf("%w: %w: %s %s (Unix ms %d) is outside 1970-01-01..2106-02-07", ErrUnconvertible, errTimeRange,
+						tb.table.Columns[i].Name, time.UnixMilli(ms).UTC().Format(time.RFC3339), ms)
+				}
+			}
+		case *typed[time.Time]:
+			for _, d := range c.v[before:] {
+				if d.Before(minDate) || d.After(maxDate) {
+					return fmt.Errorf("%w: %w: %s %s is outside 1970-01-01..2149-06-06", ErrUnconvertible, errTimeRange,
+						tb.table.Columns[i].Name, d.Format(time.DateOnly))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// truncate drops the rows after the first n (rows of a refused record).
+func (tb *tableBuf) truncate(n int) {
+	for _, c := range tb.cols {
+		c.truncate(n)
+	}
+	tb.rows = n
 }
 
 func newCol(t chschema.Type) colBuf {
@@ -373,20 +463,28 @@ func mapSchedule(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	return nil
 }
 
-func structJSON(s *structpb.Struct) string {
+// structJSON is s as JSON ("" for none). A Struct protojson refuses (a
+// NaN or infinite number, invalid UTF-8: valid on the protobuf wire, not
+// in JSON) is an error naming the field: the record is dead-lettered, not
+// written with the whole state emptied.
+func structJSON(field string, s *structpb.Struct) (string, error) {
 	if s == nil {
-		return ""
+		return "", nil
 	}
 	b, err := protojson.Marshal(s)
 	if err != nil {
-		return ""
+		return "", unconvertible("%s is not valid JSON: %v", field, err)
 	}
-	return string(b)
+	return string(b), nil
 }
 
 func mapStatus(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	m := msg.(*pb.DeviceStatus)
 	if err := metaCheck(m.GetMeta()); err != nil {
+		return err
+	}
+	reported, err := structJSON("reported", m.Reported)
+	if err != nil {
 		return err
 	}
 	w := emit()
@@ -401,7 +499,7 @@ func mapStatus(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	w.s(m.Status)
 	w.s(m.PatientId)
 	w.s(m.Location)
-	w.s(structJSON(m.Reported))
+	w.s(reported)
 	return nil
 }
 
@@ -502,12 +600,24 @@ func mapShadow(msg proto.Message, rc *recCtx, emit func() *rowWriter) error {
 	if m.DeviceId == "" {
 		return unconvertible("shadow without device_id")
 	}
+	desired, err := structJSON("desired", m.Desired)
+	if err != nil {
+		return err
+	}
+	reported, err := structJSON("reported", m.Reported)
+	if err != nil {
+		return err
+	}
+	delta, err := structJSON("delta", m.Delta)
+	if err != nil {
+		return err
+	}
 	w := emit()
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
-	w.s(structJSON(m.Desired))
-	w.s(structJSON(m.Reported))
-	w.s(structJSON(m.Delta))
+	w.s(desired)
+	w.s(reported)
+	w.s(delta)
 	w.bool(m.Online)
 	w.t(m.LastSeenMs)
 	w.t(m.DesiredUpdatedMs)
@@ -521,10 +631,14 @@ func mapShadowDesired(msg proto.Message, rc *recCtx, emit func() *rowWriter) err
 	if err := metaCheck(m.GetMeta()); err != nil {
 		return err
 	}
+	desired, err := structJSON("desired", m.Desired)
+	if err != nil {
+		return err
+	}
 	w := emit()
 	w.meta(m.GetMeta(), rc)
 	w.s(m.DeviceId)
-	w.s(structJSON(m.Desired))
+	w.s(desired)
 	w.u64(m.Version)
 	return nil
 }

@@ -60,6 +60,8 @@ type Sink struct {
 	nRecords, nFast int
 	// rc is the record context, reused (mappers do not keep it).
 	rc recCtx
+	// befores: each route's row count before the record (convert), reused.
+	befores []int
 
 	// kafka topic -> catalog topic and routes
 	catalog map[string]topics.Topic
@@ -101,6 +103,7 @@ type Sink struct {
 	probing    bool
 	nextProbe  time.Time
 	pollCancel context.CancelFunc
+	aborting   bool // abort is waiting for the flights to end
 }
 
 type boundRoute struct {
@@ -590,8 +593,22 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	if r.Offset < p.next {
 		return nil // already processed (re-delivered after a rewind)
 	}
+	prevNext, prevEpoch := p.next, p.epoch
 	p.next = r.Offset + 1
 	p.epoch = r.LeaderEpoch
+	if err := s.convert(ctx, r, pk); err != nil {
+		// The record is in no batch and not in the dead-letter topic (the
+		// dead letter could not be produced): the commit point must not
+		// pass it, or the drain commits past a record that exists nowhere.
+		p.next, p.epoch = prevNext, prevEpoch
+		return err
+	}
+	return nil
+}
+
+// convert turns record r of partition pk into rows of its tables, or
+// sends it to the dead-letter topic; an error means neither happened.
+func (s *Sink) convert(ctx context.Context, r *kgo.Record, pk partKey) error {
 	s.nRecords++
 	ct := s.catalog[r.Topic]
 	if r.Value == nil {
@@ -606,9 +623,12 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 		tb := rs[0].tb
 		before := tb.rows
 		if rs[0].fast(rs[0].fd, r.Value, rc) {
-			s.nFast++
-			s.added(tb, before, pk, r.Offset)
-			return nil
+			if tb.checkRange(before) == nil {
+				s.nFast++
+				s.added(tb, before, pk, r.Offset)
+				return nil
+			}
+			tb.truncate(before) // the general path dead-letters it
 		}
 		// Declined before any row: the general path decides.
 	}
@@ -623,19 +643,36 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	if err := codec.Unmarshal(r.Value, msg); err != nil {
 		return s.deadLetter(ctx, r, "decode", err)
 	}
-	for _, rt := range s.routes[r.Topic] {
+	// Every route's rows first, then the bookkeeping: a record refused by
+	// one table puts rows in none.
+	rs := s.routes[r.Topic]
+	s.befores = s.befores[:0]
+	for _, rt := range rs {
 		tb := rt.tb
 		before := tb.rows
+		s.befores = append(s.befores, before)
 		err := rt.fn(msg, rc, func() *rowWriter {
 			tb.rows++
 			return tb.emit()
 		})
-		if err != nil {
-			// Mappers validate before they emit, so nothing was appended.
-			tb.rows = before
-			return s.deadLetter(ctx, r, "convert", err)
+		reason := "convert"
+		if err == nil {
+			// Values a mapper cannot check without its column's type.
+			if err = tb.checkRange(before); err != nil {
+				reason = "time_out_of_range"
+			}
 		}
-		s.added(tb, before, pk, r.Offset)
+		if err != nil {
+			// Mappers validate before they emit, so nothing was appended
+			// by a mapper's error; out-of-range rows were.
+			for i, b := range s.befores {
+				rs[i].tb.truncate(b)
+			}
+			return s.deadLetter(ctx, r, reason, err)
+		}
+	}
+	for i, rt := range rs {
+		s.added(rt.tb, s.befores[i], pk, r.Offset)
 	}
 	return nil
 }
@@ -1011,6 +1048,10 @@ func (s *Sink) dropAll() {
 	for pk, p := range s.pos {
 		if off, ok := s.commitPoint(pk); ok && off < p.next {
 			s.rewind[pk] = off
+			// The position goes back now, not at the next poll: the loop
+			// may be waiting in flushDue (s.mu released) and mark every
+			// partition when it returns, and kgo never moves a mark back.
+			p.next = off
 		}
 	}
 	for _, tb := range s.tables {
@@ -1022,6 +1063,22 @@ func (s *Sink) dropAll() {
 	}
 	s.buffered = 0
 	s.m.buffered.Set(0)
+	if s.paused {
+		// Only a flight's success resumed fetching, and none is left: with
+		// nothing held, fetch again. The breaker stays open, so the next
+		// batch's flight probes ClickHouse once per cooldown (and pauses
+		// fetching again if it fails).
+		s.setPaused(false)
+		if s.brk.open() && s.health != nil {
+			s.health.Set("sink", errors.New("clickhouse inserts failing: circuit breaker open"))
+		}
+		s.log.Info("batches dropped while clickhouse was failing; fetching resumed, the next batch probes it")
+	}
+	if len(s.rewind) > 0 && s.pollCancel != nil {
+		// The poll in progress may have no deadline (nothing is pending):
+		// end it so that the loop applies the rewind now.
+		s.pollCancel()
+	}
 }
 
 // dropExpired enforces retention on servers without TTL by dropping month

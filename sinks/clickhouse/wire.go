@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"reflect"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -140,7 +139,8 @@ func (c *msCol) wire(t column.Type) bool {
 }
 func (c *msCol) len() int { return len(c.ms) }
 
-// encode writes DateTime as seconds (UInt32, as ch-go's ToDateTime) and
+// encode writes DateTime as seconds (UInt32, as ch-go's ToDateTime, but
+// clamped to the type's range rather than wrapped: clampDateTime) and
 // DateTime64(3) as milliseconds (Int64), as the last wire call found.
 func (c *msCol) encode(b *proto.Buffer) {
 	if c.ms64 {
@@ -148,7 +148,7 @@ func (c *msCol) encode(b *proto.Buffer) {
 		return
 	}
 	for _, ms := range c.ms {
-		b.Buf = binary.LittleEndian.AppendUint32(b.Buf, uint32(proto.ToDateTime(time.UnixMilli(ms))))
+		b.Buf = binary.LittleEndian.AppendUint32(b.Buf, uint32(clampDateTime(ms)/1000))
 	}
 }
 

@@ -1,0 +1,161 @@
+package clickhouse_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
+)
+
+// TestTenantDatabasesDistinct: on compat servers each tenant's BI
+// users may read only TenantDatabase(db, tenant). Two tenants whose names
+// differ only in case or punctuation got the same database, so the second
+// tenant's users were given the first tenant's copies (CREATE ... IF NOT
+// EXISTS keeps the first tenant's feeds, filtered on the first tenant).
+func TestTenantDatabasesDistinct(t *testing.T) {
+	for _, p := range [][2]string{{"hospital-a", "hospital_a"}, {"Hospital-A", "hospital-a"}, {"st.mary", "st_mary"}} {
+		a, b := chschema.TenantDatabase("wardstream", p[0]), chschema.TenantDatabase("wardstream", p[1])
+		if a == b {
+			t.Errorf("tenants %q and %q share the BI database %s: one tenant's BI users read the other's rows", p[0], p[1], a)
+		}
+	}
+	if got := chschema.TenantDatabase("wardstream", "hospital_a"); got != "wardstream_bi_hospital_a" {
+		t.Errorf("clean tenant hospital_a: database %s, want wardstream_bi_hospital_a (unchanged)", got)
+	}
+	// A clean tenant spelled like another's hashed name: refused.
+	other := strings.TrimPrefix(chschema.TenantDatabase("wardstream", "Hospital-A"), "wardstream_bi_")
+	users := []chschema.BIUser{{Name: "a", Tenant: "Hospital-A", Password: "p"}, {Name: "b", Tenant: other, Password: "p"}}
+	if _, err := chschema.UsersXML("wardstream", nil, users); err == nil {
+		t.Errorf("UsersXML gave tenants Hospital-A and %s one database", other)
+	}
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
+	if err := chschema.ApplyBIAccess(context.Background(), &fakeConn{tables: map[string]map[string]bool{}}, tg, users); err == nil {
+		t.Errorf("ApplyBIAccess gave tenants Hospital-A and %s one database", other)
+	}
+}
+
+// fakeConn creates tables in memory: system.tables answers with what a
+// CREATE TABLE made, and bi_backfills with the copies an INSERT recorded
+// there; Exec fails once on the statement failOn matches.
+type fakeConn struct {
+	tables  map[string]map[string]bool // database -> tables
+	markers map[string][]string        // database -> bi_backfills rows
+	failOn  string
+	failed  bool
+	execs   []string
+}
+
+func (c *fakeConn) Exec(_ context.Context, q string, _ ...any) error {
+	c.execs = append(c.execs, q)
+	if !c.failed && c.failOn != "" && strings.Contains(q, c.failOn) {
+		c.failed = true
+		return errors.New("connection reset by peer")
+	}
+	if strings.HasPrefix(q, "CREATE TABLE IF NOT EXISTS ") {
+		name := strings.Fields(strings.TrimPrefix(q, "CREATE TABLE IF NOT EXISTS "))[0]
+		db, tbl, _ := strings.Cut(name, ".")
+		if c.tables[db] == nil {
+			c.tables[db] = map[string]bool{}
+		}
+		c.tables[db][tbl] = true
+	}
+	if rest, ok := strings.CutPrefix(q, "INSERT INTO "); ok && strings.Contains(rest, "."+chschema.BackfillsTable+" (copy) SELECT '") {
+		db, _, _ := strings.Cut(rest, ".")
+		_, copyName, _ := strings.Cut(rest, "SELECT '")
+		if c.markers == nil {
+			c.markers = map[string][]string{}
+		}
+		c.markers[db] = append(c.markers[db], strings.TrimSuffix(copyName, "'"))
+	}
+	return nil
+}
+
+func (c *fakeConn) QueryStrings(_ context.Context, q string, _ ...any) ([][]string, error) {
+	if rest, ok := strings.CutPrefix(q, "SELECT DISTINCT copy FROM "); ok {
+		db, _, _ := strings.Cut(rest, ".")
+		var out [][]string
+		for _, m := range c.markers[db] {
+			out = append(out, []string{m})
+		}
+		return out, nil
+	}
+	i := strings.Index(q, "database = '")
+	if i < 0 {
+		return nil, nil
+	}
+	db := strings.TrimSuffix(q[i+len("database = '"):], "'")
+	var out [][]string
+	for tbl := range c.tables[db] {
+		out = append(out, []string{tbl})
+	}
+	return out, nil
+}
+
+func (c *fakeConn) ServerVersion(context.Context) (string, error) { return "18.16.1", nil }
+
+// TestTenantBackfillResumes: ApplyBIAccess (compat) creates every
+// copy and feed first and backfills afterwards, and skipped the backfill
+// of any copy that existed. If one backfill INSERT failed (a timeout, a
+// restart), rerunning migrate - the documented remedy, "idempotent" -
+// never backfilled the copies that were created but not filled: the
+// tenant's BI views silently missed all rows from before the first run.
+// Completed backfills are now recorded (bi_backfills) and the others run.
+func TestTenantBackfillResumes(t *testing.T) {
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Compat)}
+	users := []chschema.BIUser{{Name: "bi_a", Tenant: "hospital-a", Password: "pw"}}
+	c := &fakeConn{tables: map[string]map[string]bool{}, failOn: "INSERT INTO"}
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	all, _ := chschema.TenantStatements(tg, "hospital-a", nil)
+	var backfills []string
+	for _, q := range all {
+		if strings.HasPrefix(q, "INSERT INTO") {
+			backfills = append(backfills, q)
+		}
+	}
+	c.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	ran := strings.Join(c.execs, "\n")
+	for _, q := range backfills {
+		if !strings.Contains(ran, q) {
+			t.Errorf("rerun after a failed backfill never ran %q", q)
+		}
+	}
+	// Every backfill is recorded now: a third run backfills nothing.
+	c.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range c.execs {
+		if strings.HasPrefix(q, "INSERT INTO") {
+			t.Errorf("a completed backfill ran again: %s", q)
+		}
+	}
+	// A run failing on a later backfill: the rerun does only the rest.
+	c2 := &fakeConn{tables: map[string]map[string]bool{}, failOn: "INSERT INTO " + chschema.TenantDatabase("wardstream", "hospital-a") + ".dose_outcomes SELECT"}
+	if err := chschema.ApplyBIAccess(context.Background(), c2, tg, users); err == nil {
+		t.Fatal("first run did not fail")
+	}
+	done := len(c2.markers[chschema.TenantDatabase("wardstream", "hospital-a")])
+	if done == 0 || done == len(backfills)/2 {
+		t.Fatalf("%d of %d backfills recorded before the failing one", done, len(backfills)/2)
+	}
+	c2.execs = nil
+	if err := chschema.ApplyBIAccess(context.Background(), c2, tg, users); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, q := range c2.execs {
+		if strings.HasPrefix(q, "INSERT INTO") && !strings.Contains(q, chschema.BackfillsTable) {
+			n++
+		}
+	}
+	if n != len(backfills)/2-done {
+		t.Errorf("rerun ran %d backfills, want the %d not recorded", n, len(backfills)/2-done)
+	}
+}
