@@ -340,7 +340,7 @@ func TestTokenCommand(t *testing.T) {
 		return p
 	}
 	demo := write("demo.yaml", "api:\n  auth: {demo_key_file: "+filepath.Join(dir, "k.pem")+"}\n")
-	idp := write("idp.yaml", "api:\n  auth: {jwks_url: https://idp.example/jwks}\n")
+	idp := write("idp.yaml", "api:\n  auth: {jwks_url: https://idp.example/jwks, issuer: https://idp.example, audience: wardstream}\n")
 	for _, tc := range []struct {
 		args   []string
 		code   int

@@ -112,7 +112,7 @@ func TestValidateAbsentSectionIsANote(t *testing.T) {
 	if res.unchecked == 0 {
 		t.Fatal("the api role cannot start without auth settings; --require-all must see that")
 	}
-	res = validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n"))
+	res = validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs, issuer: https://idp, audience: wardstream}\n"))
 	for _, s := range res.sections {
 		if strings.HasPrefix(s, "api\t") && s != "api\tok" {
 			t.Fatalf("api section: %q", s)
@@ -184,7 +184,7 @@ func TestValidateFilesOutput(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(good, []byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n"), 0o600); err != nil {
+	if err := os.WriteFile(good, []byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs, issuer: https://idp, audience: wardstream}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(bad, []byte("tenant: a\nkafka:\n  brokers: [nohost]\n"), 0o600); err != nil {
@@ -207,7 +207,7 @@ func TestValidateFilesOutput(t *testing.T) {
 	}
 	// --require-all fails a file whose role sections are not all checked.
 	out.Reset()
-	if err := validateFiles(&out, []string{good}, true, true); (err == nil) != (validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs}\n")).unchecked == 0) {
+	if err := validateFiles(&out, []string{good}, true, true); (err == nil) != (validateTopology([]byte("tenant: a\napi:\n  auth: {jwks_url: https://idp/certs, issuer: https://idp, audience: wardstream}\n")).unchecked == 0) {
 		t.Fatalf("require-all: %v", err)
 	}
 	var stderr bytes.Buffer

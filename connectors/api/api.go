@@ -118,9 +118,10 @@ type AuthConfig struct {
 	// role verifies tokens signed by it and serves its JWKS at
 	// /.well-known/jwks.json. For demos and tests only.
 	DemoKeyFile string `yaml:"demo_key_file"`
-	// Issuer, when set, must equal the token's iss.
+	// Issuer, when set, must equal the token's iss. Required with JWKSURL.
 	Issuer string `yaml:"issuer"`
-	// Audience, when set, must be in the token's aud.
+	// Audience, when set, must be in the token's aud. Required with
+	// JWKSURL.
 	Audience string `yaml:"audience"`
 	// TenantClaim is the (dotted) claim holding the tenant. Default "tenant".
 	TenantClaim string `yaml:"tenant_claim"`
@@ -179,6 +180,10 @@ func (c Config) Validate() error {
 		add("auth", "set only one of jwks_url and demo_key_file")
 	case c.Auth.JWKSURL != "" && !strings.HasPrefix(c.Auth.JWKSURL, "https://") && !strings.HasPrefix(c.Auth.JWKSURL, "http://"):
 		add("auth.jwks_url", "%q is not an http(s) URL", c.Auth.JWKSURL)
+	case c.Auth.JWKSURL != "" && (c.Auth.Issuer == "" || c.Auth.Audience == ""):
+		// An identity provider signs tokens for every client it serves:
+		// without both checks, a token issued to any of them would do.
+		add("auth", "with jwks_url, set issuer and audience (the identity provider's iss and this API's client id)")
 	}
 	if c.Auth.TenantClaim == "" {
 		add("auth.tenant_claim", "must not be empty")

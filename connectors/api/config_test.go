@@ -15,7 +15,8 @@ func TestConfigFromTopology(t *testing.T) {
 		errs []string
 	}{
 		{"demo", "api:\n  auth: {demo_key_file: .local/k.pem}\n", nil},
-		{"idp", "api:\n  listen: 0.0.0.0:8443\n  auth: {jwks_url: https://idp.example/jwks, issuer: https://idp.example, roles_claim: realm_access.roles}\n", nil},
+		{"idp", "api:\n  listen: 0.0.0.0:8443\n  auth: {jwks_url: https://idp.example/jwks, issuer: https://idp.example, audience: wardstream, roles_claim: realm_access.roles}\n", nil},
+		{"idp without audience", "api:\n  auth: {jwks_url: https://idp.example/jwks, issuer: https://idp.example}\n", []string{"set issuer and audience"}},
 		{"no auth", "api:\n  listen: 127.0.0.1:8080\n", []string{"api.auth: set jwks_url"}},
 		{"both auth", "api:\n  auth: {demo_key_file: k, jwks_url: https://x}\n", []string{"only one"}},
 		{"many errors", "api:\n  listen: nope\n  auth: {jwks_url: ftp://x}\n  rate_limit: {requests_per_second: 0, burst: 0}\n  timezone: Mars/Base\n  stream_interval: 0s\n  roles: {sink: localhost:9464}\n",
