@@ -469,7 +469,10 @@ func (p *Processor) due(m *MedState, nowMs int64) bool {
 	if err != nil {
 		return false
 	}
-	if sp != nil && !sp.Deleted && nowMs+sp.Early.Milliseconds() >= m.Through {
+	// Doses to materialize: the latest version may be a deletion written
+	// ahead (a therapy's announced end), with an earlier version defining
+	// the doses until its time.
+	if sp != nil && nowMs+sp.Early.Milliseconds() >= m.Through && m.dosesFrom(m.Through) {
 		return true
 	}
 	minGrace := int64(schedule.DefaultGraceMinutes) * 60_000

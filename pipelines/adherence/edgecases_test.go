@@ -182,3 +182,31 @@ func newHarnessOpts(t *testing.T, start time.Time, opts ...goka.ProcessorOption)
 	h.dlqQ = h.tt.NewQueueTracker(h.cfg.Topics.DeadLetters)
 	return h
 }
+
+// TestFutureDeletionKeepsEarlierDoses: a deletion written ahead (the
+// therapy ends on 5 July, announced on 1 July) is the latest version, but
+// until its time the earlier version still defines the doses: the clock
+// must go on materializing them and declaring the missed ones.
+func TestFutureDeletionKeepsEarlierDoses(t *testing.T) {
+	h := newHarness(t, at("2024-07-01 00:00"))
+	s1 := schedFor("p", "m", "08:00")
+	s1.EndDate = "2024-07-10"
+	h.schedule(s1)
+	del := schedFor("p", "m", "08:00")
+	del.EndDate, del.Version, del.Deleted = "2024-07-10", 2, true
+	del.Meta = &pb.Meta{Tenant: "t1", EventId: "del", EventTimeMs: at("2024-07-05 00:00").UnixMilli()}
+	h.setNow(at("2024-07-01 01:00"))
+	h.schedule(del)
+	for d := 1; d <= 6; d++ {
+		h.tick(at(fmt.Sprintf("2024-07-%02d 09:00", d)))
+	}
+	fin := h.final()
+	for d := 1; d <= 4; d++ {
+		if o := fin[doseID("p", "m", fmt.Sprintf("2024-07-%02d 08:00", d))]; o.GetOutcome() != pb.Outcome_MISSED {
+			t.Errorf("2024-07-%02d 08:00, before the deletion's time: got %v, want MISSED", d, o)
+		}
+	}
+	if o := fin[doseID("p", "m", "2024-07-05 08:00")]; o != nil {
+		t.Errorf("2024-07-05 08:00, after the deletion: got %v, want no dose", o)
+	}
+}

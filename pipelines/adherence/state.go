@@ -430,6 +430,29 @@ func (m *MedState) instances(from, to int64) []*DoseRec {
 	return out
 }
 
+// dosesFrom reports whether a version that is not a deletion is in effect
+// at some instant at or after t (so that doses may be due from t on).
+func (m *MedState) dosesFrom(t int64) bool {
+	hs := m.versions()
+	for _, h := range hs {
+		if h.spec.Deleted {
+			continue
+		}
+		start := max(h.From, t)
+		overridden := false
+		for _, o := range hs {
+			if o.Ver > h.Ver && o.From <= start {
+				overridden = true
+				break
+			}
+		}
+		if !overridden {
+			return true
+		}
+	}
+	return false
+}
+
 // pruneVersions drops the versions that define no dose at or after
 // floor: those overridden, from floor (or from their own start) on, by a
 // higher version.
