@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/wardstream/wardstream/internal/runtime"
@@ -64,6 +65,16 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	g := &runtime.Group{Logger: e.log, Registry: e.reg, Health: e.health, Listen: addr, Pprof: e.cfg.Telemetry.Pprof, DrainTimeout: e.cfg.DrainTimeout.D()}
 	e.log.Info("wardstream starting", "version", version, "roles", *rolesFlag, "config", e.cfg.Path(),
-		"kafka", strings.Join(e.cfg.Kafka.Brokers, ","), "clickhouse", strings.Join(e.cfg.ClickHouse.Addr, ","), "mqtt", e.cfg.MQTT.URL)
+		"kafka", strings.Join(e.cfg.Kafka.Brokers, ","), "clickhouse", strings.Join(e.cfg.ClickHouse.Addr, ","), "mqtt", redactURL(e.cfg.MQTT.URL))
 	return g.Run(ctx, roles...)
+}
+
+// redactURL hides a password in u ("tcp://user:xxxxx@host"); a URL that
+// does not parse is not printed at all.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -79,14 +80,16 @@ func cmdTail(ctx context.Context, args []string) error {
 			r := it.Next()
 			m := tp.New()
 			var line []byte
+			// Every line is JSON: strings go through json.Marshal (Go's %q
+			// escapes such as \x01 are not JSON).
 			if err := codec.Unmarshal(r.Value, m); err != nil {
-				line = fmt.Appendf(nil, `{"error":%q,"partition":%d,"offset":%d}`, err.Error(), r.Partition, r.Offset)
+				line = fmt.Appendf(nil, `{"error":%s,"partition":%d,"offset":%d}`, jsonString(err.Error()), r.Partition, r.Offset)
 			} else if line, err = codec.JSON(m); err != nil {
-				line = fmt.Appendf(nil, `{"error":%q,"partition":%d,"offset":%d}`, err.Error(), r.Partition, r.Offset)
+				line = fmt.Appendf(nil, `{"error":%s,"partition":%d,"offset":%d}`, jsonString(err.Error()), r.Partition, r.Offset)
 			}
 			if *withMeta {
-				line = fmt.Appendf(nil, `{"key":%q,"partition":%d,"offset":%d,"timestamp":%q,"value":%s}`,
-					r.Key, r.Partition, r.Offset, r.Timestamp.UTC().Format(time.RFC3339Nano), line)
+				line = fmt.Appendf(nil, `{"key":%s,"partition":%d,"offset":%d,"timestamp":"%s","value":%s}`,
+					jsonString(string(r.Key)), r.Partition, r.Offset, r.Timestamp.UTC().Format(time.RFC3339Nano), line)
 			}
 			out.Write(line)
 			out.WriteByte('\n')
@@ -97,4 +100,10 @@ func cmdTail(ctx context.Context, args []string) error {
 		}
 		out.Flush()
 	}
+}
+
+// jsonString is s as a JSON string (invalid UTF-8 becomes U+FFFD).
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
 }

@@ -40,13 +40,15 @@ type Duration time.Duration
 
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	// A *yaml.TypeError, so that decoding goes on and the problems after
+	// this one are reported too.
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: duration must be a string like 15m: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: duration must be a string like 15m", n.Line)}}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: bad duration %q (want e.g. 500ms, 15m, 4h)", n.Line, s)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: bad duration %q (want e.g. 500ms, 15m, 4h)", n.Line, s)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -220,7 +222,7 @@ func Parse(data []byte) (*Root, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&r); err != nil && !errors.Is(err, errEOF(err)) {
-		return nil, cleanYAMLError(err)
+		return nil, withPaths(cleanYAMLError(err), yamlPaths(data, 0))
 	}
 	r.ApplyEnv(os.Getenv)
 	if err := r.Validate(); err != nil {
@@ -245,6 +247,67 @@ func cleanYAMLError(err error) error {
 	msg = fieldNotFound.ReplaceAllString(msg, "line $1: unknown field $2")
 	msg = strings.ReplaceAll(msg, "\n  ", "; ")
 	return errors.New(msg)
+}
+
+// yamlPaths maps the line of each value in the YAML document data to its
+// dotted path ("kafka.linger", "tenants[1].name"); the lines are shifted
+// by shift.
+func yamlPaths(data []byte, shift int) map[int]string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	m := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if _, ok := m[v.Line+shift]; !ok || v.Kind == yaml.ScalarNode {
+					m[v.Line+shift] = p
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := m[c.Line+shift]; !ok {
+					m[c.Line+shift] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(doc.Content[0], "")
+	return m
+}
+
+var problemLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// withPaths names the dotted path of each problem at a line that holds a
+// value ("line 2: kafka.linger: bad duration ..."); unknown fields already
+// name theirs.
+func withPaths(err error, paths map[int]string) error {
+	if len(paths) == 0 {
+		return err
+	}
+	parts := strings.Split(err.Error(), "; ")
+	for i, p := range parts {
+		sm := problemLine.FindStringSubmatch(p)
+		if sm == nil || strings.HasPrefix(sm[2], "unknown field") {
+			continue
+		}
+		k, _ := strconv.Atoi(sm[1])
+		if path, ok := paths[k]; ok && !strings.HasPrefix(sm[2], path+":") {
+			parts[i] = "line " + sm[1] + ": " + path + ": " + sm[2]
+		}
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // Path returns the file the config was loaded from ("" when parsed).
@@ -313,6 +376,19 @@ func (r *Root) Validate() error {
 	}
 	if _, err := ParseVersion(r.Kafka.SaramaVersion); err != nil {
 		add("kafka.sarama_version", "%v", err)
+	}
+	if m := r.Kafka.SASL; m.Mechanism != "" {
+		switch strings.ToUpper(m.Mechanism) {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			add("kafka.sasl.mechanism", "%q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", m.Mechanism)
+		}
+		if m.Username == "" {
+			add("kafka.sasl.username", "must be set with a mechanism")
+		}
+		if m.PasswordEnv == "" {
+			add("kafka.sasl.password_env", "must name the environment variable holding the password")
+		}
 	}
 	if len(r.ClickHouse.Addr) == 0 {
 		add("clickhouse.addr", "must list at least one host:port")
@@ -393,23 +469,56 @@ func Section(n *yaml.Node, path string, out any) error {
 	if n == nil || n.Kind == 0 {
 		return nil
 	}
-	raw, err := yaml.Marshal(n)
+	// Block style throughout, so that every key of the copy has a line of
+	// its own to map back (flow mappings would stay on one line).
+	raw, err := yaml.Marshal(blockStyle(n))
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && err.Error() != "EOF" {
-		// Re-marshalling starts the section at line 1; shift line numbers
-		// back to the file's.
+		// Re-marshalling starts the section at line 1, drops blank lines
+		// and reflows flow mappings: map each line of the copy back to the
+		// file's line of the same node.
+		lines := map[int]int{}
+		var re yaml.Node
+		if yaml.Unmarshal(raw, &re) == nil && len(re.Content) > 0 {
+			mapLines(n, re.Content[0], lines)
+		}
 		msg := cleanYAMLError(err).Error()
 		msg = lineRe.ReplaceAllStringFunc(msg, func(m string) string {
 			k, _ := strconv.Atoi(lineRe.FindStringSubmatch(m)[1])
+			if orig, ok := lines[k]; ok {
+				return fmt.Sprintf("line %d", orig)
+			}
 			return fmt.Sprintf("line %d", k+n.Line-1)
 		})
 		return fmt.Errorf("%s: %s", path, msg)
 	}
 	return nil
+}
+
+// blockStyle returns a deep copy of n without flow style.
+func blockStyle(n *yaml.Node) *yaml.Node {
+	c := *n
+	c.Style &^= yaml.FlowStyle
+	c.Content = make([]*yaml.Node, len(n.Content))
+	for i, k := range n.Content {
+		c.Content[i] = blockStyle(k)
+	}
+	return &c
+}
+
+// mapLines maps the lines of the nodes of copy (a re-marshalled orig, the
+// same tree) to orig's lines.
+func mapLines(orig, copy *yaml.Node, lines map[int]int) {
+	if _, ok := lines[copy.Line]; !ok {
+		lines[copy.Line] = orig.Line
+	}
+	for i := 0; i < len(orig.Content) && i < len(copy.Content); i++ {
+		mapLines(orig.Content[i], copy.Content[i], lines)
+	}
 }
 
 var lineRe = regexp.MustCompile(`line (\d+)`)

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -66,7 +67,10 @@ func Opts(cfg config.Kafka, extra ...kgo.Opt) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
 	if cfg.SASL.Mechanism != "" {
-		pass := os.Getenv(cfg.SASL.PasswordEnv)
+		pass, err := saslPassword(cfg.SASL)
+		if err != nil {
+			return nil, err
+		}
 		switch strings.ToUpper(cfg.SASL.Mechanism) {
 		case "PLAIN":
 			opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASL.Username, Pass: pass}.AsMechanism()))
@@ -165,13 +169,75 @@ func SaramaConfig(cfg config.Kafka) (*sarama.Config, error) {
 		sc.Net.TLS.Config = tc
 	}
 	if cfg.SASL.Mechanism != "" {
+		pass, err := saslPassword(cfg.SASL)
+		if err != nil {
+			return nil, err
+		}
 		sc.Net.SASL.Enable = true
 		sc.Net.SASL.User = cfg.SASL.Username
-		sc.Net.SASL.Password = os.Getenv(cfg.SASL.PasswordEnv)
-		sc.Net.SASL.Mechanism = sarama.SASLMechanism(strings.ToUpper(cfg.SASL.Mechanism))
+		sc.Net.SASL.Password = pass
+		mech := strings.ToUpper(cfg.SASL.Mechanism)
+		sc.Net.SASL.Mechanism = sarama.SASLMechanism(mech)
+		switch mech {
+		case "SCRAM-SHA-256", "SCRAM-SHA-512":
+			// sarama needs a SCRAM client; franz-go's (the one every other
+			// client here uses) does the exchange.
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{sha512: mech == "SCRAM-SHA-512"} }
+		}
 	}
 	return sc, nil
 }
+
+// saslPassword reads the SASL password from the environment variable the
+// config names; unset or empty is an error, not an empty password.
+func saslPassword(s config.SASL) (string, error) {
+	if s.PasswordEnv == "" {
+		return "", errors.New("kafka.sasl.password_env: must name the environment variable holding the password")
+	}
+	pass := os.Getenv(s.PasswordEnv)
+	if pass == "" {
+		return "", fmt.Errorf("kafka.sasl.password_env: environment variable %s is unset or empty", s.PasswordEnv)
+	}
+	return pass, nil
+}
+
+// scramClient is sarama's SCRAMClient on franz-go's SCRAM mechanism.
+type scramClient struct {
+	sha512 bool
+	sess   sasl.Session
+	first  []byte
+	done   bool
+}
+
+func (c *scramClient) Begin(user, pass, authzID string) error {
+	a := scram.Auth{User: user, Pass: pass, Zid: authzID}
+	m := a.AsSha256Mechanism()
+	if c.sha512 {
+		m = a.AsSha512Mechanism()
+	}
+	sess, first, err := m.Authenticate(context.Background(), "")
+	if err != nil {
+		return fmt.Errorf("starting SCRAM: %w", err)
+	}
+	c.sess, c.first, c.done = sess, first, false
+	return nil
+}
+
+func (c *scramClient) Step(challenge string) (string, error) {
+	if c.first != nil {
+		first := c.first
+		c.first = nil
+		return string(first), nil
+	}
+	done, msg, err := c.sess.Challenge([]byte(challenge))
+	if err != nil {
+		return "", fmt.Errorf("SCRAM exchange: %w", err)
+	}
+	c.done = done
+	return string(msg), nil
+}
+
+func (c *scramClient) Done() bool { return c.done }
 
 // TopicResult is what ApplyTopics did to one topic.
 type TopicResult struct {
@@ -222,9 +288,15 @@ func ApplyTopics(ctx context.Context, adm *kadm.Client, cfg config.Kafka, log *s
 			continue
 		}
 		action := "unchanged"
+		var perr error
 		if have := int32(len(td.Partitions)); have < parts {
-			if _, err := adm.UpdatePartitions(ctx, int(parts), t.Name); err != nil {
-				errs = append(errs, fmt.Errorf("raising partitions of %s to %d: %w", t.Name, parts, err))
+			rs, err := adm.UpdatePartitions(ctx, int(parts), t.Name)
+			if err == nil {
+				err = rs.Error()
+			}
+			if err != nil {
+				perr = fmt.Errorf("raising partitions of %s to %d: %w", t.Name, parts, err)
+				errs = append(errs, perr)
 			}
 			action = "updated"
 		}
@@ -242,9 +314,10 @@ func ApplyTopics(ctx context.Context, adm *kadm.Client, cfg config.Kafka, log *s
 			}
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("setting configs of %s: %w", t.Name, err))
+			err = fmt.Errorf("setting configs of %s: %w", t.Name, err)
+			errs = append(errs, err)
 		}
-		results = append(results, TopicResult{t.Name, action, err})
+		results = append(results, TopicResult{t.Name, action, errors.Join(perr, err)})
 	}
 	if log != nil {
 		for _, r := range results {

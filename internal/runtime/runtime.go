@@ -118,7 +118,8 @@ type Group struct {
 }
 
 // Run runs every role until ctx is done or one fails; the first failure
-// cancels the others. It returns the first error, or nil after a clean stop.
+// cancels the others. A role that returns while the group runs, even with
+// nil, has failed. It returns the first error, or nil after a clean stop.
 // If the roles do not return within DrainTimeout after cancellation, Run
 // returns an error naming the roles still running.
 func (g *Group) Run(ctx context.Context, roles ...Role) error {
@@ -152,6 +153,7 @@ func (g *Group) Run(ctx context.Context, roles ...Role) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	var mu sync.Mutex
 	running := map[string]bool{}
+	var first error // the failure that started the shutdown
 	for _, r := range roles {
 		r := r
 		mu.Lock()
@@ -162,13 +164,30 @@ func (g *Group) Run(ctx context.Context, roles ...Role) error {
 			log.Info("role starting", "role", r.Name())
 			err := r.Run(ectx)
 			roleUp.WithLabelValues(r.Name()).Set(0)
+			if ectx.Err() == nil {
+				// A role runs until the group stops it: one that returns
+				// by itself has stopped its work, also with nil or with a
+				// cancellation of its own.
+				switch {
+				case err == nil:
+					err = errors.New("stopped on its own")
+				case errors.Is(err, context.Canceled):
+					err = fmt.Errorf("stopped on its own: %w", err)
+				}
+			}
 			mu.Lock()
 			delete(running, r.Name())
 			mu.Unlock()
-			if err != nil && !errors.Is(err, context.Canceled) {
+			if err != nil && (!errors.Is(err, context.Canceled) || ectx.Err() == nil) {
 				roleErrors.WithLabelValues(r.Name()).Inc()
 				log.Error("role failed", "role", r.Name(), "err", err)
-				return fmt.Errorf("role %s: %w", r.Name(), err)
+				err = fmt.Errorf("role %s: %w", r.Name(), err)
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+				return err
 			}
 			log.Info("role stopped", "role", r.Name())
 			return nil
@@ -196,6 +215,9 @@ func (g *Group) Run(ctx context.Context, roles ...Role) error {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		if first != nil {
+			return fmt.Errorf("%w; then roles %v did not stop within drain timeout %s", first, names, dt)
+		}
 		return fmt.Errorf("roles %v did not stop within drain timeout %s", names, dt)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 
 	"gopkg.in/yaml.v3"
 
@@ -62,6 +63,8 @@ func (e FileEntry) Proto() *pb.DoseSchedule {
 	return s
 }
 
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
 // ParseFile strictly decodes a schedule file (unknown keys are errors) and
 // validates every entry; all problems are returned at once, each prefixed
 // with "schedules[i]".
@@ -70,16 +73,39 @@ func ParseFile(r io.Reader) (*File, []*pb.DoseSchedule, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading schedule file: %w", err)
 	}
+	// Every document of the file ("---" separated) is read; an unknown or
+	// mistyped key is reported with the entries' own problems, not
+	// instead of them.
 	var f File
+	var errs []error
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, fmt.Errorf("parsing schedule file: %w", err)
+	for {
+		var doc File
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var te *yaml.TypeError
+		switch {
+		case errors.As(err, &te):
+			for _, m := range te.Errors {
+				errs = append(errs, errors.New(unknownField.ReplaceAllString(m, "line $1: unknown field $2")))
+			}
+		case err != nil:
+			return nil, nil, fmt.Errorf("parsing schedule file: %w", err)
+		}
+		switch {
+		case f.Tenant == "":
+			f.Tenant = doc.Tenant
+		case doc.Tenant != "" && doc.Tenant != f.Tenant:
+			errs = append(errs, fmt.Errorf("tenant: the file's documents name tenants %q and %q", f.Tenant, doc.Tenant))
+		}
+		f.Schedules = append(f.Schedules, doc.Schedules...)
 	}
 	if len(f.Schedules) == 0 {
-		return nil, nil, errors.New("schedule file lists no schedules")
+		return nil, nil, errors.Join(append(errs, errors.New("schedule file lists no schedules"))...)
 	}
-	var errs []error
 	seen := map[string]int{}
 	out := make([]*pb.DoseSchedule, 0, len(f.Schedules))
 	for i, e := range f.Schedules {
