@@ -93,24 +93,37 @@ func TestReviewMissedWatchIgnoresOtherDosesAlerts(t *testing.T) {
 	now := time.Now()
 	patient, med := "r1-pat-00001", "med-00"
 	histDose := now.Add(-50 * time.Minute)
-	fake := &fakeCH{answer: func(q string, _ []any) [][]any {
-		if !strings.Contains(q, "alerts") {
-			return nil
-		}
-		// Only the history dose's alert exists: the live dose's MISSED
-		// alert has not been raised yet.
-		return [][]any{{missedID(patient, med, histDose), "MISSED_DOSE", "OPEN", patient, med, ""}}
-	}}
-	h := &harness{o: Options{Stage: StageAll, Roles: "none"}, res: &Results{},
-		obs: &Observer{conn: fake, tenant: "bench-r1", runID: "r1"}}
-	w := &missedWatch{h: h, seen: map[string]bool{},
-		pending: []LiveMissed{{PatientID: patient, MedicationID: med, Due: now.Add(-200 * time.Millisecond)}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
-	defer cancel()
-	w.loop(ctx)
-	if got := h.res.Latency.MissedAlert; got.Samples != 0 {
+	liveDue := now.Add(-200 * time.Millisecond)
+	liveDose := liveDue.Add(-time.Minute) // grace 1 min
+	watch := func(alertIDs ...string) LatencyStats {
+		fake := &fakeCH{answer: func(q string, _ []any) [][]any {
+			if !strings.Contains(q, "alerts") {
+				return nil
+			}
+			var rows [][]any
+			for _, id := range alertIDs {
+				rows = append(rows, []any{id, "MISSED_DOSE", "OPEN", patient, med, ""})
+			}
+			return rows
+		}}
+		h := &harness{o: Options{Stage: StageAll, Roles: "none"}, res: &Results{},
+			obs: &Observer{conn: fake, tenant: "bench-r1", runID: "r1"}}
+		w := &missedWatch{h: h, seen: map[string]bool{},
+			pending: []LiveMissed{{PatientID: patient, MedicationID: med, Scheduled: liveDose, Due: liveDue}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+		defer cancel()
+		w.loop(ctx)
+		return h.res.Latency.MissedAlert
+	}
+	// Only the history dose's alert exists: the live dose's MISSED alert
+	// has not been raised yet.
+	if got := watch(missedID(patient, med, histDose)); got.Samples != 0 {
 		t.Errorf("missed_alert latency recorded %d sample(s) (p50 %.0f ms) for a live dose whose alert was never raised: the history dose's alert %s was counted",
 			got.Samples, got.P50Ms, missedID(patient, med, histDose))
+	}
+	// Once the live dose's alert is there, it is the one timed.
+	if got := watch(missedID(patient, med, histDose), missedID(patient, med, liveDose)); got.Samples != 1 {
+		t.Errorf("missed_alert latency has %d sample(s) with the live dose's alert %s queryable, want 1", got.Samples, missedID(patient, med, liveDose))
 	}
 }
 

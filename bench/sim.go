@@ -6,8 +6,10 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/wardstream/wardstream/pipelines/alerts"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
@@ -523,7 +525,26 @@ type Expectations struct {
 // LiveMissed is a live dose the patient skipped.
 type LiveMissed struct {
 	PatientID, MedicationID string
-	Due                     time.Time // scheduled + grace
+	// Scheduled is the dose's scheduled time: with the patient and the
+	// medication it names the dose's MISSED_DOSE alert (MissedAlertKey).
+	Scheduled time.Time
+	Due       time.Time // scheduled + grace
+}
+
+// MissedAlertKey is the MISSED_DOSE alert id of the dose of patient and
+// med scheduled at scheduled, without its trailing "|slot" (the id is
+// MISSED_DOSE|patient|<patient>|<med>|<scheduled unix ms>|<slot>, see
+// pipelines/adherence). The bench's schedules have one slot per time.
+func MissedAlertKey(patient, med string, scheduled time.Time) string {
+	return alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, patient, med+"|"+strconv.FormatInt(scheduled.UnixMilli(), 10))
+}
+
+// missedAlertKey is MissedAlertKey of an alert id: the id less its slot.
+func missedAlertKey(alertID string) string {
+	if i := strings.LastIndexByte(alertID, '|'); i >= 0 {
+		return alertID[:i]
+	}
+	return alertID
 }
 
 // DoseKey is the Expectations.Doses key.
@@ -550,7 +571,7 @@ func (f *Fleet) Expect(failedPumps map[string]bool) Expectations {
 				} else {
 					e.MissedAlerts[k]++
 					if d.Live {
-						e.LiveMissed = append(e.LiveMissed, LiveMissed{p.ID, m.ID, d.Scheduled.Add(grace)})
+						e.LiveMissed = append(e.LiveMissed, LiveMissed{PatientID: p.ID, MedicationID: m.ID, Scheduled: d.Scheduled, Due: d.Scheduled.Add(grace)})
 					}
 				}
 			}
