@@ -17,19 +17,34 @@ import (
 // so the pipeline's doses are an hour earlier (or collapse) and the
 // correctness check reports right answers as missing/unexpected.
 func TestReviewFleetDosesAreThePipelinesInstancesOnFallBackDay(t *testing.T) {
+	for _, c := range []struct {
+		name, zone string
+		start      time.Time
+	}{
+		// 2026-11-01 is the US fall-back Sunday: 02:00 EDT -> 01:00 EST at
+		// 06:00 UTC. The run starts at 01:45 EST (06:45 UTC), the second 01:45.
+		{"fall back, second occurrence", "America/New_York", time.Date(2026, 11, 1, 6, 45, 0, 0, time.UTC)},
+		// The first 01:50 (EDT, 05:50 UTC): live doses run into the repeat.
+		{"fall back, first occurrence", "America/New_York", time.Date(2026, 11, 1, 5, 50, 0, 0, time.UTC)},
+		// 2026-03-29, Europe/Berlin springs forward 02:00 CET -> 03:00 CEST
+		// at 01:00 UTC; the run starts at 03:15 CEST.
+		{"spring forward", "Europe/Berlin", time.Date(2026, 3, 29, 1, 15, 0, 0, time.UTC)},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkFleetDosesArePipelineInstances(t, c.zone, c.start) })
+	}
+}
+
+func checkFleetDosesArePipelineInstances(t *testing.T, zone string, start time.Time) {
 	sc, err := bench.LoadScenario("scenarios/smoke.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc.Pillcases.Timezone = "America/New_York"
-	// 2026-11-01 is the US fall-back Sunday: 02:00 EDT -> 01:00 EST at
-	// 06:00 UTC. The run starts at 01:45 EST (06:45 UTC), the second 01:45.
-	start := time.Date(2026, 11, 1, 6, 45, 0, 0, time.UTC)
+	sc.Pillcases.Timezone = zone
 	f, err := bench.NewFleet(sc, "run1", "tenant-x", start, start.Add(20*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := 0
+	bad, doses := 0, 0
 	for _, p := range f.Patients {
 		for _, m := range p.Meds {
 			sp, err := schedule.Parse(m.Schedule)
@@ -41,6 +56,7 @@ func TestReviewFleetDosesAreThePipelinesInstancesOnFallBackDay(t *testing.T) {
 				got = append(got, in.At.UTC().Format(time.RFC3339))
 			}
 			var want []string
+			doses += len(m.Doses)
 			for _, d := range m.Doses {
 				want = append(want, d.Scheduled.UTC().Format(time.RFC3339))
 			}
@@ -66,6 +82,9 @@ func TestReviewFleetDosesAreThePipelinesInstancesOnFallBackDay(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Errorf("%d of %d medications: expected doses differ from the pipeline's dose instances", bad, len(f.Patients)*sc.Pillcases.Medications)
+	}
+	if doses == 0 {
+		t.Errorf("no doses planned: the check compared nothing")
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardstream/wardstream/pipelines/alerts"
+	"github.com/wardstream/wardstream/pipelines/schedule"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
@@ -204,7 +205,10 @@ func profileList(shares map[string]float64, n int) []string {
 // planMedication builds one medication's schedule and dose plan. Doses lie
 // on one local day (the start's) so the schedule's times never repeat on
 // another date: history doses in [start-history, start), live doses from
-// first_dose_after until the late window still fits before sendEnd.
+// first_dose_after until the late window still fits before sendEnd. On a
+// DST fall-back day no dose is planned in the repeated hour's second
+// occurrence (dueAtWallTime): the schedule lists wall times, whose doses
+// the pipeline puts at their first occurrence.
 func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 	pc := f.sc.Pillcases
 	grace := time.Duration(pc.GraceMinutes) * time.Minute
@@ -234,6 +238,9 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		if !t.Before(nextMidnight) {
 			break
 		}
+		if !f.dueAtWallTime(t) {
+			continue
+		}
 		times = append(times, t)
 	}
 	// History doses: an hour back for everyone (their intakes are reported
@@ -249,7 +256,7 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		if t.Before(midnight) {
 			break
 		}
-		if t.Add(late).After(f.Start) {
+		if t.Add(late).After(f.Start) || !f.dueAtWallTime(t) {
 			continue
 		}
 		hist = append(hist, t)
@@ -295,6 +302,17 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		Ward:               f.Ward,
 	}
 	return med
+}
+
+// dueAtWallTime reports whether a schedule listing t's local wall time
+// ("HH:MM", all the schedule can say) makes the pipeline's dose due at t
+// itself (pipelines/schedule.LocalInstant): not so for the second
+// occurrence of a wall time repeated by a DST fall-back, which the
+// pipeline resolves to the first. The simulator plans no dose there, so
+// its doses are exactly the pipeline's instances of the schedule it sends.
+func (f *Fleet) dueAtWallTime(t time.Time) bool {
+	l := t.In(f.Loc)
+	return schedule.LocalInstant(l, l.Hour()*60+l.Minute(), f.Loc).Equal(t)
 }
 
 // behave decides what the patient does for dose d. Offsets keep >= 10 s
