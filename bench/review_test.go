@@ -117,4 +117,13 @@ func TestReviewBatchEventTimesNotInTheFuture(t *testing.T) {
 		t.Errorf("%d of %d readings of a batch built at %s carry a later event time (up to +%s): their latencies are understated by that much",
 			future, len(rs), now.Format("15:04:05.000"), worst)
 	}
+	// Still a buffer's readings: distinct, in order, the last one now.
+	for i := 1; i < len(rs); i++ {
+		if !rs[i].EventTime.After(rs[i-1].EventTime) {
+			t.Fatalf("reading %d at %s is not after reading %d at %s", i, rs[i].EventTime.Format("15:04:05.000"), i-1, rs[i-1].EventTime.Format("15:04:05.000"))
+		}
+	}
+	if len(rs) != sc.Transport.Batch || !rs[len(rs)-1].EventTime.Equal(now) {
+		t.Errorf("%d readings, the last at %s: want %d, the last stamped when the batch was built (%s)", len(rs), rs[len(rs)-1].EventTime.Format("15:04:05.000"), sc.Transport.Batch, now.Format("15:04:05.000"))
+	}
 }

@@ -449,7 +449,7 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 		g.pump++
 		d := g.f.Pumps[i]
 		for k := range n {
-			r := g.base(d, now, k)
+			r := g.base(d, now, k, n)
 			if !d.FailAt.IsZero() && !g.failed[i] && !now.Before(d.FailAt) {
 				g.failed[i] = true
 				r.Kind, r.Severity, r.AlertType = KindPumpFailure, 8, "PUMP_FAILURE"
@@ -468,7 +468,7 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 	g.mon++
 	d := g.f.Monitors[i]
 	for k := range n {
-		r := g.base(d, now, k)
+		r := g.base(d, now, k, n)
 		r.Kind = KindVitals
 		r.HeartRate = math.Round(75 + g.rng.NormFloat64()*6)
 		r.SystolicBP = math.Round(118 + g.rng.NormFloat64()*6)
@@ -481,17 +481,19 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 	return out
 }
 
-func (g *TelemetryGen) base(d Device, now time.Time, k int) Reading {
+// base is reading k of a batch of n built at now. The device buffered the
+// batch's readings before sending: they are a millisecond apart, in order,
+// the last one stamped now (never after it, which would understate the
+// latency of a probe in the batch).
+func (g *TelemetryGen) base(d Device, now time.Time, k, n int) Reading {
 	g.seq++
-	// Readings of one batch are a millisecond apart, as a device that
-	// buffered them would stamp them.
 	id := make([]byte, 0, len(g.f.RunID)+12)
 	id = append(append(id, g.f.RunID...), "-t"...)
 	id = strconv.AppendUint(id, g.seq, 10)
 	return Reading{
 		DeviceID: d.ID, DeviceType: d.Type, PatientID: d.PatientID,
 		EventID:   string(id),
-		EventTime: now.Add(time.Duration(k-0) * time.Millisecond).Truncate(time.Millisecond),
+		EventTime: now.Truncate(time.Millisecond).Add(-time.Duration(n-1-k) * time.Millisecond),
 		Probe:     g.probe > 0 && g.seq%g.probe == 0,
 	}
 }
