@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,14 +166,14 @@ func TestReviewSharedRunCorrectnessCountsOnlyTheRun(t *testing.T) {
 	fake := &fakeCH{answer: func(q string, args []any) [][]any {
 		switch {
 		case strings.Contains(q, "dose_outcomes"):
-			return outcomes
+			return ofRunIfNamed(args, outcomes, 0)
 		case strings.Contains(q, "adherence"):
 			if len(args) > 1 && args[1] != day {
 				return nil
 			}
-			return adherence
+			return ofRunIfNamed(args, adherence, 0)
 		case strings.Contains(q, "alerts"):
-			return alertRows
+			return ofRunIfNamed(args, alertRows, 3, 5)
 		}
 		return nil
 	}}
@@ -187,6 +188,25 @@ func TestReviewSharedRunCorrectnessCountsOnlyTheRun(t *testing.T) {
 			t.Errorf("%s: %+v: another patient of the shared tenant counted against the run", name, ch)
 		}
 	}
+}
+
+// ofRunIfNamed is what the server answers to a query whose arguments
+// bound ids by the run's range ["r1", "r1~"): the rows whose id in one of
+// cols lies in it. A query without that range gets every row.
+func ofRunIfNamed(args []any, rows [][]any, cols ...int) [][]any {
+	if !slices.Contains(args, any("r1")) || !slices.Contains(args, any("r1~")) {
+		return rows
+	}
+	var out [][]any
+	for _, r := range rows {
+		for _, c := range cols {
+			if id := r[c].(string); id >= "r1" && id < "r1~" {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // correctness.alerts must count answers the simulator did not expect
@@ -224,5 +244,43 @@ func TestReviewUnexpectedPumpFailureAlertIsCounted(t *testing.T) {
 	}
 	if c.Alerts.OK() || c.Alerts.Unexpected+c.Alerts.Wrong == 0 {
 		t.Errorf("alerts %+v: a PUMP_FAILURE alert for healthy pump %s was not counted", c.Alerts, healthy.ID)
+	}
+}
+
+// The settle step's completion checks (outcomes complete, alert table
+// quiet) read through the same Observer: every read of outcomes,
+// adherence and alerts, counts included, is bounded by the run's ids, or
+// production alerts on a shared tenant would keep the alert table from
+// ever going quiet and its outcomes would complete the run's early.
+func TestReviewObserverReadsOnlyTheRunsRows(t *testing.T) {
+	var queries []string
+	fake := &fakeCH{answer: func(q string, args []any) [][]any {
+		if !slices.Contains(args, any("r1")) || !slices.Contains(args, any("r1~")) {
+			queries = append(queries, q)
+		}
+		if strings.Contains(q, "count()") {
+			return [][]any{{uint64(0)}}
+		}
+		return nil
+	}}
+	o := &Observer{conn: fake, tenant: "hospital-a", runID: "r1"}
+	ctx := context.Background()
+	if _, err := o.AlertRows(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Outcomes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Adherence(ctx, "2026-03-10"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Alerts(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Alerts(ctx, "MISSED_DOSE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range queries {
+		t.Errorf("query not bounded by the run's ids: %s", q)
 	}
 }
