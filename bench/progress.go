@@ -200,6 +200,11 @@ func newMissedWatch(h *harness, f *Fleet) *missedWatch {
 
 func (w *missedWatch) loop(ctx context.Context) {
 	if len(w.pending) == 0 || w.h.obs == nil {
+		// Nothing to time: no live dose was skipped (or correctness is
+		// not checked, or nothing reads ClickHouse).
+		w.h.mu.Lock()
+		w.h.res.Latency.MissedAlert = LatencyStats{Method: "none"}
+		w.h.mu.Unlock()
 		return
 	}
 	var ms []float64

@@ -284,3 +284,14 @@ func TestReviewObserverReadsOnlyTheRunsRows(t *testing.T) {
 		t.Errorf("query not bounded by the run's ids: %s", q)
 	}
 }
+
+// With no live skipped dose there is nothing to time: latency.missed_alert
+// says so (method "none"), as it does when no alert was seen.
+func TestReviewMissedWatchWithoutLiveMissedDoses(t *testing.T) {
+	h := &harness{o: Options{Stage: StageAll, Roles: "none"}, res: &Results{},
+		obs: &Observer{conn: &fakeCH{answer: func(string, []any) [][]any { return nil }}, tenant: "bench-r1", runID: "r1"}}
+	(&missedWatch{h: h, seen: map[string]bool{}}).loop(context.Background())
+	if got := h.res.Latency.MissedAlert; got.Method != "none" || got.Samples != 0 {
+		t.Errorf("missed_alert %+v with no live missed dose, want method none", got)
+	}
+}
