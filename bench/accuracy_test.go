@@ -12,11 +12,11 @@ import (
 // The doses the simulator expects must be the dose instances the pipeline
 // materializes from the schedule the simulator sends (pipelines/schedule:
 // an ambiguous local time is due once, at its first occurrence). On a
-// fall-back day the simulator plans doses at absolute instants in the
-// repeated hour and writes only their wall time "HH:MM" into the schedule,
-// so the pipeline's doses are an hour earlier (or collapse) and the
-// correctness check reports right answers as missing/unexpected.
-func TestReviewFleetDosesAreThePipelinesInstancesOnFallBackDay(t *testing.T) {
+// fall-back day the simulator planned doses at absolute instants in the
+// repeated hour and wrote only their wall time "HH:MM" into the schedule,
+// so the pipeline's doses were an hour earlier (or collapsed) and the
+// correctness check reported right answers as missing/unexpected.
+func TestFleetDosesAreThePipelinesInstancesOnFallBackDay(t *testing.T) {
 	for _, c := range []struct {
 		name, zone string
 		start      time.Time
@@ -90,10 +90,10 @@ func checkFleetDosesArePipelineInstances(t *testing.T, zone string, start time.T
 
 // A batched device buffered its readings before publishing them: their
 // event times must not lie after the moment the batch is built. Stamping
-// them now+k ms puts the batch's later readings in the future, so every
-// event -> first hop / event -> queryable latency of a probe in a batch is
+// them now+k ms put the batch's later readings in the future, so every
+// event -> first hop / event -> queryable latency of a probe in a batch was
 // understated by up to batch-1 ms (10 s at transport.batch 10000).
-func TestReviewBatchEventTimesNotInTheFuture(t *testing.T) {
+func TestBatchEventTimesNotInTheFuture(t *testing.T) {
 	sc, err := bench.LoadScenario("scenarios/fleet.yaml")
 	if err != nil {
 		t.Fatal(err)

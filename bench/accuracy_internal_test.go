@@ -86,11 +86,11 @@ func missedID(patient, med string, at time.Time) string {
 // latency.missed_alert is scheduled+grace -> the MISSED_DOSE alert of that
 // dose queryable. A forgetful patient's history dose (the hour before the
 // start) was declared missed at the start; when the first live missed dose
-// of the same patient and medication falls due, missedWatch attributes
-// that old alert to the live dose (it matches on patient and medication
-// only) and records a latency although the live dose's alert does not
+// of the same patient and medication fell due, missedWatch attributed
+// that old alert to the live dose (it matched on patient and medication
+// only) and recorded a latency although the live dose's alert did not
 // exist yet.
-func TestReviewMissedWatchIgnoresOtherDosesAlerts(t *testing.T) {
+func TestMissedWatchIgnoresOtherDosesAlerts(t *testing.T) {
 	now := time.Now()
 	patient, med := "r1-pat-00001", "med-00"
 	histDose := now.Add(-50 * time.Minute)
@@ -131,11 +131,11 @@ func TestReviewMissedWatchIgnoresOtherDosesAlerts(t *testing.T) {
 // --shared runs use the topology's own tenant; the README promises that the
 // run "still counts only its own devices ... so production traffic on the
 // same tenant does not disturb the numbers". The correctness queries
-// (dose_outcomes, adherence, alerts) filter by tenant only, so every other
+// (dose_outcomes, adherence, alerts) filtered by tenant only, so every other
 // patient's outcome, adherence row and open MISSED_DOSE alert in the tenant
-// is reported as unexpected and the run's checks fail although every answer
-// about the run's own patients is right.
-func TestReviewSharedRunCorrectnessCountsOnlyTheRun(t *testing.T) {
+// was reported as unexpected and the run's checks failed although every
+// answer about the run's own patients was right.
+func TestSharedRunCorrectnessCountsOnlyTheRun(t *testing.T) {
 	sc := DefaultScenario()
 	sc.Name = "t"
 	sc.Pillcases.Count = 2
@@ -211,10 +211,10 @@ func ofRunIfNamed(args []any, rows [][]any, cols ...int) [][]any {
 
 // correctness.alerts must count answers the simulator did not expect
 // (Check.Unexpected: "answers the simulator did not expect at all"). A
-// PUMP_FAILURE alert for a pump that never reported a failure is silently
-// ignored: a pipeline that raised PUMP_FAILURE for every pump would be
-// reported as all right.
-func TestReviewUnexpectedPumpFailureAlertIsCounted(t *testing.T) {
+// PUMP_FAILURE alert for a pump that never reported a failure was silently
+// ignored: a pipeline that raised PUMP_FAILURE for every pump was reported
+// as all right.
+func TestUnexpectedPumpFailureAlertIsCounted(t *testing.T) {
 	sc := DefaultScenario()
 	sc.Name = "t"
 	sc.Pumps = Pumps{Telemetry: Telemetry{Count: 2, Hz: 1}, FailureShare: 0.5}
@@ -251,8 +251,8 @@ func TestReviewUnexpectedPumpFailureAlertIsCounted(t *testing.T) {
 // quiet) read through the same Observer: every read of outcomes,
 // adherence and alerts, counts included, is bounded by the run's ids, or
 // production alerts on a shared tenant would keep the alert table from
-// ever going quiet and its outcomes would complete the run's early.
-func TestReviewObserverReadsOnlyTheRunsRows(t *testing.T) {
+// ever going quiet and their outcomes would complete the run's early.
+func TestObserverReadsOnlyTheRunsRows(t *testing.T) {
 	var queries []string
 	fake := &fakeCH{answer: func(q string, args []any) [][]any {
 		if !slices.Contains(args, any("r1")) || !slices.Contains(args, any("r1~")) {
@@ -287,7 +287,7 @@ func TestReviewObserverReadsOnlyTheRunsRows(t *testing.T) {
 
 // With no live skipped dose there is nothing to time: latency.missed_alert
 // says so (method "none"), as it does when no alert was seen.
-func TestReviewMissedWatchWithoutLiveMissedDoses(t *testing.T) {
+func TestMissedWatchWithoutLiveMissedDoses(t *testing.T) {
 	h := &harness{o: Options{Stage: StageAll, Roles: "none"}, res: &Results{},
 		obs: &Observer{conn: &fakeCH{answer: func(string, []any) [][]any { return nil }}, tenant: "bench-r1", runID: "r1"}}
 	(&missedWatch{h: h, seen: map[string]bool{}}).loop(context.Background())
