@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -856,8 +858,14 @@ func (h *harness) correctness(ctx context.Context, fleet *Fleet) (*Correctness, 
 			c.Alerts.Missing++
 			c.Alerts.example("no PUMP_FAILURE alert for %s", id)
 		}
+		delete(pumpAlert, id)
 	}
-	c.Note = "Dose outcomes: final (highest version) outcome per dose vs the simulator's plan; adherence: latest daily and 7-day due/taken of the run's day; alerts: unresolved MISSED_DOSE alerts per patient and medication vs doses finally missed, plus one PUMP_FAILURE alert per failing pump. PDC and LOW_ADHERENCE/vitals alerts are not checked."
+	// A PUMP_FAILURE alert for a pump that never reported a failure.
+	for _, id := range slices.Sorted(maps.Keys(pumpAlert)) {
+		c.Alerts.Unexpected++
+		c.Alerts.example("PUMP_FAILURE alert for %s, which did not fail", id)
+	}
+	c.Note = "Dose outcomes: final (highest version) outcome per dose vs the simulator's plan; adherence: latest daily and 7-day due/taken of the run's day; alerts: unresolved MISSED_DOSE alerts per patient and medication vs doses finally missed, plus one PUMP_FAILURE alert per failing pump (one for a pump that did not fail is unexpected). PDC and LOW_ADHERENCE/vitals alerts are not checked."
 	return c, nil
 }
 

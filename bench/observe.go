@@ -15,7 +15,9 @@ import (
 
 // Observer reads what the pipeline made queryable in ClickHouse: row
 // counts, probe visibility, and the outcomes the correctness check needs.
-// Every query is filtered by the run's tenant.
+// Every query is filtered by the run's tenant and by the run's ids (its
+// devices, or for outcomes, adherence and alerts its patients): a --shared
+// run reads the topology's own tenant, whose other rows are not the run's.
 type Observer struct {
 	conn   driver.Conn
 	db     string
@@ -120,10 +122,24 @@ func (o *Observer) FastCount(ctx context.Context, table string) (uint64, error) 
 	return n, nil
 }
 
-// AlertRows counts the alert rows (every version) of the run's tenant.
+// runIDs bounds the ids of the run: every simulated device and patient id
+// starts with the run id (id >= lo AND id < hi).
+func (o *Observer) runIDs() (lo, hi string) { return o.runID, o.runID + "~" }
+
+// alertsOfRun is the WHERE condition of the run's alerts: those of its
+// patients (MISSED_DOSE, ...) or of its devices (PUMP_FAILURE, ...). It
+// takes the arguments of alertsOfRunArgs.
+const alertsOfRun = "tenant = ? AND ((patient_id >= ? AND patient_id < ?) OR (device_id >= ? AND device_id < ?))"
+
+func (o *Observer) alertsOfRunArgs() []any {
+	lo, hi := o.runIDs()
+	return []any{o.tenant, lo, hi, lo, hi}
+}
+
+// AlertRows counts the alert rows (every version) of the run.
 func (o *Observer) AlertRows(ctx context.Context) (uint64, error) {
 	var n uint64
-	if err := o.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE tenant = ?", o.t("alerts")), o.tenant).Scan(&n); err != nil {
+	if err := o.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE %s", o.t("alerts"), alertsOfRun), o.alertsOfRunArgs()...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("counting alerts: %w", err)
 	}
 	return n, nil
@@ -192,8 +208,9 @@ type OutcomeRow struct {
 func (o *Observer) Outcomes(ctx context.Context) ([]OutcomeRow, error) {
 	q := fmt.Sprintf(`SELECT argMax(patient_id, version), argMax(medication_id, version),
 		toUInt32(argMax(scheduled_time, version)), argMax(outcome, version)
-		FROM %s WHERE tenant = ? GROUP BY dose_id`, o.t("dose_outcomes"))
-	rows, err := o.conn.Query(ctx, q, o.tenant)
+		FROM %s WHERE tenant = ? AND patient_id >= ? AND patient_id < ? GROUP BY dose_id`, o.t("dose_outcomes"))
+	lo, hi := o.runIDs()
+	rows, err := o.conn.Query(ctx, q, o.tenant, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("reading dose_outcomes: %w", err)
 	}
@@ -222,8 +239,10 @@ type AdherenceRow struct {
 func (o *Observer) Adherence(ctx context.Context, day string) ([]AdherenceRow, error) {
 	q := fmt.Sprintf(`SELECT patient_id, medication_id, argMax(daily_due, version), argMax(daily_taken, version),
 		argMax(due_7d, version), argMax(taken_7d, version)
-		FROM %s WHERE tenant = ? AND day = toDate(?) GROUP BY patient_id, medication_id`, o.t("adherence"))
-	rows, err := o.conn.Query(ctx, q, o.tenant, day)
+		FROM %s WHERE tenant = ? AND day = toDate(?) AND patient_id >= ? AND patient_id < ?
+		GROUP BY patient_id, medication_id`, o.t("adherence"))
+	lo, hi := o.runIDs()
+	rows, err := o.conn.Query(ctx, q, o.tenant, day, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("reading adherence: %w", err)
 	}
@@ -249,8 +268,8 @@ type AlertRow struct {
 func (o *Observer) Alerts(ctx context.Context, alertType string) ([]AlertRow, error) {
 	q := fmt.Sprintf(`SELECT alert_id, argMax(alert_type, version), argMax(state, version), argMax(patient_id, version),
 		argMax(medication_id, version), argMax(device_id, version)
-		FROM %s WHERE tenant = ? GROUP BY alert_id`, o.t("alerts"))
-	args := []any{o.tenant}
+		FROM %s WHERE %s GROUP BY alert_id`, o.t("alerts"), alertsOfRun)
+	args := o.alertsOfRunArgs()
 	if alertType != "" {
 		q += " HAVING argMax(alert_type, version) = ?"
 		args = append(args, alertType)

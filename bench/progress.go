@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -178,7 +179,10 @@ func (p *progress) final() {
 }
 
 // missedWatch times MISSED_DOSE alerts of live skipped doses:
-// scheduled + grace -> alert queryable.
+// scheduled + grace -> alert queryable. An alert belongs to a dose by its
+// id, which names the dose's patient, medication and scheduled time: the
+// same patient's alerts of other doses of the medication (the history
+// doses', declared missed at the start) do not time a live dose.
 type missedWatch struct {
 	h       *harness
 	pending []LiveMissed
@@ -196,6 +200,11 @@ func newMissedWatch(h *harness, f *Fleet) *missedWatch {
 
 func (w *missedWatch) loop(ctx context.Context) {
 	if len(w.pending) == 0 || w.h.obs == nil {
+		// Nothing to time: no live dose was skipped (or correctness is
+		// not checked, or nothing reads ClickHouse).
+		w.h.mu.Lock()
+		w.h.res.Latency.MissedAlert = LatencyStats{Method: "none"}
+		w.h.mu.Unlock()
 		return
 	}
 	var ms []float64
@@ -225,20 +234,30 @@ func (w *missedWatch) loop(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		due := make(map[string]time.Time, len(w.pending))
+		for _, p := range w.pending {
+			due[MissedAlertKey(p.PatientID, p.MedicationID, p.Scheduled)] = p.Due
+		}
+		timed := map[string]bool{}
 		for _, a := range alerts {
 			if w.seen[a.AlertID] {
 				continue
 			}
 			w.seen[a.AlertID] = true
-			// The alert belongs to the pending dose of its patient and
-			// medication that fell due first.
-			for i, p := range w.pending {
-				if p.PatientID == a.PatientID && p.MedicationID == a.MedicationID && !at.Before(p.Due) {
-					ms = append(ms, float64(at.Sub(p.Due).Milliseconds()))
-					w.pending = append(w.pending[:i], w.pending[i+1:]...)
-					break
-				}
+			key := missedAlertKey(a.AlertID)
+			d, ok := due[key]
+			if !ok || timed[key] {
+				continue
 			}
+			// Queryable no earlier than this poll: an alert seen before
+			// its dose fell due (clocks apart) counts as 0.
+			ms = append(ms, float64(max(0, at.Sub(d).Milliseconds())))
+			timed[key] = true
+		}
+		if len(timed) > 0 {
+			w.pending = slices.DeleteFunc(w.pending, func(p LiveMissed) bool {
+				return timed[MissedAlertKey(p.PatientID, p.MedicationID, p.Scheduled)]
+			})
 		}
 	}
 }

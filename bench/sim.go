@@ -6,8 +6,11 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/wardstream/wardstream/pipelines/alerts"
+	"github.com/wardstream/wardstream/pipelines/schedule"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
@@ -202,7 +205,10 @@ func profileList(shares map[string]float64, n int) []string {
 // planMedication builds one medication's schedule and dose plan. Doses lie
 // on one local day (the start's) so the schedule's times never repeat on
 // another date: history doses in [start-history, start), live doses from
-// first_dose_after until the late window still fits before sendEnd.
+// first_dose_after until the late window still fits before sendEnd. On a
+// DST fall-back day no dose is planned in the repeated hour's second
+// occurrence (dueAtWallTime): the schedule lists wall times, whose doses
+// the pipeline puts at their first occurrence.
 func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 	pc := f.sc.Pillcases
 	grace := time.Duration(pc.GraceMinutes) * time.Minute
@@ -232,6 +238,9 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		if !t.Before(nextMidnight) {
 			break
 		}
+		if !f.dueAtWallTime(t) {
+			continue
+		}
 		times = append(times, t)
 	}
 	// History doses: an hour back for everyone (their intakes are reported
@@ -247,7 +256,7 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		if t.Before(midnight) {
 			break
 		}
-		if t.Add(late).After(f.Start) {
+		if t.Add(late).After(f.Start) || !f.dueAtWallTime(t) {
 			continue
 		}
 		hist = append(hist, t)
@@ -293,6 +302,17 @@ func (f *Fleet) planMedication(p *Patient, m int, rng *rand.Rand) *Medication {
 		Ward:               f.Ward,
 	}
 	return med
+}
+
+// dueAtWallTime reports whether a schedule listing t's local wall time
+// ("HH:MM", all the schedule can say) makes the pipeline's dose due at t
+// itself (pipelines/schedule.LocalInstant): not so for the second
+// occurrence of a wall time repeated by a DST fall-back, which the
+// pipeline resolves to the first. The simulator plans no dose there, so
+// its doses are exactly the pipeline's instances of the schedule it sends.
+func (f *Fleet) dueAtWallTime(t time.Time) bool {
+	l := t.In(f.Loc)
+	return schedule.LocalInstant(l, l.Hour()*60+l.Minute(), f.Loc).Equal(t)
 }
 
 // behave decides what the patient does for dose d. Offsets keep >= 10 s
@@ -429,7 +449,7 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 		g.pump++
 		d := g.f.Pumps[i]
 		for k := range n {
-			r := g.base(d, now, k)
+			r := g.base(d, now, k, n)
 			if !d.FailAt.IsZero() && !g.failed[i] && !now.Before(d.FailAt) {
 				g.failed[i] = true
 				r.Kind, r.Severity, r.AlertType = KindPumpFailure, 8, "PUMP_FAILURE"
@@ -448,7 +468,7 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 	g.mon++
 	d := g.f.Monitors[i]
 	for k := range n {
-		r := g.base(d, now, k)
+		r := g.base(d, now, k, n)
 		r.Kind = KindVitals
 		r.HeartRate = math.Round(75 + g.rng.NormFloat64()*6)
 		r.SystolicBP = math.Round(118 + g.rng.NormFloat64()*6)
@@ -461,17 +481,19 @@ func (g *TelemetryGen) Next(now time.Time, n int) []Reading {
 	return out
 }
 
-func (g *TelemetryGen) base(d Device, now time.Time, k int) Reading {
+// base is reading k of a batch of n built at now. The device buffered the
+// batch's readings before sending: they are a millisecond apart, in order,
+// the last one stamped now (never after it, which would understate the
+// latency of a probe in the batch).
+func (g *TelemetryGen) base(d Device, now time.Time, k, n int) Reading {
 	g.seq++
-	// Readings of one batch are a millisecond apart, as a device that
-	// buffered them would stamp them.
 	id := make([]byte, 0, len(g.f.RunID)+12)
 	id = append(append(id, g.f.RunID...), "-t"...)
 	id = strconv.AppendUint(id, g.seq, 10)
 	return Reading{
 		DeviceID: d.ID, DeviceType: d.Type, PatientID: d.PatientID,
 		EventID:   string(id),
-		EventTime: now.Add(time.Duration(k-0) * time.Millisecond).Truncate(time.Millisecond),
+		EventTime: now.Truncate(time.Millisecond).Add(-time.Duration(n-1-k) * time.Millisecond),
 		Probe:     g.probe > 0 && g.seq%g.probe == 0,
 	}
 }
@@ -523,7 +545,26 @@ type Expectations struct {
 // LiveMissed is a live dose the patient skipped.
 type LiveMissed struct {
 	PatientID, MedicationID string
-	Due                     time.Time // scheduled + grace
+	// Scheduled is the dose's scheduled time: with the patient and the
+	// medication it names the dose's MISSED_DOSE alert (MissedAlertKey).
+	Scheduled time.Time
+	Due       time.Time // scheduled + grace
+}
+
+// MissedAlertKey is the MISSED_DOSE alert id of the dose of patient and
+// med scheduled at scheduled, without its trailing "|slot" (the id is
+// MISSED_DOSE|patient|<patient>|<med>|<scheduled unix ms>|<slot>, see
+// pipelines/adherence). The bench's schedules have one slot per time.
+func MissedAlertKey(patient, med string, scheduled time.Time) string {
+	return alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, patient, med+"|"+strconv.FormatInt(scheduled.UnixMilli(), 10))
+}
+
+// missedAlertKey is MissedAlertKey of an alert id: the id less its slot.
+func missedAlertKey(alertID string) string {
+	if i := strings.LastIndexByte(alertID, '|'); i >= 0 {
+		return alertID[:i]
+	}
+	return alertID
 }
 
 // DoseKey is the Expectations.Doses key.
@@ -550,7 +591,7 @@ func (f *Fleet) Expect(failedPumps map[string]bool) Expectations {
 				} else {
 					e.MissedAlerts[k]++
 					if d.Live {
-						e.LiveMissed = append(e.LiveMissed, LiveMissed{p.ID, m.ID, d.Scheduled.Add(grace)})
+						e.LiveMissed = append(e.LiveMissed, LiveMissed{PatientID: p.ID, MedicationID: m.ID, Scheduled: d.Scheduled, Due: d.Scheduled.Add(grace)})
 					}
 				}
 			}
