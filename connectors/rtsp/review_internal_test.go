@@ -1,0 +1,39 @@
+package rtsp
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+)
+
+// TestReviewOverlappingBoostsKeepLongest: two emergencies in one zone
+// (a patient's and a device's) each send SAMPLE_RATE_BOOST for the zone's
+// camera; the correlation group emits them in the order it processes the
+// alerts (different subjects, different partitions), so the one that ends
+// first may arrive last. "raises a camera's detection rate until its end
+// time": the camera must stay boosted until the later end time.
+func TestReviewOverlappingBoostsKeepLongest(t *testing.T) {
+	c := &Connector{cfg: DefaultConfig(), m: newMetrics(prometheus.NewRegistry()), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cam := &camera{c: c, fps: 5}
+	c.cams = map[string]*camera{"cam-1": cam}
+	now := time.Now().UnixMilli()
+	boost := func(id string, start, end int64) {
+		b, err := codec.Marshal(&pb.VideoEvent{Meta: &pb.Meta{EventId: id}, CameraId: "cam-1", EventType: pb.VideoEventType_SAMPLE_RATE_BOOST,
+			SampleFps: 15, StartTimeMs: start, EndTimeMs: end})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.applyControl(b)
+	}
+	boost("boost|a-patient|cam-1", now, now+30*60_000)           // emergency opened now
+	boost("boost|a-device|cam-1", now-20*60_000, now+10*60_000) // opened 20 min ago, processed later
+	if got := cam.sampleFPS(now + 15*60_000); got != 15 {
+		t.Fatalf("15 min from now the camera samples at %v fps; the patient's emergency boost (15 fps) lasts 30 min", got)
+	}
+}
