@@ -31,7 +31,7 @@ func TestReviewOverlappingBoostsKeepLongest(t *testing.T) {
 		}
 		c.applyControl(b)
 	}
-	boost("boost|a-patient|cam-1", now, now+30*60_000)           // emergency opened now
+	boost("boost|a-patient|cam-1", now, now+30*60_000)          // emergency opened now
 	boost("boost|a-device|cam-1", now-20*60_000, now+10*60_000) // opened 20 min ago, processed later
 	if got := cam.sampleFPS(now + 15*60_000); got != 15 {
 		t.Fatalf("15 min from now the camera samples at %v fps; the patient's emergency boost (15 fps) lasts 30 min", got)
