@@ -355,8 +355,37 @@ type ZoneState struct {
 
 // Pending is an intake waiting for a sighting.
 type Pending struct {
-	IntakeMs int64  `json:"t"`
-	Intake   []byte `json:"i"`
+	IntakeMs int64 `json:"t"`
+	// ID is the intake's event id (empty in states written before it was
+	// kept: [Pending.id] reads it from Intake then).
+	ID     string `json:"id,omitempty"`
+	Intake []byte `json:"i"`
+}
+
+// id is the pending intake's event id.
+func (pd Pending) id() string {
+	if pd.ID != "" {
+		return pd.ID
+	}
+	var in pb.MedicationIntake
+	if codec.Unmarshal(pd.Intake, &in) != nil {
+		return ""
+	}
+	return in.GetMeta().GetEventId()
+}
+
+// pending reports whether the intake with event id is already pending
+// (an intake without an id is never a duplicate).
+func (s *ZoneState) pending(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, pd := range s.Pending {
+		if pd.id() == id {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSightings bounds the state per zone: at one sighting per camera per
@@ -542,13 +571,20 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 		if t == 0 {
 			t = in.GetMeta().GetEventTimeMs()
 		}
+		id := in.GetMeta().GetEventId()
+		if st.pending(id) {
+			// Redelivered (goka is at least once, pillcases retry) while
+			// its window is open: the pending copy is decided once.
+			p.m.intakes.WithLabelValues("duplicate").Inc()
+			return
+		}
 		switch {
 		case st.sightingWithin(t-w, t+w):
 			p.emitVerified(ctx, env.Intake, CameraConfirmed)
 		case t+w+p.cfg.Grace.D().Milliseconds() < p.now().UnixMilli():
 			p.emitVerified(ctx, env.Intake, Unverified)
 		default:
-			st.Pending = append(st.Pending, Pending{IntakeMs: t, Intake: env.Intake})
+			st.Pending = append(st.Pending, Pending{IntakeMs: t, ID: id, Intake: env.Intake})
 		}
 	default:
 		return
