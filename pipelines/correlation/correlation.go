@@ -102,6 +102,11 @@ type Config struct {
 	// Grace is added after an intake's window before it is declared
 	// UNVERIFIED, for detections still in flight (30s).
 	Grace config.Duration `yaml:"grace"`
+	// DecidedRetention is how long a zone remembers the verdict of a
+	// decided intake beyond its window (6h), so that a redelivery (a
+	// pillcase retry, a replay from an older offset) gets the same verdict
+	// again instead of being judged anew; at most maxDecided per zone.
+	DecidedRetention config.Duration `yaml:"decided_retention"`
 	// SightingEvery thins person detections to one per camera per period
 	// (10s); keep it well under Window.
 	SightingEvery config.Duration `yaml:"sighting_every"`
@@ -128,6 +133,7 @@ func DefaultConfig() Config {
 		AlertRequestsTopic: topics.GroupAlerts + "-requests",
 		Window:             config.Duration(2 * time.Minute),
 		Grace:              config.Duration(30 * time.Second),
+		DecidedRetention:   config.Duration(6 * time.Hour),
 		SightingEvery:      config.Duration(10 * time.Second),
 		MinConfidence:      0.5,
 		PersonClass:        "person",
@@ -159,6 +165,9 @@ func (c Config) Validate() error {
 	}
 	if c.Window.D() <= 0 || c.Grace.D() < 0 || c.SweepInterval.D() <= 0 || c.BoostFor.D() <= 0 || c.CommandTimeout.D() <= 0 {
 		errs = append(errs, errors.New("window, sweep_interval, boost_for, command_timeout: must be > 0"))
+	}
+	if c.DecidedRetention.D() < 0 {
+		errs = append(errs, fmt.Errorf("decided_retention: %v must be >= 0", c.DecidedRetention.D()))
 	}
 	if c.SightingEvery.D() <= 0 || c.SightingEvery.D() > c.Window.D() {
 		errs = append(errs, fmt.Errorf("sighting_every: %v must be in (0, window]", c.SightingEvery.D()))
@@ -351,6 +360,61 @@ type ZoneState struct {
 	Sightings []int64 `json:"sightings,omitempty"`
 	// Pending are intakes waiting for their window to close.
 	Pending []Pending `json:"pending,omitempty"`
+	// Decided are the intakes decided recently, in decision order, for
+	// redeliveries.
+	Decided []Decided `json:"decided,omitempty"`
+}
+
+// Decided is the verdict on an intake, remembered for
+// Config.DecidedRetention beyond its window.
+type Decided struct {
+	ID       string `json:"id"`
+	IntakeMs int64  `json:"t"`
+	// Unverified is the verdict: UNVERIFIED if set, else CAMERA_CONFIRMED.
+	Unverified bool `json:"u,omitempty"`
+}
+
+// Verdict is the verification the intake got.
+func (d Decided) Verdict() string {
+	if d.Unverified {
+		return Unverified
+	}
+	return CameraConfirmed
+}
+
+// maxDecided bounds the remembered verdicts per zone (the oldest go first).
+const maxDecided = 256
+
+// decided returns the remembered verdict on the intake with event id.
+func (s *ZoneState) decided(id string) (Decided, bool) {
+	if id == "" {
+		return Decided{}, false
+	}
+	for _, d := range s.Decided {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return Decided{}, false
+}
+
+// pruneDecided forgets verdicts on intakes older than before, and the
+// oldest beyond maxDecided.
+func (s *ZoneState) pruneDecided(before int64) {
+	kept := s.Decided[:0]
+	for _, d := range s.Decided {
+		if d.IntakeMs >= before {
+			kept = append(kept, d)
+		}
+	}
+	if len(kept) > maxDecided {
+		kept = append(kept[:0], kept[len(kept)-maxDecided:]...)
+	}
+	clear(s.Decided[len(kept):])
+	s.Decided = kept
+	if len(s.Decided) == 0 {
+		s.Decided = nil
+	}
 }
 
 // Pending is an intake waiting for a sighting.
@@ -555,7 +619,7 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 		kept := st.Pending[:0]
 		for _, pd := range st.Pending {
 			if abs(env.SightingMs-pd.IntakeMs) <= w {
-				p.emitVerified(ctx, pd.Intake, CameraConfirmed)
+				p.decide(ctx, st, pd, CameraConfirmed)
 				continue
 			}
 			kept = append(kept, pd)
@@ -572,23 +636,32 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 			t = in.GetMeta().GetEventTimeMs()
 		}
 		id := in.GetMeta().GetEventId()
+		if d, ok := st.decided(id); ok {
+			// Decided before (a pillcase retry, a replay from an older
+			// offset): the same verdict again, never a contradicting one
+			// under the same event id.
+			p.emitVerified(ctx, env.Intake, d.Verdict(), "redelivered")
+			return
+		}
 		if st.pending(id) {
 			// Redelivered (goka is at least once, pillcases retry) while
 			// its window is open: the pending copy is decided once.
 			p.m.intakes.WithLabelValues("duplicate").Inc()
 			return
 		}
+		pd := Pending{IntakeMs: t, ID: id, Intake: env.Intake}
 		switch {
 		case st.sightingWithin(t-w, t+w):
-			p.emitVerified(ctx, env.Intake, CameraConfirmed)
+			p.decide(ctx, st, pd, CameraConfirmed)
 		case t+w+p.cfg.Grace.D().Milliseconds() < p.now().UnixMilli():
-			p.emitVerified(ctx, env.Intake, Unverified)
+			p.decide(ctx, st, pd, Unverified)
 		default:
-			st.Pending = append(st.Pending, Pending{IntakeMs: t, ID: id, Intake: env.Intake})
+			st.Pending = append(st.Pending, pd)
 		}
 	default:
 		return
 	}
+	st.pruneDecided(p.decidedHorizon(st))
 	ctx.SetValue(st)
 }
 
@@ -604,7 +677,7 @@ func (p *Processor) onSweep(ctx goka.Context, meta any) {
 	changed := false
 	for _, pd := range st.Pending {
 		if pd.IntakeMs+limit < now {
-			p.emitVerified(ctx, pd.Intake, Unverified)
+			p.decide(ctx, st, pd, Unverified)
 			changed = true
 			continue
 		}
@@ -612,8 +685,32 @@ func (p *Processor) onSweep(ctx goka.Context, meta any) {
 	}
 	if changed {
 		st.Pending = kept
+		st.pruneDecided(p.decidedHorizon(st))
 		ctx.SetValue(st)
 	}
+}
+
+// decide emits the verdict on a pending intake and remembers it.
+func (p *Processor) decide(ctx goka.Context, st *ZoneState, pd Pending, verdict string) {
+	p.emitVerified(ctx, pd.Intake, verdict, verdict)
+	if id := pd.id(); id != "" {
+		st.Decided = append(st.Decided, Decided{ID: id, IntakeMs: pd.IntakeMs, Unverified: verdict == Unverified})
+	}
+}
+
+// decidedHorizon is the oldest intake time whose verdict the zone still
+// remembers: DecidedRetention beyond the window of the newest event time
+// the zone knows (its newest sighting or decided intake), so the memory
+// is bounded by event time, whatever the clock.
+func (p *Processor) decidedHorizon(st *ZoneState) int64 {
+	var newest int64
+	if n := len(st.Sightings); n > 0 {
+		newest = st.Sightings[n-1]
+	}
+	for _, d := range st.Decided {
+		newest = max(newest, d.IntakeMs)
+	}
+	return newest - p.cfg.Window.D().Milliseconds() - p.cfg.Grace.D().Milliseconds() - p.cfg.DecidedRetention.D().Milliseconds()
 }
 
 // horizon is the oldest sighting still useful: pending intakes and the
@@ -626,7 +723,9 @@ func (p *Processor) horizon(_ goka.Context, st *ZoneState) int64 {
 	return h
 }
 
-func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification string) {
+// emitVerified re-emits the intake with its verification; outcome is the
+// metric's label.
+func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification, outcome string) {
 	var in pb.MedicationIntake
 	if err := codec.Unmarshal(raw, &in); err != nil {
 		ctx.Fail(fmt.Errorf("pending intake: %w", err))
@@ -637,7 +736,7 @@ func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification stri
 		ctx.Fail(fmt.Errorf("encoding verified intake %s: %w", in.GetMeta().GetEventId(), err))
 	}
 	ctx.Emit(goka.Stream(p.topics.Intake), in.GetPatientId(), out)
-	p.m.intakes.WithLabelValues(verification).Inc()
+	p.m.intakes.WithLabelValues(outcome).Inc()
 }
 
 func (s *ZoneState) addSighting(t int64) {

@@ -20,7 +20,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		sightings: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_sightings_total",
 			Help: "Person sightings forwarded to their zone (thinned per camera)."}),
 		intakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_correlation_intakes_total",
-			Help: "Intakes by verification outcome (CAMERA_CONFIRMED, UNVERIFIED, unmapped, duplicate: redelivered while pending)."}, []string{"outcome"}),
+			Help: "Intakes by verification outcome (CAMERA_CONFIRMED, UNVERIFIED, unmapped; duplicate: redelivered while pending, not re-emitted; redelivered: decided before, its verdict re-emitted)."}, []string{"outcome"}),
 		unauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_correlation_unauthorized_access_total",
 			Help: "UNAUTHORIZED_ACCESS events by outcome (secured, not_device_area)."}, []string{"outcome"}),
 		commands: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_correlation_secure_commands_total",
