@@ -11,7 +11,8 @@ import (
 // decodes re-encodes to an equal value.
 func FuzzStateCodecs(f *testing.F) {
 	f.Add([]byte(`{"sightings":[1,2,3],"pending":[{"t":5,"i":"AAE="}]}`))
-	f.Add([]byte(`{"sightings":[9],"pending":[{"t":5,"id":"i2","i":"AAE="}],"decided":[{"id":"i1","t":4,"u":true}]}`))
+	f.Add([]byte(`{"sightings":[9],"pending":[{"t":5,"id":"i2","a":7,"i":"AAE="}],"decided":[{"id":"i1","t":4,"u":true}],"wm":12}`))
+	f.Add([]byte(`{"f":1767000000000,"c":"cam-1"}`))
 	f.Add([]byte(`{"s":1767000000000,"c":"cam-1"}`))
 	f.Add([]byte(`{"i":"CgIIAQ=="}`))
 	f.Add([]byte(`null`))
