@@ -37,3 +37,31 @@ func TestReviewOverlappingBoostsKeepLongest(t *testing.T) {
 		t.Fatalf("15 min from now the camera samples at %v fps; the patient's emergency boost (15 fps) lasts 30 min", got)
 	}
 }
+
+// TestBoostsOverlap: while boosts overlap the camera samples at the highest
+// running rate; each one lasts until its own end; a control read again (the
+// lookback after a restart) changes nothing; ended boosts are forgotten.
+func TestBoostsOverlap(t *testing.T) {
+	cam := &camera{fps: 5}
+	const now = int64(1_000_000)
+	cam.setBoost(10, now+30_000, now) // long, lower rate
+	cam.setBoost(20, now+10_000, now) // short, higher rate
+	cam.setBoost(10, now+30_000, now) // read again
+	cam.setBoost(8, now+20_000, now)  // outlasted by the 10 fps one: dropped
+	cam.setBoost(30, now-1, now)      // already over: ignored
+	for _, c := range []struct {
+		at   int64
+		want float64
+	}{{now, 20}, {now + 9_999, 20}, {now + 10_000, 10}, {now + 29_999, 10}, {now + 30_000, 5}} {
+		if got := cam.sampleFPS(c.at); got != c.want {
+			t.Errorf("at +%d ms: %v fps, want %v", c.at-now, got, c.want)
+		}
+	}
+	if len(cam.boosts) != 2 {
+		t.Fatalf("boosts kept %v, want the 10 and 20 fps ones", cam.boosts)
+	}
+	cam.setBoost(15, now+40_000, now+35_000) // the others have ended
+	if len(cam.boosts) != 1 || cam.sampleFPS(now+35_000) != 15 {
+		t.Fatalf("boosts %v after the others ended", cam.boosts)
+	}
+}
