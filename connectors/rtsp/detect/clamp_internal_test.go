@@ -6,12 +6,12 @@ import (
 	"github.com/wardstream/wardstream/connectors/rtsp/events"
 )
 
-// TestReviewClampedBoxFeetInBottomArea: a person cut off by the bottom of
+// TestClampedBoxFeetInBottomArea: a person cut off by the bottom of
 // a 640x480 frame (model box extends past the picture) is clamped to the
 // frame, so the box's bottom (Y+H, the "feet" the area rules use) is
 // exactly 1. A restricted area polygon drawn to the frame's bottom edge
-// must contain those feet (PointInPolygon treats y = 1 as outside).
-func TestReviewClampedBoxFeetInBottomArea(t *testing.T) {
+// must contain those feet.
+func TestClampedBoxFeetInBottomArea(t *testing.T) {
 	d := &Detector{cfg: Config{IoU: 0.45, MaxDetections: 10}, names: []string{"person"}, attrs: 5, anchors: 1,
 		minConf: []float32{0.25}}
 	g := Letterbox(640, 480, 320, 320) // scale 0.5, picture rows 40..280 of the input

@@ -12,13 +12,13 @@ import (
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
-// TestReviewOverlappingBoostsKeepLongest: two emergencies in one zone
+// TestOverlappingBoostsKeepLongest: two emergencies in one zone
 // (a patient's and a device's) each send SAMPLE_RATE_BOOST for the zone's
 // camera; the correlation group emits them in the order it processes the
 // alerts (different subjects, different partitions), so the one that ends
 // first may arrive last. "raises a camera's detection rate until its end
 // time": the camera must stay boosted until the later end time.
-func TestReviewOverlappingBoostsKeepLongest(t *testing.T) {
+func TestOverlappingBoostsKeepLongest(t *testing.T) {
 	c := &Connector{cfg: DefaultConfig(), m: newMetrics(prometheus.NewRegistry()), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	cam := &camera{c: c, fps: 5}
 	c.cams = map[string]*camera{"cam-1": cam}

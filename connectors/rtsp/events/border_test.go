@@ -8,12 +8,12 @@ import (
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
-// TestReviewRestrictedAreaAtFrameBottom: the detector clamps boxes to the
+// TestRestrictedAreaAtFrameBottom: the detector clamps boxes to the
 // frame, so a person close to the camera (cut off by the bottom of the
 // picture) has feet at y = 1 exactly. A restricted area drawn down to the
 // bottom edge of the frame (here the bottom-right quadrant, as in
 // TestEngine) must still see that person: UNAUTHORIZED_ACCESS.
-func TestReviewRestrictedAreaAtFrameBottom(t *testing.T) {
+func TestRestrictedAreaAtFrameBottom(t *testing.T) {
 	cfg := events.DefaultConfig()
 	cfg.Areas = []events.Area{{Name: "med", Zone: "ward-1/med-area", Restricted: true,
 		Polygon: [][2]float64{{0.5, 0.5}, {1, 0.5}, {1, 1}, {0.5, 1}}}}

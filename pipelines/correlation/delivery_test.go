@@ -27,12 +27,12 @@ func (h *harness) allVerified() [][2]string {
 	}
 }
 
-// TestReviewDuplicateIntakeVerifiedOnce: goka is at least once (a restart
+// TestDuplicateIntakeVerifiedOnce: goka is at least once (a restart
 // re-reads uncommitted intakes after the table already holds them as
 // pending) and pillcases retry; the same intake (same event id) delivered
 // twice while its window is open must be decided once, not re-emitted per
 // copy, and must not sit twice in the zone's pending list.
-func TestReviewDuplicateIntakeVerifiedOnce(t *testing.T) {
+func TestDuplicateIntakeVerifiedOnce(t *testing.T) {
 	h := newHarness(t)
 	h.intake("i1", "Room 1", t0)
 	h.intake("i1", "Room 1", t0) // redelivered
@@ -44,11 +44,11 @@ func TestReviewDuplicateIntakeVerifiedOnce(t *testing.T) {
 	}
 }
 
-// TestReviewBacklogAfterRestart: after a restart (or any consumer lag) the
+// TestBacklogAfterRestart: after a restart (or any consumer lag) the
 // group reads a few minutes of backlog. The verdict of an intake must not
 // depend on how late the group processes it: the same records processed
 // live confirm the intake.
-func TestReviewBacklogAfterRestart(t *testing.T) {
+func TestBacklogAfterRestart(t *testing.T) {
 	const min = int64(60_000)
 	t.Run("live", func(t *testing.T) {
 		h := newHarness(t)
@@ -86,11 +86,11 @@ func TestReviewBacklogAfterRestart(t *testing.T) {
 	})
 }
 
-// TestReviewRedeliveredIntakeKeepsItsVerdict: an intake confirmed live and
+// TestRedeliveredIntakeKeepsItsVerdict: an intake confirmed live and
 // delivered again later (pillcase retry, replay from an older offset) must
 // not be re-emitted with a contradicting verification under the same event
 // id: downstream "keeps the one with a verification" and now has two.
-func TestReviewRedeliveredIntakeKeepsItsVerdict(t *testing.T) {
+func TestRedeliveredIntakeKeepsItsVerdict(t *testing.T) {
 	h := newHarness(t)
 	h.person("cam-1", "ward-1/room-1", t0, 0.9)
 	h.intake("i1", "Room 1", t0)
