@@ -56,12 +56,11 @@ type camera struct {
 	fps   float64
 	minC  map[string]float32
 
-	mu         sync.Mutex
-	queue      []*frame
-	free       []*frame
-	scheduled  bool
-	boostFPS   float64
-	boostUntil int64
+	mu        sync.Mutex
+	queue     []*frame
+	free      []*frame
+	scheduled bool
+	boosts    []boost // running SAMPLE_RATE_BOOSTs, see setBoost
 
 	lastDecoded atomic.Int64 // unix ms of the last decoded picture
 
@@ -89,20 +88,49 @@ func newCamera(c *Connector, cc Camera, det *detect.Detector, ready chan *camera
 		log: c.log.With("camera", cc.ID)}, nil
 }
 
-// sampleFPS is the current detection rate: boosted while a boost lasts.
+// boost is a raised detection rate until a time (Unix ms).
+type boost struct {
+	fps     float64
+	untilMs int64
+}
+
+// sampleFPS is the current detection rate: the highest of the camera's
+// own and those of the boosts still running.
 func (cam *camera) sampleFPS(nowMs int64) float64 {
 	cam.mu.Lock()
 	defer cam.mu.Unlock()
-	if nowMs < cam.boostUntil && cam.boostFPS > cam.fps {
-		return cam.boostFPS
+	fps := cam.fps
+	for _, b := range cam.boosts {
+		if nowMs < b.untilMs {
+			fps = max(fps, b.fps)
+		}
 	}
-	return cam.fps
+	return fps
 }
 
-func (cam *camera) setBoost(fps float64, untilMs int64) {
+// setBoost adds a boost to fps until untilMs. Boosts overlap rather than
+// replace each other (two emergencies in a zone send one each, in no
+// particular order): the camera samples at the highest rate among those
+// still running, until the last one ends, so a later, shorter boost never
+// cuts off a longer one. Ended boosts and those another outlasts at a rate
+// at least as high are dropped, so the list stays small (one per distinct
+// rate at most) and a control read twice changes nothing.
+func (cam *camera) setBoost(fps float64, untilMs, nowMs int64) {
 	cam.mu.Lock()
-	cam.boostFPS, cam.boostUntil = fps, untilMs
-	cam.mu.Unlock()
+	defer cam.mu.Unlock()
+	kept, covered := cam.boosts[:0], untilMs <= nowMs
+	for _, b := range cam.boosts {
+		if b.untilMs <= nowMs || (b.fps <= fps && b.untilMs <= untilMs) {
+			continue
+		}
+		covered = covered || (fps <= b.fps && untilMs <= b.untilMs)
+		kept = append(kept, b)
+	}
+	clear(cam.boosts[len(kept):])
+	if !covered {
+		kept = append(kept, boost{fps: fps, untilMs: untilMs})
+	}
+	cam.boosts = kept
 }
 
 // push queues f, dropping the oldest frame when the queue is full, and

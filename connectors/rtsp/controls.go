@@ -64,9 +64,10 @@ func (c *Connector) applyControl(v []byte) {
 		c.log.Warn("camera control without a valid rate or end time", "camera", ev.CameraId, "sample_fps", ev.SampleFps)
 		return
 	}
-	cam.setBoost(float64(ev.SampleFps), ev.EndTimeMs)
+	now := time.Now().UnixMilli()
+	cam.setBoost(float64(ev.SampleFps), ev.EndTimeMs, now)
 	c.m.controls.WithLabelValues("applied").Inc()
-	if ev.EndTimeMs > time.Now().UnixMilli() {
+	if ev.EndTimeMs > now {
 		c.log.Info("camera sample rate boosted", "camera", ev.CameraId, "sample_fps", ev.SampleFps,
 			"until", time.UnixMilli(ev.EndTimeMs).UTC().Format(time.RFC3339))
 	}

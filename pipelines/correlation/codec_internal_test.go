@@ -2,6 +2,7 @@ package correlation
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 )
 
@@ -10,6 +11,8 @@ import (
 // decodes re-encodes to an equal value.
 func FuzzStateCodecs(f *testing.F) {
 	f.Add([]byte(`{"sightings":[1,2,3],"pending":[{"t":5,"i":"AAE="}]}`))
+	f.Add([]byte(`{"sightings":[9],"pending":[{"t":5,"id":"i2","a":7,"i":"AAE="}],"decided":[{"id":"i1","t":4,"u":true}],"wm":12}`))
+	f.Add([]byte(`{"f":1767000000000,"c":"cam-1"}`))
 	f.Add([]byte(`{"s":1767000000000,"c":"cam-1"}`))
 	f.Add([]byte(`{"i":"CgIIAQ=="}`))
 	f.Add([]byte(`null`))
@@ -67,5 +70,26 @@ func TestZoneStateSightings(t *testing.T) {
 	}
 	if len(s.Sightings) != maxSightings {
 		t.Fatalf("%d sightings kept, want the bound %d", len(s.Sightings), maxSightings)
+	}
+}
+
+func TestZoneStateDecidedBounded(t *testing.T) {
+	var s ZoneState
+	for i := int64(0); i < 3*maxDecided; i++ {
+		s.Decided = append(s.Decided, Decided{ID: "i" + strconv.FormatInt(i, 10), IntakeMs: 1000 + i, Unverified: i%2 == 1})
+	}
+	s.pruneDecided(1000 + maxDecided/2)
+	if len(s.Decided) != maxDecided || s.Decided[0].IntakeMs != 1000+2*maxDecided {
+		t.Fatalf("%d verdicts kept from %d, want the newest %d", len(s.Decided), s.Decided[0].IntakeMs, maxDecided)
+	}
+	if d, ok := s.decided("i" + strconv.Itoa(3*maxDecided-1)); !ok || d.Verdict() != Unverified {
+		t.Fatalf("newest verdict %v %v", d, ok)
+	}
+	if _, ok := s.decided("i0"); ok {
+		t.Fatal("pruned verdict still known")
+	}
+	s.pruneDecided(1 << 62)
+	if s.Decided != nil {
+		t.Fatalf("all pruned: %v", s.Decided)
 	}
 }

@@ -18,19 +18,33 @@
 //
 // Intakes (keyed by patient) and detections (keyed by camera) meet by zone:
 // both are re-keyed through goka's loopback, and the group table holds one
-// [ZoneState] per zone: recent person sightings and the intakes still
-// waiting for their +2 minute window to close. The role's clock visits
-// every zone ([VisitSweep]) to decide intakes whose window closed without
-// a sighting. Detections are thinned to one sighting per camera per
-// SightingEvery before the loopback, so the loopback carries a bounded rate
-// whatever the camera frame rates.
+// [ZoneState] per zone: recent person sightings, the zone's event-time
+// watermark (the newest frame time its cameras reported, with or without
+// a person), the intakes still waiting for their +2 minute window to close
+// and the verdicts of recently decided intakes. Detections are thinned to
+// one record per camera per SightingEvery before the loopback (a sighting
+// if the frame shows a person, else a frame that only advances the
+// watermark), so the loopback carries a bounded rate whatever the camera
+// frame rates.
 //
-// The group works on live data: a zone keeps sightings back to
-// 2 x Window + Grace before now (and those pending intakes need), so
-// replaying old days decides their intakes mostly as UNVERIFIED. Consumers
-// of the intake topic see the verified copy as a second record with the
-// same event id; downstream keeps the one with a verification. The group
-// does not decide who is authorized or store video.
+// Verdicts are judged in event time, so a backlog read after a restart or
+// consumer lag gives the verdicts the same records gave live: a sighting
+// within +-Window of the intake time confirms it whichever arrives first;
+// it is UNVERIFIED once the zone's watermark has passed its window plus
+// Grace without one. A zone keeps sightings back to 2 x Window + Grace
+// before its watermark (and those pending intakes need). A zone whose
+// cameras are silent has no watermark progress: the role's clock visits
+// every zone ([VisitSweep]) and declares an intake UNVERIFIED MaxWait
+// (10 minutes) after it arrived. Replaying old days with their detections
+// judges them as live; an old intake reaching a zone whose video is live
+// (a pillcase flushing a day-old buffer) is UNVERIFIED at once, as the
+// sightings of its time are gone. An intake delivered again while pending
+// is decided once; one delivered after its verdict gets the same verdict
+// again (remembered for DecidedRetention beyond its window).
+//
+// Consumers of the intake topic see the verified copy as a second record
+// with the same event id; downstream keeps the one with a verification.
+// The group does not decide who is authorized or store video.
 package correlation
 
 import (
@@ -102,6 +116,17 @@ type Config struct {
 	// Grace is added after an intake's window before it is declared
 	// UNVERIFIED, for detections still in flight (30s).
 	Grace config.Duration `yaml:"grace"`
+	// MaxWait is how long a pending intake waits, in processing time
+	// after it reached its zone, for the zone's cameras to pass its window
+	// (plus grace) before it is declared UNVERIFIED anyway: the fallback
+	// for a zone whose cameras are down (10m). Keep it well above
+	// window + grace and above the consumer lag a restart may cause.
+	MaxWait config.Duration `yaml:"max_wait"`
+	// DecidedRetention is how long a zone remembers the verdict of a
+	// decided intake beyond its window (6h), so that a redelivery (a
+	// pillcase retry, a replay from an older offset) gets the same verdict
+	// again instead of being judged anew; at most maxDecided per zone.
+	DecidedRetention config.Duration `yaml:"decided_retention"`
 	// SightingEvery thins person detections to one per camera per period
 	// (10s); keep it well under Window.
 	SightingEvery config.Duration `yaml:"sighting_every"`
@@ -128,6 +153,8 @@ func DefaultConfig() Config {
 		AlertRequestsTopic: topics.GroupAlerts + "-requests",
 		Window:             config.Duration(2 * time.Minute),
 		Grace:              config.Duration(30 * time.Second),
+		MaxWait:            config.Duration(10 * time.Minute),
+		DecidedRetention:   config.Duration(6 * time.Hour),
 		SightingEvery:      config.Duration(10 * time.Second),
 		MinConfidence:      0.5,
 		PersonClass:        "person",
@@ -159,6 +186,12 @@ func (c Config) Validate() error {
 	}
 	if c.Window.D() <= 0 || c.Grace.D() < 0 || c.SweepInterval.D() <= 0 || c.BoostFor.D() <= 0 || c.CommandTimeout.D() <= 0 {
 		errs = append(errs, errors.New("window, sweep_interval, boost_for, command_timeout: must be > 0"))
+	}
+	if c.MaxWait.D() <= c.Window.D()+c.Grace.D() {
+		errs = append(errs, fmt.Errorf("max_wait: %v must be > window + grace", c.MaxWait.D()))
+	}
+	if c.DecidedRetention.D() < 0 {
+		errs = append(errs, fmt.Errorf("decided_retention: %v must be >= 0", c.DecidedRetention.D()))
 	}
 	if c.SightingEvery.D() <= 0 || c.SightingEvery.D() > c.Window.D() {
 		errs = append(errs, fmt.Errorf("sighting_every: %v must be in (0, window]", c.SightingEvery.D()))
@@ -250,6 +283,7 @@ type Processor struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]int64 // camera -> last forwarded sighting (ms); per-process thinning only
+	lastFwd  map[string]int64 // camera -> last forwarded sighting or frame (ms)
 }
 
 // New validates cfg and builds the processor; it does no I/O.
@@ -257,7 +291,7 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Processor{cfg: cfg, topics: DefaultTopics(cfg), now: time.Now, lastSeen: map[string]int64{},
+	p := &Processor{cfg: cfg, topics: DefaultTopics(cfg), now: time.Now, lastSeen: map[string]int64{}, lastFwd: map[string]int64{},
 		byLocation: map[string]*Zone{}, byID: map[string]*Zone{}, byPatient: map[string][]*Zone{}, byDevice: map[string][]*Zone{}}
 	for _, o := range opts {
 		o(p)
@@ -338,8 +372,11 @@ func (p *Processor) deadLetter(ctx goka.Context, raw []byte, reason string, err 
 // Envelope is a loopback record, keyed by zone: a sighting, an intake or nothing else.
 type Envelope struct {
 	// Sighting is a person seen in the zone at this frame time (Unix ms).
-	SightingMs int64  `json:"s,omitempty"`
-	Camera     string `json:"c,omitempty"`
+	SightingMs int64 `json:"s,omitempty"`
+	// FrameMs is a frame without a person at this frame time: it only
+	// advances the zone's event-time watermark.
+	FrameMs int64  `json:"f,omitempty"`
+	Camera  string `json:"c,omitempty"`
 	// Intake is a protobuf-encoded MedicationIntake to verify.
 	Intake []byte `json:"i,omitempty"`
 }
@@ -349,14 +386,106 @@ type ZoneState struct {
 	// Sightings are person sighting times (Unix ms), ascending, within
 	// the retention horizon.
 	Sightings []int64 `json:"sightings,omitempty"`
+	// Watermark is the newest frame time (Unix ms) the zone's cameras
+	// reported, with or without a person: how far the zone's video has
+	// progressed in event time.
+	Watermark int64 `json:"wm,omitempty"`
 	// Pending are intakes waiting for their window to close.
 	Pending []Pending `json:"pending,omitempty"`
+	// Decided are the intakes decided recently, in decision order, for
+	// redeliveries.
+	Decided []Decided `json:"decided,omitempty"`
+}
+
+// Decided is the verdict on an intake, remembered for
+// Config.DecidedRetention beyond its window.
+type Decided struct {
+	ID       string `json:"id"`
+	IntakeMs int64  `json:"t"`
+	// Unverified is the verdict: UNVERIFIED if set, else CAMERA_CONFIRMED.
+	Unverified bool `json:"u,omitempty"`
+}
+
+// Verdict is the verification the intake got.
+func (d Decided) Verdict() string {
+	if d.Unverified {
+		return Unverified
+	}
+	return CameraConfirmed
+}
+
+// maxDecided bounds the remembered verdicts per zone (the oldest go first).
+const maxDecided = 256
+
+// decided returns the remembered verdict on the intake with event id.
+func (s *ZoneState) decided(id string) (Decided, bool) {
+	if id == "" {
+		return Decided{}, false
+	}
+	for _, d := range s.Decided {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return Decided{}, false
+}
+
+// pruneDecided forgets verdicts on intakes older than before, and the
+// oldest beyond maxDecided.
+func (s *ZoneState) pruneDecided(before int64) {
+	kept := s.Decided[:0]
+	for _, d := range s.Decided {
+		if d.IntakeMs >= before {
+			kept = append(kept, d)
+		}
+	}
+	if len(kept) > maxDecided {
+		kept = append(kept[:0], kept[len(kept)-maxDecided:]...)
+	}
+	clear(s.Decided[len(kept):])
+	s.Decided = kept
+	if len(s.Decided) == 0 {
+		s.Decided = nil
+	}
 }
 
 // Pending is an intake waiting for a sighting.
 type Pending struct {
-	IntakeMs int64  `json:"t"`
-	Intake   []byte `json:"i"`
+	IntakeMs int64 `json:"t"`
+	// ID is the intake's event id (empty in states written before it was
+	// kept: [Pending.id] reads it from Intake then).
+	ID string `json:"id,omitempty"`
+	// ArrivedMs is the processing time (Unix ms) the intake reached its
+	// zone, from which Config.MaxWait counts (0 in states written before:
+	// the intake time counts instead).
+	ArrivedMs int64  `json:"a,omitempty"`
+	Intake    []byte `json:"i"`
+}
+
+// id is the pending intake's event id.
+func (pd Pending) id() string {
+	if pd.ID != "" {
+		return pd.ID
+	}
+	var in pb.MedicationIntake
+	if codec.Unmarshal(pd.Intake, &in) != nil {
+		return ""
+	}
+	return in.GetMeta().GetEventId()
+}
+
+// pending reports whether the intake with event id is already pending
+// (an intake without an id is never a duplicate).
+func (s *ZoneState) pending(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, pd := range s.Pending {
+		if pd.id() == id {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSightings bounds the state per zone: at one sighting per camera per
@@ -398,20 +527,34 @@ func (p *Processor) onDetections(ctx goka.Context, msg any) {
 			break
 		}
 	}
-	if !person {
+	t, cam := fd.GetFrameTimeMs(), fd.GetCameraId()
+	if t == 0 {
 		return
 	}
-	t := fd.GetFrameTimeMs()
+	every := p.cfg.SightingEvery.D().Milliseconds()
 	p.mu.Lock()
-	last, ok := p.lastSeen[fd.GetCameraId()]
-	fwd := !ok || t-last >= p.cfg.SightingEvery.D().Milliseconds() || t < last
-	if fwd {
-		p.lastSeen[fd.GetCameraId()] = t
+	var fwd bool
+	if person {
+		last, ok := p.lastSeen[cam]
+		if fwd = !ok || t-last >= every || t < last; fwd {
+			p.lastSeen[cam], p.lastFwd[cam] = t, t
+		}
+	} else {
+		// Frames without a person still tell the zone how far its video
+		// has progressed (see ZoneState.Watermark), thinned alike.
+		last, ok := p.lastFwd[cam]
+		if fwd = !ok || t-last >= every || t < last; fwd {
+			p.lastFwd[cam] = t
+		}
 	}
 	p.mu.Unlock()
-	if fwd {
+	switch {
+	case fwd && person:
 		p.m.sightings.Inc()
-		ctx.Loopback(fd.GetZone(), &Envelope{SightingMs: t, Camera: fd.GetCameraId()})
+		ctx.Loopback(fd.GetZone(), &Envelope{SightingMs: t, Camera: cam})
+	case fwd:
+		p.m.frames.Inc()
+		ctx.Loopback(fd.GetZone(), &Envelope{FrameMs: t, Camera: cam})
 	}
 }
 
@@ -511,28 +654,43 @@ func (p *Processor) onAlert(ctx goka.Context, msg any) {
 	}
 }
 
-// onZone updates a zone's state with a sighting or an intake.
+// onZone updates a zone's state with a sighting, a frame or an intake.
+//
+// Intakes are judged in event time: a sighting within +-Window of the
+// intake time confirms it, whenever either arrives; it is UNVERIFIED once
+// the zone's watermark (the newest frame time of its cameras) has passed
+// its window plus Grace without one, or, for a zone whose cameras are
+// silent, MaxWait after it arrived. So a backlog read after a restart
+// gives the verdicts the same records gave live.
 func (p *Processor) onZone(ctx goka.Context, msg any) {
 	env := msg.(*Envelope)
 	st, _ := ctx.Value().(*ZoneState)
 	if st == nil {
 		st = &ZoneState{}
 	}
+	now := p.now().UnixMilli()
 	w := p.cfg.Window.D().Milliseconds()
 	switch {
 	case env.SightingMs != 0:
 		st.addSighting(env.SightingMs)
+		p.advance(st, env.SightingMs, now)
 		// Pending intakes within the window of this sighting are confirmed.
 		kept := st.Pending[:0]
 		for _, pd := range st.Pending {
 			if abs(env.SightingMs-pd.IntakeMs) <= w {
-				p.emitVerified(ctx, pd.Intake, CameraConfirmed)
+				p.decide(ctx, st, pd, CameraConfirmed)
 				continue
 			}
 			kept = append(kept, pd)
 		}
 		st.Pending = kept
-		st.trim(p.horizon(ctx, st))
+		p.settle(ctx, st, now)
+	case env.FrameMs != 0:
+		before := st.Watermark
+		p.advance(st, env.FrameMs, now)
+		if !p.settle(ctx, st, now) && st.Watermark == before {
+			return // nothing changed: no table write
+		}
 	case len(env.Intake) > 0:
 		var in pb.MedicationIntake
 		if err := codec.Unmarshal(env.Intake, &in); err != nil {
@@ -542,55 +700,127 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 		if t == 0 {
 			t = in.GetMeta().GetEventTimeMs()
 		}
+		id := in.GetMeta().GetEventId()
+		if d, ok := st.decided(id); ok {
+			// Decided before (a pillcase retry, a replay from an older
+			// offset): the same verdict again, never a contradicting one
+			// under the same event id.
+			p.emitVerified(ctx, env.Intake, d.Verdict(), "redelivered")
+			return
+		}
+		if st.pending(id) {
+			// Redelivered (goka is at least once, pillcases retry) while
+			// its window is open: the pending copy is decided once.
+			p.m.intakes.WithLabelValues("duplicate").Inc()
+			return
+		}
+		pd := Pending{IntakeMs: t, ID: id, ArrivedMs: now, Intake: env.Intake}
 		switch {
 		case st.sightingWithin(t-w, t+w):
-			p.emitVerified(ctx, env.Intake, CameraConfirmed)
-		case t+w+p.cfg.Grace.D().Milliseconds() < p.now().UnixMilli():
-			p.emitVerified(ctx, env.Intake, Unverified)
+			p.decide(ctx, st, pd, CameraConfirmed)
+		case p.closed(st, pd, now):
+			p.decide(ctx, st, pd, Unverified)
 		default:
-			st.Pending = append(st.Pending, Pending{IntakeMs: t, Intake: env.Intake})
+			st.Pending = append(st.Pending, pd)
 		}
 	default:
 		return
 	}
+	st.trim(p.horizon(st))
+	st.pruneDecided(p.decidedHorizon(st))
 	ctx.SetValue(st)
 }
 
-// onSweep decides pending intakes whose window (plus grace) has closed.
+// advance moves the zone's watermark to frame time t; a frame time more
+// than Grace ahead of the clock (a camera with a wrong clock) moves it to
+// now + Grace only, so it cannot close every window at once.
+func (p *Processor) advance(st *ZoneState, t, now int64) {
+	if st.Watermark == 0 && len(st.Sightings) > 0 {
+		st.Watermark = st.Sightings[len(st.Sightings)-1] // a state written before the watermark
+	}
+	st.Watermark = max(st.Watermark, min(t, now+p.cfg.Grace.D().Milliseconds()))
+}
+
+// closed reports whether a pending intake's verdict is due: the zone's
+// video has passed its window plus grace, or it waited MaxWait.
+func (p *Processor) closed(st *ZoneState, pd Pending, now int64) bool {
+	if pd.IntakeMs+p.cfg.Window.D().Milliseconds()+p.cfg.Grace.D().Milliseconds() < st.Watermark {
+		return true
+	}
+	arrived := pd.ArrivedMs
+	if arrived == 0 {
+		arrived = pd.IntakeMs
+	}
+	return arrived+p.cfg.MaxWait.D().Milliseconds() < now
+}
+
+// settle declares the pending intakes whose verdict is due UNVERIFIED
+// and reports whether there were any.
+func (p *Processor) settle(ctx goka.Context, st *ZoneState, now int64) bool {
+	kept := st.Pending[:0]
+	changed := false
+	for _, pd := range st.Pending {
+		if p.closed(st, pd, now) {
+			p.decide(ctx, st, pd, Unverified)
+			changed = true
+			continue
+		}
+		kept = append(kept, pd)
+	}
+	clear(st.Pending[len(kept):])
+	st.Pending = kept
+	return changed
+}
+
+// onSweep decides pending intakes whose verdict is due by the clock (the
+// MaxWait fallback; the watermark closes windows as frames arrive).
 func (p *Processor) onSweep(ctx goka.Context, meta any) {
 	now, _ := meta.(int64)
 	st, _ := ctx.Value().(*ZoneState)
 	if st == nil || len(st.Pending) == 0 {
 		return
 	}
-	limit := p.cfg.Window.D().Milliseconds() + p.cfg.Grace.D().Milliseconds()
-	kept := st.Pending[:0]
-	changed := false
-	for _, pd := range st.Pending {
-		if pd.IntakeMs+limit < now {
-			p.emitVerified(ctx, pd.Intake, Unverified)
-			changed = true
-			continue
-		}
-		kept = append(kept, pd)
-	}
-	if changed {
-		st.Pending = kept
+	if p.settle(ctx, st, now) {
+		st.pruneDecided(p.decidedHorizon(st))
 		ctx.SetValue(st)
 	}
 }
 
-// horizon is the oldest sighting still useful: pending intakes and the
-// window around now.
-func (p *Processor) horizon(_ goka.Context, st *ZoneState) int64 {
-	h := p.now().UnixMilli() - 2*p.cfg.Window.D().Milliseconds() - p.cfg.Grace.D().Milliseconds()
+// decide emits the verdict on a pending intake and remembers it.
+func (p *Processor) decide(ctx goka.Context, st *ZoneState, pd Pending, verdict string) {
+	p.emitVerified(ctx, pd.Intake, verdict, verdict)
+	if id := pd.id(); id != "" {
+		st.Decided = append(st.Decided, Decided{ID: id, IntakeMs: pd.IntakeMs, Unverified: verdict == Unverified})
+	}
+}
+
+// horizon is the oldest sighting still useful, in event time: the window
+// of an intake that may still arrive before the watermark closes it, and
+// those of the pending intakes.
+func (p *Processor) horizon(st *ZoneState) int64 {
+	w := p.cfg.Window.D().Milliseconds()
+	h := st.Watermark - 2*w - p.cfg.Grace.D().Milliseconds()
 	for _, pd := range st.Pending {
-		h = min(h, pd.IntakeMs-p.cfg.Window.D().Milliseconds())
+		h = min(h, pd.IntakeMs-w)
 	}
 	return h
 }
 
-func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification string) {
+// decidedHorizon is the oldest intake time whose verdict the zone still
+// remembers: DecidedRetention beyond the window of the newest event time
+// the zone knows (its watermark or newest decided intake), so the memory
+// is bounded by event time, whatever the clock.
+func (p *Processor) decidedHorizon(st *ZoneState) int64 {
+	newest := st.Watermark
+	for _, d := range st.Decided {
+		newest = max(newest, d.IntakeMs)
+	}
+	return newest - p.cfg.Window.D().Milliseconds() - p.cfg.Grace.D().Milliseconds() - p.cfg.DecidedRetention.D().Milliseconds()
+}
+
+// emitVerified re-emits the intake with its verification; outcome is the
+// metric's label.
+func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification, outcome string) {
 	var in pb.MedicationIntake
 	if err := codec.Unmarshal(raw, &in); err != nil {
 		ctx.Fail(fmt.Errorf("pending intake: %w", err))
@@ -601,7 +831,7 @@ func (p *Processor) emitVerified(ctx goka.Context, raw []byte, verification stri
 		ctx.Fail(fmt.Errorf("encoding verified intake %s: %w", in.GetMeta().GetEventId(), err))
 	}
 	ctx.Emit(goka.Stream(p.topics.Intake), in.GetPatientId(), out)
-	p.m.intakes.WithLabelValues(verification).Inc()
+	p.m.intakes.WithLabelValues(outcome).Inc()
 }
 
 func (s *ZoneState) addSighting(t int64) {

@@ -79,6 +79,16 @@ func (h *harness) person(cam, zone string, at int64, conf float32) {
 		Detections: []*pb.Detection{{ClassName: "person", Confidence: conf, Box: &pb.Box{W: 0.1, H: 0.2}}}})
 }
 
+// frames feeds a camera's frames without a person every second of
+// [from, to]: the zone's video progressing in event time, live (the clock
+// follows the frames; it never goes back).
+func (h *harness) frames(cam, zone string, from, to int64) {
+	for at := from; at <= to; at += 1000 {
+		h.now.Store(max(h.now.Load(), at))
+		h.consume(h.tp.Detections, cam, &pb.FrameDetections{CameraId: cam, Zone: zone, FrameTimeMs: at})
+	}
+}
+
 func (h *harness) intake(id, location string, at int64) {
 	h.consume(h.tp.Intake, "p-1", &pb.MedicationIntake{Meta: &pb.Meta{Tenant: "t1", EventId: id, EventTimeMs: at},
 		PatientId: "p-1", MedicationId: "m-1", IntakeTimeMs: at, Status: "taken", Location: location})
@@ -129,32 +139,57 @@ func TestIntakeVerification(t *testing.T) {
 			h.intake("i1", "Room 1", t0)
 			h.person("cam-1", "ward-1/room-1", t0+100_000, 0.9)
 		}, map[string]string{"i1": correlation.CameraConfirmed}},
+		// Since verdicts are judged in event time, a window closes when the
+		// zone's cameras report frames past it (window + grace), not when
+		// the clock passes it: these cases feed the camera's empty frames.
 		{"person 3 minutes before is too early", func(h *harness) {
 			h.person("cam-1", "ward-1/room-1", t0-3*min, 0.9)
 			h.intake("i1", "Room 1", t0)
-			h.sweep(t0 + 3*min)
+			h.frames("cam-1", "ward-1/room-1", t0, t0+3*min)
 		}, map[string]string{"i1": correlation.Unverified}},
-		{"no person: unverified after window and grace", func(h *harness) {
+		{"no person: unverified once the video passed window and grace", func(h *harness) {
 			h.intake("i1", "Room 1", t0)
+			h.frames("cam-1", "ward-1/room-1", t0, t0+2*min)
 			h.sweep(t0 + 2*min) // window still open (grace)
 			if len(h.verified()) != 0 {
 				h.t.Fatal("decided before the window closed")
 			}
-			h.sweep(t0 + 3*min)
+			h.frames("cam-1", "ward-1/room-1", t0+2*min, t0+3*min)
 		}, map[string]string{"i1": correlation.Unverified}},
+		{"silent zone: unverified max_wait after the intake arrived", func(h *harness) {
+			h.intake("i1", "Room 1", t0)
+			h.sweep(t0 + 3*min) // no frames: the clock alone does not close the window...
+			if len(h.verified()) != 0 {
+				h.t.Fatal("decided by the clock before max_wait")
+			}
+			h.sweep(t0 + 10*min + 1) // ...until max_wait
+		}, map[string]string{"i1": correlation.Unverified}},
+		{"a camera clock far ahead does not close windows at once", func(h *harness) {
+			h.intake("i1", "Room 1", t0)
+			h.consume(h.tp.Detections, "cam-1", &pb.FrameDetections{CameraId: "cam-1", Zone: "ward-1/room-1", FrameTimeMs: t0 + time.Hour.Milliseconds()})
+			h.person("cam-1", "ward-1/room-1", t0+min, 0.9)
+		}, map[string]string{"i1": correlation.CameraConfirmed}},
 		{"person in another zone does not count", func(h *harness) {
 			h.person("cam-4", "ward-1/room-2", t0, 0.9)
 			h.intake("i1", "Room 1", t0)
-			h.sweep(t0 + 3*min)
+			h.frames("cam-1", "ward-1/room-1", t0, t0+3*min)
 		}, map[string]string{"i1": correlation.Unverified}},
 		{"low confidence does not count", func(h *harness) {
 			h.person("cam-1", "ward-1/room-1", t0, 0.3)
 			h.intake("i1", "Room 1", t0)
-			h.sweep(t0 + 3*min)
+			h.frames("cam-1", "ward-1/room-1", t0, t0+3*min)
 		}, map[string]string{"i1": correlation.Unverified}},
-		{"old intake replayed without sightings is decided at once", func(h *harness) {
+		{"old intake replayed to a live zone is decided at once", func(h *harness) {
+			h.frames("cam-1", "ward-1/room-1", t0, t0)
 			h.intake("i1", "Room 1", t0-time.Hour.Milliseconds())
 		}, map[string]string{"i1": correlation.Unverified}},
+		{"old day replayed with its video is judged as it was live", func(h *harness) {
+			old := t0 - 24*time.Hour.Milliseconds()
+			h.intake("i1", "Room 1", old)
+			h.person("cam-1", "ward-1/room-1", old+min, 0.9)
+			h.intake("i2", "Room 1", old+10*min)
+			h.frames("cam-1", "ward-1/room-1", old+10*min, old+13*min)
+		}, map[string]string{"i1": correlation.CameraConfirmed, "i2": correlation.Unverified}},
 		{"unmapped location is left alone", func(h *harness) {
 			h.person("cam-1", "ward-1/room-1", t0, 0.9)
 			h.intake("i1", "Cafeteria", t0)

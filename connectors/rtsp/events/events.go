@@ -309,9 +309,23 @@ func (a *area) contains(b *pb.Box) bool {
 	return PointInPolygon(float64(b.X+b.W/2), float64(b.Y+b.H), a.Polygon)
 }
 
-// PointInPolygon reports whether (x, y) lies inside poly (even-odd rule;
-// points on an edge may fall either way).
+// borderEps is how far PointInPolygon moves a point on (or past) the
+// frame's border into the frame: about a thousandth of a pixel at 4K.
+const borderEps = 1e-6
+
+// PointInPolygon reports whether (x, y), in frame coordinates, lies inside
+// poly (even-odd rule).
+//
+// The point is first clamped into the frame and moved borderEps inside it
+// when it lies on the frame's border: the detector clamps boxes to the
+// frame, so a person cut off by the bottom of the picture has feet at
+// y = 1 exactly (or a float32 rounding past it), and an area drawn down to
+// the frame's edge has its edge on the border too. Without the nudge the
+// even-odd rule would put such a point outside whichever way the edge is
+// drawn. Points on an edge inside the frame may still fall either way.
 func PointInPolygon(x, y float64, poly [][2]float64) bool {
+	x = min(max(x, borderEps), 1-borderEps)
+	y = min(max(y, borderEps), 1-borderEps)
 	in := false
 	for i, j := 0, len(poly)-1; i < len(poly); j, i = i, i+1 {
 		xi, yi, xj, yj := poly[i][0], poly[i][1], poly[j][0], poly[j][1]

@@ -150,6 +150,7 @@ func TestDeterministicIDs(t *testing.T) {
 func TestPointInPolygon(t *testing.T) {
 	sq := [][2]float64{{0.2, 0.2}, {0.8, 0.2}, {0.8, 0.8}, {0.2, 0.8}}
 	tri := [][2]float64{{0, 0}, {1, 0}, {0, 1}}
+	quad := [][2]float64{{0.5, 0.5}, {1, 0.5}, {1, 1}, {0.5, 1}}
 	cases := []struct {
 		x, y float64
 		poly [][2]float64
@@ -157,6 +158,10 @@ func TestPointInPolygon(t *testing.T) {
 	}{
 		{0.5, 0.5, sq, true}, {0.1, 0.5, sq, false}, {0.9, 0.9, sq, false},
 		{0.2, 0.2, tri, true}, {0.6, 0.6, tri, false},
+		// On the frame's border (a box clamped to the frame): inside an
+		// area drawn to that border, also just past it (float32 rounding).
+		{0.7, 1, quad, true}, {0.7, 1.0000001, quad, true}, {1, 0.7, quad, true},
+		{0, 0.5, tri, true}, {0.5, 0, tri, true}, {0.4, 1, quad, false},
 	}
 	for _, c := range cases {
 		if got := events.PointInPolygon(c.x, c.y, c.poly); got != c.want {
