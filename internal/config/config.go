@@ -249,15 +249,25 @@ func cleanYAMLError(err error) error {
 	return errors.New(msg)
 }
 
-// yamlPaths maps the line of each value in the YAML document data to its
-// dotted path ("kafka.linger", "tenants[1].name"); the lines are shifted
-// by shift.
-func yamlPaths(data []byte, shift int) map[int]string {
+// valuePath is the dotted path of a value and, for a scalar, its text.
+type valuePath struct{ path, value string }
+
+// yamlPaths maps each line of the YAML document data to the dotted paths
+// of the values on it ("kafka.linger", "tenants[1].name"), in document
+// order; a flow map puts several on one line.
+func yamlPaths(data []byte, shift int) map[int][]valuePath {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return nil
 	}
-	m := map[int]string{}
+	m := map[int][]valuePath{}
+	add := func(n *yaml.Node, p string) {
+		v := ""
+		if n.Kind == yaml.ScalarNode {
+			v = n.Value
+		}
+		m[n.Line+shift] = append(m[n.Line+shift], valuePath{p, v})
+	}
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -268,17 +278,13 @@ func yamlPaths(data []byte, shift int) map[int]string {
 				if path != "" {
 					p = path + "." + k.Value
 				}
-				if _, ok := m[v.Line+shift]; !ok || v.Kind == yaml.ScalarNode {
-					m[v.Line+shift] = p
-				}
+				add(v, p)
 				walk(v, p)
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
 				p := fmt.Sprintf("%s[%d]", path, i)
-				if _, ok := m[c.Line+shift]; !ok {
-					m[c.Line+shift] = p
-				}
+				add(c, p)
 				walk(c, p)
 			}
 		}
@@ -291,8 +297,9 @@ var problemLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // withPaths names the dotted path of each problem at a line that holds a
 // value ("line 2: kafka.linger: bad duration ..."); unknown fields already
-// name theirs.
-func withPaths(err error, paths map[int]string) error {
+// name theirs. Of several values on one line (a flow map), the scalar whose
+// text the problem quotes is meant, else the deepest one.
+func withPaths(err error, paths map[int][]valuePath) error {
 	if len(paths) == 0 {
 		return err
 	}
@@ -303,7 +310,18 @@ func withPaths(err error, paths map[int]string) error {
 			continue
 		}
 		k, _ := strconv.Atoi(sm[1])
-		if path, ok := paths[k]; ok && !strings.HasPrefix(sm[2], path+":") {
+		cands := paths[k]
+		if len(cands) == 0 {
+			continue
+		}
+		path := cands[len(cands)-1].path
+		for _, c := range cands {
+			if c.value != "" && strings.Contains(sm[2], strconv.Quote(c.value)) {
+				path = c.path
+				break
+			}
+		}
+		if !strings.HasPrefix(sm[2], path+":") {
 			parts[i] = "line " + sm[1] + ": " + path + ": " + sm[2]
 		}
 	}

@@ -21,8 +21,9 @@
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
 //     dead-letter topic).
 //   - Resolved alerts are deleted from the table after ResolvedRetention
-//     (default 7 days), by the clock; so are acknowledged ones, counted
-//     from the ack (discrete device alerts are never resolved).
+//     (default 7 days), by the clock. Acknowledged discrete device alerts
+//     (pump failure, device severity, negative dose), which no detector
+//     resolves, are resolved by the clock ResolvedRetention after the ack.
 //   - An alert neither acknowledged nor resolved within its SLA (by
 //     priority; default CRITICAL 5m, HIGH 15m, MEDIUM 30m, LOW 1h) is
 //     escalated: state ESCALATED, escalation level + 1, and again after
@@ -244,6 +245,16 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	}
 	now := p.now()
 	cur := current(ctx)
+	if req.State == pb.AlertState_OPEN && cur != nil && cur.State != pb.AlertState_RESOLVED && req.Priority > cur.Priority {
+		// The condition got worse (a device severity of 9 after one of 7,
+		// under one episode's id and request number): the alert takes the
+		// higher priority and its shorter SLA, counted from when it
+		// opened. A redelivery of it finds the priority raised already.
+		cur.Priority = req.Priority
+		cur.RequestVersion = max(cur.RequestVersion, req.RequestVersion)
+		p.publish(ctx, cur, now)
+		return
+	}
 	if rv := req.GetRequestVersion(); rv > 0 && cur != nil && rv <= cur.GetRequestVersion() {
 		// A request the group applied already, redelivered (goka is at
 		// least once: a restart re-reads what was not committed, and a
@@ -254,15 +265,6 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	switch req.State {
 	case pb.AlertState_OPEN:
 		if cur != nil && cur.State != pb.AlertState_RESOLVED {
-			if req.Priority > cur.Priority {
-				// The condition got worse (a device severity of 9 after
-				// one of 7): the alert takes the higher priority and its
-				// shorter SLA, counted from when it opened.
-				cur.Priority = req.Priority
-				cur.RequestVersion = max(cur.RequestVersion, req.RequestVersion)
-				p.publish(ctx, cur, now)
-				return
-			}
 			p.suppressed.WithLabelValues(req.AlertType.String()).Inc()
 			return
 		}
@@ -314,6 +316,16 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 	p.publish(ctx, cur, now)
 }
 
+// discrete reports whether alerts of type t are raised by discrete device
+// events, which no detector resolves.
+func discrete(t pb.AlertType) bool {
+	switch t {
+	case pb.AlertType_PUMP_FAILURE, pb.AlertType_DEVICE_SEVERITY, pb.AlertType_NEGATIVE_DOSE:
+		return true
+	}
+	return false
+}
+
 // onEscalate escalates an unacknowledged alert whose SLA passed, and
 // deletes resolved alerts past their retention.
 func (p *Processor) onEscalate(ctx goka.Context, meta any) {
@@ -330,11 +342,14 @@ func (p *Processor) onEscalate(ctx goka.Context, meta any) {
 		return
 	}
 	// Discrete device alerts (pump failure, severity, negative dose) are
-	// never resolved by their detector, only acknowledged: an acknowledged
-	// alert leaves the table the same retention after its ack, which keeps
-	// the table bounded (a later request for the id would raise it anew).
-	if cur.State == pb.AlertState_ACKNOWLEDGED && cur.AckedTimeMs > 0 && nowMs-cur.AckedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
-		ctx.Delete()
+	// never resolved by their detector, only acknowledged: the retention
+	// after its ack, such an alert is resolved here (a new version, so
+	// downstream sees it closed), and the retention after that it leaves
+	// the table like any resolved alert, which keeps the table bounded.
+	// Condition alerts stay until their detector resolves them.
+	if cur.State == pb.AlertState_ACKNOWLEDGED && discrete(cur.AlertType) && cur.AckedTimeMs > 0 && nowMs-cur.AckedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
+		cur.State, cur.ResolvedTimeMs = pb.AlertState_RESOLVED, nowMs
+		p.publish(ctx, cur, time.UnixMilli(nowMs))
 		return
 	}
 	if (cur.State != pb.AlertState_OPEN && cur.State != pb.AlertState_ESCALATED) || cur.EscalationLevel >= p.cfg.MaxEscalation {

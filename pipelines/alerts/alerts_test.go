@@ -172,20 +172,33 @@ func TestResolvedAlertsArePrunedAfterRetention(t *testing.T) {
 	}
 }
 
-// TestAcknowledgedAlertsArePrunedAfterRetention: discrete device alerts are
-// acknowledged, never resolved; they leave the table the retention after
-// their ack, so the table stays bounded.
-func TestAcknowledgedAlertsArePrunedAfterRetention(t *testing.T) {
+// TestAcknowledgedDiscreteAlertsResolveAfterRetention: discrete device
+// alerts are acknowledged, never resolved by their detector; the clock
+// resolves them the retention after their ack (a new version, so
+// downstream sees them closed), and prunes them the retention after that.
+// An acknowledged condition alert is left to its detector.
+func TestAcknowledgedDiscreteAlertsResolveAfterRetention(t *testing.T) {
 	h := newHarness(t)
-	id := h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
-	h.ack(id)
+	a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "1000", time.UnixMilli(1000), time.UnixMilli(h.now.Load()))
+	b, _ := codec.Marshal(a)
+	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+	h.ack(a.AlertId)
+	cond := h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+	h.ack(cond)
 	table := goka.GroupTable(goka.Group(h.cfg.Group))
 	h.tick(1_000_000 + int64(6*24*time.Hour/time.Millisecond))
-	if v, ok := h.tt.TableValue(table, id).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
-		t.Fatalf("acknowledged alert before its retention: %v", h.tt.TableValue(table, id))
+	if v, ok := h.tt.TableValue(table, a.AlertId).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
+		t.Fatalf("acknowledged pump alert before its retention: %v", h.tt.TableValue(table, a.AlertId))
 	}
 	h.tick(1_000_000 + int64(8*24*time.Hour/time.Millisecond))
-	if v := h.tt.TableValue(table, id); v != nil {
-		t.Fatalf("acknowledged alert kept after its retention: %v", v)
+	if v, ok := h.tt.TableValue(table, a.AlertId).(*pb.Alert); !ok || v.State != pb.AlertState_RESOLVED || v.Version != 3 {
+		t.Fatalf("acknowledged pump alert after its retention: %v, want RESOLVED v3", h.tt.TableValue(table, a.AlertId))
+	}
+	if v, ok := h.tt.TableValue(table, cond).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
+		t.Fatalf("acknowledged condition alert changed by the clock: %v", h.tt.TableValue(table, cond))
+	}
+	h.tick(1_000_000 + int64(16*24*time.Hour/time.Millisecond))
+	if v := h.tt.TableValue(table, a.AlertId); v != nil {
+		t.Fatalf("resolved pump alert kept after the retention: %v", v)
 	}
 }

@@ -266,12 +266,16 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
 		return
 	}
+	// Implausible vitals are dead-lettered and neither scored nor learned;
+	// the reading's device events (pump failure, severity, dose, battery)
+	// are still handled.
+	score := true
 	if err := checkValues(&v); err != nil {
 		p.deadLetter(ctx, raw, ReasonImplausible, err)
-		return
+		score = false
 	}
 	st := stateOf(ctx)
-	if sc := p.reading(ctx, st, &v, p.now()); sc != nil {
+	if sc := p.reading(ctx, st, &v, p.now(), score); sc != nil {
 		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), sc)
 	}
 	ctx.SetValue(st)
@@ -301,12 +305,13 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 			p.deadLetterAt(ctx, i, part, "missing_field", fmt.Errorf("batch %s reading %d lacks deviceId or meta.eventId", b.GetBatchId(), i))
 			continue
 		}
+		score := true
 		if err := checkValues(v); err != nil {
 			part, _ := proto.Marshal(v)
 			p.deadLetterAt(ctx, i, part, ReasonImplausible, fmt.Errorf("batch %s reading %d: %w", b.GetBatchId(), i, err))
-			continue
+			score = false
 		}
-		if sc := p.reading(ctx, st, v, now); sc != nil {
+		if sc := p.reading(ctx, st, v, now, score); sc != nil {
 			scores = append(scores, sc)
 		}
 	}
@@ -333,24 +338,12 @@ const ReasonImplausible = "implausible_value"
 // monitor reporting a heart rate of 0 must alert.
 var Plausible = [nMetrics][2]float64{HR: {0, 350}, BP: {0, 400}, SpO2: {0, 100}}
 
-// checkValues refuses a reading with a NaN or infinite value in any of its
-// numeric fields, or a present scored vital outside [Plausible].
+// checkValues refuses a reading whose present scored vital (heart rate,
+// systolic blood pressure, SpO2) is not a number or lies outside
+// [Plausible]. Other fields are not the group's to judge (the sink lands
+// them as sent); a battery level or dose that is not a number counts as
+// absent here.
 func checkValues(v *pb.VitalsTelemetry) error {
-	for _, f := range [...]struct {
-		name string
-		val  float64
-	}{{"heartRate", v.GetHeartRate()}, {"systolicBp", v.GetSystolicBp()}, {"diastolicBp", v.GetDiastolicBp()}, {"spo2", v.GetSpo2()},
-		{"temperature", v.GetTemperature()}, {"respiratoryRate", v.GetRespiratoryRate()}, {"glucose", v.GetGlucose()},
-		{"medicationDose", v.GetMedicationDose()}, {"administrationRate", v.GetAdministrationRate()}, {"batteryLevel", v.GetBatteryLevel()}} {
-		if math.IsNaN(f.val) || math.IsInf(f.val, 0) {
-			return fmt.Errorf("%s is not a number", f.name)
-		}
-	}
-	for k, x := range v.GetExtra() {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Errorf("extra field %q is not a number", k)
-		}
-	}
 	vals := [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
 	has := [nMetrics]bool{
 		present(v, vals[HR], "heart_rate", "heartRate"),
@@ -358,16 +351,23 @@ func checkValues(v *pb.VitalsTelemetry) error {
 		present(v, vals[SpO2], "spo2", "oxygenSat", "oxygen_sat"),
 	}
 	for m := range nMetrics {
-		if has[m] && (vals[m] < Plausible[m][0] || vals[m] > Plausible[m][1]) {
+		switch {
+		case !has[m]:
+		case math.IsNaN(vals[m]) || math.IsInf(vals[m], 0):
+			return fmt.Errorf("%s is not a number", metricNames[m])
+		case vals[m] < Plausible[m][0] || vals[m] > Plausible[m][1]:
 			return fmt.Errorf("%s %v is outside %v..%v", metricNames[m], vals[m], Plausible[m][0], Plausible[m][1])
 		}
 	}
 	return nil
 }
 
+// finite reports whether x is a number (not NaN, not infinite).
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
 // reading updates st with one vitals reading, raises its alert requests
 // and returns its score (nil when it carries no scored vital).
-func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, now time.Time) *pb.AnomalyScore {
+func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, now time.Time, score bool) *pb.AnomalyScore {
 	var out *pb.AnomalyScore
 	if t := v.GetMeta().GetTenant(); t != "" {
 		st.Tenant = t
@@ -380,7 +380,7 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		present(v, v.GetSystolicBp(), "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
 		present(v, v.GetSpo2(), "spo2", "oxygenSat", "oxygen_sat"),
 	}
-	if vit.Has[HR] || vit.Has[BP] || vit.Has[SpO2] {
+	if score && (vit.Has[HR] || vit.Has[BP] || vit.Has[SpO2]) {
 		patient := v.GetPatientId()
 		subject := patient
 		if subject == "" {
@@ -423,10 +423,10 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 	if v.GetAlertType() == "PUMP_FAILURE" || v.GetAlertType() == "pump_failure" {
 		p.event(ctx, st, pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, dev, ev, now, v, "infusion pump failure")
 	}
-	if present(v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && v.GetMedicationDose() < 0 {
+	if present(v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && finite(v.GetMedicationDose()) && v.GetMedicationDose() < 0 {
 		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
-	if present(v, v.GetBatteryLevel(), "battery_level", "batteryLevel") {
+	if present(v, v.GetBatteryLevel(), "battery_level", "batteryLevel") && finite(v.GetBatteryLevel()) {
 		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
 			p.batteryMsg)
 	}
@@ -503,9 +503,10 @@ func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb
 // within EpisodeQuiet of the open episode continues it, also one that
 // arrives late (buffered by the device) with an event time before the
 // episode's start: one failure keeps one alert id whatever the arrival
-// order. An event more than EpisodeQuiet before the open episode is an
-// earlier episode of its own: it is requested under its own id, and the
-// open episode stays the one later events continue.
+// order. So does a late event within EpisodeQuiet of the previous
+// episode. A late event earlier than both by more than EpisodeQuiet
+// starts an earlier episode of its own, which becomes the previous one;
+// the open episode stays the one later events continue.
 func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, device string, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
 	if st.Episodes == nil {
 		st.Episodes = map[EpisodeKey]Episode{}
@@ -513,17 +514,29 @@ func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Pri
 	k := EpisodeKey{Type: int32(t), Subject: device}
 	quiet := p.cfg.EpisodeQuiet.Milliseconds()
 	e, open := st.Episodes[k]
+	within := func(start, last int64) bool { return ev-last <= quiet && start-ev <= quiet }
 	switch {
-	case open && ev-e.Last <= quiet && e.Start-ev <= quiet:
+	case open && within(e.Start, e.Last):
 		e.Last = max(e.Last, ev)
 		st.Episodes[k] = e
 		// Repeat while open: the alerts group suppresses it (or raises
 		// its priority), and counts it.
+	case open && e.PrevStart != 0 && within(e.PrevStart, e.PrevLast):
+		e.PrevLast = max(e.PrevLast, ev)
+		st.Episodes[k] = e
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: e.PrevStart, Last: e.PrevLast, SubjectType: alerts.SubjectDevice}, now, v, msg)
+		return
 	case open && e.Start-ev > quiet:
+		e.PrevStart, e.PrevLast = ev, ev
+		st.Episodes[k] = e
 		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}, now, v, msg)
 		return
 	default:
-		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}
+		prev := Episode{}
+		if open {
+			prev = Episode{PrevStart: e.Start, PrevLast: e.Last}
+		}
+		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice, PrevStart: prev.PrevStart, PrevLast: prev.PrevLast}
 		st.Episodes[k] = e
 	}
 	p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, e, now, v, msg)

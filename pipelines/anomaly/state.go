@@ -35,13 +35,19 @@ type EpisodeKey struct {
 type Episode struct {
 	Start, Last int64
 	SubjectType string
+	// PrevStart and PrevLast are the previous episode of a discrete device
+	// event (0 when none): a late report of it (flushed from the device's
+	// buffer) continues it under its own id instead of starting another.
+	PrevStart, PrevLast int64
 }
 
-// stateVersion is the format AppendBinary writes. Version 1 (episodes keyed
-// by type alone, without their subject type) is still read.
+// stateVersion is the format AppendBinary writes. Versions 1 (episodes
+// keyed by type alone, without their subject type) and 2 (without the
+// previous episode) are still read.
 const (
-	stateVersion   = 2
+	stateVersion   = 3
 	stateVersionV1 = 1
+	stateVersionV2 = 2
 )
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -94,6 +100,8 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendVarint(b, e.Last)
 		b = appendString(b, k.Subject)
 		b = appendString(b, e.SubjectType)
+		b = binary.AppendVarint(b, e.PrevStart)
+		b = binary.AppendVarint(b, e.PrevLast)
 	}
 	return b, nil
 }
@@ -168,10 +176,10 @@ func (StateCodec) Decode(b []byte) (any, error) {
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 {
+	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 && b[0] != stateVersionV2 {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
-	v1 := b[0] == stateVersionV1
+	format := b[0]
 	r := &reader{b: b[1:]}
 	s := &State{Tenant: r.str()}
 	n := r.uvarint()
@@ -202,8 +210,11 @@ func DecodeState(b []byte) (*State, error) {
 		k := EpisodeKey{Type: int32(r.varint())}
 		e := Episode{Start: r.varint(), Last: r.varint()}
 		k.Subject = r.str()
-		if !v1 {
+		if format >= stateVersionV2 {
 			e.SubjectType = r.str()
+		}
+		if format >= stateVersion {
+			e.PrevStart, e.PrevLast = r.varint(), r.varint()
 		}
 		if _, dup := s.Episodes[k]; dup && r.err == nil {
 			return nil, fmt.Errorf("decoding anomaly state (%d bytes): episode %d/%q twice", len(b), k.Type, k.Subject)

@@ -7,11 +7,11 @@ import (
 	"github.com/wardstream/wardstream/internal/config"
 )
 
-// TestReviewSectionLineNumbersAfterBlankLine: Section shifts the line
+// TestSectionLineNumbersAfterBlankLine: Section shifts the line
 // numbers of the re-marshalled section by the section's first line, but
 // yaml.Marshal drops blank lines (and reflows flow mappings), so an
 // unknown key after a blank line is reported at the wrong line.
-func TestReviewSectionLineNumbersAfterBlankLine(t *testing.T) {
+func TestSectionLineNumbersAfterBlankLine(t *testing.T) {
 	for _, c := range []struct{ doc, want string }{
 		{"tenant: t\nsinks:\n  clickhouse:\n    a: 1\n\n\n    bogus: 2\n", "line 7: unknown field bogus"},
 		{"tenant: t\nsinks:\n  clickhouse: {a: 1,\n    bogus: 2}\n", "line 4: unknown field bogus"},
@@ -30,11 +30,11 @@ func TestReviewSectionLineNumbersAfterBlankLine(t *testing.T) {
 	}
 }
 
-// TestReviewBadDurationHidesOtherProblems: Parse reports an invalid
+// TestBadDurationHidesOtherProblems: Parse reports an invalid
 // duration, but Duration.UnmarshalYAML's plain error aborts decoding, so
 // the unknown key and the invalid field after it are not reported in the
 // same run; the duration error also lacks its dotted path.
-func TestReviewBadDurationHidesOtherProblems(t *testing.T) {
+func TestBadDurationHidesOtherProblems(t *testing.T) {
 	_, err := config.Parse([]byte("kafka:\n  linger: 5\n  bogus: 1\n  compression: rar\n"))
 	if err == nil {
 		t.Fatal("no error")
@@ -46,11 +46,11 @@ func TestReviewBadDurationHidesOtherProblems(t *testing.T) {
 	}
 }
 
-// TestReviewSASLIsValidated: the kafka.sasl section is not checked by
+// TestSASLIsValidated: the kafka.sasl section is not checked by
 // Validate (nor by `wardstream validate`): an unknown mechanism, or SASL
 // with no password_env, loads fine and only fails (or, for franz-go,
 // silently authenticates with an empty password) when a role starts.
-func TestReviewSASLIsValidated(t *testing.T) {
+func TestSASLIsValidated(t *testing.T) {
 	for _, c := range []struct{ doc, want string }{
 		{"kafka:\n  sasl: {mechanism: FOO, username: u, password_env: P}\n", "kafka.sasl.mechanism"},
 		{"kafka:\n  sasl: {mechanism: PLAIN, username: u}\n", "kafka.sasl.password_env"},
