@@ -104,6 +104,10 @@ start_role() {
   local name=$1 port=$2 log="$LOGS/role-$1.log"
   "$BIN" run --roles "$name" --config "$CFG" --listen "127.0.0.1:$port" >"$log" 2>&1 &
   local pid=$!
+  # Known to stop_all from now on, not only once ready: a TERM while the
+  # role starts must stop it too.
+  PIDS+=("$pid")
+  NAMES+=("role $name")
   local deadline=$((SECONDS + 60))
   while ((SECONDS < deadline)); do
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -118,16 +122,12 @@ start_role() {
       return 0
     fi
     if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
-      PIDS+=("$pid")
-      NAMES+=("role $name")
       STARTED+=("$name")
       say "role $name ready (pid $pid, metrics http://127.0.0.1:$port/metrics, log $log)"
       return 0
     fi
     sleep 0.3
   done
-  PIDS+=("$pid")
-  NAMES+=("role $name")
   STARTED+=("$name")
   say "role $name started but not ready after 60 s (pid $pid); see $log"
 }

@@ -79,13 +79,19 @@ apt_install() {
     printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
     "${sudo[@]}" chmod 755 "$policy"
     created_policy=1
+    # Interrupted, still take it away: left behind it refuses every
+    # service start on the machine.
+    trap "${sudo[*]} rm -f $policy; exit 130" INT TERM
   fi
   local rc=0
   "${sudo[@]}" apt-get update -qq || rc=$?
   if [ "$rc" -eq 0 ]; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || rc=$?
   fi
-  if [ "$created_policy" -eq 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+  if [ "$created_policy" -eq 1 ]; then
+    "${sudo[@]}" rm -f "$policy"
+    trap - INT TERM
+  fi
   [ "$rc" -eq 0 ] || die "apt-get failed (exit $rc) installing: $*"
 }
 
@@ -238,7 +244,7 @@ KAFKA_JAVA=()
 kafka_java_cmd() {
   local heap
   read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xmx1g -Xms512m}"
-  KAFKA_JAVA=(java "${heap[@]}" -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  KAFKA_JAVA=(java "${heap[@]}" -server -XX:ErrorFile="$KAFKA_DIR/hs_err_pid%p.log" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
     -Dkafka.logs.dir="$KAFKA_DIR" -Dlog4j2.configurationFile="$KAFKA_LOG4J"
     -cp "$KAFKA_LIBS/*")
@@ -521,6 +527,24 @@ startcheck() {
   esac
 }
 
+runcheck() {
+  case "$1" in
+  kafka) echo kafka_answers ;;
+  *) echo "${1}_healthy" ;;
+  esac
+}
+
+# kafka_mode_is PID MODE: whether the broker process PID is of MODE
+# (embedded: bin/wardstream embedded-kafka; apache: the Java broker).
+kafka_mode_is() {
+  local cmd
+  cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"
+  case "$2" in
+  embedded) [[ "$cmd" == *embedded-kafka* ]] ;;
+  *) [[ "$cmd" != *embedded-kafka* ]] ;;
+  esac
+}
+
 logfile() {
   case "$1" in
   kafka) echo "$KAFKA_DIR/kafka.log" ;;
@@ -535,14 +559,22 @@ cmd_up() {
   install_missing
 
   # Which services must be started; check all their ports before starting any.
-  local tostart=() started=() s pid
+  local tostart=() started=() running=() s pid
   for s in "${SERVICES[@]}"; do
+    if pid="$(service_pid "$s")" && [ "$s" = kafka ] && ! kafka_mode_is "$pid" "$KAFKA_MODE"; then
+      # A broker of the other kind (kfake where Apache Kafka is wanted, or
+      # the reverse) is not the one asked for: `make test` must never run
+      # against kfake.
+      log "kafka: the running broker (pid $pid) is not WARDSTREAM_KAFKA=$KAFKA_MODE; restarting it"
+      stop_service kafka
+    fi
     if pid="$(service_pid "$s")"; then
       if healthy "$s"; then
         log "$s: already up (pid $pid)"
       else
-        # Ours but not answering (e.g. still starting): wait for it below.
-        started+=("$s")
+        # Ours but not answering (e.g. still starting, or busy): wait for
+        # it to answer below.
+        running+=("$s")
       fi
       continue
     fi
@@ -570,6 +602,12 @@ cmd_up() {
   for s in "${started[@]}"; do
     wait_healthy "$s" "$(logfile "$s")" "$(startcheck "$s")" || failed+=("$s")
   done
+  # A service that was already running only has to answer: its start line
+  # may be in a rolled log file by now.
+  for s in "${running[@]}"; do
+    wait_healthy "$s" "$(logfile "$s")" "$(runcheck "$s")" || failed+=("$s")
+  done
+  started+=("${running[@]}")
   ((${#failed[@]} == 0)) || die "not healthy: ${failed[*]} (logs under .local/)"
 
   write_env
