@@ -316,7 +316,8 @@ func withPaths(err error, paths map[int][]valuePath) error {
 		}
 		path := cands[len(cands)-1].path
 		for _, c := range cands {
-			if c.value != "" && strings.Contains(sm[2], strconv.Quote(c.value)) {
+			// Our errors quote with %q, yaml.v3's with backticks.
+			if c.value != "" && (strings.Contains(sm[2], strconv.Quote(c.value)) || strings.Contains(sm[2], "`"+c.value+"`")) {
 				path = c.path
 				break
 			}
