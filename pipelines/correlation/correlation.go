@@ -812,8 +812,12 @@ func (p *Processor) horizon(st *ZoneState) int64 {
 // is bounded by event time, whatever the clock.
 func (p *Processor) decidedHorizon(st *ZoneState) int64 {
 	newest := st.Watermark
+	// An intake stamped by a clock far ahead must not wipe the zone's
+	// verdicts: intake times count only up to now plus grace, as the
+	// watermark does.
+	ceiling := p.now().UnixMilli() + p.cfg.Grace.D().Milliseconds()
 	for _, d := range st.Decided {
-		newest = max(newest, d.IntakeMs)
+		newest = max(newest, min(d.IntakeMs, ceiling))
 	}
 	return newest - p.cfg.Window.D().Milliseconds() - p.cfg.Grace.D().Milliseconds() - p.cfg.DecidedRetention.D().Milliseconds()
 }

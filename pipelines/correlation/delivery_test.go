@@ -105,3 +105,22 @@ func TestRedeliveredIntakeKeepsItsVerdict(t *testing.T) {
 		}
 	}
 }
+
+// TestFutureIntakeKeepsVerdicts: an intake stamped by a pillcase clock days
+// ahead must not wipe the zone's remembered verdicts, so a redelivery of
+// an earlier intake keeps its verdict.
+func TestFutureIntakeKeepsVerdicts(t *testing.T) {
+	h := newHarness(t)
+	h.person("cam-1", "ward-1/room-1", t0, 0.9)
+	h.intake("i1", "Room 1", t0)
+	h.intake("far", "Room 1", t0+10*24*3600_000) // a clock ten days ahead
+	h.sweep(t0 + 11*60_000)                        // max_wait passed: "far" is decided UNVERIFIED
+	h.person("cam-1", "ward-1/room-1", t0+11*60_000, 0.9)
+	h.intake("i1", "Room 1", t0) // redelivered
+	h.tt.Catchup()
+	for _, g := range h.allVerified() {
+		if g[0] == "i1" && g[1] != correlation.CameraConfirmed {
+			t.Fatalf("intake i1 emitted as %v after a far-future intake: %v", g[1], h.allVerified())
+		}
+	}
+}
