@@ -114,7 +114,7 @@ func TestFutureIntakeKeepsVerdicts(t *testing.T) {
 	h.person("cam-1", "ward-1/room-1", t0, 0.9)
 	h.intake("i1", "Room 1", t0)
 	h.intake("far", "Room 1", t0+10*24*3600_000) // a clock ten days ahead
-	h.sweep(t0 + 11*60_000)                        // max_wait passed: "far" is decided UNVERIFIED
+	h.sweep(t0 + 11*60_000)                      // max_wait passed: "far" is decided UNVERIFIED
 	h.person("cam-1", "ward-1/room-1", t0+11*60_000, 0.9)
 	h.intake("i1", "Room 1", t0) // redelivered
 	h.tt.Catchup()
