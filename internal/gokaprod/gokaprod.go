@@ -107,8 +107,14 @@ func (p *Producer) EmitWithHeaders(topic, key string, value []byte, headers goka
 	prom, finish := goka.NewPromiseWithFinisher()
 	e := &emit{finish: finish}
 	// franz-go only reads a record's key (to partition it and to copy it
-	// into the batch), so the string's bytes are used as they are.
-	e.rec = kgo.Record{Topic: topic, Key: unsafe.Slice(unsafe.StringData(key), len(key)), Value: value}
+	// into the batch), so the string's bytes are used as they are. The
+	// empty key stays a key (hashed to its partition like goka's hasher
+	// does), not a null one: unsafe.StringData("") is nil.
+	k := emptyKey
+	if len(key) > 0 {
+		k = unsafe.Slice(unsafe.StringData(key), len(key))
+	}
+	e.rec = kgo.Record{Topic: topic, Key: k, Value: value}
 	if len(headers) > 0 {
 		e.rec.Headers = make([]kgo.RecordHeader, 0, len(headers))
 		for k, v := range headers {
@@ -118,6 +124,9 @@ func (p *Producer) EmitWithHeaders(topic, key string, value []byte, headers goka
 	p.cl.Produce(context.Background(), &e.rec, e.done)
 	return prom
 }
+
+// emptyKey is the empty, non-null key.
+var emptyKey = []byte{}
 
 // emit is one record in flight with the message its promise finishes with,
 // allocated together: per record one allocation and a method value, where

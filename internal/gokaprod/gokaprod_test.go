@@ -217,3 +217,73 @@ func BenchmarkEmit(b *testing.B) {
 	}
 	wg.Wait()
 }
+
+// TestEmitEmptyKey: goka's key for a record consumed without a key is "",
+// and callbacks write the table, loopback and dead letters under it. The
+// hasher goka is configured with (kafkahash) and goka's own sarama producer
+// treat "" as an empty key hashed with murmur2 (an empty key is accepted by
+// compacted topics); it must not turn into a null key, which lands in a
+// random (sticky) partition and is rejected by a compacted table topic.
+func TestEmitEmptyKey(t *testing.T) {
+	const topic, parts = "t", 6
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := config.Default().Kafka
+	cfg.Linger = config.Duration(time.Millisecond)
+	p, err := gokaprod.Builder(cfg)(c.ListenAddrs(), "it", kafkahash.New)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// Where goka (sarama's hash partitioner with kafkahash) puts key "".
+	want, err := sarama.NewCustomHashPartitioner(kafkahash.New)(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder("")}, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	type pos struct {
+		part int32
+		off  int64
+	}
+	var got []pos
+	for i := 0; i < n; i++ { // one at a time: each record is its own batch
+		done := make(chan error, 1)
+		p.Emit(topic, "", []byte(fmt.Sprint("v", i))).ThenWithMessage(func(msg *sarama.ProducerMessage, err error) {
+			if err == nil {
+				got = append(got, pos{msg.Partition, msg.Offset})
+			}
+			done <- err
+		})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, g := range got {
+		if g.part != want {
+			t.Errorf("emit %d with key \"\": partition %d, goka's hasher says %d", i, g.part, want)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	read := 0
+	for read < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records: %v", read, n, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read++
+			if r.Key == nil {
+				t.Errorf("record at partition %d offset %d: null key, want the empty key", r.Partition, r.Offset)
+			}
+		})
+	}
+}

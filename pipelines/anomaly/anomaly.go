@@ -266,6 +266,12 @@ func (p *Processor) onVitals(ctx goka.Context, msg any) {
 		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
 		return
 	}
+	if v.GetDeviceId() != ctx.Key() {
+		// The state is the device's: a record under another key (or none)
+		// would read and write another device's baselines.
+		p.deadLetter(ctx, raw, "bad_key", fmt.Errorf("vitals of device %q arrived under key %q (vitals are keyed by device)", v.GetDeviceId(), ctx.Key()))
+		return
+	}
 	// Implausible vitals are dead-lettered and neither scored nor learned;
 	// the reading's device events (pump failure, severity, dose, battery)
 	// are still handled.
@@ -294,6 +300,10 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 	var b pb.VitalsBatch
 	if err := codec.UnmarshalVitalsBatch(raw, &b); err != nil {
 		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals batch: %w", err))
+		return
+	}
+	if b.GetDeviceId() != ctx.Key() {
+		p.deadLetter(ctx, raw, "bad_key", fmt.Errorf("vitals batch of device %q arrived under key %q (batches are keyed by device)", b.GetDeviceId(), ctx.Key()))
 		return
 	}
 	now := p.now()
@@ -446,6 +456,10 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	}
 	if s.GetDeviceId() == "" {
 		p.deadLetter(ctx, raw, "missing_field", errors.New("status lacks deviceId"))
+		return
+	}
+	if s.GetDeviceId() != ctx.Key() {
+		p.deadLetter(ctx, raw, "bad_key", fmt.Errorf("status of device %q arrived under key %q (statuses are keyed by device)", s.GetDeviceId(), ctx.Key()))
 		return
 	}
 	now := p.now()

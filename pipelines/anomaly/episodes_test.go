@@ -213,3 +213,22 @@ func TestLateNormalReadingDoesNotResolve(t *testing.T) {
 		t.Fatalf("after a newer normal reading: %s", got)
 	}
 }
+
+// TestVitalsUnderAnotherKeyDeadLettered: the state is the device's, so a
+// reading under another key (or none, which goka reads as "") is refused.
+func TestVitalsUnderAnotherKeyDeadLettered(t *testing.T) {
+	for _, key := range []string{"", "mon-2"} {
+		h := newHarness(t)
+		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: "r1", EventTimeMs: 60_000},
+			DeviceId: "mon-1", PatientId: "p1", Kind: "vitals", HeartRate: 80, Present: []string{"heart_rate"}}
+		b, _ := codec.Marshal(v)
+		h.tt.Consume(h.cfg.Topics.Vitals, key, b)
+		_, dl, ok := h.dlq.Next()
+		if !ok || dl.(*pb.DeadLetter).GetReason() != "bad_key" {
+			t.Fatalf("key %q: dead letter %v, want reason bad_key", key, dl)
+		}
+		if _, _, ok := h.score.Next(); ok {
+			t.Fatalf("key %q: the reading was scored", key)
+		}
+	}
+}

@@ -359,17 +359,23 @@ type groupRunner interface {
 // keyed and idempotent, so reprocessing from the last commit is safe.
 func (r *Role) restartLoop(ctx context.Context, name string, p groupRunner, build func() (groupRunner, error)) error {
 	backoff, failures := restartBackoff, 0
+	var buildErr error
 	for {
 		start := time.Now()
-		err := p.Run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			err = errors.New("stopped without an error")
-		}
-		if time.Since(start) >= restartReset {
-			backoff, failures = restartBackoff, 0
+		var err error
+		if p != nil {
+			err = p.Run(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("stopped without an error")
+			}
+			if time.Since(start) >= restartReset {
+				backoff, failures = restartBackoff, 0
+			}
+		} else {
+			err = buildErr
 		}
 		failures++
 		if failures > r.cfg.GroupRestarts {
@@ -383,8 +389,11 @@ func (r *Role) restartLoop(ctx context.Context, name string, p groupRunner, buil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
-		if p, err = build(); err != nil {
-			return err
+		// Rebuilding connects to the brokers (goka prepares its topics):
+		// when they are what failed, it fails too, and counts as one more
+		// failure of the group, retried after the backoff like a run.
+		if p, buildErr = build(); buildErr != nil {
+			p = nil
 		}
 	}
 }

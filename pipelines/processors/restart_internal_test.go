@@ -91,3 +91,47 @@ func TestRestartLoop(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartLoopRetriesFailedBuild: rebuilding a failed group is
+// goka.NewProcessor, which connects to the brokers (it prepares the group's
+// topics). When the group failed because a broker restarted, that build
+// fails the same transient way; it must count against GroupRestarts and be
+// retried after the backoff, not end the role at the first attempt.
+func TestRestartLoopRetriesFailedBuild(t *testing.T) {
+	defer func(b time.Duration) { restartBackoff = b }(restartBackoff)
+	restartBackoff = 10 * time.Millisecond
+	root := config.Default()
+	cfg := DefaultConfig()
+	cfg.GroupRestarts = 5
+	r, err := New(&root, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := &atomic.Int32{}
+	g := fakeGroup{runs: runs, fails: 1} // the running group fails once
+	var builds atomic.Int32
+	build := func() (groupRunner, error) {
+		if builds.Add(1) == 1 { // the broker is still restarting
+			return nil, errors.New("building goka group g: Error creating topic manager: kafka: client has run out of available brokers to talk to: dial tcp 127.0.0.1:9092: connect: connection refused")
+		}
+		return g, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.restartLoop(ctx, "g", g, build) }()
+	deadline := time.After(5 * time.Second)
+	for runs.Load() < 2 {
+		select {
+		case err := <-done:
+			t.Fatalf("restartLoop gave up after %d failed run(s) and %d build(s), with 5 restarts allowed: %v", runs.Load(), builds.Load(), err)
+		case <-deadline:
+			t.Fatal("the group was never rebuilt and run again")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
