@@ -220,15 +220,20 @@ func (c *ClickHouseStore) WardAdherence(ctx context.Context, tenant, ward string
 	wardCond := ""
 	args := []any{tenant, from.AddDate(0, 0, -6).Format(time.DateOnly), to.Format(time.DateOnly)}
 	if ward != "" {
-		wardCond = " AND ward = ?"
+		wardCond = " WHERE l_ward = ?"
 		args = append(args, ward)
 	}
-	q := `SELECT ward, toString(day), uniqExact(patient_id), sum(due), sum(taken)
-FROM (SELECT day, ward, medication_id, patient_id, argMaxMerge(due_state) AS due, argMaxMerge(taken_state) AS taken
-      FROM ` + c.t(chschema.RAdherenceDay) + `
-      WHERE tenant = ? AND day >= toDate(?) AND day <= toDate(?)` + wardCond + `
-      GROUP BY day, ward, medication_id, patient_id)
-GROUP BY ward, day ORDER BY ward, day`
+	// Every patient's latest window of the day, its ward included, from
+	// the adherence table (the adherence_daily rollup groups by ward, so a
+	// patient moved between wards was counted in both); patients count
+	// only with something due or taken.
+	q := `SELECT l_ward, toString(day), uniqExactIf(patient_id, due > 0 OR taken > 0), sum(due), sum(taken)
+FROM (SELECT day, medication_id, patient_id, argMax(ward, version) AS l_ward, argMax(daily_due, version) AS due,
+             argMax(daily_taken, version) AS taken
+      FROM ` + c.t(chschema.TAdherence) + `
+      WHERE tenant = ? AND day >= toDate(?) AND day <= toDate(?)
+      GROUP BY day, medication_id, patient_id)` + wardCond + `
+GROUP BY l_ward, day ORDER BY l_ward, day`
 	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying ward adherence of tenant %s: %w", tenant, err)

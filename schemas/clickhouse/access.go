@@ -44,11 +44,13 @@ type BIUser struct {
 // BIRole is the role granted to BI users on modern servers.
 func BIRole(database string) string { return database + "_bi" }
 
-// biReadTables are the tables BI users may read (what the views read).
-func biReadTables() []string {
+// biReadTables are the tables BI users may read: what views read.
+// Migration 4 (frozen) granted those of migration 3's views; row policies
+// and compat tenant copies follow the current [Views].
+func biReadTables(views []View) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, v := range v3Views() {
+	for _, v := range views {
 		for _, t := range v.Reads {
 			if !seen[t] {
 				seen[t] = true
@@ -67,7 +69,7 @@ func biRoleStatements(tg Target) []string {
 	for _, v := range v3Views() {
 		objs = append(objs, v.Name)
 	}
-	for _, t := range biReadTables() {
+	for _, t := range biReadTables(v3Views()) {
 		objs = append(objs, t)
 		if tg.sharded() {
 			// Distributed reads run as the invoker on every shard.
@@ -95,7 +97,7 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 			name, tg.onCluster(), quoteString(sha256Hex(u.Password)), quoteIdent(BIRole(tg.Database))),
 		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
 	}
-	for _, t := range biReadTables() {
+	for _, t := range biReadTables(Views()) {
 		on := []string{t}
 		if tg.sharded() {
 			on = append(on, tg.Local(t))
@@ -252,7 +254,7 @@ func TenantStatements(tg Target, tenant string, backfilled map[string]bool) ([]s
 		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (copy String, done_at DateTime DEFAULT now()) ENGINE = TinyLog", local.q(BackfillsTable)),
 	}
 	var backfill []string
-	for _, t := range biReadTables() {
+	for _, t := range biReadTables(Views()) {
 		feed := fmt.Sprintf("SELECT * FROM %s WHERE tenant = %s", tg.q(t), quoteString(tenant))
 		for _, r := range v2Rollups() {
 			if r.Name == t {
@@ -273,8 +275,10 @@ func TenantStatements(tg Target, tenant string, backfilled map[string]bool) ([]s
 		}
 	}
 	out = append(out, backfill...)
-	for _, v := range v3Views() {
-		out = append(out, v.statement(local))
+	// Views hold no data: each is replaced, so a tenant database built by
+	// an older wardstream gets the current definitions.
+	for _, v := range Views() {
+		out = append(out, fmt.Sprintf("DROP TABLE IF EXISTS %s", local.q(v.Name)), v.statement(local))
 	}
 	return out, nil
 }

@@ -160,8 +160,11 @@ func TestTenantStatements(t *testing.T) {
 		"CREATE DATABASE IF NOT EXISTS wardstream_bi_hospital_a",
 		"CREATE TABLE IF NOT EXISTS wardstream_bi_hospital_a.dose_outcomes AS wardstream.dose_outcomes",
 		"CREATE MATERIALIZED VIEW IF NOT EXISTS wardstream_bi_hospital_a.dose_outcomes_feed TO wardstream_bi_hospital_a.dose_outcomes AS SELECT * FROM wardstream.dose_outcomes WHERE tenant = 'Hospital-A'",
-		"INSERT INTO wardstream_bi_hospital_a.adherence_daily SELECT * FROM wardstream.adherence_daily WHERE tenant = 'Hospital-A'",
-		"TO wardstream_bi_hospital_a.adherence_daily AS SELECT tenant, day, ward, medication_id, patient_id, argMaxState(daily_due, version) AS due_state, argMaxState(daily_taken, version) AS taken_state FROM wardstream.adherence WHERE tenant = 'Hospital-A' GROUP BY",
+		// bi_adherence_daily reads the adherence table since migration 5.
+		"INSERT INTO wardstream_bi_hospital_a.adherence SELECT * FROM wardstream.adherence WHERE tenant = 'Hospital-A'",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS wardstream_bi_hospital_a.adherence_feed TO wardstream_bi_hospital_a.adherence AS SELECT * FROM wardstream.adherence WHERE tenant = 'Hospital-A'",
+		"DROP TABLE IF EXISTS wardstream_bi_hospital_a.bi_adherence_daily",
+		"FROM wardstream_bi_hospital_a.adherence GROUP BY tenant, day, medication_id, patient_id",
 		"CREATE VIEW IF NOT EXISTS wardstream_bi_hospital_a.bi_missed_doses AS",
 		"FROM wardstream_bi_hospital_a.dose_outcomes GROUP BY tenant, dose_id",
 	} {

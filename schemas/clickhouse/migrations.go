@@ -65,6 +65,25 @@ func Migrations() []Migration {
 			}
 			return biRoleStatements(tg)
 		}},
+		{5, "bi_adherence_exact", func(tg Target) []string {
+			// bi_adherence_daily replaced (see v5AdherenceDaily); on
+			// modern servers the BI role may read what it reads now.
+			v := v5AdherenceDaily()
+			out := []string{fmt.Sprintf("DROP TABLE IF EXISTS %s%s", tg.q(v.Name), tg.onCluster()), v.statement(tg)}
+			if tg.Caps.SQLAccess {
+				role := quoteIdent(BIRole(tg.Database))
+				for _, t := range v.Reads {
+					on := []string{t}
+					if tg.sharded() {
+						on = append(on, tg.Local(t))
+					}
+					for _, o := range on {
+						out = append(out, fmt.Sprintf("GRANT%s SELECT ON %s TO %s", tg.onCluster(), tg.q(o), role))
+					}
+				}
+			}
+			return out
+		}},
 	}
 }
 

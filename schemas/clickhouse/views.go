@@ -201,8 +201,38 @@ func v3Views() []View {
 	}
 }
 
+// v5AdherenceDaily is bi_adherence_daily as of migration 5. Migration 3's
+// read the adherence_daily rollup, which groups by ward: a patient moved
+// to another ward has a day's later windows under the new ward, and the
+// rollup kept the superseded version counted under the old ward too; and
+// it counted a patient whose latest window of the day has nothing due (a
+// schedule version retracted the day's doses). This one takes every
+// patient's latest window of the day, ward included, from the adherence
+// table itself (one row per window version: small next to the readings).
+func v5AdherenceDaily() View {
+	return View{Name: VAdherenceDaily, Reads: []string{TAdherence},
+		Doc: "adherence per local day, tenant, ward and medication: latest version of every patient's daily counts",
+		Columns: [][2]string{{"tenant", "tenant"}, {"day", "patient's local date"}, {"ward", "the patient's ward in the day's latest window"},
+			{"medication_id", "medication"}, {"patients", "patients with doses due or taken that day"}, {"doses_due", "scheduled doses"},
+			{"doses_taken", "doses taken"}, {"adherence_ratio", "doses_taken / doses_due, 0 when nothing was due"}},
+		Select: "SELECT tenant, day, ward, medication_id, countIf(due > 0 OR taken > 0) AS patients, sum(due) AS doses_due, sum(taken) AS doses_taken,\n" +
+			"    if(doses_due = 0, 0, doses_taken / doses_due) AS adherence_ratio\n" +
+			"FROM (SELECT tenant, day, medication_id, patient_id, argMax(ward, version) AS ward, argMax(daily_due, version) AS due,\n" +
+			"      argMax(daily_taken, version) AS taken\n" +
+			"      FROM {db}.adherence GROUP BY tenant, day, medication_id, patient_id)\n" +
+			"GROUP BY tenant, day, ward, medication_id"}
+}
+
 // Views returns the BI views as of the newest migration.
-func Views() []View { return v3Views() }
+func Views() []View {
+	vs := v3Views()
+	for i := range vs {
+		if vs[i].Name == VAdherenceDaily {
+			vs[i] = v5AdherenceDaily()
+		}
+	}
+	return vs
+}
 
 // Rollups returns the rollups as of the newest migration.
 func Rollups() []Rollup { return v2Rollups() }
