@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/connectors/api"
+	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/internal/testutil"
 	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -334,6 +335,11 @@ func uniqueTopics(t *testing.T, e *itEnv) (api.Topics, *kgo.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := adm.CreateTopics(ctx, 2, 1, nil, tp.Watched...); err != nil {
+		t.Fatal(err)
+	}
+	// Created topics take a moment to have leaders (longer right after the
+	// broker started): the writes below would time out into a 503.
+	if err := kafka.WaitTopics(ctx, adm, tp.Watched, 25*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
