@@ -1,17 +1,9 @@
 package adherence_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/tester"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wardstream/wardstream/pipelines/adherence"
-	"github.com/wardstream/wardstream/pipelines/internal/gokalog"
 
 	"github.com/wardstream/wardstream/pipelines/reference"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
@@ -134,7 +126,7 @@ func TestTombstoneDeletesSchedule(t *testing.T) {
 // wins") is then dropped as "a repeated version", and the patient has no
 // doses.
 func TestReapplyAfterTombstone(t *testing.T) {
-	h := newHarnessOpts(t, at("2024-07-01 00:00"), goka.WithNilHandling(goka.NilProcess))
+	h := newHarness(t, at("2024-07-01 00:00"))
 	s1 := schedFor("p", "m", "08:00")
 	s1.EndDate = "2024-07-10"
 	h.schedule(s1)
@@ -150,37 +142,6 @@ func TestReapplyAfterTombstone(t *testing.T) {
 	if o := h.final()[doseID("p", "m", "2024-07-02 08:00")]; o.GetOutcome() != pb.Outcome_MISSED {
 		t.Fatalf("2 July 08:00 under re-applied version 2: got %v, want MISSED", o)
 	}
-}
-
-// newHarnessOpts is newHarness with extra goka processor options.
-func newHarnessOpts(t *testing.T, start time.Time, opts ...goka.ProcessorOption) *harness {
-	t.Helper()
-	h := &harness{t: t, now: start}
-	h.cfg = adherence.DefaultConfig()
-	h.cfg.CorrectionHorizon = 40 * 24 * time.Hour
-	p, err := adherence.New(h.cfg, adherence.WithClock(h.clock), adherence.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.tt = tester.New(t)
-	h.proc, err = goka.NewProcessor(nil, p.Graph(), append([]goka.ProcessorOption{goka.WithTester(h.tt), goka.WithLogger(gokalog.New(nil))}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.proc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
-		}
-	})
-	h.outQ = h.tt.NewQueueTracker(h.cfg.Topics.DoseOutcomes)
-	h.adhQ = h.tt.NewQueueTracker(h.cfg.Topics.Adherence)
-	h.alQ = h.tt.NewQueueTracker(h.cfg.Topics.AlertRequests)
-	h.dlqQ = h.tt.NewQueueTracker(h.cfg.Topics.DeadLetters)
-	return h
 }
 
 // TestFutureDeletionKeepsEarlierDoses: a deletion written ahead (the

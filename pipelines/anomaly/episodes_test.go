@@ -19,6 +19,14 @@ func (h *harness) vitals(id string, ev int64, device, patient string, hr float64
 	h.tt.Consume(h.cfg.Topics.Vitals, device, b)
 }
 
+// pump reports a PUMP_FAILURE of pump-1 at event time ev.
+func (h *harness) pump(id string, ev int64) {
+	v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: id, EventTimeMs: ev},
+		DeviceId: "pump-1", Kind: "alerts", AlertType: "PUMP_FAILURE"}
+	b, _ := codec.Marshal(v)
+	h.tt.Consume(h.cfg.Topics.Vitals, "pump-1", b)
+}
+
 func alertStrings(h *harness) []string {
 	var got []string
 	for _, a := range drainAlerts(h.alert) {
@@ -152,15 +160,9 @@ func TestNaNReadingPoisonsBaseline(t *testing.T) {
 // order only.
 func TestLateDeviceEventSplitsEpisode(t *testing.T) {
 	h := newHarness(t)
-	pump := func(id string, ev int64) {
-		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: id, EventTimeMs: ev},
-			DeviceId: "pump-1", Kind: "alerts", AlertType: "PUMP_FAILURE"}
-		b, _ := codec.Marshal(v)
-		h.tt.Consume(h.cfg.Topics.Vitals, "pump-1", b)
-	}
-	pump("a", 10*60_000)
-	pump("b", 9*60_000)
-	pump("c", 11*60_000)
+	h.pump("a", 10*60_000)
+	h.pump("b", 9*60_000)
+	h.pump("c", 11*60_000)
 	ids := map[string]bool{}
 	for _, a := range drainAlerts(h.alert) {
 		ids[a.AlertId] = true

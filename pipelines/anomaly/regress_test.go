@@ -36,16 +36,10 @@ func TestPumpFailureWithUnreadableRateStillAlerts(t *testing.T) {
 // failure gets.
 func TestLateEarlierEpisodeIsOneAlert(t *testing.T) {
 	h := newHarness(t)
-	pump := func(id string, ev int64) {
-		v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "t1", EventId: id, EventTimeMs: ev},
-			DeviceId: "pump-1", Kind: "alerts", AlertType: "PUMP_FAILURE"}
-		b, _ := codec.Marshal(v)
-		h.tt.Consume(h.cfg.Topics.Vitals, "pump-1", b)
-	}
-	pump("now", 100*60_000)
-	pump("l1", 10*60_000)
-	pump("l2", 11*60_000)
-	pump("l3", 12*60_000)
+	h.pump("now", 100*60_000)
+	h.pump("l1", 10*60_000)
+	h.pump("l2", 11*60_000)
+	h.pump("l3", 12*60_000)
 	ids := map[string]bool{}
 	for _, a := range drainAlerts(h.alert) {
 		ids[a.AlertId] = true
