@@ -50,17 +50,7 @@ func TestBuilderRefusesOtherHashers(t *testing.T) {
 // flushes.
 func TestEmit(t *testing.T) {
 	const topic, parts = "t", 6
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := config.Default().Kafka
-	cfg.Linger = config.Duration(time.Millisecond)
-	p, err := gokaprod.Builder(cfg)(c.ListenAddrs(), "it", kafkahash.New)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := newProducer(t, topic, parts)
 	type res struct {
 		key      string
 		part     int32
@@ -181,22 +171,30 @@ func TestEmitAfterClose(t *testing.T) {
 	}
 }
 
+// newProducer starts an in-process broker with topic (parts partitions),
+// closed when the test ends, and builds a producer on it as goka would.
+func newProducer(tb testing.TB, topic string, parts int32) (*kfake.Cluster, goka.Producer) {
+	tb.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	cfg := config.Default().Kafka
+	cfg.Linger = config.Duration(time.Millisecond)
+	p, err := gokaprod.Builder(cfg)(c.ListenAddrs(), "it", kafkahash.New)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, p
+}
+
 // BenchmarkEmit produces b.N records to an in-process broker and waits for
 // their promises; allocs/op is the figure to watch (the anomaly group emits
 // two records per reading). kfake's own work is in the process too, so
 // ns/op is not the producer's alone.
 func BenchmarkEmit(b *testing.B) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "t"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	cfg := config.Default().Kafka
-	cfg.Linger = config.Duration(time.Millisecond)
-	p, err := gokaprod.Builder(cfg)(c.ListenAddrs(), "bench", kafkahash.New)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, p := newProducer(b, "t", 4)
 	defer p.Close()
 	value := make([]byte, 120)
 	keys := make([]string, 1000)
@@ -226,17 +224,7 @@ func BenchmarkEmit(b *testing.B) {
 // random (sticky) partition and is rejected by a compacted table topic.
 func TestEmitEmptyKey(t *testing.T) {
 	const topic, parts = "t", 6
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := config.Default().Kafka
-	cfg.Linger = config.Duration(time.Millisecond)
-	p, err := gokaprod.Builder(cfg)(c.ListenAddrs(), "it", kafkahash.New)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := newProducer(t, topic, parts)
 	defer p.Close()
 	// Where goka (sarama's hash partitioner with kafkahash) puts key "".
 	want, err := sarama.NewCustomHashPartitioner(kafkahash.New)(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder("")}, parts)

@@ -435,18 +435,7 @@ func (m *MedState) instances(from, to int64) []*DoseRec {
 func (m *MedState) dosesFrom(t int64) bool {
 	hs := m.versions()
 	for _, h := range hs {
-		if h.spec.Deleted {
-			continue
-		}
-		start := max(h.From, t)
-		overridden := false
-		for _, o := range hs {
-			if o.Ver > h.Ver && o.From <= start {
-				overridden = true
-				break
-			}
-		}
-		if !overridden {
+		if !h.spec.Deleted && !overriddenFrom(hs, h, t) {
 			return true
 		}
 	}
@@ -460,20 +449,24 @@ func (m *MedState) pruneVersions(floor int64) {
 	hs := m.versions()
 	k := 0
 	for _, h := range hs {
-		start := max(h.From, floor)
-		dominated := false
-		for _, o := range hs {
-			if o.Ver > h.Ver && o.From <= start {
-				dominated = true
-				break
-			}
-		}
-		if !dominated {
+		if !overriddenFrom(hs, h, floor) {
 			hs[k] = h
 			k++
 		}
 	}
 	m.Hist = hs[:k]
+}
+
+// overriddenFrom reports whether a higher version than h is in effect from
+// t (or from h's own start, if later) on, so that h defines nothing then.
+func overriddenFrom(hs []*SchedVer, h *SchedVer, t int64) bool {
+	start := max(h.From, t)
+	for _, o := range hs {
+		if o.Ver > h.Ver && o.From <= start {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *MedState) schedProto() *pb.DoseSchedule {
