@@ -36,8 +36,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/lovoo/goka"
@@ -237,55 +237,105 @@ func (p *Processor) scoredBy(level string) prometheus.Counter {
 	return p.scored.WithLabelValues(level)
 }
 
-// present reports whether the reading carries field (by its proto name or
-// the seed's camelCase); without a Present list a non-zero value counts.
-func present(v *pb.VitalsTelemetry, val float64, names ...string) bool {
-	if len(v.GetPresent()) == 0 {
-		return val != 0
-	}
-	for _, n := range names {
-		if slices.Contains(v.GetPresent(), n) {
-			return true
+// Fields of a reading that the group reads, as bits of a [presence].
+const (
+	fieldHR = 1 << iota
+	fieldBP
+	fieldSpO2
+	fieldDose
+	fieldBattery
+)
+
+// presence is which fields a reading carries: those its Present list
+// names (by proto name or the seed's camelCase), or, without a list, those
+// with a non-zero value.
+type presence struct {
+	listed bool
+	set    uint8
+}
+
+// presenceOf reads v's Present list once.
+func presenceOf(v *pb.VitalsTelemetry) presence {
+	p := presence{listed: len(v.GetPresent()) > 0}
+	for _, n := range v.GetPresent() {
+		switch n {
+		case "heart_rate", "heartRate":
+			p.set |= fieldHR
+		case "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure":
+			p.set |= fieldBP
+		case "spo2", "oxygenSat", "oxygen_sat":
+			p.set |= fieldSpO2
+		case "medication_dose", "medicationDose", "dose":
+			p.set |= fieldDose
+		case "battery_level", "batteryLevel":
+			p.set |= fieldBattery
 		}
 	}
-	return false
+	return p
+}
+
+// has reports whether the reading carries field f, whose value is val.
+func (p presence) has(f uint8, val float64) bool {
+	if !p.listed {
+		return val != 0
+	}
+	return p.set&f != 0
 }
 
 func (p *Processor) onVitals(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
-	var v pb.VitalsTelemetry
 	if raw == nil {
 		p.deadLetter(ctx, nil, "empty", errors.New("vitals record has no value"))
 		return
 	}
-	if err := codec.UnmarshalVitals(raw, &v); err != nil {
+	s := scratches.Get().(*scratch)
+	v := &s.v
+	if err := codec.UnmarshalVitalsMeta(raw, v, &s.vmeta); err != nil {
+		scratches.Put(s)
 		p.deadLetter(ctx, raw, "undecodable", fmt.Errorf("decoding vitals: %w", err))
 		return
 	}
 	if v.GetDeviceId() == "" || v.GetMeta().GetEventId() == "" {
+		scratches.Put(s)
 		p.deadLetter(ctx, raw, "missing_field", errors.New("vitals lack deviceId or meta.eventId"))
 		return
 	}
 	if v.GetDeviceId() != ctx.Key() {
 		// The state is the device's: a record under another key (or none)
 		// would read and write another device's baselines.
-		p.deadLetter(ctx, raw, "bad_key", fmt.Errorf("vitals of device %q arrived under key %q (vitals are keyed by device)", v.GetDeviceId(), ctx.Key()))
+		err := fmt.Errorf("vitals of device %q arrived under key %q (vitals are keyed by device)", v.GetDeviceId(), ctx.Key())
+		scratches.Put(s)
+		p.deadLetter(ctx, raw, "bad_key", err)
 		return
 	}
 	// Implausible vitals are dead-lettered and neither scored nor learned;
 	// the reading's device events (pump failure, severity, dose, battery)
 	// are still handled.
 	score := true
-	if err := checkValues(&v); err != nil {
+	if err := checkValues(v); err != nil {
 		p.deadLetter(ctx, raw, ReasonImplausible, err)
 		score = false
 	}
 	st := stateOf(ctx)
-	if sc := p.reading(ctx, st, &v, p.now(), score); sc != nil {
-		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), sc)
+	if p.reading(ctx, st, v, p.now(), score, &s.sc, &s.smeta) {
+		ctx.Emit(goka.Stream(p.cfg.Topics.AnomalyScores), v.GetDeviceId(), &s.sc)
 	}
 	ctx.SetValue(st)
+	scratches.Put(s)
 }
+
+// scratch holds the messages of one single-reading callback, reused from
+// record to record: goka encodes what a callback emits before Emit
+// returns, and nothing keeps a pointer to them (the state keeps strings
+// only). A callback that panics (goka's ctx.Fail) drops its scratch.
+type scratch struct {
+	v     pb.VitalsTelemetry
+	vmeta pb.Meta
+	sc    pb.AnomalyScore
+	smeta pb.Meta
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
 
 // onVitalsBatch handles a device batch exactly as its readings one by one
 // on the vitals topic, in order, except that the state is read and written
@@ -321,7 +371,8 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 			p.deadLetterAt(ctx, i, part, ReasonImplausible, fmt.Errorf("batch %s reading %d: %w", b.GetBatchId(), i, err))
 			score = false
 		}
-		if sc := p.reading(ctx, st, v, now, score); sc != nil {
+		sc, m := new(pb.AnomalyScore), new(pb.Meta)
+		if p.reading(ctx, st, v, now, score, sc, m) {
 			scores = append(scores, sc)
 		}
 	}
@@ -355,11 +406,8 @@ var Plausible = [nMetrics][2]float64{HR: {0, 350}, BP: {0, 400}, SpO2: {0, 100}}
 // absent here.
 func checkValues(v *pb.VitalsTelemetry) error {
 	vals := [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
-	has := [nMetrics]bool{
-		present(v, vals[HR], "heart_rate", "heartRate"),
-		present(v, vals[BP], "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
-		present(v, vals[SpO2], "spo2", "oxygenSat", "oxygen_sat"),
-	}
+	pr := presenceOf(v)
+	has := [nMetrics]bool{pr.has(fieldHR, vals[HR]), pr.has(fieldBP, vals[BP]), pr.has(fieldSpO2, vals[SpO2])}
 	for m := range nMetrics {
 		switch {
 		case !has[m]:
@@ -375,21 +423,19 @@ func checkValues(v *pb.VitalsTelemetry) error {
 // finite reports whether x is a number (not NaN, not infinite).
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
-// reading updates st with one vitals reading, raises its alert requests
-// and returns its score (nil when it carries no scored vital).
-func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, now time.Time, score bool) *pb.AnomalyScore {
-	var out *pb.AnomalyScore
+// reading updates st with one vitals reading and raises its alert
+// requests. When the reading carries a scored vital it writes its score to
+// out, with m as out's Meta (both overwritten), and returns true.
+func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, now time.Time, score bool, out *pb.AnomalyScore, m *pb.Meta) bool {
+	scored := false
 	if t := v.GetMeta().GetTenant(); t != "" {
 		st.Tenant = t
 	}
 	ev := v.GetMeta().GetEventTimeMs()
 	var vit Vitals
 	vit.V = [nMetrics]float64{v.GetHeartRate(), v.GetSystolicBp(), v.GetSpo2()}
-	vit.Has = [nMetrics]bool{
-		present(v, v.GetHeartRate(), "heart_rate", "heartRate"),
-		present(v, v.GetSystolicBp(), "systolic_bp", "systolicBp", "bloodPressure", "blood_pressure"),
-		present(v, v.GetSpo2(), "spo2", "oxygenSat", "oxygen_sat"),
-	}
+	pr := presenceOf(v)
+	vit.Has = [nMetrics]bool{pr.has(fieldHR, vit.V[HR]), pr.has(fieldBP, vit.V[BP]), pr.has(fieldSpO2, vit.V[SpO2])}
 	if score && (vit.Has[HR] || vit.Has[BP] || vit.Has[SpO2]) {
 		patient := v.GetPatientId()
 		subject := patient
@@ -407,12 +453,14 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
 		level := Level(score)
 		p.scoredBy(level).Inc()
-		out = &pb.AnomalyScore{
-			Meta:     p.meta(st, "anomaly|"+v.GetMeta().GetEventId(), ev, now),
+		p.metaInto(m, st, "anomaly|"+v.GetMeta().GetEventId(), ev, now)
+		*out = pb.AnomalyScore{
+			Meta:     m,
 			DeviceId: v.GetDeviceId(), PatientId: patient, ReadingEventId: v.GetMeta().GetEventId(),
 			Score: score, RuleScore: rule, ZScore: z, Reasons: reasons, Level: level,
 			HeartRate: v.GetHeartRate(), SystolicBp: v.GetSystolicBp(), Spo2: v.GetSpo2(), Ward: v.GetWard(),
 		}
+		scored = true
 		subjType := alerts.SubjectPatient
 		if patient == "" {
 			subjType = alerts.SubjectDevice
@@ -433,14 +481,14 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 	if v.GetAlertType() == "PUMP_FAILURE" || v.GetAlertType() == "pump_failure" {
 		p.event(ctx, st, pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, dev, ev, now, v, "infusion pump failure")
 	}
-	if present(v, v.GetMedicationDose(), "medication_dose", "medicationDose", "dose") && finite(v.GetMedicationDose()) && v.GetMedicationDose() < 0 {
+	if pr.has(fieldDose, v.GetMedicationDose()) && finite(v.GetMedicationDose()) && v.GetMedicationDose() < 0 {
 		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
-	if present(v, v.GetBatteryLevel(), "battery_level", "batteryLevel") && finite(v.GetBatteryLevel()) {
+	if pr.has(fieldBattery, v.GetBatteryLevel()) && finite(v.GetBatteryLevel()) {
 		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
 			p.batteryMsg)
 	}
-	return out
+	return scored
 }
 
 func (p *Processor) onStatus(ctx goka.Context, msg any) {
@@ -480,11 +528,18 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 }
 
 func (p *Processor) meta(st *State, id string, ev int64, now time.Time) *pb.Meta {
+	m := new(pb.Meta)
+	p.metaInto(m, st, id, ev, now)
+	return m
+}
+
+// metaInto overwrites m with the Meta of a record the group emits.
+func (p *Processor) metaInto(m *pb.Meta, st *State, id string, ev int64, now time.Time) {
 	t := st.Tenant
 	if t == "" {
 		t = p.cfg.Tenant
 	}
-	return &pb.Meta{Tenant: t, EventId: id, EventTimeMs: ev, IngestTimeMs: now.UnixMilli(), Source: Source}
+	*m = pb.Meta{Tenant: t, EventId: id, EventTimeMs: ev, IngestTimeMs: now.UnixMilli(), Source: Source}
 }
 
 // condition opens an episode when on starts and resolves it when on ends.

@@ -1,11 +1,14 @@
 package anomaly
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strings"
+	"sync/atomic"
 )
 
 // State is one device's state, the value of the group table (keyed by
@@ -60,50 +63,69 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("encoding anomaly state: got %T, want *anomaly.State", v)
 	}
-	return s.AppendBinary(make([]byte, 0, 64+len(s.Patients)*(16+nMetrics*24)))
+	n := 16 + len(s.Tenant) + len(s.Patients)*(2+nMetrics*(10+16)) + len(s.Episodes)*64
+	for k := range s.Patients {
+		n += len(k)
+	}
+	for k, e := range s.Episodes {
+		n += len(k.Subject) + len(e.SubjectType)
+	}
+	return s.AppendBinary(make([]byte, 0, n))
 }
 
 // AppendBinary appends s's binary form to b.
 func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, stateVersion)
 	b = appendString(b, s.Tenant)
-	names := make([]string, 0, len(s.Patients))
+	b = binary.AppendUvarint(b, uint64(len(s.Patients)))
+	// In key order, so that equal states encode equally (sorted on the
+	// stack for the few keys a device's state has).
+	var nameBuf [4]string
+	names := nameBuf[:0]
 	for k := range s.Patients {
 		names = append(names, k)
 	}
-	sort.Strings(names)
-	b = binary.AppendUvarint(b, uint64(len(names)))
+	slices.Sort(names)
 	for _, k := range names {
-		p := s.Patients[k]
-		b = appendString(b, k)
-		for m := 0; m < nMetrics; m++ {
-			b = binary.AppendUvarint(b, uint64(p.N[m]))
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Mean[m]))
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Var[m]))
-		}
+		b = appendBaseline(b, k, s.Patients[k])
 	}
-	keys := make([]EpisodeKey, 0, len(s.Episodes))
+	b = binary.AppendUvarint(b, uint64(len(s.Episodes)))
+	var keyBuf [4]EpisodeKey
+	keys := keyBuf[:0]
 	for k := range s.Episodes {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].Type != keys[j].Type {
-			return keys[i].Type < keys[j].Type
+	slices.SortFunc(keys, func(x, y EpisodeKey) int {
+		if c := cmp.Compare(x.Type, y.Type); c != 0 {
+			return c
 		}
-		return keys[i].Subject < keys[j].Subject
+		return strings.Compare(x.Subject, y.Subject)
 	})
-	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
-		e := s.Episodes[k]
-		b = binary.AppendVarint(b, int64(k.Type))
-		b = binary.AppendVarint(b, e.Start)
-		b = binary.AppendVarint(b, e.Last)
-		b = appendString(b, k.Subject)
-		b = appendString(b, e.SubjectType)
-		b = binary.AppendVarint(b, e.PrevStart)
-		b = binary.AppendVarint(b, e.PrevLast)
+		b = appendEpisode(b, k, s.Episodes[k])
 	}
 	return b, nil
+}
+
+func appendBaseline(b []byte, name string, p *Baseline) []byte {
+	b = appendString(b, name)
+	for m := 0; m < nMetrics; m++ {
+		b = binary.AppendUvarint(b, uint64(p.N[m]))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Mean[m]))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Var[m]))
+	}
+	return b
+}
+
+func appendEpisode(b []byte, k EpisodeKey, e Episode) []byte {
+	b = binary.AppendVarint(b, int64(k.Type))
+	b = binary.AppendVarint(b, e.Start)
+	b = binary.AppendVarint(b, e.Last)
+	b = appendString(b, k.Subject)
+	b = appendString(b, e.SubjectType)
+	b = binary.AppendVarint(b, e.PrevStart)
+	b = binary.AppendVarint(b, e.PrevLast)
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -165,6 +187,27 @@ func (r *reader) str() string {
 	return s
 }
 
+// lastTenant is the tenant of the state decoded last (tenants repeat).
+var lastTenant atomic.Pointer[string]
+
+// tenant reads a string like str, returning the string of lastTenant when
+// the bytes equal it.
+func (r *reader) tenant() string {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errShort
+		return ""
+	}
+	bs := r.b[:n]
+	r.b = r.b[n:]
+	if t := lastTenant.Load(); t != nil && *t == string(bs) {
+		return *t
+	}
+	t := string(bs)
+	lastTenant.Store(&t)
+	return t
+}
+
 // Decode implements goka.Codec.
 func (StateCodec) Decode(b []byte) (any, error) {
 	s, err := DecodeState(b)
@@ -180,8 +223,16 @@ func DecodeState(b []byte) (*State, error) {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
 	format := b[0]
-	r := &reader{b: b[1:]}
-	s := &State{Tenant: r.str()}
+	r := reader{b: b[1:]}
+	// The state and its first baseline (a monitor usually measures one
+	// patient) are one allocation; the tenant is shared with the previous
+	// state decoded when it is the same.
+	one := &struct {
+		s State
+		b Baseline
+	}{}
+	s := &one.s
+	s.Tenant = r.tenant()
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d patients cannot fit", len(b), n)
@@ -191,7 +242,10 @@ func DecodeState(b []byte) (*State, error) {
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		k := r.str()
-		p := &Baseline{}
+		p := &one.b
+		if i > 0 {
+			p = &Baseline{}
+		}
 		for m := 0; m < nMetrics; m++ {
 			p.N[m] = int64(r.uvarint())
 			p.Mean[m] = r.f64()

@@ -51,9 +51,16 @@ func UnmarshalVitalsBatch(data []byte, b *pb.VitalsBatch) error {
 // quality, the present list, and through the interner's table device,
 // patient and ward ids) are shared instead of allocated for every record.
 func UnmarshalVitals(data []byte, v *pb.VitalsTelemetry) error {
+	return UnmarshalVitalsMeta(data, v, &pb.Meta{})
+}
+
+// UnmarshalVitalsMeta is [UnmarshalVitals] with m (reset first) as v's
+// Meta, for a caller that reuses both from record to record. Input that
+// only proto.Unmarshal decodes gets a Meta of its own.
+func UnmarshalVitalsMeta(data []byte, v *pb.VitalsTelemetry, m *pb.Meta) error {
 	proto.Reset(v)
+	proto.Reset(m)
 	d := vitalsDecs.Get().(*vitalsDec)
-	m := &pb.Meta{}
 	ok := d.reading(data, v, m)
 	vitalsDecs.Put(d)
 	if ok {
