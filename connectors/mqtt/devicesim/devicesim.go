@@ -64,12 +64,60 @@ func MessageID(runID string, d, i, j int) string {
 // DeviceID returns device d's id.
 func DeviceID(prefix string, d int) string { return prefix + "dev-" + strconv.Itoa(d) }
 
-func reading(runID string, dev string, d, i, j int, ts int64) map[string]any {
-	return map[string]any{
-		"messageId": MessageID(runID, d, i, j), "deviceId": dev, "timestamp": ts,
-		"heartRate": 60 + (i+j)%40, "bloodPressure": map[string]int{"systolic": 110 + i%30, "diastolic": 70 + i%15},
-		"spo2": 97, "temperature": 36.8, "batteryLevel": 80,
+// appendReading appends reading's JSON as json.Marshal writes it (keys
+// sorted), without reflection: the simulated devices share the box with
+// the role they load, and json.Marshal of the maps cost twice the
+// connector's own CPU per reading.
+func appendReading(b []byte, runID, dev string, d, i, j int, ts int64) []byte {
+	b = append(b, `{"batteryLevel":80,"bloodPressure":{"diastolic":`...)
+	b = strconv.AppendInt(b, int64(70+i%15), 10)
+	b = append(b, `,"systolic":`...)
+	b = strconv.AppendInt(b, int64(110+i%30), 10)
+	b = append(b, `},"deviceId":`...)
+	b = appendString(b, dev)
+	b = append(b, `,"heartRate":`...)
+	b = strconv.AppendInt(b, int64(60+(i+j)%40), 10)
+	b = append(b, `,"messageId":`...)
+	if plain(runID) { // MessageID appended in place
+		b = append(b, '"')
+		b = append(b, runID...)
+		b = append(b, "-d"...)
+		b = strconv.AppendInt(b, int64(d), 10)
+		b = append(b, "-m"...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		if j >= 0 {
+			b = append(b, "-r"...)
+			b = strconv.AppendInt(b, int64(j), 10)
+		}
+		b = append(b, '"')
+	} else {
+		b = appendString(b, MessageID(runID, d, i, j))
 	}
+	b = append(b, `,"spo2":97,"temperature":36.8,"timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	return append(b, '}')
+}
+
+// plain reports whether json.Marshal writes s as it is, between quotes.
+func plain(s string) bool {
+	for k := 0; k < len(s); k++ {
+		if c := s[k]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendString appends s as a JSON string the way json.Marshal does
+// (json.Marshal itself for anything it escapes).
+func appendString(b []byte, s string) []byte {
+	if !plain(s) {
+		q, _ := json.Marshal(s)
+		return append(b, q...)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Payload returns the topic and body of publish i of device d.
@@ -77,14 +125,24 @@ func (o Options) Payload(d, i int, now time.Time) (string, []byte) {
 	dev := DeviceID(o.ClientPrefix, d)
 	ts := now.UnixMilli()
 	if o.Batch > 0 {
-		msgs := make([]map[string]any, o.Batch)
-		for j := range msgs {
-			msgs[j] = reading(o.RunID, dev, d, i, j, ts)
+		b := make([]byte, 0, 64+o.Batch*(200+len(o.RunID)+2*len(dev)))
+		b = append(b, `{"batchId":`...)
+		b = appendString(b, MessageID(o.RunID, d, i, -1))
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(o.Batch), 10)
+		b = append(b, `,"deviceId":`...)
+		b = appendString(b, dev)
+		b = append(b, `,"messages":[`...)
+		for j := range o.Batch {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendReading(b, o.RunID, dev, d, i, j, ts)
 		}
-		b, _ := json.Marshal(map[string]any{"batchId": MessageID(o.RunID, d, i, -1), "deviceId": dev, "messages": msgs, "count": o.Batch})
+		b = append(b, "]}"...)
 		return o.TopicRoot + "medical/devices/batch/telemetry", b
 	}
-	b, _ := json.Marshal(reading(o.RunID, dev, d, i, -1, ts))
+	b := appendReading(make([]byte, 0, 200+len(o.RunID)+2*len(dev)), o.RunID, dev, d, i, -1, ts)
 	return o.TopicRoot + "medical/" + o.Tenant + "/" + o.DeviceType + "/" + dev + "/vitals", b
 }
 
