@@ -131,6 +131,11 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil || len(s2.Patients) != len(s.Patients) || len(s2.Episodes) != len(s.Episodes) {
 			t.Fatalf("re-encoded state does not decode: %v", err)
 		}
+		// The encoding is canonical: a decoded state encodes to the same
+		// bytes again (keys in order, whatever the maps' order).
+		if b2, _ := s2.AppendBinary(nil); string(b2) != string(b) {
+			t.Fatalf("state encodes to %x, then to %x", b, b2)
+		}
 	})
 }
 

@@ -73,6 +73,7 @@ func TestUnmarshalVitalsBatch(t *testing.T) {
 
 // FuzzUnmarshalVitals: single readings, the same property.
 func FuzzUnmarshalVitals(f *testing.F) {
+	full, _ := proto.Marshal(batchOf(1).Readings[0])
 	for _, r := range batchOf(3).Readings {
 		data, _ := proto.Marshal(r)
 		f.Add(data)
@@ -84,6 +85,17 @@ func FuzzUnmarshalVitals(f *testing.F) {
 		werr := proto.Unmarshal(data, &want)
 		if (gerr != nil) != (werr != nil) || (gerr == nil && !proto.Equal(&got, &want)) {
 			t.Fatalf("UnmarshalVitals %v, %v\nproto %v, %v", &got, gerr, &want, werr)
+		}
+		// Into a reading and Meta reused from a full earlier record (as
+		// the anomaly group does): nothing of the earlier one remains.
+		var reused pb.VitalsTelemetry
+		var m pb.Meta
+		if err := UnmarshalVitalsMeta(full, &reused, &m); err != nil {
+			t.Fatal(err)
+		}
+		rerr := UnmarshalVitalsMeta(data, &reused, &m)
+		if (rerr != nil) != (werr != nil) || (rerr == nil && !proto.Equal(&reused, &want)) {
+			t.Fatalf("UnmarshalVitalsMeta after a full record %v, %v\nproto %v, %v", &reused, rerr, &want, werr)
 		}
 	})
 }
