@@ -19,8 +19,8 @@
 // Intakes (keyed by patient) and detections (keyed by camera) meet by zone:
 // both are re-keyed through goka's loopback, and the group table holds one
 // [ZoneState] per zone: recent person sightings, the zone's event-time
-// watermark (the newest frame time its cameras reported, with or without
-// a person), the intakes still waiting for their +2 minute window to close
+// watermark (the frame time, with or without a person, that every camera
+// of the zone still reporting has reached), the intakes still waiting for their +2 minute window to close
 // and the verdicts of recently decided intakes. Detections are thinned to
 // one record per camera per SightingEvery before the loopback (a sighting
 // if the frame shows a person, else a frame that only advances the
@@ -386,10 +386,12 @@ type ZoneState struct {
 	// Sightings are person sighting times (Unix ms), ascending, within
 	// the retention horizon.
 	Sightings []int64 `json:"sightings,omitempty"`
-	// Watermark is the newest frame time (Unix ms) the zone's cameras
-	// reported, with or without a person: how far the zone's video has
-	// progressed in event time.
+	// Watermark is the frame time (Unix ms) every live camera of the zone
+	// has reported, with or without a person: how far the zone's video
+	// has progressed in event time (see advance).
 	Watermark int64 `json:"wm,omitempty"`
+	// Cameras is each camera's newest frame time (Unix ms).
+	Cameras map[string]int64 `json:"cams,omitempty"`
 	// Pending are intakes waiting for their window to close.
 	Pending []Pending `json:"pending,omitempty"`
 	// Decided are the intakes decided recently, in decision order, for
@@ -658,7 +660,7 @@ func (p *Processor) onAlert(ctx goka.Context, msg any) {
 //
 // Intakes are judged in event time: a sighting within +-Window of the
 // intake time confirms it, whenever either arrives; it is UNVERIFIED once
-// the zone's watermark (the newest frame time of its cameras) has passed
+// the zone's watermark (the frame time its live cameras have all reached) has passed
 // its window plus Grace without one, or, for a zone whose cameras are
 // silent, MaxWait after it arrived. So a backlog read after a restart
 // gives the verdicts the same records gave live.
@@ -673,7 +675,7 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 	switch {
 	case env.SightingMs != 0:
 		st.addSighting(env.SightingMs)
-		p.advance(st, env.SightingMs, now)
+		p.advance(st, env.Camera, env.SightingMs, now)
 		// Pending intakes within the window of this sighting are confirmed.
 		kept := st.Pending[:0]
 		for _, pd := range st.Pending {
@@ -686,9 +688,8 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 		st.Pending = kept
 		p.settle(ctx, st, now)
 	case env.FrameMs != 0:
-		before := st.Watermark
-		p.advance(st, env.FrameMs, now)
-		if !p.settle(ctx, st, now) && st.Watermark == before {
+		changed := p.advance(st, env.Camera, env.FrameMs, now)
+		if !p.settle(ctx, st, now) && !changed {
 			return // nothing changed: no table write
 		}
 	case len(env.Intake) > 0:
@@ -731,15 +732,55 @@ func (p *Processor) onZone(ctx goka.Context, msg any) {
 	ctx.SetValue(st)
 }
 
-// advance moves the zone's watermark to frame time t; a frame time more
-// than Grace ahead of the clock (a camera with a wrong clock) moves it to
-// now + Grace only, so it cannot close every window at once.
-func (p *Processor) advance(st *ZoneState, t, now int64) {
+// advance records frame time t of camera cam and moves the zone's
+// watermark to the time every live camera of the zone has reached: the
+// slowest camera's newest frame, among those at most MaxWait behind the
+// zone's fastest (a camera further behind, or gone, is stalled and would
+// otherwise hold every window open; a pending intake waits MaxWait at most
+// anyway). The fastest camera alone would close the window of an intake
+// whose sighting a slower camera (a longer detection backlog) had not
+// reported yet. The watermark never moves back. A frame time more than
+// Grace ahead of the clock (a camera with a wrong clock) counts as now +
+// Grace only, so it cannot close every window at once. It reports whether
+// the state changed.
+func (p *Processor) advance(st *ZoneState, cam string, t, now int64) bool {
+	before := st.Watermark
 	if st.Watermark == 0 && len(st.Sightings) > 0 {
 		st.Watermark = st.Sightings[len(st.Sightings)-1] // a state written before the watermark
 	}
-	st.Watermark = max(st.Watermark, min(t, now+p.cfg.Grace.D().Milliseconds()))
+	t = min(t, now+p.cfg.Grace.D().Milliseconds())
+	if cam == "" { // a loopback record written before cameras were kept
+		st.Watermark = max(st.Watermark, t)
+		return st.Watermark != before
+	}
+	changed := false
+	if t > st.Cameras[cam] {
+		if st.Cameras == nil {
+			st.Cameras = map[string]int64{}
+		}
+		st.Cameras[cam], changed = t, true
+	}
+	newest := int64(0)
+	for _, c := range st.Cameras {
+		newest = max(newest, c)
+	}
+	low := newest
+	for c, ct := range st.Cameras {
+		switch {
+		case ct < newest-camerasForgotten:
+			delete(st.Cameras, c) // removed from the zone long ago
+			changed = true
+		case ct >= newest-p.cfg.MaxWait.D().Milliseconds():
+			low = min(low, ct)
+		}
+	}
+	st.Watermark = max(st.Watermark, low)
+	return changed || st.Watermark != before
 }
+
+// camerasForgotten is how far behind the zone's fastest camera a camera's
+// newest frame may be before the zone forgets it.
+const camerasForgotten = int64(24 * time.Hour / time.Millisecond)
 
 // closed reports whether a pending intake's verdict is due: the zone's
 // video has passed its window plus grace, or it waited MaxWait.

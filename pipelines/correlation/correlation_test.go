@@ -336,3 +336,58 @@ func TestPrefixedTopics(t *testing.T) {
 		t.Fatalf("PrefixedTopics = %+v, want %+v", got, want)
 	}
 }
+
+// TestWatermarkWaitsForSlowerCamera: a zone's window closes when every
+// live camera of the zone has passed it, not the fastest one: a sighting
+// that a slower camera (a longer detection backlog) reports after a faster
+// camera's frames went past the window still confirms the intake. A
+// camera stalled more than max_wait behind the others holds nothing.
+func TestWatermarkWaitsForSlowerCamera(t *testing.T) {
+	const min = int64(time.Minute / time.Millisecond)
+	const zone = "ward-1/med-area" // cam-2 and cam-3
+	t.Run("slower camera's sighting confirms", func(t *testing.T) {
+		h := newHarness(t)
+		h.frames("cam-2", zone, t0-min, t0)
+		h.frames("cam-3", zone, t0-min, t0)
+		h.intake("i1", zone, t0)
+		h.frames("cam-2", zone, t0, t0+5*min) // past window + grace
+		h.tt.Catchup()
+		if got := h.verified(); len(got) != 0 {
+			t.Fatalf("decided on the fastest camera alone: %v", got)
+		}
+		h.frames("cam-3", zone, t0, t0+50_000)
+		h.person("cam-3", zone, t0+60_000, 0.9)
+		h.tt.Catchup()
+		if got := h.verified(); got["i1"] != correlation.CameraConfirmed {
+			t.Fatalf("verified %v, want i1 confirmed by the slower camera", got)
+		}
+	})
+	t.Run("slower camera passing the window closes it", func(t *testing.T) {
+		h := newHarness(t)
+		h.frames("cam-2", zone, t0-min, t0)
+		h.frames("cam-3", zone, t0-min, t0)
+		h.intake("i1", zone, t0)
+		h.frames("cam-2", zone, t0, t0+5*min)
+		h.frames("cam-3", zone, t0, t0+4*min)
+		h.tt.Catchup()
+		if got := h.verified(); got["i1"] != correlation.Unverified {
+			t.Fatalf("verified %v, want i1 unverified once both cameras passed its window", got)
+		}
+	})
+	t.Run("stalled camera holds nothing", func(t *testing.T) {
+		h := newHarness(t)
+		h.frames("cam-3", zone, t0-min, t0) // then silent
+		h.frames("cam-2", zone, t0-min, t0+8*min)
+		h.intake("i1", zone, t0+8*min) // arrives at t0+8min: max_wait would end at t0+18min
+		h.frames("cam-2", zone, t0+8*min, t0+9*min)
+		h.tt.Catchup()
+		if got := h.verified(); len(got) != 0 {
+			t.Fatalf("decided while cam-3 was within max_wait: %v", got)
+		}
+		h.frames("cam-2", zone, t0+9*min, t0+12*min) // cam-3 now > max_wait behind
+		h.tt.Catchup()
+		if got := h.verified(); got["i1"] != correlation.Unverified {
+			t.Fatalf("verified %v, want i1 unverified: the stalled camera must not hold the window", got)
+		}
+	})
+}
