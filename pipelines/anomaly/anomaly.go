@@ -32,10 +32,12 @@
 package anomaly
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -572,10 +574,11 @@ func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb
 // within EpisodeQuiet of the open episode continues it, also one that
 // arrives late (buffered by the device) with an event time before the
 // episode's start: one failure keeps one alert id whatever the arrival
-// order. So does a late event within EpisodeQuiet of the previous
-// episode. A late event earlier than both by more than EpisodeQuiet
-// starts an earlier episode of its own, which becomes the previous one;
-// the open episode stays the one later events continue.
+// order. So does a late event within EpisodeQuiet of one of the earlier
+// episodes kept (the latest [MaxPrevEpisodes]). A late event further than
+// EpisodeQuiet from all of them starts an earlier episode of its own,
+// kept with the others; the open episode stays the one later events
+// continue.
 func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, device string, ev int64, now time.Time, v *pb.VitalsTelemetry, msg string) {
 	if st.Episodes == nil {
 		st.Episodes = map[EpisodeKey]Episode{}
@@ -590,25 +593,41 @@ func (p *Processor) event(ctx goka.Context, st *State, t pb.AlertType, pr pb.Pri
 		st.Episodes[k] = e
 		// Repeat while open: the alerts group suppresses it (or raises
 		// its priority), and counts it.
-	case open && e.PrevStart != 0 && within(e.PrevStart, e.PrevLast):
-		e.PrevLast = max(e.PrevLast, ev)
-		st.Episodes[k] = e
-		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: e.PrevStart, Last: e.PrevLast, SubjectType: alerts.SubjectDevice}, now, v, msg)
-		return
-	case open && e.Start-ev > quiet:
-		e.PrevStart, e.PrevLast = ev, ev
-		st.Episodes[k] = e
-		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}, now, v, msg)
-		return
-	default:
-		prev := Episode{}
-		if open {
-			prev = Episode{PrevStart: e.Start, PrevLast: e.Last}
+	case open:
+		for i, pv := range e.Prev {
+			if within(pv.Start, pv.Last) {
+				// A late report of an earlier episode continues it.
+				e.Prev[i].Last = max(pv.Last, ev)
+				st.Episodes[k] = e
+				p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: pv.Start, Last: e.Prev[i].Last, SubjectType: alerts.SubjectDevice}, now, v, msg)
+				return
+			}
 		}
-		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice, PrevStart: prev.PrevStart, PrevLast: prev.PrevLast}
+		if e.Start-ev > quiet {
+			// A late report of an earlier episode not seen before.
+			e.Prev = addPrev(e.Prev, Span{Start: ev, Last: ev})
+			st.Episodes[k] = e
+			p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}, now, v, msg)
+			return
+		}
+		// A new episode after the open one: that one becomes earlier.
+		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice, Prev: addPrev(e.Prev, Span{Start: e.Start, Last: e.Last})}
+		st.Episodes[k] = e
+	default:
+		e = Episode{Start: ev, Last: ev, SubjectType: alerts.SubjectDevice}
 		st.Episodes[k] = e
 	}
 	p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, e, now, v, msg)
+}
+
+// addPrev adds span to prev, newest first, keeping the latest
+// MaxPrevEpisodes (a fresh slice: the decoded state's is not shared).
+func addPrev(prev []Span, span Span) []Span {
+	out := make([]Span, 0, min(len(prev)+1, MaxPrevEpisodes))
+	out = append(out, prev...)
+	out = append(out, span)
+	slices.SortFunc(out, func(a, b Span) int { return cmp.Compare(b.Start, a.Start) })
+	return out[:min(len(out), MaxPrevEpisodes)]
 }
 
 // subjectType is the subject type of episode k: the one it was opened

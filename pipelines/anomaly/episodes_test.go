@@ -234,3 +234,54 @@ func TestVitalsUnderAnotherKeyDeadLettered(t *testing.T) {
 		}
 	}
 }
+
+// TestLateEpisodesInAnyOrderKeepTheirIDs: a pump flushing its buffer
+// reports three failure episodes out of order (10-12 min, 50-51 min,
+// 100 min); every report of an episode carries that episode's alert id,
+// however the reports interleave (the state kept one earlier episode
+// before: the 11 and 12 min reports then opened a third and a fourth id).
+func TestLateEpisodesInAnyOrderKeepTheirIDs(t *testing.T) {
+	h := newHarness(t)
+	const min = 60_000
+	order := []int64{100, 10, 50, 11, 51, 12}
+	idOf := map[int64]string{}
+	for i, m := range order {
+		h.pump(fmt.Sprint("e", i), m*min)
+		as := drainAlerts(h.alert)
+		if len(as) != 1 {
+			t.Fatalf("report at %d min: %d alert requests", m, len(as))
+		}
+		idOf[m] = as[0].AlertId
+	}
+	if idOf[11] != idOf[10] || idOf[12] != idOf[10] || idOf[51] != idOf[50] {
+		t.Fatalf("late reports of one episode under different ids: %v", idOf)
+	}
+	if idOf[10] == idOf[50] || idOf[50] == idOf[100] || idOf[10] == idOf[100] {
+		t.Fatalf("three episodes share an id: %v", idOf)
+	}
+}
+
+// TestStateFormatV3: a state written with one earlier episode (format 3)
+// is read with it as the only earlier episode.
+func TestStateFormatV3(t *testing.T) {
+	v3 := []byte{3, 2, 't', '1', 0, 1}
+	v3 = binary.AppendVarint(v3, int64(pb.AlertType_PUMP_FAILURE))
+	v3 = binary.AppendVarint(v3, 100*60_000)
+	v3 = binary.AppendVarint(v3, 100*60_000)
+	v3 = append(v3, 6, 'p', 'u', 'm', 'p', '-', '1', 6, 'd', 'e', 'v', 'i', 'c', 'e')
+	v3 = binary.AppendVarint(v3, 10*60_000)
+	v3 = binary.AppendVarint(v3, 11*60_000)
+	st, err := anomaly.DecodeState(v3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := anomaly.EpisodeKey{Type: int32(pb.AlertType_PUMP_FAILURE), Subject: "pump-1"}
+	if e := st.Episodes[k]; e.Start != 100*60_000 || len(e.Prev) != 1 || e.Prev[0] != (anomaly.Span{Start: 10 * 60_000, Last: 11 * 60_000}) {
+		t.Fatalf("format 3 episode: %+v", st.Episodes)
+	}
+	b, _ := st.AppendBinary(nil)
+	again, err := anomaly.DecodeState(b)
+	if err != nil || fmt.Sprint(again.Episodes) != fmt.Sprint(st.Episodes) {
+		t.Fatalf("re-encoded: %+v, %v", again.Episodes, err)
+	}
+}

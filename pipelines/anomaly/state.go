@@ -38,19 +38,29 @@ type EpisodeKey struct {
 type Episode struct {
 	Start, Last int64
 	SubjectType string
-	// PrevStart and PrevLast are the previous episode of a discrete device
-	// event (0 when none): a late report of it (flushed from the device's
-	// buffer) continues it under its own id instead of starting another.
-	PrevStart, PrevLast int64
+	// Prev are earlier episodes of a discrete device event, newest first,
+	// at most [MaxPrevEpisodes]: a late report of one (flushed from the
+	// device's buffer, in any order) continues it under its own id instead
+	// of starting another.
+	Prev []Span
 }
 
+// Span is an earlier episode: its window start (the alert id's) and its
+// latest event, Unix ms.
+type Span struct{ Start, Last int64 }
+
+// MaxPrevEpisodes is how many earlier episodes of a device event a state
+// keeps per alert type.
+const MaxPrevEpisodes = 8
+
 // stateVersion is the format AppendBinary writes. Versions 1 (episodes
-// keyed by type alone, without their subject type) and 2 (without the
-// previous episode) are still read.
+// keyed by type alone, without their subject type), 2 (without the
+// previous episode) and 3 (one previous episode) are still read.
 const (
-	stateVersion   = 3
+	stateVersion   = 4
 	stateVersionV1 = 1
 	stateVersionV2 = 2
+	stateVersionV3 = 3
 )
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -123,8 +133,11 @@ func appendEpisode(b []byte, k EpisodeKey, e Episode) []byte {
 	b = binary.AppendVarint(b, e.Last)
 	b = appendString(b, k.Subject)
 	b = appendString(b, e.SubjectType)
-	b = binary.AppendVarint(b, e.PrevStart)
-	b = binary.AppendVarint(b, e.PrevLast)
+	b = binary.AppendUvarint(b, uint64(len(e.Prev)))
+	for _, pv := range e.Prev {
+		b = binary.AppendVarint(b, pv.Start)
+		b = binary.AppendVarint(b, pv.Last)
+	}
 	return b
 }
 
@@ -219,7 +232,7 @@ func (StateCodec) Decode(b []byte) (any, error) {
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 && b[0] != stateVersionV2 {
+	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 && b[0] != stateVersionV2 && b[0] != stateVersionV3 {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
 	format := b[0]
@@ -267,8 +280,22 @@ func DecodeState(b []byte) (*State, error) {
 		if format >= stateVersionV2 {
 			e.SubjectType = r.str()
 		}
-		if format >= stateVersion {
-			e.PrevStart, e.PrevLast = r.varint(), r.varint()
+		switch {
+		case format == stateVersionV3:
+			if start, last := r.varint(), r.varint(); start != 0 {
+				e.Prev = []Span{{Start: start, Last: last}}
+			}
+		case format >= stateVersion:
+			np := r.uvarint()
+			if np > MaxPrevEpisodes {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d earlier episodes, at most %d", len(b), np, MaxPrevEpisodes)
+			}
+			for range np {
+				if r.err != nil {
+					break
+				}
+				e.Prev = append(e.Prev, Span{Start: r.varint(), Last: r.varint()})
+			}
 		}
 		if _, dup := s.Episodes[k]; dup && r.err == nil {
 			return nil, fmt.Errorf("decoding anomaly state (%d bytes): episode %d/%q twice", len(b), k.Type, k.Subject)
