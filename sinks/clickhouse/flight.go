@@ -240,6 +240,15 @@ func (s *Sink) settle(ctx context.Context) error {
 		if !pending {
 			return nil
 		}
+		// A batch is pending that the next pass cannot launch (ctx or
+		// fctx ended while waitFor found no flight): without this, settle
+		// spun for ever holding s.mu.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.fctx.Err() != nil {
+			return fmt.Errorf("flights cancelled with batches pending: %w", errNotInserted)
+		}
 	}
 }
 
