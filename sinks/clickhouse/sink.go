@@ -1019,10 +1019,23 @@ func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, m map[string][]int
 	}
 	s.m.partitions.Set(float64(len(s.assigned)))
 	s.mu.Unlock()
-	if err := cl.CommitMarkedOffsets(fctx); err != nil {
+	// The commit gets a bound of its own: after a flush that ran out of
+	// revoke_flush_timeout, fctx has expired and the commit always failed,
+	// so batches that landed during that flush were re-read and inserted
+	// again by the partitions' next owner (kgo forgets the marks of
+	// revoked partitions). Only commit points are marked, and they never
+	// pass a batch that did not land. ctx is kgo's client context, which
+	// is only cancelled once the client is closed, after this callback.
+	cctx, ccancel := context.WithTimeout(ctx, revokeCommitTimeout)
+	defer ccancel()
+	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		s.log.Warn("commit on revoke failed", "err", err)
 	}
 }
+
+// revokeCommitTimeout bounds onRevoked's commit, after its flush (which
+// revoke_flush_timeout bounds separately).
+const revokeCommitTimeout = 5 * time.Second
 
 // onLost forgets partitions whose offsets can no longer be committed.
 func (s *Sink) onLost(_ context.Context, _ *kgo.Client, m map[string][]int32) {
