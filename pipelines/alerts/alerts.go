@@ -245,11 +245,14 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 	}
 	now := p.now()
 	cur := current(ctx)
-	if req.State == pb.AlertState_OPEN && cur != nil && cur.State != pb.AlertState_RESOLVED && req.Priority > cur.Priority {
+	if req.State == pb.AlertState_OPEN && cur != nil && cur.State != pb.AlertState_RESOLVED && req.Priority > cur.Priority &&
+		(req.GetRequestVersion() == 0 || req.GetRequestVersion() >= cur.GetRequestVersion()) {
 		// The condition got worse (a device severity of 9 after one of 7,
 		// under one episode's id and request number): the alert takes the
 		// higher priority and its shorter SLA, counted from when it
-		// opened. A redelivery of it finds the priority raised already.
+		// opened. A redelivery of it finds the priority raised already;
+		// one numbered below the alert's (from before it was resolved and
+		// re-opened) is stale below. Unnumbered requests raise as well.
 		cur.Priority = req.Priority
 		cur.RequestVersion = max(cur.RequestVersion, req.RequestVersion)
 		p.publish(ctx, cur, now)

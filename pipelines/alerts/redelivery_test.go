@@ -71,3 +71,46 @@ func TestPriorityRaise(t *testing.T) {
 		t.Fatalf("CRITICAL request for an open HIGH alert:\n got %s\nwant [OPEN v1 L0 OPEN v2 L0 ESCALATED v3 L1] (priority raised, escalated at the CRITICAL SLA)", got)
 	}
 }
+
+// TestStaleRequestDoesNotRaisePriority: a numbered request below the
+// number the alert applied is a redelivery and changes nothing, also when
+// it asks for a higher priority: after a restart, the OPEN that raised an
+// earlier opening of the alert must not raise the re-opened alert. A
+// raise numbered like the applied request (anomaly numbers every OPEN of
+// an episode 1) still raises.
+func TestStaleRequestDoesNotRaisePriority(t *testing.T) {
+	type req struct {
+		st pb.AlertState
+		pr pb.Priority
+		rv int64
+	}
+	O, R, H, C := pb.AlertState_OPEN, pb.AlertState_RESOLVED, pb.Priority_HIGH, pb.Priority_CRITICAL
+	for _, tc := range []struct {
+		name string
+		reqs []req
+		want string
+	}{
+		{"raise with the applied number", []req{{O, H, 1}, {O, C, 1}}, "[OPEN HIGH v1 OPEN CRITICAL v2]"},
+		{"redelivered raise after re-open", []req{{O, H, 1}, {O, C, 1}, {R, H, 2}, {O, H, 3}, {O, H, 1}, {O, C, 1}, {R, H, 2}},
+			"[OPEN HIGH v1 OPEN CRITICAL v2 RESOLVED CRITICAL v3 OPEN HIGH v4]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			for _, r := range tc.reqs {
+				h.numbered(r.st, r.pr, r.rv)
+			}
+			var got []string
+			for {
+				_, v, ok := h.out.Next()
+				if !ok {
+					break
+				}
+				a := v.(*pb.Alert)
+				got = append(got, fmt.Sprintf("%s %s v%d", a.State, a.Priority, a.Version))
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Fatalf("got  %v\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
