@@ -21,7 +21,9 @@
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
 //     dead-letter topic).
 //   - Resolved alerts are deleted from the table after ResolvedRetention
-//     (default 7 days), by the clock. Acknowledged discrete device alerts
+//     (default 7 days) from their resolution or the latest request for
+//     them (a stale one refreshes the table copy's Meta.IngestTimeMs), by
+//     the clock. Acknowledged discrete device alerts
 //     (pump failure, device severity, negative dose), which no detector
 //     resolves, are resolved by the clock ResolvedRetention after the ack.
 //   - An alert neither acknowledged nor resolved within its SLA (by
@@ -263,6 +265,17 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		// least once: a restart re-reads what was not committed, and a
 		// detector that replays its input asks again).
 		p.stale.WithLabelValues(req.AlertType.String()).Inc()
+		if cur.State == pb.AlertState_RESOLVED {
+			// Its detector still asks (a pump failure's episode goes on
+			// after the clock resolved it): the table copy's ingest time
+			// keeps it past the retention, which counts from the latest
+			// request, so the next one is not raised again at version 1.
+			if cur.Meta == nil {
+				cur.Meta = &pb.Meta{}
+			}
+			cur.Meta.IngestTimeMs = now.UnixMilli()
+			ctx.SetValue(cur)
+		}
 		return
 	}
 	switch req.State {
@@ -340,7 +353,7 @@ func (p *Processor) onEscalate(ctx goka.Context, meta any) {
 	if !ok {
 		nowMs = p.now().UnixMilli()
 	}
-	if cur.State == pb.AlertState_RESOLVED && nowMs-cur.ResolvedTimeMs > p.cfg.ResolvedRetention.Milliseconds() {
+	if cur.State == pb.AlertState_RESOLVED && nowMs-max(cur.ResolvedTimeMs, cur.GetMeta().GetIngestTimeMs()) > p.cfg.ResolvedRetention.Milliseconds() {
 		ctx.Delete()
 		return
 	}

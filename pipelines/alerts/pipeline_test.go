@@ -121,3 +121,43 @@ func TestPrunedAcknowledgedAlertVersionsGoBack(t *testing.T) {
 		t.Fatalf("alert %s after its pruning: %v (version 1 after version 2 of the same id)", id, got)
 	}
 }
+
+// TestRepeatedRequestsKeepResolvedAlert: a discrete device alert whose
+// episode goes on (the pump keeps reporting its failure, each report an
+// OPEN numbered 1) is acknowledged, then resolved by the clock the
+// retention after the ack. While the reports keep coming it must stay in
+// the table, so they are recognized as the applied request: pruned the
+// retention after its resolution, the next report raised the alert again
+// from version 1 (v1 after v3 of the same id: hidden downstream, and
+// escalated and notified again for one failure). Once the reports stop, it
+// is pruned the retention after the last one.
+func TestRepeatedRequestsKeepResolvedAlert(t *testing.T) {
+	h := newHarness(t)
+	day := int64(24 * time.Hour / time.Millisecond)
+	req := func() string {
+		a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "60000", time.UnixMilli(60_000), time.UnixMilli(h.now.Load()))
+		a.RequestVersion = 1
+		b, _ := codec.Marshal(a)
+		h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+		return a.AlertId
+	}
+	id := req()
+	h.ack(id)
+	start := h.now.Load()
+	for d := int64(1); d <= 20; d++ {
+		h.tick(start + d*day)
+		req()
+	}
+	if got := fmt.Sprint(h.drain()); got != "[OPEN v1 L0 ACKNOWLEDGED v2 L0 RESOLVED v3 L0]" {
+		t.Fatalf("pump failure reported daily for 20 days after its ack:\n got %s\nwant [OPEN v1 L0 ACKNOWLEDGED v2 L0 RESOLVED v3 L0]", got)
+	}
+	table := goka.GroupTable(goka.Group(h.cfg.Group))
+	h.tick(start + 26*day)
+	if h.tt.TableValue(table, id) == nil {
+		t.Fatal("resolved alert pruned within the retention of its last request")
+	}
+	h.tick(start + 28*day)
+	if v := h.tt.TableValue(table, id); v != nil {
+		t.Fatalf("resolved alert kept the retention after its last request: %v", v)
+	}
+}
