@@ -19,7 +19,8 @@
 //     not re-opened by its own old OPEN. Unnumbered requests (0) follow
 //     the rules above alone.
 //   - An ack acknowledges an open or escalated alert (unknown ids go to the
-//     dead-letter topic).
+//     dead-letter topic); one made before the alert last opened (an ack of
+//     its earlier opening, redelivered) changes nothing.
 //   - Resolved alerts are deleted from the table after ResolvedRetention
 //     (default 7 days) from their resolution or the latest request for
 //     them (a stale one refreshes the table copy's Meta.IngestTimeMs), by
@@ -327,6 +328,10 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 	at := ack.GetMeta().GetEventTimeMs()
 	if at == 0 {
 		at = now.UnixMilli()
+	} else if at < cur.OpenedTimeMs {
+		// Made before the alert (re-)opened: an ack of its earlier
+		// opening, read again after a restart.
+		return
 	}
 	cur.State, cur.AckedTimeMs, cur.AckedBy = pb.AlertState_ACKNOWLEDGED, at, ack.User
 	p.publish(ctx, cur, now)

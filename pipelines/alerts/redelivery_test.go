@@ -114,3 +114,36 @@ func TestStaleRequestDoesNotRaisePriority(t *testing.T) {
 		})
 	}
 }
+
+// TestRedeliveredAckAfterReopen: an ack is read again after a restart
+// (goka is at least once) when the alert has since been resolved and
+// re-opened; made before the alert opened again, it acknowledged the
+// earlier opening and must not acknowledge the new one (which would then
+// never escalate). An ack made after the re-opening acknowledges it.
+func TestRedeliveredAckAfterReopen(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ackAt int64 // ack event time, relative to the re-opening
+		want  string
+	}{
+		{"ack of the earlier opening redelivered", -2000, "[OPEN v1 L0 ACKNOWLEDGED v2 L0 RESOLVED v3 L0 OPEN v4 L0]"},
+		{"ack of the re-opened alert", 1000, "[OPEN v1 L0 ACKNOWLEDGED v2 L0 RESOLVED v3 L0 OPEN v4 L0 ACKNOWLEDGED v5 L0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			id := alerts.ID(pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, "p1", "w")
+			h.numbered(pb.AlertState_OPEN, pb.Priority_HIGH, 1)
+			h.now.Add(1000)
+			h.ack(id)
+			h.now.Add(2000)
+			h.numbered(pb.AlertState_RESOLVED, pb.Priority_HIGH, 2)
+			h.numbered(pb.AlertState_OPEN, pb.Priority_HIGH, 3)
+			reopened := h.now.Load()
+			b, _ := codec.Marshal(&pb.AlertAck{Meta: &pb.Meta{EventId: "ack-" + id, EventTimeMs: reopened + tc.ackAt}, AlertId: id, User: "nurse-1"})
+			h.tt.Consume(h.cfg.Topics.Acks, id, b)
+			if got := fmt.Sprint(h.drain()); got != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
