@@ -142,6 +142,7 @@ type Processor struct {
 	transitions *prometheus.CounterVec
 	suppressed  *prometheus.CounterVec
 	stale       *prometheus.CounterVec
+	acksIgnored *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 }
 
@@ -161,10 +162,12 @@ func New(cfg Config, opts ...Option) (*Processor, error) {
 		Help: "Alert requests suppressed because the identical alert is open, by type."}, []string{"type"})
 	p.stale = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_stale_requests_total",
 		Help: "Alert requests ignored because the alert applied that request version already (redeliveries), by type."}, []string{"type"})
+	p.acksIgnored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_acks_ignored_total",
+		Help: "Acks that changed nothing because they were made before the alert last opened (redelivered acks of an earlier opening, or an acking clock behind), by reason."}, []string{"reason"})
 	p.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_processors_alerts_dead_letters_total",
 		Help: "Alert inputs sent to the dead-letter topic, by reason."}, []string{"reason"})
 	if p.reg != nil {
-		for _, c := range []prometheus.Collector{p.transitions, p.suppressed, p.stale, p.deadLetters} {
+		for _, c := range []prometheus.Collector{p.transitions, p.suppressed, p.stale, p.acksIgnored, p.deadLetters} {
 			if err := p.reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering alerts metrics: %w", err)
 			}
@@ -330,7 +333,12 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 		at = now.UnixMilli()
 	} else if at < cur.OpenedTimeMs {
 		// Made before the alert (re-)opened: an ack of its earlier
-		// opening, read again after a restart.
+		// opening, read again after a restart. Counted and logged: an
+		// acking host whose clock is behind this group's would have its
+		// acks land here too.
+		p.acksIgnored.WithLabelValues("before_open").Inc()
+		p.log.Warn("ack made before the alert opened ignored", "alert_type", cur.GetAlertType().String(),
+			"acked_ms", at, "opened_ms", cur.OpenedTimeMs)
 		return
 	}
 	cur.State, cur.AckedTimeMs, cur.AckedBy = pb.AlertState_ACKNOWLEDGED, at, ack.User
