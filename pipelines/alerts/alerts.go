@@ -24,8 +24,8 @@
 //   - Resolved alerts are deleted from the table after ResolvedRetention
 //     (default 7 days) from their resolution or the latest request for
 //     them (a stale one refreshes the table copy's Meta.IngestTimeMs), by
-//     the clock. Acknowledged discrete device alerts
-//     (pump failure, device severity, negative dose), which no detector
+//     the clock. Acknowledged discrete alerts (pump failure, device
+//     severity, negative dose, unauthorized access), which no detector
 //     resolves, are resolved by the clock ResolvedRetention after the ack.
 //   - An alert neither acknowledged nor resolved within its SLA (by
 //     priority; default CRITICAL 5m, HIGH 15m, MEDIUM 30m, LOW 1h) is
@@ -345,11 +345,12 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 	p.publish(ctx, cur, now)
 }
 
-// discrete reports whether alerts of type t are raised by discrete device
-// events, which no detector resolves.
+// discrete reports whether alerts of type t are raised by discrete events
+// (device reports; the correlation group's unauthorized access per camera
+// event), which no detector resolves.
 func discrete(t pb.AlertType) bool {
 	switch t {
-	case pb.AlertType_PUMP_FAILURE, pb.AlertType_DEVICE_SEVERITY, pb.AlertType_NEGATIVE_DOSE:
+	case pb.AlertType_PUMP_FAILURE, pb.AlertType_DEVICE_SEVERITY, pb.AlertType_NEGATIVE_DOSE, pb.AlertType_UNAUTHORIZED_ACCESS_ALERT:
 		return true
 	}
 	return false

@@ -178,8 +178,22 @@ func TestResolvedAlertsArePrunedAfterRetention(t *testing.T) {
 // downstream sees them closed), and prunes them the retention after that.
 // An acknowledged condition alert is left to its detector.
 func TestAcknowledgedDiscreteAlertsResolveAfterRetention(t *testing.T) {
+	for _, c := range []struct {
+		typ               pb.AlertType
+		subjType, subject string
+	}{
+		{pb.AlertType_PUMP_FAILURE, alerts.SubjectDevice, "pump-1"},
+		// The correlation group raises it per camera event; nothing
+		// resolves it either.
+		{pb.AlertType_UNAUTHORIZED_ACCESS_ALERT, "camera", "cam-2"},
+	} {
+		t.Run(c.typ.String(), func(t *testing.T) { discreteRetention(t, c.typ, c.subjType, c.subject) })
+	}
+}
+
+func discreteRetention(t *testing.T, typ pb.AlertType, subjType, subject string) {
 	h := newHarness(t)
-	a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "1000", time.UnixMilli(1000), time.UnixMilli(h.now.Load()))
+	a := alerts.Request("t1", typ, pb.Priority_CRITICAL, pb.AlertState_OPEN, subjType, subject, "1000", time.UnixMilli(1000), time.UnixMilli(h.now.Load()))
 	b, _ := codec.Marshal(a)
 	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
 	h.ack(a.AlertId)
@@ -188,17 +202,17 @@ func TestAcknowledgedDiscreteAlertsResolveAfterRetention(t *testing.T) {
 	table := goka.GroupTable(goka.Group(h.cfg.Group))
 	h.tick(1_000_000 + int64(6*24*time.Hour/time.Millisecond))
 	if v, ok := h.tt.TableValue(table, a.AlertId).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
-		t.Fatalf("acknowledged pump alert before its retention: %v", h.tt.TableValue(table, a.AlertId))
+		t.Fatalf("acknowledged discrete alert before its retention: %v", h.tt.TableValue(table, a.AlertId))
 	}
 	h.tick(1_000_000 + int64(8*24*time.Hour/time.Millisecond))
 	if v, ok := h.tt.TableValue(table, a.AlertId).(*pb.Alert); !ok || v.State != pb.AlertState_RESOLVED || v.Version != 3 {
-		t.Fatalf("acknowledged pump alert after its retention: %v, want RESOLVED v3", h.tt.TableValue(table, a.AlertId))
+		t.Fatalf("acknowledged discrete alert after its retention: %v, want RESOLVED v3", h.tt.TableValue(table, a.AlertId))
 	}
 	if v, ok := h.tt.TableValue(table, cond).(*pb.Alert); !ok || v.State != pb.AlertState_ACKNOWLEDGED {
 		t.Fatalf("acknowledged condition alert changed by the clock: %v", h.tt.TableValue(table, cond))
 	}
 	h.tick(1_000_000 + int64(16*24*time.Hour/time.Millisecond))
 	if v := h.tt.TableValue(table, a.AlertId); v != nil {
-		t.Fatalf("resolved pump alert kept after the retention: %v", v)
+		t.Fatalf("resolved discrete alert kept after the retention: %v", v)
 	}
 }
