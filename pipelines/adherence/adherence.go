@@ -302,7 +302,8 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 	if err != nil {
 		ctx.Fail(err)
 	}
-	if !m.addVersion(s.GetVersion(), from, b, sp) {
+	since, ok := m.addVersion(s.GetVersion(), from, b, sp)
+	if !ok {
 		return // a repeated version
 	}
 	if t := s.GetMeta().GetTenant(); t != "" {
@@ -315,7 +316,7 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 		m.Device = s.GetDeviceId()
 	}
 	var out []emit
-	gone := m.regenerate(now.UnixMilli() - p.cfg.CorrectionHorizon.Milliseconds())
+	gone := m.regenerate(now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds(), since)
 	changedDays := map[string]bool{}
 	for _, d := range gone {
 		if d.Ver > 0 && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
