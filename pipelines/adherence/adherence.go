@@ -302,7 +302,8 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 	if err != nil {
 		ctx.Fail(err)
 	}
-	if !m.addVersion(s.GetVersion(), from, b, sp) {
+	since, ok := m.addVersion(s.GetVersion(), from, b, sp)
+	if !ok {
 		return // a repeated version
 	}
 	if t := s.GetMeta().GetTenant(); t != "" {
@@ -315,7 +316,7 @@ func (p *Processor) onLoopSchedule(ctx goka.Context, msg any) {
 		m.Device = s.GetDeviceId()
 	}
 	var out []emit
-	gone := m.regenerate(now.UnixMilli() - p.cfg.CorrectionHorizon.Milliseconds())
+	gone := m.regenerate(now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds(), since)
 	changedDays := map[string]bool{}
 	for _, d := range gone {
 		if d.Ver > 0 && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
@@ -382,11 +383,17 @@ func (p *Processor) onIntake(ctx goka.Context, msg any) {
 		}
 		return
 	}
-	late := int64(schedule.DefaultLateMinutes) * 60_000
-	if sp, _ := m.specOf(); sp != nil {
-		late = sp.Late.Milliseconds()
+	// The latest dose an intake can match is due its early window after it
+	// (the widest of the versions); without a schedule yet, any within the
+	// default late window may still come.
+	reach := defaultLateMs
+	if hs := m.versions(); len(hs) > 0 {
+		reach = 0
+		for _, h := range hs {
+			reach = max(reach, h.spec.Early.Milliseconds())
+		}
 	}
-	if in.GetIntakeTimeMs()+late < now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds() {
+	if in.GetIntakeTimeMs()+reach < now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds() {
 		p.deadLetter(ctx, raw, "beyond_correction_horizon",
 			fmt.Errorf("intake at %s is older than the correction horizon %s", time.UnixMilli(in.GetIntakeTimeMs()).UTC().Format(time.RFC3339), p.cfg.CorrectionHorizon))
 		return

@@ -349,18 +349,21 @@ func (m *MedState) versions() []*SchedVer {
 	return m.Hist
 }
 
-// addVersion records a schedule version applying from from. It reports
-// false for a version already recorded.
-func (m *MedState) addVersion(ver, from int64, b []byte, sp *schedule.Spec) bool {
+// addVersion records a schedule version applying from from. It returns
+// the earliest instant whose doses the change may affect (no version
+// applies before its time), and false for a version already recorded.
+func (m *MedState) addVersion(ver, from int64, b []byte, sp *schedule.Spec) (int64, bool) {
 	hs := m.versions()
 	i := sort.Search(len(hs), func(i int) bool { return hs[i].Ver >= ver })
+	since := from
 	switch {
 	case i < len(hs) && hs[i].Ver == ver && standsIn(hs[i].Sched) && !standsIn(b):
 		// The schedule written after a tombstone takes the number the
 		// deletion stood in with (the natural next version).
+		since = min(from, hs[i].From)
 		m.Hist[i] = &SchedVer{Ver: ver, From: from, Sched: b, spec: sp}
 	case i < len(hs) && hs[i].Ver == ver:
-		return false
+		return 0, false
 	default:
 		m.Hist = append(m.Hist, nil)
 		copy(m.Hist[i+1:], m.Hist[i:])
@@ -371,7 +374,7 @@ func (m *MedState) addVersion(ver, from int64, b []byte, sp *schedule.Spec) bool
 	if m.From == 0 || from < m.From {
 		m.From = from
 	}
-	return true
+	return since, true
 }
 
 // TombstoneSource is the Meta.Source of the deletion the group stores for
@@ -517,13 +520,17 @@ func (m *MedState) materialize(upto int64) bool {
 	return true
 }
 
-// regenerate rebuilds the materialized doses from the schedule history
-// (after a version was added), keeping the records (and emitted outcomes)
-// of doses that still exist; doses that no longer exist are returned so
-// that their outcomes can be retracted.
-func (m *MedState) regenerate(floor int64) (gone []*DoseRec) {
+// regenerate rebuilds the materialized doses at or after since (the
+// instant from which a version added changes them) from the schedule
+// history, keeping the records (and emitted outcomes) of doses that still
+// exist; doses that no longer exist are returned so that their outcomes
+// can be retracted. Doses before since or before the horizon floor are
+// kept as they are: rebuilding those could bring back doses that a visit
+// (whose clock may run ahead of this message's) already pruned.
+func (m *MedState) regenerate(floor, since int64) (gone []*DoseRec) {
 	old := m.Doses
 	m.Doses = nil
+	floor = max(floor, since)
 	if m.Through > floor {
 		from := m.From
 		if from < floor {
@@ -552,7 +559,7 @@ func (m *MedState) regenerate(floor int64) (gone []*DoseRec) {
 			continue
 		}
 		if d.At < floor {
-			// Older than the horizon floor: kept as is.
+			// Older than the horizon floor or the change: kept as is.
 			m.Doses = append(m.Doses, d)
 			continue
 		}
