@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/wardstream/wardstream/internal/config"
 	chschema "github.com/wardstream/wardstream/schemas/clickhouse"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -21,45 +18,8 @@ import (
 // flight and the batch still pending, and looped for ever holding s.mu:
 // Close, and so Run, never returned.
 func TestCloseRevokeAfterLoopError(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics.Vitals))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	root := config.Default()
-	cfg := DefaultConfig()
-	cfg.Topics = []string{topics.Vitals}
-	cfg.RevokeFlushTimeout = config.Duration(200 * time.Millisecond)
-	cfg.RetentionInterval = 0
-	s, err := New(&root, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conn = &recordingConn{}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.ConsumerGroup("g"), kgo.ConsumeTopics(topics.Vitals), kgo.AutoCommitMarks(),
-		kgo.OnPartitionsAssigned(s.onAssigned), kgo.OnPartitionsRevoked(s.onRevoked), kgo.OnPartitionsLost(s.onLost))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cl = cl
-	p0 := partKey{topics.Vitals, 0}
-	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer pcancel()
-	for {
-		s.mu.Lock()
-		ok := s.assigned[p0]
-		s.mu.Unlock()
-		if ok {
-			break
-		}
-		if pctx.Err() != nil {
-			t.Fatal("partition never assigned")
-		}
-		wctx, wcancel := context.WithTimeout(pctx, 50*time.Millisecond)
-		cl.PollRecords(wctx, 1) // joins the group; nothing to fetch
-		wcancel()
-	}
+	s, c := kfakeSink(t, 1, &recordingConn{}, func(cfg *Config) { cfg.RevokeFlushTimeout = config.Duration(200 * time.Millisecond) })
+	cl := joinGroup(t, c, s)
 	// The loop's last poll filled a batch (not due), then failed.
 	s.mu.Lock()
 	if err := s.record(context.Background(), rec(t, topics.Vitals, 0, 0, vitalsMsg("v0"))); err != nil {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/internal/config"
@@ -72,35 +71,14 @@ func TestMarkAfterDropInFlushWait(t *testing.T) {
 // applied and the sink stayed idle after ClickHouse was back, for good.
 // dropAll now resumes fetching and ends the poll in progress.
 func TestResumeAfterRevokeDrop(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topics.Vitals))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	root := config.Default()
-	cfg := DefaultConfig()
-	cfg.Topics = []string{topics.Vitals}
-	cfg.BatchAge = config.Duration(10 * time.Millisecond)
-	cfg.RevokeFlushTimeout = config.Duration(200 * time.Millisecond)
-	cfg.RetentionInterval = 0 // no retention queries on the fake connection
-	s, err := New(&root, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.brk = breaker{base: time.Millisecond, max: 5 * time.Millisecond, cooldown: 20 * time.Millisecond, threshold: 2}
 	conn := &recordingConn{failing: true}
-	s.conn = conn
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	for i := 0; i < 3; i++ {
-		r := rec(t, topics.Vitals, 0, 0, vitalsMsg(fmt.Sprint("v", i)))
-		if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Vitals, Partition: 0, Value: r.Value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, c := kfakeSink(t, 2, conn, func(cfg *Config) {
+		cfg.BatchAge = config.Duration(10 * time.Millisecond)
+		cfg.RevokeFlushTimeout = config.Duration(200 * time.Millisecond)
+	})
+	s.brk = breaker{base: time.Millisecond, max: 5 * time.Millisecond, cooldown: 20 * time.Millisecond, threshold: 2}
+	produceVitals(t, c, 3)
+	var err error
 	s.cl, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topics.Vitals: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart()}}))
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/internal/config"
@@ -25,59 +24,14 @@ import (
 // partition's next owner inserted rows 0-1 again. The committed offset
 // must be 2: past the landed rows, not past the dropped one.
 func TestRevokeCommitsLandedAfterFlushTimeout(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics.Vitals))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	root := config.Default()
-	cfg := DefaultConfig()
-	cfg.Topics = []string{topics.Vitals}
-	cfg.RevokeFlushTimeout = config.Duration(300 * time.Millisecond)
-	cfg.RetentionInterval = 0
-	s, err := New(&root, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn := &recordingConn{hold: make(chan struct{})}
-	s.conn = conn
-	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	for i := 0; i < 3; i++ {
-		r := rec(t, topics.Vitals, 0, 0, vitalsMsg(fmt.Sprint("v", i)))
-		if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Vitals, Partition: 0, Value: r.Value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, c := kfakeSink(t, 1, conn, func(cfg *Config) { cfg.RevokeFlushTimeout = config.Duration(300 * time.Millisecond) })
+	prod := produceVitals(t, c, 3)
 	// No autocommit tick during the test: only onRevoked's commit counts.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.ConsumerGroup("g"), kgo.ConsumeTopics(topics.Vitals), kgo.AutoCommitMarks(), kgo.AutoCommitInterval(time.Hour),
-		kgo.OnPartitionsAssigned(s.onAssigned), kgo.OnPartitionsRevoked(s.onRevoked), kgo.OnPartitionsLost(s.onLost))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := joinGroup(t, c, s, kgo.AutoCommitInterval(time.Hour))
 	defer cl.Close()
-	s.cl = cl
-	p0 := partKey{topics.Vitals, 0}
 	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer pcancel()
-	for {
-		s.mu.Lock()
-		ok := s.assigned[p0]
-		s.mu.Unlock()
-		if ok {
-			break
-		}
-		if pctx.Err() != nil {
-			t.Fatal("partition never assigned")
-		}
-		wctx, wcancel := context.WithTimeout(pctx, 50*time.Millisecond)
-		cl.PollRecords(wctx, 1) // joins the group
-		wcancel()
-	}
 	ctx := context.Background()
 	vit := s.table(chschema.TVitals)
 	s.mu.Lock()
