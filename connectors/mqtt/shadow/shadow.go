@@ -260,6 +260,10 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	if seen == 0 {
 		seen = st.GetMeta().GetEventTimeMs()
 	}
+	// Received before a status already applied (the connector's sessions
+	// produce independently, so a will and the next "online" can swap
+	// places in Kafka): it must not set the online flag.
+	late := seen > 0 && seen < sh.LastSeenMs
 	if seen > sh.LastSeenMs {
 		sh.LastSeenMs = seen
 	}
@@ -271,8 +275,12 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 		p.commit(ctx, before, sh, "reported", false)
 		return
 	}
-	cameOnline := st.Online && !sh.Online
-	sh.Online = st.Online
+	online := st.Online
+	if late {
+		online = sh.Online
+	}
+	cameOnline := online && !sh.Online
+	sh.Online = online
 	if len(st.GetReported().GetFields()) > 0 {
 		if sh.Reported == nil {
 			sh.Reported = &structpb.Struct{Fields: map[string]*structpb.Value{}}
@@ -285,7 +293,7 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	cause := "reported"
 	if cameOnline {
 		cause = "online"
-	} else if !st.Online && before.Online {
+	} else if !online && before.Online {
 		cause = "offline"
 	}
 	p.commit(ctx, before, sh, cause, cameOnline)
