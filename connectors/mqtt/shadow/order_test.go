@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -35,5 +36,24 @@ func TestLateWillDoesNotTakeDeviceOffline(t *testing.T) {
 	word(true, "online", t0.Add(5*time.Second))
 	if v := h.tt.TableValue(goka.GroupTable("g"), "d1").(*pb.DeviceShadow); v.Online {
 		t.Errorf("after a will (t0+10s) and a late online (t0+5s): online; want offline")
+	}
+}
+
+// A last will marks the device offline at once (README). It is a bare word
+// stamped with its arrival time, the connector's clock, while the reported
+// state's time is the device's: a device whose clock runs two minutes ahead
+// (within max_clock_skew) had its will taken for an old status and stayed
+// online until the silence check, five minutes later.
+func TestWillWithDeviceClockAhead(t *testing.T) {
+	h := newHarness(t)
+	t0 := h.clock()
+	rep, _ := structpb.NewStruct(map[string]any{"online": true, "firmwareVersion": "2.2.0"})
+	h.tt.Consume(topics.DeviceStatus, "d1", &pb.DeviceStatus{Meta: &pb.Meta{Tenant: "t1", EventTimeMs: t0.Add(2 * time.Minute).UnixMilli(), IngestTimeMs: t0.UnixMilli()},
+		DeviceId: "d1", Online: true, Reported: rep})
+	will := t0.Add(time.Minute)
+	h.tt.Consume(topics.DeviceStatus, "d1", &pb.DeviceStatus{Meta: &pb.Meta{Tenant: "t1", EventTimeMs: will.UnixMilli(), IngestTimeMs: will.UnixMilli()},
+		DeviceId: "d1", Online: false, Status: "offline"})
+	if v := h.tt.TableValue(goka.GroupTable("g"), "d1").(*pb.DeviceShadow); v.Online {
+		t.Errorf("after the device's status (device clock t0+2m, received t0) and its will (received t0+1m): online; want offline")
 	}
 }

@@ -270,8 +270,11 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	// A status older than the reported state (a device flushing its
 	// offline buffer after a fresh status) is a sign of life, nothing
 	// more: it must not take the reported state or the online flag back.
+	// A status without reported state (a last will, a bare word) carries
+	// the arrival time, not the device's clock the reported state's time
+	// is on: it is not compared with it (the arrival order above decides).
 	ev := st.GetMeta().GetEventTimeMs()
-	if ev > 0 && ev < sh.ReportedUpdatedMs {
+	if ev > 0 && ev < sh.ReportedUpdatedMs && len(st.GetReported().GetFields()) > 0 {
 		p.commit(ctx, before, sh, "reported", false)
 		return
 	}
