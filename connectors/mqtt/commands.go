@@ -19,10 +19,10 @@ import (
 
 // deviceAck is the body a device publishes on the ack topic.
 type deviceAck struct {
-	CommandID string `json:"commandId"`
-	Status    string `json:"status"`
-	Error     string `json:"error"`
-	Timestamp *int64 `json:"timestamp"`
+	CommandID string             `json:"commandId"`
+	Status    string             `json:"status"`
+	Error     string             `json:"error"`
+	Timestamp *payload.Timestamp `json:"timestamp"`
 }
 
 // commandAck turns a device's ack into a COMMAND_ACKED (or COMMAND_FAILED
@@ -47,7 +47,7 @@ func (c *Connector) commandAck(src payload.Source, raw []byte, o payload.Options
 		CommandId: a.CommandID, DeviceId: src.DeviceID, State: pb.CommandState_COMMAND_ACKED, AckTimeMs: now,
 	}
 	if a.Timestamp != nil && *a.Timestamp > 0 {
-		st.Meta.EventTimeMs = *a.Timestamp
+		st.Meta.EventTimeMs = int64(*a.Timestamp)
 	}
 	if a.Status != "" && a.Status != "ok" && a.Status != "success" {
 		st.State = pb.CommandState_COMMAND_FAILED

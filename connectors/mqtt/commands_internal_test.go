@@ -58,3 +58,28 @@ func TestCommandAck(t *testing.T) {
 		}
 	}
 }
+
+// The ack's timestamp takes the forms every device timestamp takes (README:
+// ISO-8601, epoch ms or epoch s). An ack stamped in seconds was recorded in
+// January 1970, and one stamped in ISO-8601 was dead-lettered as malformed
+// JSON, leaving its command to time out.
+func TestCommandAckTimestampForms(t *testing.T) {
+	c, err := New(DefaultConfig(), Shared{Tenant: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := payload.Options{Tenant: "t", Now: time.UnixMilli(1773144000000)}
+	src := payload.Source{Topic: "medical/devices/d1/commands/ack", DeviceID: "d1"}
+	for _, ts := range []string{`1773143990000`, `1773143990`, `"2026-03-10T11:59:50Z"`, `"1773143990000"`} {
+		body := `{"commandId":"c1","status":"ok","timestamp":` + ts + `}`
+		outs := c.commandAck(src, []byte(body), o)
+		if len(outs) != 1 || outs[0].Reason != "" {
+			t.Errorf("%s: %v", body, outs)
+			continue
+		}
+		st := outs[0].Msg.(*pb.DeviceCommand)
+		if st.State != pb.CommandState_COMMAND_ACKED || st.Meta.EventTimeMs != 1773143990000 {
+			t.Errorf("%s: state %v event time %d, want COMMAND_ACKED at 1773143990000", body, st.State, st.Meta.EventTimeMs)
+		}
+	}
+}

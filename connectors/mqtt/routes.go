@@ -136,7 +136,14 @@ func newRouter(cfg Config) (*router, error) {
 		}
 		r.routes = append(r.routes, route{tmpl: t, ignore: true})
 	}
-	var filters []string
+	// Then the devices' command acks (commands.ack_topic), whatever the
+	// routes say.
+	ack, err := parseTemplate(cfg.Commands.AckTopic)
+	if err != nil {
+		return nil, err
+	}
+	r.routes = append(r.routes, route{tmpl: ack, typ: TypeCommandAck})
+	filters := []string{ack.filter()}
 	for _, rt := range cfg.Routes {
 		t, err := parseTemplate(rt.Topic)
 		if err != nil {

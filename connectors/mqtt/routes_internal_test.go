@@ -61,3 +61,27 @@ func TestCovers(t *testing.T) {
 		}
 	}
 }
+
+// commands.ack_topic is where devices acknowledge commands (config.go), but
+// only the routes were read: with an ack topic of its own and the default
+// routes, acks were neither subscribed to nor routed, and every command
+// timed out.
+func TestAckTopicIsRouted(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Commands.AckTopic = "medical/devices/{deviceId}/ack"
+	r, err := newRouter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, src, ok := r.match("medical/devices/pc-1/ack")
+	if !ok || rt.typ != TypeCommandAck || src.DeviceID != "pc-1" {
+		t.Errorf("ack topic: matched %v route %q device %q, want command_ack pc-1", ok, rt.typ, src.DeviceID)
+	}
+	subscribed := false
+	for _, f := range r.filters {
+		subscribed = subscribed || covers(f, "medical/devices/+/ack")
+	}
+	if !subscribed {
+		t.Errorf("filters %v do not cover the ack topic", r.filters)
+	}
+}

@@ -271,6 +271,21 @@ func (v *tsValue) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Timestamp is a device timestamp in any form the payloads take (epoch
+// milliseconds or seconds, a numeric string, ISO-8601); it decodes to epoch
+// milliseconds.
+type Timestamp int64
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (v *Timestamp) UnmarshalJSON(b []byte) error {
+	ms, err := parseTime(b)
+	if err != nil {
+		return err
+	}
+	*v = Timestamp(ms)
+	return nil
+}
+
 var isoLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"}
 
 func parseTime(b []byte) (int64, error) {

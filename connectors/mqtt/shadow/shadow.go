@@ -260,19 +260,30 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	if seen == 0 {
 		seen = st.GetMeta().GetEventTimeMs()
 	}
+	// Received before a status already applied (the connector's sessions
+	// produce independently, so a will and the next "online" can swap
+	// places in Kafka): it must not set the online flag.
+	late := seen > 0 && seen < sh.LastSeenMs
 	if seen > sh.LastSeenMs {
 		sh.LastSeenMs = seen
 	}
 	// A status older than the reported state (a device flushing its
 	// offline buffer after a fresh status) is a sign of life, nothing
 	// more: it must not take the reported state or the online flag back.
+	// A status without reported state (a last will, a bare word) carries
+	// the arrival time, not the device's clock the reported state's time
+	// is on: it is not compared with it (the arrival order above decides).
 	ev := st.GetMeta().GetEventTimeMs()
-	if ev > 0 && ev < sh.ReportedUpdatedMs {
+	if ev > 0 && ev < sh.ReportedUpdatedMs && len(st.GetReported().GetFields()) > 0 {
 		p.commit(ctx, before, sh, "reported", false)
 		return
 	}
-	cameOnline := st.Online && !sh.Online
-	sh.Online = st.Online
+	online := st.Online
+	if late {
+		online = sh.Online
+	}
+	cameOnline := online && !sh.Online
+	sh.Online = online
 	if len(st.GetReported().GetFields()) > 0 {
 		if sh.Reported == nil {
 			sh.Reported = &structpb.Struct{Fields: map[string]*structpb.Value{}}
@@ -285,7 +296,7 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	cause := "reported"
 	if cameOnline {
 		cause = "online"
-	} else if !st.Online && before.Online {
+	} else if !online && before.Online {
 		cause = "offline"
 	}
 	p.commit(ctx, before, sh, cause, cameOnline)
