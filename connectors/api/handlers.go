@@ -399,7 +399,10 @@ func (s *Server) deleteSchedule(rc *reqCtx) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	sc := &pb.DoseSchedule{PatientId: patient, MedicationId: med, DeviceId: device, Deleted: true}
+	// The processors validate a deleted version like any other (a zone
+	// and a start date are required); neither matters for a deletion.
+	sc := &pb.DoseSchedule{PatientId: patient, MedicationId: med, DeviceId: device, Deleted: true,
+		Timezone: "UTC", StartDate: s.now().UTC().Format(time.DateOnly)}
 	return s.publishSchedule(rc, sc, http.StatusOK)
 }
 

@@ -1,0 +1,39 @@
+package api_test
+
+// Review tests (rev-api): each states a contract clause and failed on the
+// code before its fix. They use the package's harness (helpers_test.go).
+
+import (
+	"testing"
+
+	"github.com/wardstream/wardstream/connectors/api"
+	"github.com/wardstream/wardstream/pipelines/schedule"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// Contract (README routes): DELETE /api/v1/schedules/{p}/{m} publishes a
+// deleted DoseSchedule version that the processors apply. The adherence
+// processor runs schedule.Parse on every schedule record and dead-letters
+// the ones it rejects; the deleted version the API published had no
+// timezone and no start date, so Parse refused it and the schedule went on
+// generating doses.
+func TestDeleteScheduleAcceptedByProcessors(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("nurse", "hospital-a", api.RoleMedicalStaff)
+	if r := h.do("DELETE", "/api/v1/schedules/p-1/m-1", tok, ""); r.code != 200 {
+		t.Fatalf("delete: %d %s", r.code, r.body)
+	}
+	recs := h.pub.byTopic(topics.Schedules)
+	if len(recs) != 1 {
+		t.Fatalf("%d schedule records, want 1", len(recs))
+	}
+	sc := recs[0].Value.(*pb.DoseSchedule)
+	sp, err := schedule.Parse(sc)
+	if err != nil {
+		t.Fatalf("the deleted version the API published is rejected by the processors: %v", err)
+	}
+	if !sp.Deleted || sp.PatientID != "p-1" || sp.MedicationID != "m-1" {
+		t.Fatalf("parsed %+v", sp)
+	}
+}
