@@ -37,3 +37,33 @@ func TestDeleteScheduleAcceptedByProcessors(t *testing.T) {
 		t.Fatalf("parsed %+v", sp)
 	}
 }
+
+// Contract (brief, README): schedule writes are validated so that a 201/200
+// means the processors will apply the schedule; they refuse (dead-letter)
+// one whose early or late window is shorter than its grace period, with
+// the defaults (grace 15, early 60, late 240) standing in for zeros. The
+// API accepted such schedules.
+func TestScheduleWindowsShorterThanGraceRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("nurse", "hospital-a", api.RoleMedicalStaff)
+	for _, body := range []string{
+		`{"patientId":"p-1","medicationId":"m-1","timezone":"UTC","times":["08:00"],"graceMinutes":120}`,
+		`{"patientId":"p-1","medicationId":"m-1","timezone":"UTC","times":["08:00"],"graceMinutes":30,"lateWindowMinutes":10}`,
+		`{"patientId":"p-1","medicationId":"m-1","timezone":"UTC","times":["08:00"],"earlyWindowMinutes":10}`,
+	} {
+		if r := h.do("POST", "/api/v1/schedules", tok, body); r.code != 400 {
+			t.Errorf("%s: %d, want 400: %s", body, r.code, r.body)
+		}
+	}
+	if n := len(h.pub.byTopic(topics.Schedules)); n != 0 {
+		t.Fatalf("published %d schedules the processors refuse", n)
+	}
+	// Windows at least the grace (or defaulted) are fine.
+	ok := `{"patientId":"p-1","medicationId":"m-1","timezone":"UTC","times":["08:00"],"graceMinutes":60,"earlyWindowMinutes":0,"lateWindowMinutes":60}`
+	if r := h.do("POST", "/api/v1/schedules", tok, ok); r.code != 201 {
+		t.Fatalf("%s: %d %s", ok, r.code, r.body)
+	}
+	if _, err := schedule.Parse(h.pub.byTopic(topics.Schedules)[0].Value.(*pb.DoseSchedule)); err != nil {
+		t.Fatalf("accepted schedule refused downstream: %v", err)
+	}
+}
