@@ -5,6 +5,9 @@ package api_test
 
 import (
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wardstream/wardstream/connectors/api"
 	"github.com/wardstream/wardstream/pipelines/schedule"
@@ -65,5 +68,31 @@ func TestScheduleWindowsShorterThanGraceRefused(t *testing.T) {
 	}
 	if _, err := schedule.Parse(h.pub.byTopic(topics.Schedules)[0].Value.(*pb.DoseSchedule)); err != nil {
 		t.Fatalf("accepted schedule refused downstream: %v", err)
+	}
+}
+
+// Contract (AuthConfig.Leeway: "tolerates clock skew on exp/nbf/iat"): a
+// token issued in the future, beyond the leeway, is not valid. The parser
+// never checked iat, so such a token was accepted.
+func TestTokenIssuedInFutureRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	now := time.Now()
+	tk := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "u", "tenant": "hospital-a", "roles": "admin",
+		"iss": h.cfg.Auth.Issuer, "aud": h.cfg.Auth.Audience, "iat": now.Add(time.Hour).Unix(), "exp": now.Add(2 * time.Hour).Unix()})
+	tk.Header["kid"] = h.key.Kid
+	tok, err := tk.SignedString(h.key.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("GET", "/api/v1/me", tok, ""); r.code != 401 {
+		t.Fatalf("token issued an hour from now: %d, want 401: %s", r.code, r.body)
+	}
+	// Within the leeway (30 s) it is fine.
+	tk = jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "u", "tenant": "hospital-a", "roles": "admin",
+		"iss": h.cfg.Auth.Issuer, "aud": h.cfg.Auth.Audience, "iat": now.Add(10 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix()})
+	tk.Header["kid"] = h.key.Kid
+	tok, _ = tk.SignedString(h.key.Key)
+	if r := h.do("GET", "/api/v1/me", tok, ""); r.code != 200 {
+		t.Fatalf("token issued 10 s from now: %d, want 200: %s", r.code, r.body)
 	}
 }
