@@ -109,6 +109,7 @@ func NewVerifier(cfg AuthConfig, keys KeySource) *Verifier {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // an iat beyond the leeway in the future is refused
 		jwt.WithLeeway(cfg.Leeway.D()),
 	}
 	if cfg.Issuer != "" {

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/wardstream/wardstream/pipelines/schedule"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -321,6 +322,21 @@ func validateSchedule(sc *pb.DoseSchedule, now time.Time) error {
 			bad("%s %d must be 0..1440", name, v)
 		}
 	}
+	// The processors refuse a window shorter than the grace period, zeros
+	// standing for their defaults (pipelines/schedule.Parse).
+	orDef := func(v, def int32) int32 {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	grace := orDef(sc.GraceMinutes, schedule.DefaultGraceMinutes)
+	if early := orDef(sc.EarlyWindowMinutes, schedule.DefaultEarlyMinutes); early < grace {
+		bad("earlyWindowMinutes %d is shorter than graceMinutes %d (0 means %d and %d)", early, grace, schedule.DefaultEarlyMinutes, schedule.DefaultGraceMinutes)
+	}
+	if late := orDef(sc.LateWindowMinutes, schedule.DefaultLateMinutes); late < grace {
+		bad("lateWindowMinutes %d is shorter than graceMinutes %d (0 means %d and %d)", late, grace, schedule.DefaultLateMinutes, schedule.DefaultGraceMinutes)
+	}
 	if len(sc.MedicationName) > 256 {
 		bad("medicationName is longer than 256 characters")
 	}
@@ -399,7 +415,10 @@ func (s *Server) deleteSchedule(rc *reqCtx) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	sc := &pb.DoseSchedule{PatientId: patient, MedicationId: med, DeviceId: device, Deleted: true}
+	// The processors validate a deleted version like any other (a zone
+	// and a start date are required); neither matters for a deletion.
+	sc := &pb.DoseSchedule{PatientId: patient, MedicationId: med, DeviceId: device, Deleted: true,
+		Timezone: "UTC", StartDate: s.now().UTC().Format(time.DateOnly)}
 	return s.publishSchedule(rc, sc, http.StatusOK)
 }
 

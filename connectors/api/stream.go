@@ -245,6 +245,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 	// expires, so that the client must come back with a fresh one.
 	var expired <-chan time.Time
 	if !p.Expires.IsZero() {
+		// A client that stops reading would block a write forever, and
+		// the timer below with it: writes fail shortly after expiry.
+		_ = http.NewResponseController(w).SetWriteDeadline(p.Expires.Add(2 * time.Second))
 		t := time.NewTimer(time.Until(p.Expires))
 		defer t.Stop()
 		expired = t.C
