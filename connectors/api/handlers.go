@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/wardstream/wardstream/pipelines/schedule"
 	"github.com/wardstream/wardstream/schemas/codec"
+	"github.com/wardstream/wardstream/schemas/dose"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
 )
@@ -323,19 +323,9 @@ func validateSchedule(sc *pb.DoseSchedule, now time.Time) error {
 		}
 	}
 	// The processors refuse a window shorter than the grace period, zeros
-	// standing for their defaults (pipelines/schedule.Parse).
-	orDef := func(v, def int32) int32 {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
-	grace := orDef(sc.GraceMinutes, schedule.DefaultGraceMinutes)
-	if early := orDef(sc.EarlyWindowMinutes, schedule.DefaultEarlyMinutes); early < grace {
-		bad("earlyWindowMinutes %d is shorter than graceMinutes %d (0 means %d and %d)", early, grace, schedule.DefaultEarlyMinutes, schedule.DefaultGraceMinutes)
-	}
-	if late := orDef(sc.LateWindowMinutes, schedule.DefaultLateMinutes); late < grace {
-		bad("lateWindowMinutes %d is shorter than graceMinutes %d (0 means %d and %d)", late, grace, schedule.DefaultLateMinutes, schedule.DefaultGraceMinutes)
+	// standing for their defaults (schemas/dose).
+	for _, err := range dose.CheckWindows(sc.GraceMinutes, sc.EarlyWindowMinutes, sc.LateWindowMinutes) {
+		bad("%v", err)
 	}
 	if len(sc.MedicationName) > 256 {
 		bad("medicationName is longer than 256 characters")

@@ -64,14 +64,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardstream/wardstream/schemas/dose"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
-// Defaults of the dose windows (the seed's 15-minute rule for grace).
+// Defaults of the dose windows (the seed's 15-minute rule for grace),
+// fixed by the schedule contract (schemas/dose).
 const (
-	DefaultGraceMinutes = 15
-	DefaultEarlyMinutes = 60
-	DefaultLateMinutes  = 240
+	DefaultGraceMinutes = dose.DefaultGraceMinutes
+	DefaultEarlyMinutes = dose.DefaultEarlyMinutes
+	DefaultLateMinutes  = dose.DefaultLateMinutes
 )
 
 // DateLayout is the layout of local dates ("YYYY-MM-DD").
@@ -175,11 +177,8 @@ func Parse(s *pb.DoseSchedule) (*Spec, error) {
 	sp.Grace = mins("grace_minutes", s.GetGraceMinutes(), DefaultGraceMinutes)
 	sp.Early = mins("early_window_minutes", s.GetEarlyWindowMinutes(), DefaultEarlyMinutes)
 	sp.Late = mins("late_window_minutes", s.GetLateWindowMinutes(), DefaultLateMinutes)
-	if sp.Early < sp.Grace {
-		bad("early_window_minutes", "%v is shorter than grace %v", sp.Early, sp.Grace)
-	}
-	if sp.Late < sp.Grace {
-		bad("late_window_minutes", "%v is shorter than grace %v", sp.Late, sp.Grace)
+	for _, err := range dose.CheckWindows(s.GetGraceMinutes(), s.GetEarlyWindowMinutes(), s.GetLateWindowMinutes()) {
+		bad("early_window_minutes/late_window_minutes", "%v", err)
 	}
 	if sp.Version <= 0 {
 		bad("version", "must be > 0 (the highest version wins)")
