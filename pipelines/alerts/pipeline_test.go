@@ -105,13 +105,7 @@ func TestAcknowledgedConditionAlertResolvesAfterRetention(t *testing.T) {
 // ACKNOWLEDGED v2.
 func TestPrunedAcknowledgedAlertVersionsGoBack(t *testing.T) {
 	h := newHarness(t)
-	req := func() string {
-		a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "60000", time.UnixMilli(60_000), time.UnixMilli(h.now.Load()))
-		a.RequestVersion = 1
-		b, _ := codec.Marshal(a)
-		h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
-		return a.AlertId
-	}
+	req := h.pumpFailure
 	id := req()
 	h.ack(id)
 	h.tick(h.now.Load() + h.cfg.ResolvedRetention.Milliseconds() + 3_600_000)
@@ -134,13 +128,7 @@ func TestPrunedAcknowledgedAlertVersionsGoBack(t *testing.T) {
 func TestRepeatedRequestsKeepResolvedAlert(t *testing.T) {
 	h := newHarness(t)
 	day := int64(24 * time.Hour / time.Millisecond)
-	req := func() string {
-		a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "60000", time.UnixMilli(60_000), time.UnixMilli(h.now.Load()))
-		a.RequestVersion = 1
-		b, _ := codec.Marshal(a)
-		h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
-		return a.AlertId
-	}
+	req := h.pumpFailure
 	id := req()
 	h.ack(id)
 	start := h.now.Load()
@@ -160,4 +148,15 @@ func TestRepeatedRequestsKeepResolvedAlert(t *testing.T) {
 	if v := h.tt.TableValue(table, id); v != nil {
 		t.Fatalf("resolved alert kept the retention after its last request: %v", v)
 	}
+}
+
+// pumpFailure requests pump-1's failure alert of the episode at 60 s, OPEN
+// and numbered 1 as the anomaly group numbers every OPEN of an episode,
+// and returns its id.
+func (h *harness) pumpFailure() string {
+	a := alerts.Request("t1", pb.AlertType_PUMP_FAILURE, pb.Priority_CRITICAL, pb.AlertState_OPEN, alerts.SubjectDevice, "pump-1", "60000", time.UnixMilli(60_000), time.UnixMilli(h.now.Load()))
+	a.RequestVersion = 1
+	b, _ := codec.Marshal(a)
+	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
+	return a.AlertId
 }
