@@ -258,22 +258,12 @@ func (v *idValue) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// tsValue is a device timestamp: epoch milliseconds (or seconds, when below
-// 1e11), a numeric string, or an ISO-8601/RFC 3339 string.
-type tsValue int64
+// tsValue is the payloads' name for a device timestamp ([Timestamp]).
+type tsValue = Timestamp
 
-func (v *tsValue) UnmarshalJSON(b []byte) error {
-	ms, err := parseTime(b)
-	if err != nil {
-		return err
-	}
-	*v = tsValue(ms)
-	return nil
-}
-
-// Timestamp is a device timestamp in any form the payloads take (epoch
-// milliseconds or seconds, a numeric string, ISO-8601); it decodes to epoch
-// milliseconds.
+// Timestamp is a device timestamp in any form the payloads take: epoch
+// milliseconds (or seconds, when below 1e11), a numeric string, or an
+// ISO-8601/RFC 3339 string; it decodes to epoch milliseconds.
 type Timestamp int64
 
 // UnmarshalJSON implements json.Unmarshaler.
