@@ -504,10 +504,18 @@ func (s *Server) sendCommand(rc *reqCtx) (int, any, error) {
 	v, ok := pb.CommandType_value[req.CommandType]
 	typ := pb.CommandType(v)
 	if !ok || typ == pb.CommandType_COMMAND_TYPE_UNSPECIFIED {
-		return 0, nil, errf(http.StatusBadRequest, "commandType %q is not one of UPDATE_SCHEDULE, TRIGGER_REMINDER, PING, FACTORY_RESET, EMERGENCY_MODE, SECURE_DEVICE", req.CommandType)
+		return 0, nil, errf(http.StatusBadRequest, "commandType %q is not one of TRIGGER_REMINDER, PING, FACTORY_RESET, EMERGENCY_MODE, SECURE_DEVICE", req.CommandType)
 	}
 	if !rc.p.Has(commandRoles[typ]...) {
 		return 0, nil, errf(http.StatusForbidden, "role %s may not send %s (needs one of %s)", rc.p.RoleString(), req.CommandType, joinComma(commandRoles[typ]))
+	}
+	if typ == pb.CommandType_UPDATE_SCHEDULE {
+		// A schedule reaches its device only through the schedules
+		// endpoints: they validate it (times, zone, windows: schemas/dose),
+		// refuse another tenant's patient, and publish the DoseSchedule the
+		// processors track adherence against together with the command. A
+		// raw payload here skipped all three.
+		return 0, nil, errf(http.StatusBadRequest, "UPDATE_SCHEDULE is sent by the schedules endpoints (POST /api/v1/schedules, PUT or DELETE /api/v1/schedules/{patientId}/{medicationId} with the deviceId), which validate and record the schedule")
 	}
 	payload := "{}"
 	if len(req.Payload) > 0 && string(req.Payload) != "null" {
