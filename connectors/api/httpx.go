@@ -180,7 +180,7 @@ func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request) int {
 		// The user's rate limit comes first, so that requests refused for
 		// their role are limited too; refused writes are audited, whatever
 		// refused them.
-		if ok, wait := s.limiter.Allow(p.Tenant + "/" + p.User); !ok {
+		if ok, wait := s.limiter.Allow(userKey(p.Tenant, p.User)); !ok {
 			s.metrics.limited.Inc()
 			if rt.write {
 				s.auditWrite(r.Context(), rt, r, p, nil, http.StatusTooManyRequests)

@@ -2,9 +2,19 @@ package api
 
 import (
 	"math"
+	"strconv"
 	"sync"
 	"time"
 )
+
+// userKey is the bucket key of one tenant's user (rate limits, live
+// streams). The tenant's length comes first, so that no two (tenant, user)
+// pairs share a key whatever the claims hold: joined with "/" alone, tenant
+// "a/b" user "c" and tenant "a" user "b/c" shared one bucket. It starts
+// with a digit, so it never equals a failed-authentication key ("addr:").
+func userKey(tenant, user string) string {
+	return strconv.Itoa(len(tenant)) + ":" + tenant + "/" + user
+}
 
 // Limiter is a per-user token bucket: each user may make Burst requests at
 // once and Rate requests per second sustained. It is safe for concurrent

@@ -133,7 +133,7 @@ func (h *hub) subscribe(tenant, user string) (chan []byte, func(), error) {
 	if h.closed {
 		return nil, nil, errShuttingDown
 	}
-	who := tenant + "\x00" + user
+	who := userKey(tenant, user)
 	if h.byUser[who] >= h.maxUser {
 		return nil, nil, errTooManyUserStreams
 	}
