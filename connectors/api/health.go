@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 )
 
 // PipelineHealth is the pipeline's state as the API last polled it. It
-// holds counts only (no tenant data), so every role may read it.
+// holds counts only (no tenant data), so every role may read it; its error
+// texts are generic (the internal errors behind them are logged).
 type PipelineHealth struct {
 	CheckedAt time.Time `json:"checkedAt"`
 	// Kafka and ClickHouse say whether the last poll reached them.
@@ -84,11 +86,35 @@ type monitor struct {
 	last PipelineHealth
 	prev map[string]int64
 	at   time.Time
+	errs map[string]string // the failing checks' internal errors, last logged
 }
 
 func newMonitor(adm *kadm.Client, st Store, h *runtime.Health, groups, topics []string, roles map[string]string, now func() time.Time, log *slog.Logger) *monitor {
 	return &monitor{adm: adm, store: st, health: h, groups: groups, topics: topics, roles: roles, now: now, log: log,
-		client: &http.Client{Timeout: 2 * time.Second}}
+		client: &http.Client{Timeout: 2 * time.Second}, errs: map[string]string{}}
+}
+
+// hide logs check's internal error (when it differs from the one logged
+// last) and returns shown, the text pipeline health carries instead:
+// every role reads it, and internal errors (server addresses, user names,
+// driver messages) are logged, not shown.
+func (m *monitor) hide(check string, err error, shown string) string {
+	msg := err.Error()
+	m.mu.Lock()
+	changed := m.errs[check] != msg
+	m.errs[check] = msg
+	m.mu.Unlock()
+	if changed {
+		m.log.Warn("pipeline health check failing", "check", check, "err", err)
+	}
+	return shown
+}
+
+// passed forgets check's logged error, so that its next failure is logged.
+func (m *monitor) passed(check string) {
+	m.mu.Lock()
+	delete(m.errs, check)
+	m.mu.Unlock()
 }
 
 func (m *monitor) run(ctx context.Context, every time.Duration) {
@@ -124,8 +150,9 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 	now := m.now()
 	h := PipelineHealth{CheckedAt: now, Groups: []GroupLag{}, Topics: []TopicRate{}, Roles: []RoleState{}}
 	if err := m.store.Ping(ctx); err != nil {
-		h.ClickHouse = Component{Error: err.Error()}
+		h.ClickHouse = Component{Error: m.hide("clickhouse", err, "unreachable")}
 	} else {
+		m.passed("clickhouse")
 		h.ClickHouse = Component{OK: true}
 	}
 	ends := map[string]int64{}
@@ -136,8 +163,9 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 		// kadm reuses the variadic slice it is given: pass copies.
 		offs, err := m.adm.ListEndOffsets(ctx, slices.Clone(m.topics)...)
 		if err != nil {
-			h.Kafka = Component{Error: fmt.Sprintf("listing end offsets: %v", err)}
+			h.Kafka = Component{Error: m.hide("kafka end offsets", err, "listing end offsets failed")}
 		} else {
+			m.passed("kafka end offsets")
 			offs.Each(func(o kadm.ListedOffset) {
 				if o.Err == nil {
 					ends[o.Topic] += o.Offset
@@ -147,7 +175,9 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 		if len(m.groups) > 0 && h.Kafka.OK {
 			lags, err := m.adm.Lag(ctx, slices.Clone(m.groups)...)
 			if err != nil {
-				h.Kafka = Component{Error: fmt.Sprintf("describing group lag: %v", err)}
+				h.Kafka = Component{Error: m.hide("kafka group lag", err, "describing group lag failed")}
+			} else {
+				m.passed("kafka group lag")
 			}
 			for _, g := range m.groups {
 				l, ok := lags[g]
@@ -159,8 +189,9 @@ func (m *monitor) poll(ctx context.Context) PipelineHealth {
 					// The group's role has never run (or its group expired).
 					gl.State = "absent"
 				} else if err != nil {
-					gl.Error = err.Error()
+					gl.Error = m.hide("group "+g, err, "lag unavailable")
 				} else {
+					m.passed("group " + g)
 					gl.Lag = l.Lag.Total()
 				}
 				h.TotalLag += gl.Lag
@@ -199,8 +230,9 @@ func (m *monitor) roleStates(ctx context.Context) []RoleState {
 		// runtime.Health only reports the failing checks, joined.
 		rs := RoleState{Role: "this-process"}
 		if err := m.health.Ready(); err != nil {
-			rs.Error = err.Error()
+			rs.Error = m.hide("this-process", err, "not ready: "+strings.Join(failingChecks(err), ", "))
 		} else {
+			m.passed("this-process")
 			rs.Ready = true
 		}
 		out = append(out, rs)
@@ -219,10 +251,28 @@ func (m *monitor) roleStates(ctx context.Context) []RoleState {
 			}
 		}
 		if err != nil {
-			rs.Error = err.Error()
+			rs.Error = m.hide("role "+name, err, "readiness check failed")
+		} else {
+			m.passed("role " + name)
 		}
 		out = append(out, rs)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Role < out[j].Role })
 	return out
+}
+
+// failingChecks returns the names of the failing checks in an error of
+// runtime.Health.Ready (one "name: error" per check, joined).
+func failingChecks(err error) []string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var names []string
+	for _, e := range errs {
+		if name, _, ok := strings.Cut(e.Error(), ": "); ok {
+			names = append(names, name)
+		}
+	}
+	return names
 }
