@@ -26,7 +26,7 @@ func TestDeadLetterFailureDoesNotPassCommitPoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // shutdown while the dead letter is being produced
 	bad := &kgo.Record{Topic: topics.Vitals, Partition: 0, Offset: 7, Key: []byte("dev"), Value: []byte{0xff, 0xff, 0xff}}
-	err := s.record(ctx, bad)
+	err := s.recordLocked(ctx, bad)
 	if err == nil {
 		t.Fatal("dead letter produced with a cancelled context; test setup does not reproduce the failure")
 	}

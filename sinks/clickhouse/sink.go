@@ -69,7 +69,8 @@ type Sink struct {
 	dlq     string
 
 	// Everything below is guarded by mu: the poll loop holds it while it
-	// processes and inserts, the rebalance callbacks while they flush.
+	// processes and inserts (released in cond waits and while a dead
+	// letter is produced), the rebalance callbacks while they flush.
 	mu     sync.Mutex
 	cl     *kgo.Client
 	conn   driver.Conn
@@ -593,16 +594,22 @@ func (s *Sink) record(ctx context.Context, r *kgo.Record) error {
 	if r.Offset < p.next {
 		return nil // already processed (re-delivered after a rewind)
 	}
-	prevNext, prevEpoch := p.next, p.epoch
-	p.next = r.Offset + 1
-	p.epoch = r.LeaderEpoch
+	// The position moves past the record only once it is in a batch or
+	// in the dead-letter topic: a dead letter is produced with s.mu
+	// released, and a commit point marked meanwhile (a landing, a
+	// rebalance) must not pass it. If its produce failed, the record is in
+	// neither place and the drain must not commit past it.
 	if err := s.convert(ctx, r, pk); err != nil {
-		// The record is in no batch and not in the dead-letter topic (the
-		// dead letter could not be produced): the commit point must not
-		// pass it, or the drain commits past a record that exists nowhere.
-		p.next, p.epoch = prevNext, prevEpoch
 		return err
 	}
+	if _, rewound := s.rewind[pk]; s.pos[pk] != p || rewound {
+		// Revoked, lost or rewound while the dead letter was produced:
+		// the partition is re-read from its commit point (the dead letter
+		// may then be produced twice, at least once as always).
+		return nil
+	}
+	p.next = r.Offset + 1
+	p.epoch = r.LeaderEpoch
 	return nil
 }
 
@@ -694,6 +701,10 @@ func (s *Sink) added(tb *tableBuf, before int, pk partKey, offset int64) {
 // deadLetter sends a record that cannot become rows to the dead-letter
 // topic with the reason. A dead letter that itself cannot be decoded is
 // written straight to the dead_letters table instead (no loops).
+//
+// The caller holds s.mu; the produce (and its retries) runs with s.mu
+// released, as a cond wait does: with it held, a slow or unavailable
+// Kafka stalled every landing and rebalance callback for up to a minute.
 func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cause error) error {
 	s.m.deadLetters.WithLabelValues(reason).Inc()
 	s.log.Warn("record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", cause)
@@ -718,6 +729,9 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 	if err != nil {
 		return fmt.Errorf("encoding dead letter for %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
+	base := s.brk.base
+	s.mu.Unlock()
+	defer s.mu.Lock()
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = s.cl.ProduceSync(pctx, &kgo.Record{Topic: s.dlq, Key: r.Key, Value: val}).FirstErr()
@@ -728,7 +742,7 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 		if ctx.Err() != nil || attempt >= 5 {
 			return fmt.Errorf("producing dead letter for %s/%d@%d to %s: %w", r.Topic, r.Partition, r.Offset, s.dlq, err)
 		}
-		time.Sleep(s.brk.base << attempt)
+		time.Sleep(base << attempt)
 	}
 }
 

@@ -138,6 +138,14 @@ func rec(t *testing.T, topic string, part int32, off int64, m proto.Message) *kg
 	return &kgo.Record{Topic: topic, Partition: part, Offset: off, Value: v, Key: []byte("k"), Timestamp: time.UnixMilli(1_700_000_000_000)}
 }
 
+// recordLocked is record as the loop calls it, with s.mu held (a dead
+// letter's produce releases it).
+func (s *Sink) recordLocked(ctx context.Context, r *kgo.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.record(ctx, r)
+}
+
 func (s *Sink) table(name string) *tableBuf {
 	for _, tb := range s.tables {
 		if tb.table.Name == name {
@@ -236,7 +244,7 @@ func TestDeadLetters(t *testing.T) {
 		{rec(t, topics.Schedules, 0, 1, &pb.DoseSchedule{Meta: &pb.Meta{EventId: "s"}}), "convert"},
 	}
 	for _, tc := range cases {
-		if err := s.record(ctx, tc.r); err != nil {
+		if err := s.recordLocked(ctx, tc.r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,7 +284,7 @@ func TestDeadLetters(t *testing.T) {
 		}
 	}
 	// A dead letter that cannot be decoded: straight into dead_letters.
-	if err := s.record(ctx, &kgo.Record{Topic: topics.DeadLetters, Partition: 0, Offset: 9, Value: []byte{0xff}}); err != nil {
+	if err := s.recordLocked(ctx, &kgo.Record{Topic: topics.DeadLetters, Partition: 0, Offset: 9, Value: []byte{0xff}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.table(chschema.TDeadLetters).rows; n != 1 {

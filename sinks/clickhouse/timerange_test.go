@@ -86,7 +86,7 @@ func TestDateOutOfRange(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, r := range bad {
-		if err := s.record(ctx, r); err != nil {
+		if err := s.recordLocked(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestDateOutOfRange(t *testing.T) {
 	}
 	// The ends of the ranges are fine.
 	for i, r := range []*kgo.Record{rec(t, topics.Adherence, 0, 3, adh("1970-01-01")), rec(t, topics.Adherence, 0, 4, adh("2149-06-06"))} {
-		if err := s.record(ctx, r); err != nil {
+		if err := s.recordLocked(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		if n := s.table(chschema.TAdherence).rows; n != i+1 {
