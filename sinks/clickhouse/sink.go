@@ -742,7 +742,11 @@ func (s *Sink) deadLetter(ctx context.Context, r *kgo.Record, reason string, cau
 		if ctx.Err() != nil || attempt >= 5 {
 			return fmt.Errorf("producing dead letter for %s/%d@%d to %s: %w", r.Topic, r.Partition, r.Offset, s.dlq, err)
 		}
-		time.Sleep(base << attempt)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("producing dead letter for %s/%d@%d to %s: %w (stopped: %w)", r.Topic, r.Partition, r.Offset, s.dlq, err, ctx.Err())
+		case <-time.After(base << attempt):
+		}
 	}
 }
 
