@@ -71,9 +71,12 @@ type pendingCmd struct {
 type dispatcher struct {
 	c        *Connector
 	cmdTopic string
-	mu       sync.Mutex
-	pending  map[string]*pendingCmd // command id
-	next     map[int32]int64        // per commands partition: next offset to consume
+	// publish sends a command body to the device (PublishDevice; tests
+	// replace it).
+	publish func(ctx context.Context, deviceID string, body []byte) error
+	mu      sync.Mutex
+	pending map[string]*pendingCmd // command id
+	next    map[int32]int64        // per commands partition: next offset to consume
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -82,7 +85,7 @@ type dispatcher struct {
 // resolved (acked, failed or timed out); after a crash or rebalance the new
 // owner sends unresolved commands again (devices deduplicate by commandId).
 func (c *Connector) runCommands(ctx context.Context) error {
-	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], pending: map[string]*pendingCmd{}, next: map[int32]int64{}}
+	d := newDispatcher(c)
 	group := c.cfg.Commands.Group
 	if group == "" {
 		group = c.cfg.TopicPrefix + topics.GroupCommands
@@ -143,6 +146,17 @@ func (c *Connector) runCommands(ctx context.Context) error {
 		})
 		d.mark(cl)
 	}
+}
+
+func newDispatcher(c *Connector) *dispatcher {
+	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], pending: map[string]*pendingCmd{}, next: map[int32]int64{}}
+	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
+		return c.PublishDevice(ctx, "commands", deviceID, body)
+	}
+	if c.cmdPublish != nil {
+		d.publish = c.cmdPublish
+	}
+	return d
 }
 
 func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
@@ -240,7 +254,7 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	body, err := deviceBody(cmd, now.UnixMilli())
 	if err == nil {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = c.PublishDevice(pctx, "commands", cmd.DeviceId, body)
+		err = d.publish(pctx, cmd.DeviceId, body)
 		cancel()
 	}
 	if err != nil {
@@ -254,14 +268,17 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error())
 		return
 	}
+	// The device's window starts at the broker's PUBACK: a publish that
+	// waited for the broker (up to 30 s) must not eat into it.
+	sent := c.o.now()
 	d.mu.Lock()
 	if _, dup := d.pending[cmd.CommandId]; !dup {
 		c.m.commandsOpen.Inc()
 	}
-	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout)}
 	d.mu.Unlock()
-	cmd.SentTimeMs = now.UnixMilli()
-	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, now, "")
+	cmd.SentTimeMs = sent.UnixMilli()
+	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
 }
 
 // state resolves a pending command from an ack state record.

@@ -1,0 +1,134 @@
+package mqtt
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// fakeClock is a settable clock for Connector.o.now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) now() time.Time  { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
+func (f *fakeClock) set(t time.Time) { f.mu.Lock(); f.t = t; f.mu.Unlock() }
+func (f *fakeClock) add(d time.Duration) {
+	f.mu.Lock()
+	f.t = f.t.Add(d)
+	f.mu.Unlock()
+}
+
+// cmdHarness is a Connector whose Kafka client talks to an in-process kfake
+// cluster (commands, command states and dead letters with parts
+// partitions), with a fake clock and no MQTT broker.
+type cmdHarness struct {
+	c     *Connector
+	kc    *kfake.Cluster
+	clock *fakeClock
+}
+
+func newCmdHarness(t *testing.T, parts int32) *cmdHarness {
+	t.Helper()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topics.Commands, topics.CommandStates, topics.DeadLetters))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	c, err := New(DefaultConfig(), Shared{Tenant: "t0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.shared.Kafka.Brokers = kc.ListenAddrs()
+	clock := &fakeClock{t: time.UnixMilli(1_773_144_000_000)}
+	c.o.now = clock.now
+	c.kcl, err = kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.kcl.Close)
+	return &cmdHarness{c: c, kc: kc, clock: clock}
+}
+
+// cmdRecord is a command request as the commands topic carries it.
+func cmdRecord(t *testing.T, id, device string, part int32, off int64, timeout time.Duration) *kgo.Record {
+	t.Helper()
+	b, err := codec.Marshal(&pb.DeviceCommand{CommandId: id, DeviceId: device, CommandType: pb.CommandType_PING, TimeoutMs: timeout.Milliseconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topics.Commands, Key: []byte(device), Value: b, Partition: part, Offset: off}
+}
+
+// states returns the command states on the states topic, in order.
+func (h *cmdHarness) states(t *testing.T) []*pb.DeviceCommand {
+	t.Helper()
+	var out []*pb.DeviceCommand
+	for _, r := range readTopic(t, h.kc, topics.CommandStates) {
+		st := &pb.DeviceCommand{}
+		if err := codec.Unmarshal(r.Value, st); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func stateNames(sts []*pb.DeviceCommand) []string {
+	var out []string
+	for _, st := range sts {
+		out = append(out, st.CommandId+"/"+st.State.String())
+	}
+	return out
+}
+
+// The device's reply window (commands.timeout or timeout_ms) starts when
+// the broker acknowledged the publish (README: COMMAND_SENT after the
+// broker's PUBACK), not when the dispatcher took the record: a publish that
+// waits for the broker (a reconnect, a full in-flight window; up to 30 s)
+// must not eat the device's window. send took the clock before publishing
+// and counted the deadline and sent_time_ms from it.
+func TestCommandTimeoutStartsAfterPublish(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		publish time.Duration // how long the broker takes to PUBACK
+		timeout time.Duration
+	}{
+		{"fast publish", 0, 10 * time.Second},
+		{"slow publish shorter than the window", 20 * time.Second, 30 * time.Second},
+		{"slow publish longer than the window", 25 * time.Second, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			d.publish = func(context.Context, string, []byte) error { h.clock.add(tc.publish); return nil }
+			start := h.clock.now()
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, tc.timeout))
+			acked := start.Add(tc.publish)
+
+			// Just before the window ends, measured from the PUBACK: still pending.
+			h.clock.set(acked.Add(tc.timeout - time.Second))
+			d.expire(context.Background())
+			if got := stateNames(h.states(t)); len(got) != 1 || got[0] != "c1/COMMAND_SENT" {
+				t.Fatalf("states %d s after the PUBACK with a %v window: %v, want only c1/COMMAND_SENT", tc.timeout/time.Second-1, tc.timeout, got)
+			}
+			if sts := h.states(t); sts[0].SentTimeMs != acked.UnixMilli() {
+				t.Errorf("sent_time_ms %d, want the PUBACK's time %d (dispatch was %d)", sts[0].SentTimeMs, acked.UnixMilli(), start.UnixMilli())
+			}
+			h.clock.set(acked.Add(tc.timeout + time.Second))
+			d.expire(context.Background())
+			if got := stateNames(h.states(t)); len(got) != 2 || got[1] != "c1/COMMAND_TIMED_OUT" {
+				t.Errorf("states after the window: %v, want c1/COMMAND_SENT, c1/COMMAND_TIMED_OUT", got)
+			}
+		})
+	}
+}
