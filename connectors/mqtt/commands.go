@@ -65,18 +65,25 @@ type pendingCmd struct {
 	part     int32
 	offset   int64
 	deadline time.Time
+	// statesAt is the next offset to consume on the states partition of
+	// the same number when the command was sent (-1: none consumed yet);
+	// the device's answer comes after it.
+	statesAt int64
 }
 
 // dispatcher holds the commands this replica sent and has not resolved.
 type dispatcher struct {
-	c        *Connector
-	cmdTopic string
+	c           *Connector
+	cmdTopic    string
+	statesTopic string
 	// publish sends a command body to the device (PublishDevice; tests
 	// replace it).
 	publish func(ctx context.Context, deviceID string, body []byte) error
 	mu      sync.Mutex
 	pending map[string]*pendingCmd // command id
 	next    map[int32]int64        // per commands partition: next offset to consume
+	// statesNext is, per states partition, the next offset to consume.
+	statesNext map[int32]int64
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -92,7 +99,7 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	}
 	cl, err := kafka.NewClient(c.shared.Kafka,
 		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(d.cmdTopic, c.topics[topics.CommandStates]),
+		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
 		// The range balancer gives a member the same partition numbers of
 		// both topics (they have as many partitions and the same keys), so
 		// a device's ack reaches the replica holding its pending command;
@@ -149,7 +156,8 @@ func (c *Connector) runCommands(ctx context.Context) error {
 }
 
 func newDispatcher(c *Connector) *dispatcher {
-	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], pending: map[string]*pendingCmd{}, next: map[int32]int64{}}
+	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
+		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, statesNext: map[int32]int64{}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -171,30 +179,62 @@ func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][
 		}
 		delete(d.next, p)
 	}
+	for _, p := range lost[d.statesTopic] {
+		delete(d.statesNext, p)
+	}
 }
 
 // mark marks, per commands partition, the offset below which every command
-// is resolved.
+// is resolved, and per states partition the offset from which the answers
+// to those unresolved commands (and to every later one, which a restart
+// sends again) must be read again.
 func (d *dispatcher) mark(cl *kgo.Client) {
-	d.mu.Lock()
-	offs := map[int32]int64{}
-	for p, n := range d.next {
-		offs[p] = n
-	}
-	for _, pc := range d.pending {
-		if o, ok := offs[pc.part]; !ok || pc.offset < o {
-			offs[pc.part] = pc.offset
+	cmds, states := d.marks()
+	m := map[string]map[int32]kgo.EpochOffset{}
+	for topic, offs := range map[string]map[int32]int64{d.cmdTopic: cmds, d.statesTopic: states} {
+		if len(offs) == 0 {
+			continue
+		}
+		m[topic] = map[int32]kgo.EpochOffset{}
+		for p, o := range offs {
+			m[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
 		}
 	}
-	d.mu.Unlock()
-	if len(offs) == 0 {
-		return
+	if len(m) > 0 {
+		cl.MarkCommitOffsets(m)
 	}
-	m := map[int32]kgo.EpochOffset{}
-	for p, o := range offs {
-		m[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+}
+
+// marks returns the offsets mark marks. A states partition holds the
+// answers to the commands of the commands partition of the same number
+// (same keys, as many partitions, the range balancer: see runCommands).
+func (d *dispatcher) marks() (cmds, states map[int32]int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cmds, states = map[int32]int64{}, map[int32]int64{}
+	for p, n := range d.next {
+		cmds[p] = n
 	}
-	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{d.cmdTopic: m})
+	for p, n := range d.statesNext {
+		states[p] = n
+	}
+	unknown := map[int32]bool{}
+	for _, pc := range d.pending {
+		if o, ok := cmds[pc.part]; !ok || pc.offset < o {
+			cmds[pc.part] = pc.offset
+		}
+		if pc.statesAt < 0 {
+			unknown[pc.part] = true
+		} else if o, ok := states[pc.part]; !ok || pc.statesAt < o {
+			states[pc.part] = pc.statesAt
+		}
+	}
+	for p := range unknown {
+		// Sent before we read anything of its states partition: keep what
+		// is committed there.
+		delete(states, p)
+	}
+	return cmds, states
 }
 
 // deviceBody is the JSON a device receives: the seeds' {type, ...} with
@@ -261,7 +301,7 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		if ctx.Err() != nil {
 			// Shutting down: leave it unresolved so the next owner sends it.
 			d.mu.Lock()
-			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
 			d.mu.Unlock()
 			return
 		}
@@ -275,14 +315,25 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	if _, dup := d.pending[cmd.CommandId]; !dup {
 		c.m.commandsOpen.Inc()
 	}
-	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout)}
+	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
 	d.mu.Unlock()
 	cmd.SentTimeMs = sent.UnixMilli()
 	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
 }
 
+// statesAtLocked is pendingCmd.statesAt for a command of partition p.
+func (d *dispatcher) statesAtLocked(p int32) int64 {
+	if n, ok := d.statesNext[p]; ok {
+		return n
+	}
+	return -1
+}
+
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
+	d.mu.Lock()
+	d.statesNext[r.Partition] = r.Offset + 1
+	d.mu.Unlock()
 	st := &pb.DeviceCommand{}
 	if err := codec.Unmarshal(r.Value, st); err != nil {
 		return // written by us; a broken one was already dead-lettered upstream

@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -48,6 +52,7 @@ func newCmdHarness(t *testing.T, parts int32) *cmdHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.shared.Kafka = config.Default().Kafka
 	c.shared.Kafka.Brokers = kc.ListenAddrs()
 	clock := &fakeClock{t: time.UnixMilli(1_773_144_000_000)}
 	c.o.now = clock.now
@@ -130,5 +135,113 @@ func TestCommandTimeoutStartsAfterPublish(t *testing.T) {
 				t.Errorf("states after the window: %v, want c1/COMMAND_SENT, c1/COMMAND_TIMED_OUT", got)
 			}
 		})
+	}
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
+}
+
+// waitFor polls cond every 20 ms for up to 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// produce writes msg to the catalog topic on the harness's cluster.
+func (h *cmdHarness) produce(t *testing.T, topic, key string, msg *pb.DeviceCommand) {
+	t.Helper()
+	b, err := codec.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.kcl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDispatcher runs runCommands until the returned stop is called; stop
+// waits for it to return (its clean drain commits the marked offsets).
+func (h *cmdHarness) runDispatcher(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.c.runCommands(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runCommands: %v", err)
+		}
+	}
+}
+
+// committed returns the group's committed offsets per topic and partition.
+func (h *cmdHarness) committed(t *testing.T) map[string]map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	os, err := kadm.NewClient(cl).FetchOffsets(context.Background(), topics.GroupCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[int32]int64{}
+	os.Each(func(o kadm.OffsetResponse) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.At
+	})
+	return out
+}
+
+// The group consumes the commands and the command states topics, with
+// AutoCommitMarks: only marked offsets are committed. mark marked the
+// commands topic only, so the states topic's offsets were never committed
+// and every start read every state ever written (SENT, ACKED, TIMED_OUT:
+// a week of retention) again, counting each replayed device answer in
+// wardstream_mqtt_commands_total once more.
+func TestCommandStatesOffsetsCommitted(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	var mu sync.Mutex
+	var sent []string
+	h.c.cmdPublish = func(_ context.Context, dev string, _ []byte) error {
+		mu.Lock()
+		sent = append(sent, dev)
+		mu.Unlock()
+		return nil
+	}
+	h.produce(t, topics.Commands, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", CommandType: pb.CommandType_PING})
+	stop := h.runDispatcher(t)
+	waitFor(t, "c1 sent", func() bool { return gaugeValue(h.c.m.commandsOpen) == 1 })
+	h.produce(t, topics.CommandStates, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+	waitFor(t, "c1 acked", func() bool { return gaugeValue(h.c.m.commandsOpen) == 0 })
+	stop()
+
+	got := h.committed(t)
+	// States: c1's COMMAND_SENT (ours) and the device's COMMAND_ACKED.
+	if got[topics.Commands][0] != 1 || got[topics.CommandStates][0] != 2 {
+		t.Errorf("committed %v, want %s/0 at 1 and %s/0 at 2", got, topics.Commands, topics.CommandStates)
+	}
+
+	// A restart reads neither c1 nor its answer again.
+	acked := counterValue(h.c.m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String()))
+	h.c.m = newMetrics(nil)
+	stop = h.runDispatcher(t)
+	time.Sleep(2 * time.Second)
+	stop()
+	if n := counterValue(h.c.m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())); acked != 1 || n != 0 || len(sent) != 1 {
+		t.Errorf("commands_total{ACKED} %v in the first run, %v after the restart; %d publishes; want 1, 0, 1", acked, n, len(sent))
 	}
 }
