@@ -69,6 +69,8 @@ type pendingCmd struct {
 	// the same number when the command was sent (-1: none consumed yet);
 	// the device's answer comes after it.
 	statesAt int64
+	// expiring: expire is producing its COMMAND_TIMED_OUT.
+	expiring bool
 }
 
 // dispatcher holds the commands this replica sent and has not resolved.
@@ -82,6 +84,9 @@ type dispatcher struct {
 	mu      sync.Mutex
 	pending map[string]*pendingCmd // command id
 	next    map[int32]int64        // per commands partition: next offset to consume
+	// busy is, per commands partition, the command send is handling: its
+	// offset stays unmarked until its outcome is durable.
+	busy map[int32]int64
 	// statesNext is, per states partition, the next offset to consume.
 	statesNext map[int32]int64
 }
@@ -157,7 +162,7 @@ func (c *Connector) runCommands(ctx context.Context) error {
 
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
-		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, statesNext: map[int32]int64{}}
+		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -218,6 +223,11 @@ func (d *dispatcher) marks() (cmds, states map[int32]int64) {
 	for p, n := range d.statesNext {
 		states[p] = n
 	}
+	for p, o := range d.busy {
+		if n, ok := cmds[p]; !ok || o < n {
+			cmds[p] = o
+		}
+	}
 	unknown := map[int32]bool{}
 	for _, pc := range d.pending {
 		if o, ok := cmds[pc.part]; !ok || pc.offset < o {
@@ -265,9 +275,18 @@ func deviceBody(cmd *pb.DeviceCommand, sent int64) ([]byte, error) {
 
 func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	c := d.c
+	// The offset is marked past this command only once its outcome is
+	// durable (pending after the PUBACK, or a state or dead letter in
+	// Kafka): a crash in between sends it again instead of losing it.
 	d.mu.Lock()
-	d.next[r.Partition] = r.Offset + 1
+	d.busy[r.Partition] = r.Offset
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.busy, r.Partition)
+		d.next[r.Partition] = r.Offset + 1
+		d.mu.Unlock()
+	}()
 	cmd := &pb.DeviceCommand{}
 	now := c.o.now()
 	if err := codec.Unmarshal(r.Value, cmd); err != nil || cmd.CommandId == "" || cmd.DeviceId == "" || cmd.CommandType == pb.CommandType_COMMAND_TYPE_UNSPECIFIED {
@@ -353,18 +372,25 @@ func (d *dispatcher) state(r *kgo.Record) {
 // expire reports commands past their deadline as timed out.
 func (d *dispatcher) expire(ctx context.Context) {
 	now := d.c.o.now()
-	var due []*pb.DeviceCommand
+	var due []*pendingCmd
 	d.mu.Lock()
-	for id, pc := range d.pending {
-		if now.After(pc.deadline) {
-			due = append(due, pc.cmd)
-			delete(d.pending, id)
-			d.c.m.commandsOpen.Dec()
+	for _, pc := range d.pending {
+		if !pc.expiring && now.After(pc.deadline) {
+			pc.expiring = true
+			due = append(due, pc)
 		}
 	}
 	d.mu.Unlock()
-	for _, cmd := range due {
-		d.emit(ctx, cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+	for _, pc := range due {
+		d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+		// Resolved only now that COMMAND_TIMED_OUT is in Kafka: until
+		// then the command keeps its offset unmarked.
+		d.mu.Lock()
+		if d.pending[pc.cmd.CommandId] == pc {
+			delete(d.pending, pc.cmd.CommandId)
+			d.c.m.commandsOpen.Dec()
+		}
+		d.mu.Unlock()
 	}
 }
 

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/schemas/codec"
@@ -243,5 +245,79 @@ func TestCommandStatesOffsetsCommitted(t *testing.T) {
 	stop()
 	if n := counterValue(h.c.m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())); acked != 1 || n != 0 || len(sent) != 1 {
 		t.Errorf("commands_total{ACKED} %v in the first run, %v after the restart; %d publishes; want 1, 0, 1", acked, n, len(sent))
+	}
+}
+
+// A command's offset may be marked (and autocommitted within a second)
+// only once its outcome is durable: the PUBACK and COMMAND_SENT (then it is
+// pending), COMMAND_FAILED, COMMAND_TIMED_OUT, or its dead letter. send set
+// next before publishing, so while a publish waited for the broker (up to
+// 30 s) the command's offset was committed; a crash then lost the command
+// (never sent, never resolved, never sent again). expire dropped the
+// command from pending before COMMAND_TIMED_OUT reached Kafka, the same
+// window for the timeout.
+func TestCommandOffsetNotMarkedBeforeOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// during is where the outcome is being made durable: "publish" or
+		// "produce" (a produce request to Kafka).
+		during  string
+		publish error
+		bad     bool // a record that is no command: dead-lettered
+		expire  bool // the outcome is the timeout
+	}{
+		{name: "publishing", during: "publish"},
+		{name: "producing COMMAND_FAILED", during: "produce", publish: errors.New("broker refused")},
+		{name: "producing the dead letter", during: "produce", bad: true},
+		{name: "producing COMMAND_TIMED_OUT", during: "produce", expire: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			const off = 7
+			d.mu.Lock()
+			d.next[0] = off // commands before it resolved
+			d.mu.Unlock()
+			var mu sync.Mutex
+			var seen []int64
+			check := func() {
+				cmds, _ := d.marks()
+				mu.Lock()
+				seen = append(seen, cmds[0])
+				mu.Unlock()
+			}
+			d.publish = func(context.Context, string, []byte) error {
+				if tc.during == "publish" {
+					check()
+				}
+				return tc.publish
+			}
+			rec := cmdRecord(t, "c1", "d1", 0, off, 10*time.Second)
+			if tc.bad {
+				rec.Value = []byte("not a command")
+			}
+			if tc.during == "produce" && !tc.expire {
+				h.kc.ControlKey(0, func(kmsg.Request) (kmsg.Response, error, bool) { check(); return nil, nil, false })
+			}
+			d.send(context.Background(), rec)
+			if tc.expire {
+				h.kc.ControlKey(0, func(kmsg.Request) (kmsg.Response, error, bool) { check(); return nil, nil, false })
+				h.clock.add(11 * time.Second)
+				d.expire(context.Background())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) == 0 {
+				t.Fatal("the check never ran")
+			}
+			for _, o := range seen {
+				if o > off {
+					t.Errorf("%s: commands partition 0 marked at %d, past the command at %d whose outcome is not yet durable", tc.during, o, off)
+				}
+			}
+			if cmds, _ := d.marks(); cmds[0] != off+1 && !(tc.during == "publish") {
+				t.Errorf("after the outcome: marked at %d, want %d", cmds[0], off+1)
+			}
+		})
 	}
 }
