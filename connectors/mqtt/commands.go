@@ -89,6 +89,12 @@ type dispatcher struct {
 	busy map[int32]int64
 	// statesNext is, per states partition, the next offset to consume.
 	statesNext map[int32]int64
+	// owned holds the partitions assigned to us, per topic; gen counts the
+	// revocations of each commands partition, so that send, which runs
+	// concurrently with a revocation (the poll loop still handles records
+	// returned before it), can tell that its partition went away.
+	owned map[string]map[int32]bool
+	gen   map[int32]uint64
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -115,6 +121,7 @@ func (c *Connector) runCommands(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(d.assigned),
 		kgo.OnPartitionsRevoked(d.revoked),
 		kgo.OnPartitionsLost(d.revoked),
 	)
@@ -162,7 +169,8 @@ func (c *Connector) runCommands(ctx context.Context) error {
 
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
-		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{}}
+		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
+		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -172,6 +180,21 @@ func newDispatcher(c *Connector) *dispatcher {
 	return d
 }
 
+func (d *dispatcher) assigned(_ context.Context, _ *kgo.Client, added map[string][]int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for t, ps := range added {
+		if d.owned[t] == nil {
+			d.owned[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			d.owned[t][p] = true
+		}
+	}
+}
+
+// revoked forgets the commands of lost partitions: their new owner sends
+// them again from the committed offset and resolves them.
 func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -183,10 +206,20 @@ func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][
 			}
 		}
 		delete(d.next, p)
+		delete(d.busy, p)
+		delete(d.owned[d.cmdTopic], p)
+		d.gen[p]++
 	}
 	for _, p := range lost[d.statesTopic] {
 		delete(d.statesNext, p)
+		delete(d.owned[d.statesTopic], p)
 	}
+}
+
+// ownsLocked says whether commands partition p is still ours since
+// generation gen (no revocation in between).
+func (d *dispatcher) ownsLocked(p int32, gen uint64) bool {
+	return d.owned[d.cmdTopic][p] && d.gen[p] == gen
 }
 
 // mark marks, per commands partition, the offset below which every command
@@ -194,7 +227,12 @@ func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][
 // to those unresolved commands (and to every later one, which a restart
 // sends again) must be read again.
 func (d *dispatcher) mark(cl *kgo.Client) {
-	cmds, states := d.marks()
+	// Under d.mu, so that a revocation cannot come between reading the
+	// offsets and marking them: a mark of a revoked partition would be
+	// committed over its new owner's commits.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cmds, states := d.marksLocked()
 	m := map[string]map[int32]kgo.EpochOffset{}
 	for topic, offs := range map[string]map[int32]int64{d.cmdTopic: cmds, d.statesTopic: states} {
 		if len(offs) == 0 {
@@ -216,6 +254,10 @@ func (d *dispatcher) mark(cl *kgo.Client) {
 func (d *dispatcher) marks() (cmds, states map[int32]int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.marksLocked()
+}
+
+func (d *dispatcher) marksLocked() (cmds, states map[int32]int64) {
 	cmds, states = map[int32]int64{}, map[int32]int64{}
 	for p, n := range d.next {
 		cmds[p] = n
@@ -279,12 +321,21 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	// durable (pending after the PUBACK, or a state or dead letter in
 	// Kafka): a crash in between sends it again instead of losing it.
 	d.mu.Lock()
+	gen := d.gen[r.Partition]
+	if !d.ownsLocked(r.Partition, gen) {
+		// Returned by a poll before its partition was revoked: the new
+		// owner sends it.
+		d.mu.Unlock()
+		return
+	}
 	d.busy[r.Partition] = r.Offset
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		delete(d.busy, r.Partition)
-		d.next[r.Partition] = r.Offset + 1
+		if d.ownsLocked(r.Partition, gen) {
+			delete(d.busy, r.Partition)
+			d.next[r.Partition] = r.Offset + 1
+		}
 		d.mu.Unlock()
 	}()
 	cmd := &pb.DeviceCommand{}
@@ -316,6 +367,14 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		err = d.publish(pctx, cmd.DeviceId, body)
 		cancel()
 	}
+	d.mu.Lock()
+	owned := d.ownsLocked(r.Partition, gen)
+	d.mu.Unlock()
+	if !owned {
+		// Revoked while we published: the new owner sends it again and
+		// resolves it; a second outcome from us would contradict its own.
+		return
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Shutting down: leave it unresolved so the next owner sends it.
@@ -331,6 +390,10 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	// waited for the broker (up to 30 s) must not eat into it.
 	sent := c.o.now()
 	d.mu.Lock()
+	if !d.ownsLocked(r.Partition, gen) {
+		d.mu.Unlock()
+		return
+	}
 	if _, dup := d.pending[cmd.CommandId]; !dup {
 		c.m.commandsOpen.Inc()
 	}
@@ -351,7 +414,9 @@ func (d *dispatcher) statesAtLocked(p int32) int64 {
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
 	d.mu.Lock()
-	d.statesNext[r.Partition] = r.Offset + 1
+	if d.owned[d.statesTopic][r.Partition] {
+		d.statesNext[r.Partition] = r.Offset + 1
+	}
 	d.mu.Unlock()
 	st := &pb.DeviceCommand{}
 	if err := codec.Unmarshal(r.Value, st); err != nil {

@@ -66,6 +66,12 @@ func newCmdHarness(t *testing.T, parts int32) *cmdHarness {
 	return &cmdHarness{c: c, kc: kc, clock: clock}
 }
 
+// assign gives d partition 0 of both topics, as the group does before the
+// first fetch.
+func assign(d *dispatcher) {
+	d.assigned(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+}
+
 // cmdRecord is a command request as the commands topic carries it.
 func cmdRecord(t *testing.T, id, device string, part int32, off int64, timeout time.Duration) *kgo.Record {
 	t.Helper()
@@ -117,6 +123,7 @@ func TestCommandTimeoutStartsAfterPublish(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newCmdHarness(t, 1)
 			d := newDispatcher(h.c)
+			assign(d)
 			d.publish = func(context.Context, string, []byte) error { h.clock.add(tc.publish); return nil }
 			start := h.clock.now()
 			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, tc.timeout))
@@ -274,6 +281,7 @@ func TestCommandOffsetNotMarkedBeforeOutcome(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newCmdHarness(t, 1)
 			d := newDispatcher(h.c)
+			assign(d)
 			const off = 7
 			d.mu.Lock()
 			d.next[0] = off // commands before it resolved
@@ -317,6 +325,65 @@ func TestCommandOffsetNotMarkedBeforeOutcome(t *testing.T) {
 			}
 			if cmds, _ := d.marks(); cmds[0] != off+1 && !(tc.during == "publish") {
 				t.Errorf("after the outcome: marked at %d, want %d", cmds[0], off+1)
+			}
+		})
+	}
+}
+
+// A rebalance (eager: the range balancer) revokes a partition while the poll
+// loop is still handling records franz-go returned before it. The new
+// owner starts from the committed offset and sends those commands itself.
+// send went on: it published the revoked partition's remaining records,
+// and a command whose publish was under way when the partition was revoked
+// became pending again after revoked had cleared the partition, so this
+// replica, no longer the owner, timed it out (a second outcome beside the
+// new owner's) and kept marking the partition.
+func TestCommandRevokedDuringSend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// revokeInPublish: the partition is revoked while c1's publish
+		// waits for the broker; otherwise before send takes c1.
+		revokeInPublish bool
+	}{
+		{name: "revoked while publishing", revokeInPublish: true},
+		{name: "revoked before a buffered record", revokeInPublish: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			lost := map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}}
+			published := 0
+			d.publish = func(context.Context, string, []byte) error {
+				published++
+				if tc.revokeInPublish {
+					d.revoked(context.Background(), nil, lost)
+				}
+				return nil
+			}
+			if !tc.revokeInPublish {
+				d.revoked(context.Background(), nil, lost)
+			}
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 3, 5*time.Second))
+			if !tc.revokeInPublish && published != 0 {
+				t.Errorf("published %d commands of a revoked partition", published)
+			}
+			h.clock.add(time.Minute)
+			d.expire(context.Background())
+			for _, st := range h.states(t) {
+				if st.State == pb.CommandState_COMMAND_TIMED_OUT {
+					t.Errorf("the old owner reported %s/%s for a revoked partition", st.CommandId, st.State)
+				}
+			}
+			cmds, states := d.marks()
+			if _, ok := cmds[0]; ok {
+				t.Errorf("still marks revoked commands partition 0 at %d", cmds[0])
+			}
+			if _, ok := states[0]; ok {
+				t.Errorf("still marks revoked states partition 0 at %d", states[0])
+			}
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v, want 0", g)
 			}
 		})
 	}
