@@ -65,15 +65,36 @@ type pendingCmd struct {
 	part     int32
 	offset   int64
 	deadline time.Time
+	// statesAt is the next offset to consume on the states partition of
+	// the same number when the command was sent (-1: none consumed yet);
+	// the device's answer comes after it.
+	statesAt int64
+	// expiring: expire is producing its COMMAND_TIMED_OUT.
+	expiring bool
 }
 
 // dispatcher holds the commands this replica sent and has not resolved.
 type dispatcher struct {
-	c        *Connector
-	cmdTopic string
-	mu       sync.Mutex
-	pending  map[string]*pendingCmd // command id
-	next     map[int32]int64        // per commands partition: next offset to consume
+	c           *Connector
+	cmdTopic    string
+	statesTopic string
+	// publish sends a command body to the device (PublishDevice; tests
+	// replace it).
+	publish func(ctx context.Context, deviceID string, body []byte) error
+	mu      sync.Mutex
+	pending map[string]*pendingCmd // command id
+	next    map[int32]int64        // per commands partition: next offset to consume
+	// busy is, per commands partition, the command send is handling: its
+	// offset stays unmarked until its outcome is durable.
+	busy map[int32]int64
+	// statesNext is, per states partition, the next offset to consume.
+	statesNext map[int32]int64
+	// owned holds the partitions assigned to us, per topic; gen counts the
+	// revocations of each commands partition, so that send, which runs
+	// concurrently with a revocation (the poll loop still handles records
+	// returned before it), can tell that its partition went away.
+	owned map[string]map[int32]bool
+	gen   map[int32]uint64
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -82,14 +103,14 @@ type dispatcher struct {
 // resolved (acked, failed or timed out); after a crash or rebalance the new
 // owner sends unresolved commands again (devices deduplicate by commandId).
 func (c *Connector) runCommands(ctx context.Context) error {
-	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], pending: map[string]*pendingCmd{}, next: map[int32]int64{}}
+	d := newDispatcher(c)
 	group := c.cfg.Commands.Group
 	if group == "" {
 		group = c.cfg.TopicPrefix + topics.GroupCommands
 	}
 	cl, err := kafka.NewClient(c.shared.Kafka,
 		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(d.cmdTopic, c.topics[topics.CommandStates]),
+		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
 		// The range balancer gives a member the same partition numbers of
 		// both topics (they have as many partitions and the same keys), so
 		// a device's ack reaches the replica holding its pending command;
@@ -100,6 +121,7 @@ func (c *Connector) runCommands(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(d.assigned),
 		kgo.OnPartitionsRevoked(d.revoked),
 		kgo.OnPartitionsLost(d.revoked),
 	)
@@ -145,6 +167,34 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	}
 }
 
+func newDispatcher(c *Connector) *dispatcher {
+	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
+		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
+		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}}
+	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
+		return c.PublishDevice(ctx, "commands", deviceID, body)
+	}
+	if c.cmdPublish != nil {
+		d.publish = c.cmdPublish
+	}
+	return d
+}
+
+func (d *dispatcher) assigned(_ context.Context, _ *kgo.Client, added map[string][]int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for t, ps := range added {
+		if d.owned[t] == nil {
+			d.owned[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			d.owned[t][p] = true
+		}
+	}
+}
+
+// revoked forgets the commands of lost partitions: their new owner sends
+// them again from the committed offset and resolves them.
 func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -156,31 +206,87 @@ func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][
 			}
 		}
 		delete(d.next, p)
+		delete(d.busy, p)
+		delete(d.owned[d.cmdTopic], p)
+		d.gen[p]++
+	}
+	for _, p := range lost[d.statesTopic] {
+		delete(d.statesNext, p)
+		delete(d.owned[d.statesTopic], p)
 	}
 }
 
+// ownsLocked says whether commands partition p is still ours since
+// generation gen (no revocation in between).
+func (d *dispatcher) ownsLocked(p int32, gen uint64) bool {
+	return d.owned[d.cmdTopic][p] && d.gen[p] == gen
+}
+
 // mark marks, per commands partition, the offset below which every command
-// is resolved.
+// is resolved, and per states partition the offset from which the answers
+// to those unresolved commands (and to every later one, which a restart
+// sends again) must be read again.
 func (d *dispatcher) mark(cl *kgo.Client) {
+	// Under d.mu, so that a revocation cannot come between reading the
+	// offsets and marking them: a mark of a revoked partition would be
+	// committed over its new owner's commits.
 	d.mu.Lock()
-	offs := map[int32]int64{}
-	for p, n := range d.next {
-		offs[p] = n
-	}
-	for _, pc := range d.pending {
-		if o, ok := offs[pc.part]; !ok || pc.offset < o {
-			offs[pc.part] = pc.offset
+	defer d.mu.Unlock()
+	cmds, states := d.marksLocked()
+	m := map[string]map[int32]kgo.EpochOffset{}
+	for topic, offs := range map[string]map[int32]int64{d.cmdTopic: cmds, d.statesTopic: states} {
+		if len(offs) == 0 {
+			continue
+		}
+		m[topic] = map[int32]kgo.EpochOffset{}
+		for p, o := range offs {
+			m[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
 		}
 	}
-	d.mu.Unlock()
-	if len(offs) == 0 {
-		return
+	if len(m) > 0 {
+		cl.MarkCommitOffsets(m)
 	}
-	m := map[int32]kgo.EpochOffset{}
-	for p, o := range offs {
-		m[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+}
+
+// marks returns the offsets mark marks. A states partition holds the
+// answers to the commands of the commands partition of the same number
+// (same keys, as many partitions, the range balancer: see runCommands).
+func (d *dispatcher) marks() (cmds, states map[int32]int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.marksLocked()
+}
+
+func (d *dispatcher) marksLocked() (cmds, states map[int32]int64) {
+	cmds, states = map[int32]int64{}, map[int32]int64{}
+	for p, n := range d.next {
+		cmds[p] = n
 	}
-	cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{d.cmdTopic: m})
+	for p, n := range d.statesNext {
+		states[p] = n
+	}
+	for p, o := range d.busy {
+		if n, ok := cmds[p]; !ok || o < n {
+			cmds[p] = o
+		}
+	}
+	unknown := map[int32]bool{}
+	for _, pc := range d.pending {
+		if o, ok := cmds[pc.part]; !ok || pc.offset < o {
+			cmds[pc.part] = pc.offset
+		}
+		if pc.statesAt < 0 {
+			unknown[pc.part] = true
+		} else if o, ok := states[pc.part]; !ok || pc.statesAt < o {
+			states[pc.part] = pc.statesAt
+		}
+	}
+	for p := range unknown {
+		// Sent before we read anything of its states partition: keep what
+		// is committed there.
+		delete(states, p)
+	}
+	return cmds, states
 }
 
 // deviceBody is the JSON a device receives: the seeds' {type, ...} with
@@ -211,9 +317,27 @@ func deviceBody(cmd *pb.DeviceCommand, sent int64) ([]byte, error) {
 
 func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	c := d.c
+	// The offset is marked past this command only once its outcome is
+	// durable (pending after the PUBACK, or a state or dead letter in
+	// Kafka): a crash in between sends it again instead of losing it.
 	d.mu.Lock()
-	d.next[r.Partition] = r.Offset + 1
+	gen := d.gen[r.Partition]
+	if !d.ownsLocked(r.Partition, gen) {
+		// Returned by a poll before its partition was revoked: the new
+		// owner sends it.
+		d.mu.Unlock()
+		return
+	}
+	d.busy[r.Partition] = r.Offset
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		if d.ownsLocked(r.Partition, gen) {
+			delete(d.busy, r.Partition)
+			d.next[r.Partition] = r.Offset + 1
+		}
+		d.mu.Unlock()
+	}()
 	cmd := &pb.DeviceCommand{}
 	now := c.o.now()
 	if err := codec.Unmarshal(r.Value, cmd); err != nil || cmd.CommandId == "" || cmd.DeviceId == "" || cmd.CommandType == pb.CommandType_COMMAND_TYPE_UNSPECIFIED {
@@ -240,32 +364,60 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	body, err := deviceBody(cmd, now.UnixMilli())
 	if err == nil {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = c.PublishDevice(pctx, "commands", cmd.DeviceId, body)
+		err = d.publish(pctx, cmd.DeviceId, body)
 		cancel()
+	}
+	d.mu.Lock()
+	owned := d.ownsLocked(r.Partition, gen)
+	d.mu.Unlock()
+	if !owned {
+		// Revoked while we published: the new owner sends it again and
+		// resolves it; a second outcome from us would contradict its own.
+		return
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Shutting down: leave it unresolved so the next owner sends it.
 			d.mu.Lock()
-			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
 			d.mu.Unlock()
 			return
 		}
 		d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error())
 		return
 	}
+	// The device's window starts at the broker's PUBACK: a publish that
+	// waited for the broker (up to 30 s) must not eat into it.
+	sent := c.o.now()
 	d.mu.Lock()
+	if !d.ownsLocked(r.Partition, gen) {
+		d.mu.Unlock()
+		return
+	}
 	if _, dup := d.pending[cmd.CommandId]; !dup {
 		c.m.commandsOpen.Inc()
 	}
-	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout)}
+	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
 	d.mu.Unlock()
-	cmd.SentTimeMs = now.UnixMilli()
-	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, now, "")
+	cmd.SentTimeMs = sent.UnixMilli()
+	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
+}
+
+// statesAtLocked is pendingCmd.statesAt for a command of partition p.
+func (d *dispatcher) statesAtLocked(p int32) int64 {
+	if n, ok := d.statesNext[p]; ok {
+		return n
+	}
+	return -1
 }
 
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
+	d.mu.Lock()
+	if d.owned[d.statesTopic][r.Partition] {
+		d.statesNext[r.Partition] = r.Offset + 1
+	}
+	d.mu.Unlock()
 	st := &pb.DeviceCommand{}
 	if err := codec.Unmarshal(r.Value, st); err != nil {
 		return // written by us; a broken one was already dead-lettered upstream
@@ -285,18 +437,25 @@ func (d *dispatcher) state(r *kgo.Record) {
 // expire reports commands past their deadline as timed out.
 func (d *dispatcher) expire(ctx context.Context) {
 	now := d.c.o.now()
-	var due []*pb.DeviceCommand
+	var due []*pendingCmd
 	d.mu.Lock()
-	for id, pc := range d.pending {
-		if now.After(pc.deadline) {
-			due = append(due, pc.cmd)
-			delete(d.pending, id)
-			d.c.m.commandsOpen.Dec()
+	for _, pc := range d.pending {
+		if !pc.expiring && now.After(pc.deadline) {
+			pc.expiring = true
+			due = append(due, pc)
 		}
 	}
 	d.mu.Unlock()
-	for _, cmd := range due {
-		d.emit(ctx, cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+	for _, pc := range due {
+		d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+		// Resolved only now that COMMAND_TIMED_OUT is in Kafka: until
+		// then the command keeps its offset unmarked.
+		d.mu.Lock()
+		if d.pending[pc.cmd.CommandId] == pc {
+			delete(d.pending, pc.cmd.CommandId)
+			d.c.m.commandsOpen.Dec()
+		}
+		d.mu.Unlock()
 	}
 }
 

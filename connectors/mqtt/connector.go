@@ -117,6 +117,8 @@ type Connector struct {
 	slots    chan struct{}
 	stopping atomic.Bool
 	ran      atomic.Bool
+	// cmdPublish replaces PublishDevice for commands in tests (nil: PublishDevice).
+	cmdPublish func(ctx context.Context, deviceID string, body []byte) error
 }
 
 // New validates cfg and builds the connector; it does no I/O.

@@ -1,0 +1,390 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// fakeClock is a settable clock for Connector.o.now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) now() time.Time  { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
+func (f *fakeClock) set(t time.Time) { f.mu.Lock(); f.t = t; f.mu.Unlock() }
+func (f *fakeClock) add(d time.Duration) {
+	f.mu.Lock()
+	f.t = f.t.Add(d)
+	f.mu.Unlock()
+}
+
+// cmdHarness is a Connector whose Kafka client talks to an in-process kfake
+// cluster (commands, command states and dead letters with parts
+// partitions), with a fake clock and no MQTT broker.
+type cmdHarness struct {
+	c     *Connector
+	kc    *kfake.Cluster
+	clock *fakeClock
+}
+
+func newCmdHarness(t *testing.T, parts int32) *cmdHarness {
+	t.Helper()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topics.Commands, topics.CommandStates, topics.DeadLetters))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	c, err := New(DefaultConfig(), Shared{Tenant: "t0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.shared.Kafka = config.Default().Kafka
+	c.shared.Kafka.Brokers = kc.ListenAddrs()
+	clock := &fakeClock{t: time.UnixMilli(1_773_144_000_000)}
+	c.o.now = clock.now
+	c.kcl, err = kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.kcl.Close)
+	return &cmdHarness{c: c, kc: kc, clock: clock}
+}
+
+// assign gives d partition 0 of both topics, as the group does before the
+// first fetch.
+func assign(d *dispatcher) {
+	d.assigned(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+}
+
+// cmdRecord is a command request as the commands topic carries it.
+func cmdRecord(t *testing.T, id, device string, part int32, off int64, timeout time.Duration) *kgo.Record {
+	t.Helper()
+	b, err := codec.Marshal(&pb.DeviceCommand{CommandId: id, DeviceId: device, CommandType: pb.CommandType_PING, TimeoutMs: timeout.Milliseconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topics.Commands, Key: []byte(device), Value: b, Partition: part, Offset: off}
+}
+
+// states returns the command states on the states topic, in order.
+func (h *cmdHarness) states(t *testing.T) []*pb.DeviceCommand {
+	t.Helper()
+	var out []*pb.DeviceCommand
+	for _, r := range readTopic(t, h.kc, topics.CommandStates) {
+		st := &pb.DeviceCommand{}
+		if err := codec.Unmarshal(r.Value, st); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func stateNames(sts []*pb.DeviceCommand) []string {
+	var out []string
+	for _, st := range sts {
+		out = append(out, st.CommandId+"/"+st.State.String())
+	}
+	return out
+}
+
+// The device's reply window (commands.timeout or timeout_ms) starts when
+// the broker acknowledged the publish (README: COMMAND_SENT after the
+// broker's PUBACK), not when the dispatcher took the record: a publish that
+// waits for the broker (a reconnect, a full in-flight window; up to 30 s)
+// must not eat the device's window. send took the clock before publishing
+// and counted the deadline and sent_time_ms from it.
+func TestCommandTimeoutStartsAfterPublish(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		publish time.Duration // how long the broker takes to PUBACK
+		timeout time.Duration
+	}{
+		{"fast publish", 0, 10 * time.Second},
+		{"slow publish shorter than the window", 20 * time.Second, 30 * time.Second},
+		{"slow publish longer than the window", 25 * time.Second, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			d.publish = func(context.Context, string, []byte) error { h.clock.add(tc.publish); return nil }
+			start := h.clock.now()
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, tc.timeout))
+			acked := start.Add(tc.publish)
+
+			// Just before the window ends, measured from the PUBACK: still pending.
+			h.clock.set(acked.Add(tc.timeout - time.Second))
+			d.expire(context.Background())
+			if got := stateNames(h.states(t)); len(got) != 1 || got[0] != "c1/COMMAND_SENT" {
+				t.Fatalf("states %d s after the PUBACK with a %v window: %v, want only c1/COMMAND_SENT", tc.timeout/time.Second-1, tc.timeout, got)
+			}
+			if sts := h.states(t); sts[0].SentTimeMs != acked.UnixMilli() {
+				t.Errorf("sent_time_ms %d, want the PUBACK's time %d (dispatch was %d)", sts[0].SentTimeMs, acked.UnixMilli(), start.UnixMilli())
+			}
+			h.clock.set(acked.Add(tc.timeout + time.Second))
+			d.expire(context.Background())
+			if got := stateNames(h.states(t)); len(got) != 2 || got[1] != "c1/COMMAND_TIMED_OUT" {
+				t.Errorf("states after the window: %v, want c1/COMMAND_SENT, c1/COMMAND_TIMED_OUT", got)
+			}
+		})
+	}
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
+}
+
+// waitFor polls cond every 20 ms for up to 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// produce writes msg to the catalog topic on the harness's cluster.
+func (h *cmdHarness) produce(t *testing.T, topic, key string, msg *pb.DeviceCommand) {
+	t.Helper()
+	b, err := codec.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.kcl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDispatcher runs runCommands until the returned stop is called; stop
+// waits for it to return (its clean drain commits the marked offsets).
+func (h *cmdHarness) runDispatcher(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.c.runCommands(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runCommands: %v", err)
+		}
+	}
+}
+
+// committed returns the group's committed offsets per topic and partition.
+func (h *cmdHarness) committed(t *testing.T) map[string]map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	os, err := kadm.NewClient(cl).FetchOffsets(context.Background(), topics.GroupCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[int32]int64{}
+	os.Each(func(o kadm.OffsetResponse) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]int64{}
+		}
+		out[o.Topic][o.Partition] = o.At
+	})
+	return out
+}
+
+// The group consumes the commands and the command states topics, with
+// AutoCommitMarks: only marked offsets are committed. mark marked the
+// commands topic only, so the states topic's offsets were never committed
+// and every start read every state ever written (SENT, ACKED, TIMED_OUT:
+// a week of retention) again, counting each replayed device answer in
+// wardstream_mqtt_commands_total once more.
+func TestCommandStatesOffsetsCommitted(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	var mu sync.Mutex
+	var sent []string
+	h.c.cmdPublish = func(_ context.Context, dev string, _ []byte) error {
+		mu.Lock()
+		sent = append(sent, dev)
+		mu.Unlock()
+		return nil
+	}
+	h.produce(t, topics.Commands, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", CommandType: pb.CommandType_PING})
+	stop := h.runDispatcher(t)
+	waitFor(t, "c1 sent", func() bool { return gaugeValue(h.c.m.commandsOpen) == 1 })
+	h.produce(t, topics.CommandStates, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+	waitFor(t, "c1 acked", func() bool { return gaugeValue(h.c.m.commandsOpen) == 0 })
+	stop()
+
+	got := h.committed(t)
+	// States: c1's COMMAND_SENT (ours) and the device's COMMAND_ACKED.
+	if got[topics.Commands][0] != 1 || got[topics.CommandStates][0] != 2 {
+		t.Errorf("committed %v, want %s/0 at 1 and %s/0 at 2", got, topics.Commands, topics.CommandStates)
+	}
+
+	// A restart reads neither c1 nor its answer again.
+	acked := counterValue(h.c.m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String()))
+	h.c.m = newMetrics(nil)
+	stop = h.runDispatcher(t)
+	time.Sleep(2 * time.Second)
+	stop()
+	if n := counterValue(h.c.m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())); acked != 1 || n != 0 || len(sent) != 1 {
+		t.Errorf("commands_total{ACKED} %v in the first run, %v after the restart; %d publishes; want 1, 0, 1", acked, n, len(sent))
+	}
+}
+
+// A command's offset may be marked (and autocommitted within a second)
+// only once its outcome is durable: the PUBACK and COMMAND_SENT (then it is
+// pending), COMMAND_FAILED, COMMAND_TIMED_OUT, or its dead letter. send set
+// next before publishing, so while a publish waited for the broker (up to
+// 30 s) the command's offset was committed; a crash then lost the command
+// (never sent, never resolved, never sent again). expire dropped the
+// command from pending before COMMAND_TIMED_OUT reached Kafka, the same
+// window for the timeout.
+func TestCommandOffsetNotMarkedBeforeOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// during is where the outcome is being made durable: "publish" or
+		// "produce" (a produce request to Kafka).
+		during  string
+		publish error
+		bad     bool // a record that is no command: dead-lettered
+		expire  bool // the outcome is the timeout
+	}{
+		{name: "publishing", during: "publish"},
+		{name: "producing COMMAND_FAILED", during: "produce", publish: errors.New("broker refused")},
+		{name: "producing the dead letter", during: "produce", bad: true},
+		{name: "producing COMMAND_TIMED_OUT", during: "produce", expire: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			const off = 7
+			d.mu.Lock()
+			d.next[0] = off // commands before it resolved
+			d.mu.Unlock()
+			var mu sync.Mutex
+			var seen []int64
+			check := func() {
+				cmds, _ := d.marks()
+				mu.Lock()
+				seen = append(seen, cmds[0])
+				mu.Unlock()
+			}
+			d.publish = func(context.Context, string, []byte) error {
+				if tc.during == "publish" {
+					check()
+				}
+				return tc.publish
+			}
+			rec := cmdRecord(t, "c1", "d1", 0, off, 10*time.Second)
+			if tc.bad {
+				rec.Value = []byte("not a command")
+			}
+			if tc.during == "produce" && !tc.expire {
+				h.kc.ControlKey(0, func(kmsg.Request) (kmsg.Response, error, bool) { check(); return nil, nil, false })
+			}
+			d.send(context.Background(), rec)
+			if tc.expire {
+				h.kc.ControlKey(0, func(kmsg.Request) (kmsg.Response, error, bool) { check(); return nil, nil, false })
+				h.clock.add(11 * time.Second)
+				d.expire(context.Background())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) == 0 {
+				t.Fatal("the check never ran")
+			}
+			for _, o := range seen {
+				if o > off {
+					t.Errorf("%s: commands partition 0 marked at %d, past the command at %d whose outcome is not yet durable", tc.during, o, off)
+				}
+			}
+			if cmds, _ := d.marks(); cmds[0] != off+1 && !(tc.during == "publish") {
+				t.Errorf("after the outcome: marked at %d, want %d", cmds[0], off+1)
+			}
+		})
+	}
+}
+
+// A rebalance (eager: the range balancer) revokes a partition while the poll
+// loop is still handling records franz-go returned before it. The new
+// owner starts from the committed offset and sends those commands itself.
+// send went on: it published the revoked partition's remaining records,
+// and a command whose publish was under way when the partition was revoked
+// became pending again after revoked had cleared the partition, so this
+// replica, no longer the owner, timed it out (a second outcome beside the
+// new owner's) and kept marking the partition.
+func TestCommandRevokedDuringSend(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// revokeInPublish: the partition is revoked while c1's publish
+		// waits for the broker; otherwise before send takes c1.
+		revokeInPublish bool
+	}{
+		{name: "revoked while publishing", revokeInPublish: true},
+		{name: "revoked before a buffered record", revokeInPublish: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			lost := map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}}
+			published := 0
+			d.publish = func(context.Context, string, []byte) error {
+				published++
+				if tc.revokeInPublish {
+					d.revoked(context.Background(), nil, lost)
+				}
+				return nil
+			}
+			if !tc.revokeInPublish {
+				d.revoked(context.Background(), nil, lost)
+			}
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 3, 5*time.Second))
+			if !tc.revokeInPublish && published != 0 {
+				t.Errorf("published %d commands of a revoked partition", published)
+			}
+			h.clock.add(time.Minute)
+			d.expire(context.Background())
+			for _, st := range h.states(t) {
+				if st.State == pb.CommandState_COMMAND_TIMED_OUT {
+					t.Errorf("the old owner reported %s/%s for a revoked partition", st.CommandId, st.State)
+				}
+			}
+			cmds, states := d.marks()
+			if _, ok := cmds[0]; ok {
+				t.Errorf("still marks revoked commands partition 0 at %d", cmds[0])
+			}
+			if _, ok := states[0]; ok {
+				t.Errorf("still marks revoked states partition 0 at %d", states[0])
+			}
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v, want 0", g)
+			}
+		})
+	}
+}
