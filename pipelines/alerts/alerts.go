@@ -11,7 +11,10 @@
 //     emitted), unless it asks for a higher priority, which the alert
 //     takes (with that priority's SLA); OPEN after it was resolved
 //     re-opens it.
-//   - RESOLVED resolves an alert that is not resolved yet.
+//   - RESOLVED resolves an alert that is not resolved yet. A numbered
+//     RESOLVED for an id without an alert (it overtook its OPEN) is kept
+//     unpublished, so that OPEN, when it comes, is stale and publishes the
+//     alert resolved instead of leaving it open.
 //   - A request numbered by its detector (RequestVersion > 0) at or below
 //     the highest number the alert applied is a redelivery and changes
 //     nothing: after a restart, goka re-reads uncommitted requests, and a
@@ -269,6 +272,15 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		// least once: a restart re-reads what was not committed, and a
 		// detector that replays its input asks again).
 		p.stale.WithLabelValues(req.AlertType.String()).Inc()
+		if cur.State == pb.AlertState_RESOLVED && cur.Version == 0 && req.State == pb.AlertState_OPEN {
+			// The OPEN that a RESOLVED seen first (see below) followed:
+			// downstream gets the alert as it ends in either order,
+			// resolved, without notifying an open alert.
+			a := proto.Clone(&req).(*pb.Alert)
+			a.State, a.OpenedTimeMs, a.ResolvedTimeMs, a.RequestVersion = pb.AlertState_RESOLVED, now.UnixMilli(), cur.ResolvedTimeMs, cur.RequestVersion
+			p.publish(ctx, a, now)
+			return
+		}
 		if cur.State == pb.AlertState_RESOLVED {
 			// Its detector still asks (a pump failure's episode goes on
 			// after the clock resolved it): the table copy's ingest time
@@ -297,6 +309,23 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		a.State, a.OpenedTimeMs, a.AckedTimeMs, a.ResolvedTimeMs, a.EscalationLevel, a.AckedBy = pb.AlertState_OPEN, now.UnixMilli(), 0, 0, 0, ""
 		p.publish(ctx, a, now)
 	case pb.AlertState_RESOLVED:
+		if cur == nil && req.GetRequestVersion() > 0 {
+			// Resolved before it was opened: the OPEN it follows arrives
+			// later (reordered, e.g. a zombie producer's OPEN delivered
+			// after the new owner's RESOLVED). Kept, unpublished (version
+			// 0), so that OPEN is stale when it comes instead of opening
+			// the alert for good; pruned after the retention like any
+			// resolved alert. An unnumbered RESOLVED cannot be ordered
+			// and is dropped.
+			a := proto.Clone(&req).(*pb.Alert)
+			a.Version, a.ResolvedTimeMs = 0, now.UnixMilli()
+			if a.Meta == nil {
+				a.Meta = &pb.Meta{}
+			}
+			a.Meta.IngestTimeMs = now.UnixMilli()
+			ctx.SetValue(a)
+			return
+		}
 		if cur == nil || cur.State == pb.AlertState_RESOLVED {
 			return
 		}
