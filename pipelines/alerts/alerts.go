@@ -6,7 +6,8 @@
 // (from the API), keyed by alert id too, so both meet in one partition.
 //
 // The group table holds the current pb.Alert per alert id. Rules:
-//   - OPEN for a new id raises the alert (version 1); OPEN while the alert
+//   - OPEN for a new id raises the alert (first version: the time in Unix
+//     ms, see below); OPEN while the alert
 //     is open, acknowledged or escalated is suppressed (counted, not
 //     emitted), unless it asks for a higher priority, which the alert
 //     takes (with that priority's SLA); OPEN after it was resolved
@@ -38,7 +39,9 @@
 //
 // Every change is emitted to the alerts topic keyed by the alert's subject
 // id with version + 1 and event id "alertId@version", so downstream keeps
-// the highest version as the alert's current state.
+// the highest version as the alert's current state. A new alert's first
+// version is the time it is raised in Unix ms, so that an id raised again
+// after its pruning continues above the versions emitted before.
 package alerts
 
 import (
@@ -217,8 +220,18 @@ func current(ctx goka.Context) *pb.Alert {
 	return nil
 }
 
-// publish stores a and emits it with the next version.
+// publish stores a and emits it with the next version. A new alert (no
+// version yet) starts at its time of publication in Unix ms, not at 1:
+// its id may have been emitted before and pruned after the retention (a
+// late report of an earlier device episode, an unnumbered detector asking
+// again), and downstream keeps an id's highest version, so the new
+// alert's versions must be above the pruned one's. They are: an alert is
+// pruned at least ResolvedRetention (>= 1h) after its last change, and an
+// alert's versions grow by one per change from its first publication.
 func (p *Processor) publish(ctx goka.Context, a *pb.Alert, now time.Time) {
+	if a.Version == 0 {
+		a.Version = max(0, now.UnixMilli()-1)
+	}
 	a.Version++
 	if a.Meta == nil {
 		a.Meta = &pb.Meta{}
