@@ -797,6 +797,7 @@ func (p *Processor) prune(m *MedState, nowMs int64) {
 	pruned := map[string]bool{}
 	for _, d := range m.Doses {
 		if d.At < floor && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
+			m.Pruned = max(m.Pruned, floor)
 			if m.Days == nil {
 				m.Days = map[string][2]int{}
 			}
