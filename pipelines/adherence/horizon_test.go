@@ -64,3 +64,38 @@ func TestPrunedDosesStayPruned(t *testing.T) {
 	}
 	h.final() // versions only grow
 }
+
+// TestIntakeForPrunedDoseIsDeadLettered: an intake that could only match
+// a dose older than the correction horizon (pruned, its MISSED final) is
+// dead-lettered (beyond_correction_horizon): it must neither correct the
+// dose nor become an EXTRA intake, which it is not.
+func TestIntakeForPrunedDoseIsDeadLettered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		intake string // local intake time, in the 08:00 dose's window
+	}{
+		{"late", "2024-07-01 09:00"},
+		{"on time", "2024-07-01 08:10"},
+		{"early", "2024-07-01 07:30"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, at("2024-06-30 12:00"))
+			s1 := schedFor("p", "m", "08:00")
+			s1.EndDate = "2024-07-05"
+			h.schedule(s1)
+			h.tick(at("2024-07-01 09:00"))
+			// Just past the horizon of the 08:00 dose: pruned.
+			h.tick(at("2024-07-01 08:01").Add(h.cfg.CorrectionHorizon))
+			h.intake(intake("late", "p", "m", at(tc.intake), "taken"))
+			h.tick(at("2024-07-01 08:02").Add(h.cfg.CorrectionHorizon))
+			for id, o := range h.final() {
+				if o.Outcome == pb.Outcome_EXTRA || o.IntakeEventId == "late" {
+					t.Errorf("intake for a pruned dose: %s %s (intake %s)", id, o.Outcome, o.IntakeEventId)
+				}
+			}
+			if len(h.dlq) != 1 || h.dlq[0].Reason != "beyond_correction_horizon" {
+				t.Errorf("dead letters %v, want the intake (beyond_correction_horizon)", h.dlq)
+			}
+		})
+	}
+}
