@@ -404,12 +404,56 @@ func (p *Processor) onIntake(ctx goka.Context, msg any) {
 	m.Intakes = append(m.Intakes, nil)
 	copy(m.Intakes[i+1:], m.Intakes[i:])
 	m.Intakes[i] = it
+	if p.onlyPruned(m, it, now) {
+		// Nothing is stored: the state read from the table is dropped.
+		p.deadLetter(ctx, raw, "beyond_correction_horizon",
+			fmt.Errorf("intake at %s matches no dose but one older than the correction horizon %s", time.UnixMilli(in.GetIntakeTimeMs()).UTC().Format(time.RFC3339), p.cfg.CorrectionHorizon))
+		return
+	}
 	if it.Ward != "" && m.Ward == "" {
 		m.Ward = it.Ward
 	}
 	out := p.reconcile(st, ctx.Key(), in.GetMedicationId(), m, now, nil)
 	ctx.SetValue(st)
 	p.flush(ctx, out)
+}
+
+// onlyPruned reports whether the taken intake it, just added to m, could
+// only match doses older than the correction horizon: it matches no dose
+// kept in the state, but its window holds a dose due before the floor
+// (pruned, or about to be, its outcome final). Such an intake is no EXTRA
+// intake (the reference would have it take that dose), and it cannot
+// correct the dose any more. The check on arrival only looks at the
+// intake's time against the floor; this one covers the intakes whose time
+// is within the horizon but whose dose is not.
+func (p *Processor) onlyPruned(m *MedState, it *Intake, now time.Time) bool {
+	floor := max(m.Pruned, now.UnixMilli()-p.cfg.CorrectionHorizon.Milliseconds())
+	hs := m.versions()
+	if !it.Taken || len(hs) == 0 {
+		return false
+	}
+	var late int64
+	for _, h := range hs {
+		late = max(late, h.spec.Late.Milliseconds())
+	}
+	if it.T-late >= floor {
+		return false
+	}
+	// The doses the matching sees, as reconcile materializes them.
+	if sp, err := m.specOf(); err == nil && sp != nil {
+		m.materialize(max(now.UnixMilli(), it.T) + sp.Early.Milliseconds() + 1)
+	}
+	if _, _, extra := m.match(); !extra[it] {
+		return false
+	}
+	for _, d := range m.instances(it.T-late, floor) {
+		if sp := m.specAt(d.At); sp != nil {
+			if _, ok := sp.Classify(d.At, it.T); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // reverify re-emits, with a higher version, the outcome that intake it
@@ -797,6 +841,7 @@ func (p *Processor) prune(m *MedState, nowMs int64) {
 	pruned := map[string]bool{}
 	for _, d := range m.Doses {
 		if d.At < floor && d.Out != pb.Outcome_OUTCOME_UNSPECIFIED {
+			m.Pruned = max(m.Pruned, floor)
 			if m.Days == nil {
 				m.Days = map[string][2]int{}
 			}

@@ -49,6 +49,13 @@ type MedState struct {
 	// Days holds due/taken counts of days whose doses were pruned (older
 	// than the correction horizon), by local date.
 	Days map[string][2]int `json:"y,omitempty"`
+	// Pruned is the highest horizon floor below which doses were pruned
+	// (folded into Days): they are final, and a schedule version arriving
+	// later never materializes a dose before it again, also when this
+	// message's clock is behind the one that pruned (a visit ahead, another
+	// instance after a rebalance). 0: nothing pruned yet (or a state of
+	// format 1 or 2).
+	Pruned int64 `json:"pr,omitempty"`
 	// AdhVer is the version counter of adherence windows.
 	AdhVer int64 `json:"av,omitempty"`
 	// Low is set while the latest 7-day ratio is below the threshold;
@@ -108,8 +115,9 @@ type Intake struct {
 type StateCodec struct{}
 
 // stateFormat 2 adds the schedule history; format 1 states decode with a
-// history of their one schedule (see [MedState.versions]).
-const stateFormat = 2
+// history of their one schedule (see [MedState.versions]). Format 3 adds
+// [MedState.Pruned]; states of formats 1 and 2 decode with 0.
+const stateFormat = 3
 
 // Encode implements goka.Codec.
 func (StateCodec) Encode(v any) ([]byte, error) {
@@ -190,6 +198,7 @@ func (s *State) AppendBinary(b []byte) []byte {
 			b = wire.AppendUvarint(b, uint64(d.Slot))
 			b = wire.AppendUvarint(b, uint64(d.Ver))
 		}
+		b = wire.AppendVarint(b, m.Pruned)
 	}
 	return b
 }
@@ -206,7 +215,7 @@ func (StateCodec) Decode(b []byte) (any, error) { return DecodeState(b) }
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || (b[0] != stateFormat && b[0] != 1) {
+	if len(b) == 0 || b[0] < 1 || b[0] > stateFormat {
 		return nil, fmt.Errorf("decoding adherence state (%d bytes): unknown format version", len(b))
 	}
 	format := b[0]
@@ -270,6 +279,9 @@ func DecodeState(b []byte) (*State, error) {
 			for j := 0; j < ng && r.Err() == nil; j++ {
 				m.Gone = append(m.Gone, &DoseRec{At: r.Varint(), Slot: int(r.Uvarint()), Ver: int64(r.Uvarint())})
 			}
+		}
+		if format >= 3 {
+			m.Pruned = r.Varint()
 		}
 		s.Meds[k] = m
 	}
@@ -524,13 +536,14 @@ func (m *MedState) materialize(upto int64) bool {
 // instant from which a version added changes them) from the schedule
 // history, keeping the records (and emitted outcomes) of doses that still
 // exist; doses that no longer exist are returned so that their outcomes
-// can be retracted. Doses before since or before the horizon floor are
-// kept as they are: rebuilding those could bring back doses that a visit
-// (whose clock may run ahead of this message's) already pruned.
+// can be retracted. Doses before since, before the horizon floor or
+// before m.Pruned are kept as they are: rebuilding those would bring back
+// doses that a visit (whose clock may run ahead of this message's)
+// already pruned.
 func (m *MedState) regenerate(floor, since int64) (gone []*DoseRec) {
 	old := m.Doses
 	m.Doses = nil
-	floor = max(floor, since)
+	floor = max(floor, since, m.Pruned)
 	if m.Through > floor {
 		from := m.From
 		if from < floor {

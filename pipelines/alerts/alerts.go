@@ -6,12 +6,16 @@
 // (from the API), keyed by alert id too, so both meet in one partition.
 //
 // The group table holds the current pb.Alert per alert id. Rules:
-//   - OPEN for a new id raises the alert (version 1); OPEN while the alert
+//   - OPEN for a new id raises the alert (first version: the time in Unix
+//     ms, see below); OPEN while the alert
 //     is open, acknowledged or escalated is suppressed (counted, not
 //     emitted), unless it asks for a higher priority, which the alert
 //     takes (with that priority's SLA); OPEN after it was resolved
 //     re-opens it.
-//   - RESOLVED resolves an alert that is not resolved yet.
+//   - RESOLVED resolves an alert that is not resolved yet. A numbered
+//     RESOLVED for an id without an alert (it overtook its OPEN) is kept
+//     unpublished, so that OPEN, when it comes, is stale and publishes the
+//     alert resolved instead of leaving it open.
 //   - A request numbered by its detector (RequestVersion > 0) at or below
 //     the highest number the alert applied is a redelivery and changes
 //     nothing: after a restart, goka re-reads uncommitted requests, and a
@@ -35,7 +39,9 @@
 //
 // Every change is emitted to the alerts topic keyed by the alert's subject
 // id with version + 1 and event id "alertId@version", so downstream keeps
-// the highest version as the alert's current state.
+// the highest version as the alert's current state. A new alert's first
+// version is the time it is raised in Unix ms, so that an id raised again
+// after its pruning continues above the versions emitted before.
 package alerts
 
 import (
@@ -214,8 +220,18 @@ func current(ctx goka.Context) *pb.Alert {
 	return nil
 }
 
-// publish stores a and emits it with the next version.
+// publish stores a and emits it with the next version. A new alert (no
+// version yet) starts at its time of publication in Unix ms, not at 1:
+// its id may have been emitted before and pruned after the retention (a
+// late report of an earlier device episode, an unnumbered detector asking
+// again), and downstream keeps an id's highest version, so the new
+// alert's versions must be above the pruned one's. They are: an alert is
+// pruned at least ResolvedRetention (>= 1h) after its last change, and an
+// alert's versions grow by one per change from its first publication.
 func (p *Processor) publish(ctx goka.Context, a *pb.Alert, now time.Time) {
+	if a.Version == 0 {
+		a.Version = max(0, now.UnixMilli()-1)
+	}
 	a.Version++
 	if a.Meta == nil {
 		a.Meta = &pb.Meta{}
@@ -269,6 +285,15 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		// least once: a restart re-reads what was not committed, and a
 		// detector that replays its input asks again).
 		p.stale.WithLabelValues(req.AlertType.String()).Inc()
+		if cur.State == pb.AlertState_RESOLVED && cur.Version == 0 && req.State == pb.AlertState_OPEN {
+			// The OPEN that a RESOLVED seen first (see below) followed:
+			// downstream gets the alert as it ends in either order,
+			// resolved, without notifying an open alert.
+			a := proto.Clone(&req).(*pb.Alert)
+			a.State, a.OpenedTimeMs, a.ResolvedTimeMs, a.RequestVersion = pb.AlertState_RESOLVED, now.UnixMilli(), cur.ResolvedTimeMs, cur.RequestVersion
+			p.publish(ctx, a, now)
+			return
+		}
 		if cur.State == pb.AlertState_RESOLVED {
 			// Its detector still asks (a pump failure's episode goes on
 			// after the clock resolved it): the table copy's ingest time
@@ -297,6 +322,23 @@ func (p *Processor) onRequest(ctx goka.Context, msg any) {
 		a.State, a.OpenedTimeMs, a.AckedTimeMs, a.ResolvedTimeMs, a.EscalationLevel, a.AckedBy = pb.AlertState_OPEN, now.UnixMilli(), 0, 0, 0, ""
 		p.publish(ctx, a, now)
 	case pb.AlertState_RESOLVED:
+		if cur == nil && req.GetRequestVersion() > 0 {
+			// Resolved before it was opened: the OPEN it follows arrives
+			// later (reordered, e.g. a zombie producer's OPEN delivered
+			// after the new owner's RESOLVED). Kept, unpublished (version
+			// 0), so that OPEN is stale when it comes instead of opening
+			// the alert for good; pruned after the retention like any
+			// resolved alert. An unnumbered RESOLVED cannot be ordered
+			// and is dropped.
+			a := proto.Clone(&req).(*pb.Alert)
+			a.Version, a.ResolvedTimeMs = 0, now.UnixMilli()
+			if a.Meta == nil {
+				a.Meta = &pb.Meta{}
+			}
+			a.Meta.IngestTimeMs = now.UnixMilli()
+			ctx.SetValue(a)
+			return
+		}
 		if cur == nil || cur.State == pb.AlertState_RESOLVED {
 			return
 		}

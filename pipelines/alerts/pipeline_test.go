@@ -65,7 +65,7 @@ func TestAnomalySeverityRaiseReachesAlert(t *testing.T) {
 			break
 		}
 		a := v.(*pb.Alert)
-		got = append(got, fmt.Sprintf("%s %s v%d", a.State, a.Priority, a.Version))
+		got = append(got, fmt.Sprintf("%s %s v%d", a.State, a.Priority, h.v(a)))
 	}
 	if want := "[OPEN HIGH v1 OPEN CRITICAL v2]"; fmt.Sprint(got) != want {
 		t.Fatalf("severity 7 then 9 in one episode (requests %v):\n got %v\nwant %s", sent, got, want)

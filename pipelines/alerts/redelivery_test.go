@@ -106,7 +106,7 @@ func TestStaleRequestDoesNotRaisePriority(t *testing.T) {
 					break
 				}
 				a := v.(*pb.Alert)
-				got = append(got, fmt.Sprintf("%s %s v%d", a.State, a.Priority, a.Version))
+				got = append(got, fmt.Sprintf("%s %s v%d", a.State, a.Priority, h.v(a)))
 			}
 			if fmt.Sprint(got) != tc.want {
 				t.Fatalf("got  %v\nwant %s", got, tc.want)
