@@ -30,7 +30,11 @@
 //     them (a stale one refreshes the table copy's Meta.IngestTimeMs), by
 //     the clock. Acknowledged discrete alerts (pump failure, device
 //     severity, negative dose, unauthorized access), which no detector
-//     resolves, are resolved by the clock ResolvedRetention after the ack.
+//     resolves, and acknowledged MISSED_DOSE alerts, which the adherence
+//     group resolves only within its correction horizon, are resolved by
+//     the clock ResolvedRetention after the ack. An alert that nobody
+//     acknowledges stays (at its last escalation level) until its detector
+//     resolves it or somebody acknowledges it.
 //   - An alert neither acknowledged nor resolved within its SLA (by
 //     priority; default CRITICAL 5m, HIGH 15m, MEDIUM 30m, LOW 1h) is
 //     escalated: state ESCALATED, escalation level + 1, and again after
@@ -389,10 +393,18 @@ func (p *Processor) onAck(ctx goka.Context, msg any) {
 
 // discrete reports whether alerts of type t are raised by discrete events
 // (device reports; the correlation group's unauthorized access per camera
-// event), which no detector resolves.
+// event), which no detector resolves, or are resolved by their detector
+// only for a while: MISSED_DOSE, which the adherence group resolves when
+// a late intake corrects the dose within the correction horizon and never
+// after it. Left to the detector, every finally missed dose would keep
+// its acknowledged alert in the table for good (one entry per missed
+// dose, without bound). A RESOLVED request after the clock resolved it
+// (a correction horizon longer than the retention) changes nothing: the
+// alert is resolved either way.
 func discrete(t pb.AlertType) bool {
 	switch t {
-	case pb.AlertType_PUMP_FAILURE, pb.AlertType_DEVICE_SEVERITY, pb.AlertType_NEGATIVE_DOSE, pb.AlertType_UNAUTHORIZED_ACCESS_ALERT:
+	case pb.AlertType_PUMP_FAILURE, pb.AlertType_DEVICE_SEVERITY, pb.AlertType_NEGATIVE_DOSE, pb.AlertType_UNAUTHORIZED_ACCESS_ALERT,
+		pb.AlertType_MISSED_DOSE:
 		return true
 	}
 	return false

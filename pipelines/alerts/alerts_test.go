@@ -203,6 +203,10 @@ func TestAcknowledgedDiscreteAlertsResolveAfterRetention(t *testing.T) {
 		// The correlation group raises it per camera event; nothing
 		// resolves it either.
 		{pb.AlertType_UNAUTHORIZED_ACCESS_ALERT, "camera", "cam-2"},
+		// Resolved by the adherence group only while a late intake can
+		// still correct its dose; afterwards nothing would, and every
+		// finally missed dose would stay in the table.
+		{pb.AlertType_MISSED_DOSE, alerts.SubjectPatient, "p-7"},
 	} {
 		t.Run(c.typ.String(), func(t *testing.T) { discreteRetention(t, c.typ, c.subjType, c.subject) })
 	}
@@ -214,7 +218,10 @@ func discreteRetention(t *testing.T, typ pb.AlertType, subjType, subject string)
 	b, _ := codec.Marshal(a)
 	h.tt.Consume(h.cfg.Topics.Requests, a.AlertId, b)
 	h.ack(a.AlertId)
-	cond := h.request(pb.AlertState_OPEN, "w", pb.Priority_HIGH)
+	c := alerts.Request("t1", pb.AlertType_LOW_ADHERENCE, pb.Priority_MEDIUM, pb.AlertState_OPEN, alerts.SubjectPatient, "p1", "m1|2024-03-01", time.UnixMilli(0), time.UnixMilli(h.now.Load()))
+	cb, _ := codec.Marshal(c)
+	h.tt.Consume(h.cfg.Topics.Requests, c.AlertId, cb)
+	cond := c.AlertId
 	h.ack(cond)
 	table := goka.GroupTable(goka.Group(h.cfg.Group))
 	h.tick(1_000_000 + int64(6*24*time.Hour/time.Millisecond))
