@@ -2,7 +2,6 @@ package rtsp_test
 
 import (
 	"context"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -18,12 +17,12 @@ import (
 // is one camera-second, so cameras/core = 1e9 / ns/op. RTP handling and
 // Kafka are not included (see the README for the end-to-end numbers).
 func BenchmarkCameraSecond(b *testing.B) {
-	lib := needRuntime(b)
+	lib := rtsptest.NeedRuntime(b)
 	if err := detect.Init(lib); err != nil {
 		b.Fatal(err)
 	}
 	cfg := detect.DefaultConfig()
-	cfg.Model = filepath.Join(repoRoot(b), "connectors/rtsp/testmodel/colorbox.onnx")
+	cfg.Model = rtsptest.ModelPath(b)
 	cfg.Sessions = 1
 	det, err := detect.New(cfg)
 	if err != nil {

@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/wardstream/wardstream/connectors/rtsp"
+	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 	"github.com/wardstream/wardstream/internal/config"
 )
 
 func TestLoadTopology(t *testing.T) {
-	root, err := config.Load(filepath.Join(repoRoot(t), config.DefaultPath))
+	root, err := config.Load(filepath.Join(rtsptest.RepoRoot(t), config.DefaultPath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,6 @@ package rtsp_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/wardstream/wardstream/connectors/rtsp"
-	"github.com/wardstream/wardstream/connectors/rtsp/detect"
 	"github.com/wardstream/wardstream/connectors/rtsp/events"
 	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 	"github.com/wardstream/wardstream/internal/config"
@@ -23,70 +19,11 @@ import (
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
-func repoRoot(t testing.TB) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = parent
-	}
-}
-
-// needRuntime skips unless ffmpeg and the ONNX Runtime library exist.
-func needRuntime(t testing.TB) string {
-	t.Helper()
-	if !rtsptest.Available() {
-		t.Skip("ffmpeg not on PATH")
-	}
-	lib := os.Getenv(detect.EnvLibrary)
-	if lib == "" {
-		lib = filepath.Join(repoRoot(t), detect.DefaultLibrary)
-	}
-	if _, err := os.Stat(lib); err != nil {
-		t.Skipf("onnxruntime library not installed (bash deploy/local/onnxruntime.sh): %v", err)
-	}
-	return lib
-}
-
-var (
-	encMu    sync.Mutex
-	encCache = map[rtsptest.Codec][][][]byte{}
-)
-
-// camera starts a synthetic camera streaming the default scene.
-func camera(t testing.TB, c rtsptest.Codec) *rtsptest.Server {
-	t.Helper()
-	scene := rtsptest.DefaultScene()
-	encMu.Lock()
-	aus, ok := encCache[c]
-	if !ok {
-		var err error
-		aus, err = rtsptest.Encode(context.Background(), scene, c)
-		if err != nil {
-			encMu.Unlock()
-			t.Fatal(err)
-		}
-		encCache[c] = aus
-	}
-	encMu.Unlock()
-	srv, err := rtsptest.Start(scene, c, aus)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 // baseConfig is the role config for the given cameras with the test model.
 func baseConfig(t testing.TB, lib string, cams ...rtsp.Camera) rtsp.Config {
 	cfg := rtsp.DefaultConfig()
 	cfg.ONNXRuntimeLib = lib
-	cfg.Detector.Model = filepath.Join(repoRoot(t), "connectors/rtsp/testmodel/colorbox.onnx")
+	cfg.Detector.Model = rtsptest.ModelPath(t)
 	cfg.Detector.Sessions = 2
 	cfg.Events.OccupancyStable = config.Duration(time.Second)
 	cfg.ReconnectMin = config.Duration(100 * time.Millisecond)
@@ -94,33 +31,6 @@ func baseConfig(t testing.TB, lib string, cams ...rtsp.Camera) rtsp.Config {
 	cfg.ReadTimeout = config.Duration(2 * time.Second)
 	cfg.Cameras = cams
 	return cfg
-}
-
-// trueBox is the normalized box the scene shows at frame time tMs.
-func sceneBox(srv *rtsptest.Server, frame int) detect.Box {
-	s := srv.Scene
-	x, y := s.Box(frame)
-	return detect.Box{X: float32(x) / float32(s.W), Y: float32(y) / float32(s.H), W: float32(s.BoxW) / float32(s.W), H: float32(s.BoxH) / float32(s.H)}
-}
-
-// bestIoU is the IoU of got with the true box of the scene frame at tMs or
-// a neighbour: a frame's time is the receiver's clock at the stream's start
-// plus the RTP offset, so on a loaded machine (CI under -race) it can lag
-// the scene by one frame (40 ms at 25 fps), which alone gives IoU 0.5 for a
-// perfect detection. A wrong box misses all three.
-func bestIoU(srv *rtsptest.Server, got detect.Box, tMs int64) (float32, detect.Box) {
-	f := srv.FrameAt(tMs)
-	best, bestBox := float32(-1), detect.Box{}
-	for _, k := range []int{f, f - 1, f + 1} {
-		if k < 0 {
-			continue
-		}
-		b := sceneBox(srv, k)
-		if iou := detect.IoU(got, b); iou > best {
-			best, bestBox = iou, b
-		}
-	}
-	return best, bestBox
 }
 
 type runResult struct {
@@ -197,49 +107,18 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 	return res
 }
 
-// checkBoxes asserts every frame has exactly one person whose box matches
-// the scene's true box (of its frame or a neighbour, see bestIoU) with IoU
-// >= 0.5, and returns the mean IoU.
-func checkBoxes(t *testing.T, srv *rtsptest.Server, frames []*pb.FrameDetections, camID string) float64 {
-	t.Helper()
-	var sum float64
-	n := 0
-	for _, fd := range frames {
-		if fd.CameraId != camID {
-			continue
-		}
-		if len(fd.Detections) != 1 {
-			t.Errorf("frame %d at %d: %d detections, want 1: %v", fd.Sequence, fd.FrameTimeMs, len(fd.Detections), fd.Detections)
-			continue
-		}
-		d := fd.Detections[0]
-		got := detect.Box{X: d.Box.X, Y: d.Box.Y, W: d.Box.W, H: d.Box.H}
-		iou, want := bestIoU(srv, got, fd.FrameTimeMs)
-		if d.ClassName != "person" || iou < 0.5 || d.Confidence <= 0.8 {
-			t.Errorf("frame %d at %d (scene frame %d): %s %.2f box %+v, true box %+v, IoU %.2f",
-				fd.Sequence, fd.FrameTimeMs, srv.FrameAt(fd.FrameTimeMs), d.ClassName, d.Confidence, got, want, iou)
-		}
-		sum += float64(iou)
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("no frames from %s", camID)
-	}
-	return sum / float64(n)
-}
-
 func TestDetectionsPerCodec(t *testing.T) {
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	for _, c := range []rtsptest.Codec{rtsptest.H264, rtsptest.H265, rtsptest.MJPEG} {
 		t.Run(string(c), func(t *testing.T) {
-			srv := camera(t, c)
+			srv := rtsptest.Camera(t, c)
 			cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam-" + string(c), URL: srv.URL, Tenant: "t1", Zone: "ward-1/room-1"})
 			reg := prometheus.NewRegistry()
 			res := runRole(t, cfg, reg, 20*time.Second, func(r runResult) bool { return len(r.frames) >= 15 })
 			if len(res.frames) < 15 {
 				t.Fatalf("got %d frames in 20s at 5 fps", len(res.frames))
 			}
-			mean := checkBoxes(t, srv, res.frames, "cam-"+string(c))
+			mean := rtsptest.CheckBoxes(t, srv, res.frames, "cam-"+string(c))
 			t.Logf("%s: %d frames, mean IoU %.3f", c, len(res.frames), mean)
 			for i, fd := range res.frames {
 				if fd.InferenceMs <= 0 || fd.ModelName != "colorbox" || fd.Width != 640 || fd.Height != 480 || fd.Meta.GetTenant() != "t1" {
@@ -299,8 +178,8 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestEventsAndRestrictedArea(t *testing.T) {
-	lib := needRuntime(t)
-	srv := camera(t, rtsptest.H264)
+	lib := rtsptest.NeedRuntime(t)
+	srv := rtsptest.Camera(t, rtsptest.H264)
 	// The box's feet pass through the bottom-right quarter on every loop.
 	cam := rtsp.Camera{ID: "cam-r", URL: srv.URL, Tenant: "t1", Zone: "ward-1/room-2",
 		Areas: []events.Area{{Name: "med-cabinet", Zone: "ward-1/med-area", Restricted: true,
@@ -332,9 +211,9 @@ func TestEventsAndRestrictedArea(t *testing.T) {
 // TestDeadCameraDoesNotStallOthers runs a healthy camera next to one that
 // refuses connections and one that stalls mid-stream.
 func TestDeadCameraDoesNotStallOthers(t *testing.T) {
-	lib := needRuntime(t)
-	good := camera(t, rtsptest.H264)
-	stalled := camera(t, rtsptest.H264)
+	lib := rtsptest.NeedRuntime(t)
+	good := rtsptest.Camera(t, rtsptest.H264)
+	stalled := rtsptest.Camera(t, rtsptest.H264)
 	cfg := baseConfig(t, lib,
 		rtsp.Camera{ID: "good", URL: good.URL, Tenant: "t1"},
 		rtsp.Camera{ID: "dead", URL: "rtsp://127.0.0.1:1/nothing", Tenant: "t1"},
@@ -376,11 +255,11 @@ func TestDeadCameraDoesNotStallOthers(t *testing.T) {
 	if fails < 2 {
 		t.Errorf("session failures %v, want reconnect attempts for the dead and stalled cameras", fails)
 	}
-	checkBoxes(t, good, res.frames, "good")
+	rtsptest.CheckBoxes(t, good, res.frames, "good")
 }
 
 func TestCredentialsNeverLogged(t *testing.T) {
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	var buf syncBuffer
 	cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam", URL: "rtsp://127.0.0.1:1/x", Username: "admin", PasswordEnv: "CAM_PW"})
 	root := config.Default()
@@ -408,8 +287,8 @@ func TestCredentialsNeverLogged(t *testing.T) {
 }
 
 func TestControlsBoostSampleRate(t *testing.T) {
-	lib := needRuntime(t)
-	srv := camera(t, rtsptest.H264)
+	lib := rtsptest.NeedRuntime(t)
+	srv := rtsptest.Camera(t, rtsptest.H264)
 	cfg := baseConfig(t, lib, rtsp.Camera{ID: "cam-b", URL: srv.URL, Tenant: "t1"})
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.Detections, topics.VideoEvents, topics.CameraControls))
 	if err != nil {
@@ -471,7 +350,7 @@ func TestControlsBoostSampleRate(t *testing.T) {
 // frames skip inference, yet one inference per motion_max_skip still runs
 // and the person is still reported.
 func TestMotionGating(t *testing.T) {
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	scene := rtsptest.DefaultScene()
 	scene.Frames = 1 // the box never moves
 	aus, err := rtsptest.Encode(context.Background(), scene, rtsptest.H264)
@@ -500,16 +379,13 @@ func TestMotionGating(t *testing.T) {
 	if !hasEvent(res.events, pb.VideoEventType_PERSON_DETECTED) {
 		t.Fatal("no PERSON_DETECTED for a still person")
 	}
-	checkBoxes(t, srv, res.frames, "still")
+	rtsptest.CheckBoxes(t, srv, res.frames, "still")
 }
 
 // TestUDPTransport reads a camera over RTP/UDP.
 func TestUDPTransport(t *testing.T) {
-	lib := needRuntime(t)
-	camera(t, rtsptest.H264) // fills the encode cache
-	encMu.Lock()
-	aus := encCache[rtsptest.H264]
-	encMu.Unlock()
+	lib := rtsptest.NeedRuntime(t)
+	aus := rtsptest.Encoded(t, rtsptest.H264)
 	srv, err := rtsptest.StartWith(rtsptest.DefaultScene(), rtsptest.H264, aus, true)
 	if err != nil {
 		t.Fatal(err)
@@ -520,5 +396,5 @@ func TestUDPTransport(t *testing.T) {
 	if len(res.frames) < 10 {
 		t.Fatalf("%d frames over UDP", len(res.frames))
 	}
-	checkBoxes(t, srv, res.frames, "udp")
+	rtsptest.CheckBoxes(t, srv, res.frames, "udp")
 }

@@ -29,10 +29,10 @@ func TestLoadCameras(t *testing.T) {
 	if v, _ := strconv.Atoi(os.Getenv("WARDSTREAM_RTSP_LOAD_SECONDS")); v > 0 {
 		secs = v
 	}
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	var cams []rtsp.Camera
 	for i := 0; i < n; i++ {
-		srv := camera(t, rtsptest.H264)
+		srv := rtsptest.Camera(t, rtsptest.H264)
 		cams = append(cams, rtsp.Camera{ID: fmt.Sprintf("load-%02d", i), URL: srv.URL, Tenant: "t1", Zone: "ward-1/room-1"})
 	}
 	cfg := baseConfig(t, lib, cams...)

@@ -1,9 +1,17 @@
-package rtsp_test
+package main
+
+// Cross-role integration tests of the rtsp role: camera -> rtsp -> Kafka
+// -> ClickHouse sink, and camera -> rtsp -> correlation. They run several
+// roles together, which only cmd/ and bench/ may import (STYLE.md
+// dependency rule), so they live here rather than in connectors/rtsp.
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,7 +38,7 @@ import (
 // box, and runs the ClickHouse sink to check the rows land in ClickHouse.
 func TestIntegrationCameraToClickHouse(t *testing.T) {
 	svc := testutil.Integration(t)
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 
@@ -94,11 +102,11 @@ func TestIntegrationCameraToClickHouse(t *testing.T) {
 	defer func() { stopSink(); <-sinkDone }()
 
 	// The camera and the rtsp role.
-	srv := camera(t, rtsptest.H264)
+	srv := rtsptest.Camera(t, rtsptest.H264)
 	cam := rtsp.Camera{ID: "cam-it", URL: srv.URL, Tenant: "hospital-it", Zone: "ward-1/room-1", Ward: "ward-1", Location: "Ward 1, Room 1"}
-	cfg := baseConfig(t, lib, cam)
+	cfg := rtspTestConfig(t, lib, cam)
 	conn2, err := rtsp.New(&root, cfg, rtsp.WithTopics(prefix+topics.Detections, prefix+topics.VideoEvents, prefix+topics.CameraControls),
-		rtsp.WithRegisterer(prometheus.NewRegistry()), rtsp.WithLogger(testLogger()))
+		rtsp.WithRegisterer(prometheus.NewRegistry()), rtsp.WithLogger(rtspTestLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +121,11 @@ func TestIntegrationCameraToClickHouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cons.Close()
-	var res runResult
-	for ctx.Err() == nil && (len(res.frames) < 25 || !hasEvent(res.events, pb.VideoEventType_PERSON_DETECTED)) {
+	var res struct {
+		frames []*pb.FrameDetections
+		events []*pb.VideoEvent
+	}
+	for ctx.Err() == nil && (len(res.frames) < 25 || !hasVideoEvent(res.events, pb.VideoEventType_PERSON_DETECTED)) {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		cons.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
 			if r.Topic == prefix+topics.Detections {
@@ -140,7 +151,7 @@ func TestIntegrationCameraToClickHouse(t *testing.T) {
 	if len(res.frames) < 25 {
 		t.Fatalf("%d frames from Kafka", len(res.frames))
 	}
-	mean := checkBoxes(t, srv, res.frames, "cam-it")
+	mean := rtsptest.CheckBoxes(t, srv, res.frames, "cam-it")
 	t.Logf("%d frames via Kafka, mean IoU %.3f, %d events", len(res.frames), mean, len(res.events))
 
 	// ClickHouse: every frame produced lands as a row with its detection,
@@ -176,7 +187,7 @@ func TestIntegrationCameraToClickHouse(t *testing.T) {
 // the restricted medical device area secures the devices there.
 func TestIntegrationCrossSystem(t *testing.T) {
 	svc := testutil.Integration(t)
-	lib := needRuntime(t)
+	lib := rtsptest.NeedRuntime(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	p := testutil.Unique(t, "xsys") + "."
@@ -215,11 +226,11 @@ func TestIntegrationCrossSystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := camera(t, rtsptest.H264)
+	srv := rtsptest.Camera(t, rtsptest.H264)
 	cam := rtsp.Camera{ID: "cam-x", URL: srv.URL, Zone: "ward-1/room-1",
 		Areas: []events.Area{{Name: "med-cabinet", Zone: "ward-1/med-area", Restricted: true,
 			Polygon: [][2]float64{{0.5, 0.6}, {1, 0.6}, {1, 1}, {0.5, 1}}}}}
-	conn, err := rtsp.New(&root, baseConfig(t, lib, cam), rtsp.WithTopics(tp.Detections, tp.VideoEvents, tp.CameraControls))
+	conn, err := rtsp.New(&root, rtspTestConfig(t, lib, cam), rtsp.WithTopics(tp.Detections, tp.VideoEvents, tp.CameraControls))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,4 +276,31 @@ func TestIntegrationCrossSystem(t *testing.T) {
 	if verification != correlation.CameraConfirmed || !secured {
 		t.Fatalf("intake verification %q, pump-1 secured %v", verification, secured)
 	}
+}
+
+// rtspTestConfig is the rtsp role's config for the given cameras with the
+// test model, as connectors/rtsp's own tests configure it.
+func rtspTestConfig(t testing.TB, lib string, cams ...rtsp.Camera) rtsp.Config {
+	cfg := rtsp.DefaultConfig()
+	cfg.ONNXRuntimeLib = lib
+	cfg.Detector.Model = rtsptest.ModelPath(t)
+	cfg.Detector.Sessions = 2
+	cfg.Events.OccupancyStable = config.Duration(time.Second)
+	cfg.ReconnectMin = config.Duration(100 * time.Millisecond)
+	cfg.ReconnectMax = config.Duration(time.Second)
+	cfg.ReadTimeout = config.Duration(2 * time.Second)
+	cfg.Cameras = cams
+	return cfg
+}
+
+// rtspTestLogger logs to stderr under go test -v, else discards.
+func rtspTestLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func hasVideoEvent(evs []*pb.VideoEvent, typ pb.VideoEventType) bool {
+	return slices.ContainsFunc(evs, func(e *pb.VideoEvent) bool { return e.EventType == typ })
 }
