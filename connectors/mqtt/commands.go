@@ -108,23 +108,7 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	if group == "" {
 		group = c.cfg.TopicPrefix + topics.GroupCommands
 	}
-	cl, err := kafka.NewClient(c.shared.Kafka,
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
-		// The range balancer gives a member the same partition numbers of
-		// both topics (they have as many partitions and the same keys), so
-		// a device's ack reaches the replica holding its pending command;
-		// franz-go's default cooperative-sticky balancer does not promise
-		// that, and the ack could reach a replica that then also reports
-		// the command timed out.
-		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
-		kgo.OnPartitionsAssigned(d.assigned),
-		kgo.OnPartitionsRevoked(d.revoked),
-		kgo.OnPartitionsLost(d.revoked),
-	)
+	cl, err := kafka.NewClient(c.shared.Kafka, d.groupOpts(group)...)
 	if err != nil {
 		return err
 	}
@@ -167,6 +151,29 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	}
 }
 
+// groupOpts are the consumer options of the dispatcher's group.
+func (d *dispatcher) groupOpts(group string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
+		// The range balancer gives a member the same partition numbers of
+		// both topics (they have as many partitions and the same keys), so
+		// a device's ack reaches the replica holding its pending command;
+		// franz-go's default cooperative-sticky balancer does not promise
+		// that, and the ack could reach a replica that then also reports
+		// the command timed out.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(d.assigned),
+		// Our own revoke callback replaces franz-go's default one, which
+		// commits at a revocation, so revoked commits the marks itself.
+		kgo.OnPartitionsRevoked(d.revoked),
+		kgo.OnPartitionsLost(d.lost),
+	}
+}
+
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
 		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
@@ -193,9 +200,32 @@ func (d *dispatcher) assigned(_ context.Context, _ *kgo.Client, added map[string
 	}
 }
 
-// revoked forgets the commands of lost partitions: their new owner sends
-// them again from the committed offset and resolves them.
-func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+// revoked commits what is resolved, then forgets the commands of the
+// revoked partitions: their new owner sends the unresolved ones again from
+// the committed offset and resolves them. franz-go drops its marks after
+// this callback and commits nothing itself (we replaced its default revoke
+// callback), so without the commit here everything resolved since the last
+// autocommit (up to a second) would be sent again.
+func (d *dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if cl != nil {
+		d.mark(cl)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			d.c.log.Warn("committing command offsets at a revocation", "err", err)
+		}
+		cancel()
+	}
+	d.forget(revoked)
+}
+
+// lost forgets the commands of partitions lost to a group error; a commit
+// would fail (our generation is gone), so none is tried.
+func (d *dispatcher) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.forget(lost)
+}
+
+// forget drops the state of partitions that are no longer ours.
+func (d *dispatcher) forget(lost map[string][]int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range lost[d.cmdTopic] {

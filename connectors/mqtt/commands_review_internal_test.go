@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -386,5 +387,65 @@ func TestCommandRevokedDuringSend(t *testing.T) {
 				t.Errorf("commands_pending %v, want 0", g)
 			}
 		})
+	}
+}
+
+// pollUntil polls cl, handing every record to d (send or state, as the
+// poll loop does), until it has seen n records.
+func pollUntil(t *testing.T, cl *kgo.Client, d *dispatcher, n int) {
+	t.Helper()
+	seen := 0
+	for end := time.Now().Add(15 * time.Second); seen < n; {
+		if time.Now().After(end) {
+			t.Fatalf("polled %d of %d records", seen, n)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollRecords(ctx, 100)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			seen++
+			if r.Topic == d.cmdTopic {
+				d.send(context.Background(), r)
+			} else {
+				d.state(r)
+			}
+		})
+	}
+}
+
+// Passing our own OnPartitionsRevoked replaces franz-go's default one,
+// which commits the marked offsets at a revocation; franz-go then drops
+// its marks. So offsets marked since the last autocommit (up to a second)
+// were never committed, and the new owner sent commands that were already
+// resolved again (a second outcome for a device that deduplicates without
+// acking again). The revocation must commit what is marked.
+func TestCommandMarksCommittedOnRevoke(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	d := newDispatcher(h.c)
+	d.publish = func(context.Context, string, []byte) error { return nil }
+	// No autocommit during the test: only a revocation commits.
+	cl, err := kafka.NewClient(h.c.shared.Kafka, append(d.groupOpts(topics.GroupCommands), kgo.AutoCommitInterval(time.Hour))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	h.produce(t, topics.Commands, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", CommandType: pb.CommandType_PING})
+	pollUntil(t, cl, d, 2) // c1, then its COMMAND_SENT
+	h.produce(t, topics.CommandStates, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+	pollUntil(t, cl, d, 1) // the device's ack resolves c1
+	d.mark(cl)
+	if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+		t.Fatalf("commands_pending %v after the ack, want 0", g)
+	}
+
+	cl.ForceRebalance()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := h.committed(t)
+		if got[topics.Commands][0] == 1 && got[topics.CommandStates][0] == 2 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("committed %v 5 s after the rebalance, want %s/0 at 1 and %s/0 at 2 (the marks at the revocation)", got, topics.Commands, topics.CommandStates)
+		}
 	}
 }
