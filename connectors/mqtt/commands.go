@@ -409,7 +409,7 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		if ctx.Err() != nil {
 			// Shutting down: leave it unresolved so the next owner sends it.
 			d.mu.Lock()
-			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
+			d.addPendingLocked(&pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)})
 			d.mu.Unlock()
 			return
 		}
@@ -424,13 +424,19 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		d.mu.Unlock()
 		return
 	}
-	if _, dup := d.pending[cmd.CommandId]; !dup {
-		c.m.commandsOpen.Inc()
-	}
-	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
+	d.addPendingLocked(&pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)})
 	d.mu.Unlock()
 	cmd.SentTimeMs = sent.UnixMilli()
 	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
+}
+
+// addPendingLocked makes pc pending; wardstream_mqtt_commands_pending
+// counts every command in pending, and every removal from it decrements it.
+func (d *dispatcher) addPendingLocked(pc *pendingCmd) {
+	if _, dup := d.pending[pc.cmd.CommandId]; !dup {
+		d.c.m.commandsOpen.Inc()
+	}
+	d.pending[pc.cmd.CommandId] = pc
 }
 
 // statesAtLocked is pendingCmd.statesAt for a command of partition p.

@@ -449,3 +449,46 @@ func TestCommandMarksCommittedOnRevoke(t *testing.T) {
 		}
 	}
 }
+
+// wardstream_mqtt_commands_pending counts the commands in pending. A
+// publish cut short by the shutdown left its command pending (so that its
+// offset stays unmarked) without counting it, and the command's later
+// removal (its ack, its timeout, the revocation at Close) took the gauge
+// below zero.
+func TestCommandsPendingGaugeOnShutdownPath(t *testing.T) {
+	ack := func(t *testing.T, h *cmdHarness, d *dispatcher) {
+		b, err := codec.Marshal(&pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.state(&kgo.Record{Topic: topics.CommandStates, Key: []byte("d1"), Value: b, Partition: 0, Offset: 0})
+	}
+	for _, tc := range []struct {
+		name   string
+		remove func(t *testing.T, h *cmdHarness, d *dispatcher)
+	}{
+		{"revoked", func(_ *testing.T, _ *cmdHarness, d *dispatcher) {
+			d.revoked(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+		}},
+		{"lost", func(_ *testing.T, _ *cmdHarness, d *dispatcher) {
+			d.lost(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+		}},
+		{"acked", ack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			ctx, cancel := context.WithCancel(context.Background())
+			d.publish = func(ctx context.Context, _ string, _ []byte) error { cancel(); return ctx.Err() }
+			d.send(ctx, cmdRecord(t, "c1", "d1", 0, 0, 10*time.Second))
+			if g := gaugeValue(h.c.m.commandsOpen); g != 1 {
+				t.Errorf("commands_pending %v with c1 left pending at shutdown, want 1", g)
+			}
+			tc.remove(t, h, d)
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v after c1 was %s, want 0", g, tc.name)
+			}
+		})
+	}
+}
