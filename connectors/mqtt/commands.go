@@ -447,6 +447,14 @@ func (d *dispatcher) statesAtLocked(p int32) int64 {
 	return -1
 }
 
+// Reasons of wardstream_mqtt_command_acks_unmatched_total: the ack's
+// command is not pending here (a duplicate, a replay of an answer already
+// counted, an id nobody sent), or it is, for another device.
+const (
+	ackUnknownCommand = "unknown_command"
+	ackDeviceMismatch = "device_mismatch"
+)
+
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
 	d.mu.Lock()
@@ -462,12 +470,27 @@ func (d *dispatcher) state(r *kgo.Record) {
 		return // not a device's answer
 	}
 	d.mu.Lock()
-	if pc, ok := d.pending[st.CommandId]; ok && st.DeviceId == pc.cmd.DeviceId {
+	pc, ok := d.pending[st.CommandId]
+	resolved := ok && st.DeviceId == pc.cmd.DeviceId
+	if resolved {
 		delete(d.pending, st.CommandId)
 		d.c.m.commandsOpen.Dec()
 	}
 	d.mu.Unlock()
-	d.c.m.commands.WithLabelValues(st.State.String()).Inc()
+	switch {
+	case resolved:
+		// Counted once per command: duplicates and replays of the answer
+		// find nothing pending.
+		d.c.m.commands.WithLabelValues(st.State.String()).Inc()
+	case ok:
+		// The ack topic names the device; an ack for another device's
+		// command is refused, and the command keeps waiting.
+		d.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch).Inc()
+		d.c.log.Warn("command ack ignored", "reason", ackDeviceMismatch, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	default:
+		d.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand).Inc()
+		d.c.log.Debug("command ack ignored", "reason", ackUnknownCommand, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	}
 }
 
 // expire reports commands past their deadline as timed out.

@@ -492,3 +492,58 @@ func TestCommandsPendingGaugeOnShutdownPath(t *testing.T) {
 		})
 	}
 }
+
+// wardstream_mqtt_commands_total{state="COMMAND_ACKED"|"COMMAND_FAILED"}
+// counts commands the device answered. state counted every ack record it
+// read: a duplicate ack, an ack replayed after a restart, an ack for a
+// command id nobody sent; an ack from another device than the command's
+// was dropped with no trace. Only an ack that resolves a pending command
+// counts there; the others count in command_acks_unmatched_total{reason}.
+func TestCommandAckMetrics(t *testing.T) {
+	type ack struct {
+		id, device string
+		state      pb.CommandState
+	}
+	for _, tc := range []struct {
+		name              string
+		acks              []ack
+		acked, failed     float64
+		unknown, mismatch float64
+		pending           float64
+	}{
+		{name: "ack resolves", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_ACKED}}, acked: 1},
+		{name: "error ack resolves", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_FAILED}}, failed: 1},
+		{name: "duplicate ack", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_ACKED}, {"c1", "d1", pb.CommandState_COMMAND_ACKED}}, acked: 1, unknown: 1},
+		{name: "unknown command", acks: []ack{{"c9", "d1", pb.CommandState_COMMAND_ACKED}}, unknown: 1, pending: 1},
+		{name: "another device", acks: []ack{{"c1", "d2", pb.CommandState_COMMAND_ACKED}}, mismatch: 1, pending: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			d.publish = func(context.Context, string, []byte) error { return nil }
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, 10*time.Second))
+			for i, a := range tc.acks {
+				b, err := codec.Marshal(&pb.DeviceCommand{CommandId: a.id, DeviceId: a.device, State: a.state, AckTimeMs: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.state(&kgo.Record{Topic: topics.CommandStates, Key: []byte(a.device), Value: b, Partition: 0, Offset: int64(i + 1)})
+			}
+			m := h.c.m
+			got := []float64{
+				counterValue(m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())),
+				counterValue(m.commands.WithLabelValues(pb.CommandState_COMMAND_FAILED.String())),
+				counterValue(m.acksUnmatched.WithLabelValues(ackUnknownCommand)),
+				counterValue(m.acksUnmatched.WithLabelValues(ackDeviceMismatch)),
+				gaugeValue(m.commandsOpen),
+			}
+			want := []float64{tc.acked, tc.failed, tc.unknown, tc.mismatch, tc.pending}
+			for i, name := range []string{"commands_total{ACKED}", "commands_total{FAILED}", "acks_unmatched{unknown_command}", "acks_unmatched{device_mismatch}", "commands_pending"} {
+				if got[i] != want[i] {
+					t.Errorf("%s = %v, want %v", name, got[i], want[i])
+				}
+			}
+		})
+	}
+}
