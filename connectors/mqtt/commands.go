@@ -95,6 +95,105 @@ type dispatcher struct {
 	// returned before it), can tell that its partition went away.
 	owned map[string]map[int32]bool
 	gen   map[int32]uint64
+	// early holds, per states partition, device answers read before their
+	// command (see earlyAcks).
+	early map[int32]*earlyAcks
+}
+
+// Bounds of earlyAcks: per partition at most maxEarlyAcks answers, each
+// for at most earlyAckTTL.
+const (
+	maxEarlyAcks = 4096
+	earlyAckTTL  = 5 * time.Minute
+)
+
+// earlyAck is a device's answer to a command id that was not pending when
+// it was read.
+type earlyAck struct {
+	id, device string
+	state      pb.CommandState
+	offset     int64 // on the states partition
+	readAt     time.Time
+	claimed    bool
+}
+
+// earlyAcks are the device answers of one states partition that came
+// before their command. After a restart or rebalance the states partition
+// is read again from before the answers to the unresolved commands (mark),
+// but it is fetched independently of the commands partition, so an answer
+// can be read before the command it answers is read again; dropped, the
+// command was sent again and a device that deduplicates by commandId
+// without answering again got it timed out after it had acked it. The
+// states partition of a number holds the answers to the commands partition
+// of the same number (both keyed by device, as many partitions, the range
+// balancer), so send looks here before publishing. Answers to commands
+// resolved long ago (a replay goes back to the oldest unresolved command)
+// are never claimed: they leave after earlyAckTTL or when maxEarlyAcks
+// newer ones came, and count as unmatched then. While one is held the
+// states partition is not marked past it, so a crash or rebalance before
+// its command is read reads it again.
+type earlyAcks struct {
+	q    []*earlyAck // read order
+	byID map[string]*earlyAck
+}
+
+// holdLocked keeps a (read from states partition p) unless an answer to
+// its id is already held; it says whether it did.
+func (d *dispatcher) holdLocked(p int32, a *earlyAck) bool {
+	e := d.early[p]
+	if e == nil {
+		e = &earlyAcks{byID: map[string]*earlyAck{}}
+		d.early[p] = e
+	}
+	if _, dup := e.byID[a.id]; dup {
+		return false
+	}
+	e.q = append(e.q, a)
+	e.byID[a.id] = a
+	d.pruneLocked(p, a.readAt)
+	return true
+}
+
+// claimLocked takes the held answer to command id of device (commands
+// partition p), if any.
+func (d *dispatcher) claimLocked(p int32, id, device string) (*earlyAck, bool) {
+	e := d.early[p]
+	if e == nil {
+		return nil, false
+	}
+	a, ok := e.byID[id]
+	if !ok {
+		return nil, false
+	}
+	delete(e.byID, id)
+	a.claimed = true
+	if a.device != device {
+		d.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch).Inc()
+		d.c.log.Warn("command ack ignored", "reason", ackDeviceMismatch, "topic", d.statesTopic, "partition", p, "offset", a.offset)
+		return nil, false
+	}
+	return a, true
+}
+
+// pruneLocked drops the answers of states partition p held longer than
+// earlyAckTTL and the oldest beyond maxEarlyAcks, counting the unclaimed.
+func (d *dispatcher) pruneLocked(p int32, now time.Time) {
+	e := d.early[p]
+	if e == nil {
+		return
+	}
+	for len(e.q) > 0 && (e.q[0].claimed || len(e.q) > maxEarlyAcks || now.Sub(e.q[0].readAt) > earlyAckTTL) {
+		if a := e.q[0]; !a.claimed {
+			delete(e.byID, a.id)
+			d.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand).Inc()
+			d.c.log.Debug("command ack ignored", "reason", ackUnknownCommand, "topic", d.statesTopic, "partition", p, "offset", a.offset)
+		}
+		e.q[0] = nil
+		e.q = e.q[1:]
+	}
+	if len(e.q) == 0 {
+		delete(d.early, p)
+	}
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -177,7 +276,7 @@ func (d *dispatcher) groupOpts(group string) []kgo.Opt {
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
 		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
-		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}}
+		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}, early: map[int32]*earlyAcks{}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -239,10 +338,14 @@ func (d *dispatcher) forget(lost map[string][]int32) {
 		delete(d.busy, p)
 		delete(d.owned[d.cmdTopic], p)
 		d.gen[p]++
+		// The new owner reads the held answers again (the states mark
+		// stayed before them).
+		delete(d.early, p)
 	}
 	for _, p := range lost[d.statesTopic] {
 		delete(d.statesNext, p)
 		delete(d.owned[d.statesTopic], p)
+		delete(d.early, p)
 	}
 }
 
@@ -309,6 +412,17 @@ func (d *dispatcher) marksLocked() (cmds, states map[int32]int64) {
 			unknown[pc.part] = true
 		} else if o, ok := states[pc.part]; !ok || pc.statesAt < o {
 			states[pc.part] = pc.statesAt
+		}
+	}
+	for p, e := range d.early {
+		for _, a := range e.q {
+			if a.claimed {
+				continue
+			}
+			if o, ok := states[p]; !ok || a.offset < o {
+				states[p] = a.offset
+			}
+			break // read order is offset order
 		}
 	}
 	for p := range unknown {
@@ -387,6 +501,15 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	if cmd.State != pb.CommandState_COMMAND_STATE_UNSPECIFIED && cmd.State != pb.CommandState_COMMAND_PENDING {
 		return // a state record written to the requests topic; not a request
 	}
+	d.mu.Lock()
+	a, answered := d.claimLocked(r.Partition, cmd.CommandId, cmd.DeviceId)
+	d.mu.Unlock()
+	if answered {
+		// Sent before a restart or rebalance and answered: the answer is in
+		// Kafka already, and the device would not answer a second send.
+		c.m.commands.WithLabelValues(a.state.String()).Inc()
+		return
+	}
 	timeout := c.cfg.Commands.Timeout.D()
 	if cmd.TimeoutMs > 0 {
 		timeout = time.Duration(cmd.TimeoutMs) * time.Millisecond
@@ -457,27 +580,37 @@ const (
 
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
+	st := &pb.DeviceCommand{}
+	// A broken record was written by us (one from a device was already
+	// dead-lettered upstream); a state without ack time is not a device's
+	// answer.
+	answer := codec.Unmarshal(r.Value, st) == nil && st.AckTimeMs != 0 &&
+		(st.State == pb.CommandState_COMMAND_ACKED || st.State == pb.CommandState_COMMAND_FAILED)
+	// One critical section from moving statesNext past the record to
+	// holding it, so that no mark in between passes a held answer.
 	d.mu.Lock()
 	if d.owned[d.statesTopic][r.Partition] {
 		d.statesNext[r.Partition] = r.Offset + 1
 	}
-	d.mu.Unlock()
-	st := &pb.DeviceCommand{}
-	if err := codec.Unmarshal(r.Value, st); err != nil {
-		return // written by us; a broken one was already dead-lettered upstream
+	if !answer {
+		d.mu.Unlock()
+		return
 	}
-	if st.AckTimeMs == 0 || (st.State != pb.CommandState_COMMAND_ACKED && st.State != pb.CommandState_COMMAND_FAILED) {
-		return // not a device's answer
-	}
-	d.mu.Lock()
 	pc, ok := d.pending[st.CommandId]
 	resolved := ok && st.DeviceId == pc.cmd.DeviceId
 	if resolved {
 		delete(d.pending, st.CommandId)
 		d.c.m.commandsOpen.Dec()
 	}
+	held := false
+	if !ok && d.owned[d.statesTopic][r.Partition] {
+		held = d.holdLocked(r.Partition, &earlyAck{id: st.CommandId, device: st.DeviceId, state: st.State, offset: r.Offset, readAt: d.c.o.now()})
+	}
 	d.mu.Unlock()
 	switch {
+	case held:
+		// Its command may come yet (see earlyAcks); counted when claimed
+		// or dropped.
 	case resolved:
 		// Counted once per command: duplicates and replays of the answer
 		// find nothing pending.
@@ -498,6 +631,9 @@ func (d *dispatcher) expire(ctx context.Context) {
 	now := d.c.o.now()
 	var due []*pendingCmd
 	d.mu.Lock()
+	for p := range d.early {
+		d.pruneLocked(p, now)
+	}
 	for _, pc := range d.pending {
 		if !pc.expiring && now.After(pc.deadline) {
 			pc.expiring = true

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -522,14 +523,15 @@ func TestCommandAckMetrics(t *testing.T) {
 			d := newDispatcher(h.c)
 			assign(d)
 			d.publish = func(context.Context, string, []byte) error { return nil }
-			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, 10*time.Second))
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, 10*time.Minute))
 			for i, a := range tc.acks {
-				b, err := codec.Marshal(&pb.DeviceCommand{CommandId: a.id, DeviceId: a.device, State: a.state, AckTimeMs: 1})
-				if err != nil {
-					t.Fatal(err)
-				}
-				d.state(&kgo.Record{Topic: topics.CommandStates, Key: []byte(a.device), Value: b, Partition: 0, Offset: int64(i + 1)})
+				d.state(ackRecord(t, a.id, a.device, a.state, int64(i+1)))
 			}
+			// An answer to no pending command is held for a while in case
+			// its command comes (TestCommandAckBeforeItsCommand), and
+			// counted when it leaves.
+			h.clock.add(earlyAckTTL + time.Second)
+			d.expire(context.Background())
 			m := h.c.m
 			got := []float64{
 				counterValue(m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())),
@@ -545,5 +547,119 @@ func TestCommandAckMetrics(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// ackRecord is a device's answer as the states topic carries it.
+func ackRecord(t *testing.T, id, device string, state pb.CommandState, off int64) *kgo.Record {
+	t.Helper()
+	b, err := codec.Marshal(&pb.DeviceCommand{CommandId: id, DeviceId: device, State: state, AckTimeMs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topics.CommandStates, Key: []byte(device), Value: b, Partition: 0, Offset: off}
+}
+
+// After a restart or rebalance the dispatcher reads the commands partition
+// from its oldest unresolved command and the states partition from before
+// that command's answer, but the two are fetched independently: the
+// device's answer (replayed) can come before the command. state ignored it
+// (no such command pending), send published the command again, the device
+// deduplicated it without answering again, and the command was reported
+// COMMAND_TIMED_OUT after COMMAND_ACKED.
+func TestCommandAckBeforeItsCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		ackDevice   string
+		ackState    pb.CommandState
+		revoke      bool // a rebalance between the answer and the command
+		wantPublish int
+		wantStates  []string // produced by the dispatcher, in order
+		wantCount   string   // commands_total label counted once
+		mismatch    float64
+	}{
+		{name: "ack", ackDevice: "d1", ackState: pb.CommandState_COMMAND_ACKED, wantCount: "COMMAND_ACKED"},
+		{name: "error ack", ackDevice: "d1", ackState: pb.CommandState_COMMAND_FAILED, wantCount: "COMMAND_FAILED"},
+		{name: "ack from another device", ackDevice: "d2", ackState: pb.CommandState_COMMAND_ACKED, wantPublish: 1,
+			wantStates: []string{"c1/COMMAND_SENT", "c1/COMMAND_TIMED_OUT"}, wantCount: "COMMAND_TIMED_OUT", mismatch: 1},
+		// The new owner reads the answer again; this one forgets it.
+		{name: "revoked in between", ackDevice: "d1", ackState: pb.CommandState_COMMAND_ACKED, revoke: true, wantPublish: 1,
+			wantStates: []string{"c1/COMMAND_SENT", "c1/COMMAND_TIMED_OUT"}, wantCount: "COMMAND_TIMED_OUT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			published := 0
+			d.publish = func(context.Context, string, []byte) error { published++; return nil }
+			d.state(ackRecord(t, "c1", tc.ackDevice, tc.ackState, 5))
+			if _, states := d.marks(); states[0] != 5 {
+				t.Errorf("states partition marked at %d with the answer at 5 held for its command, want 5", states[0])
+			}
+			if tc.revoke {
+				all := map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}}
+				d.revoked(context.Background(), nil, all)
+				d.assigned(context.Background(), nil, all)
+			}
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 3, 10*time.Second))
+			h.clock.add(time.Minute)
+			d.expire(context.Background())
+			if published != tc.wantPublish {
+				t.Errorf("published c1 %d times, want %d", published, tc.wantPublish)
+			}
+			if got := stateNames(h.states(t)); fmt.Sprint(got) != fmt.Sprint(tc.wantStates) {
+				t.Errorf("states %v, want %v", got, tc.wantStates)
+			}
+			for _, s := range []string{"COMMAND_ACKED", "COMMAND_FAILED", "COMMAND_TIMED_OUT"} {
+				want := 0.0
+				if s == tc.wantCount {
+					want = 1
+				}
+				if n := counterValue(h.c.m.commands.WithLabelValues(s)); n != want {
+					t.Errorf("commands_total{%s} = %v, want %v", s, n, want)
+				}
+			}
+			if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch)); n != tc.mismatch {
+				t.Errorf("acks_unmatched{device_mismatch} = %v, want %v", n, tc.mismatch)
+			}
+			if cmds, _ := d.marks(); cmds[0] != 4 {
+				t.Errorf("commands partition marked at %d, want 4 (c1 resolved)", cmds[0])
+			}
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v, want 0", g)
+			}
+		})
+	}
+}
+
+// The answers held for their commands are bounded: per partition at most
+// maxEarlyAcks, each for at most earlyAckTTL; the states mark moves on
+// past those dropped.
+func TestEarlyAcksBounded(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	d := newDispatcher(h.c)
+	assign(d)
+	for i := 0; i < maxEarlyAcks+10; i++ {
+		d.state(ackRecord(t, fmt.Sprintf("old-%d", i), "d1", pb.CommandState_COMMAND_ACKED, int64(i)))
+	}
+	d.mu.Lock()
+	held := len(d.early[0].byID)
+	d.mu.Unlock()
+	if held != maxEarlyAcks {
+		t.Errorf("%d answers held, want %d", held, maxEarlyAcks)
+	}
+	if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand)); n != 10 {
+		t.Errorf("acks_unmatched{unknown_command} = %v after dropping 10, want 10", n)
+	}
+	if _, states := d.marks(); states[0] != 10 {
+		t.Errorf("states partition marked at %d, want 10 (the oldest held answer)", states[0])
+	}
+	h.clock.add(earlyAckTTL + time.Second)
+	d.expire(context.Background())
+	if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand)); n != maxEarlyAcks+10 {
+		t.Errorf("acks_unmatched{unknown_command} = %v after the TTL, want %d", n, maxEarlyAcks+10)
+	}
+	if _, states := d.marks(); states[0] != maxEarlyAcks+10 {
+		t.Errorf("states partition marked at %d after the TTL, want %d", states[0], maxEarlyAcks+10)
 	}
 }
