@@ -98,6 +98,30 @@ type dispatcher struct {
 	// early holds, per states partition, device answers read before their
 	// command (see earlyAcks).
 	early map[int32]*earlyAcks
+	// err is the first outcome Kafka refused for good (see fail); stop
+	// ends runCommands' context with it.
+	err  error
+	stop context.CancelCauseFunc
+}
+
+// fail stops the dispatcher with err, an outcome (COMMAND_FAILED,
+// COMMAND_TIMED_OUT, a dead letter) that Kafka refused for good. Its
+// command's offset stays unmarked, so the next start handles the command
+// again; going on would mark later commands and commit past it.
+func (d *dispatcher) fail(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+	d.stop(err)
+}
+
+// failure is the error fail stopped the dispatcher with, if any.
+func (d *dispatcher) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
 }
 
 // Bounds of earlyAcks: per partition at most maxEarlyAcks answers, each
@@ -201,8 +225,13 @@ func (d *dispatcher) pruneLocked(p int32, now time.Time) {
 // consumes its ack). A command's offset is committed only once it is
 // resolved (acked, failed or timed out); after a crash or rebalance the new
 // owner sends unresolved commands again (devices deduplicate by commandId).
+// It returns nil when ctx is done, and an error when Kafka refused a
+// command's outcome for good (see dispatcher.fail): the role stops, and the
+// next start handles that command again.
 func (c *Connector) runCommands(ctx context.Context) error {
 	d := newDispatcher(c)
+	ctx, d.stop = context.WithCancelCause(ctx)
+	defer d.stop(nil)
 	group := c.cfg.Commands.Group
 	if group == "" {
 		group = c.cfg.TopicPrefix + topics.GroupCommands
@@ -234,12 +263,15 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	for {
 		fs := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
-			return nil
+			return d.failure()
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			c.log.Warn("consuming commands", "topic", t, "partition", p, "err", err)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
+			if ctx.Err() != nil {
+				return // stopping (fail): leave the rest to the next start
+			}
 			if r.Topic == d.cmdTopic {
 				d.send(ctx, r)
 			} else {
@@ -276,7 +308,8 @@ func (d *dispatcher) groupOpts(group string) []kgo.Opt {
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
 		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
-		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}, early: map[int32]*earlyAcks{}}
+		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}, early: map[int32]*earlyAcks{},
+		stop: func(error) {}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -474,9 +507,10 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	}
 	d.busy[r.Partition] = r.Offset
 	d.mu.Unlock()
+	refused := false // its outcome did not reach Kafka: stays busy
 	defer func() {
 		d.mu.Lock()
-		if d.ownsLocked(r.Partition, gen) {
+		if !refused && d.ownsLocked(r.Partition, gen) {
 			delete(d.busy, r.Partition)
 			d.next[r.Partition] = r.Offset + 1
 		}
@@ -494,7 +528,12 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		dlm.Stage, dlm.SourcePartition, dlm.SourceOffset = payload.Stage+"/commands", r.Partition, r.Offset
 		c.m.rejected.WithLabelValues(string(dl.Reason)).Inc()
 		if err := c.produceSync(ctx, dl); err != nil {
-			c.log.Error("dead-lettering a command failed", "partition", r.Partition, "offset", r.Offset, "err", err)
+			// Left unmarked either way: the next start dead-letters it.
+			refused = true
+			if ctx.Err() == nil {
+				c.log.Error("dead-lettering a command failed", "partition", r.Partition, "offset", r.Offset, "err", err)
+				d.fail(fmt.Errorf("dead-lettering the command at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+			}
 		}
 		return
 	}
@@ -536,7 +575,10 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 			d.mu.Unlock()
 			return
 		}
-		d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error())
+		if err := d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error()); err != nil {
+			refused = true
+			d.fail(fmt.Errorf("command at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+		}
 		return
 	}
 	// The device's window starts at the broker's PUBACK: a publish that
@@ -550,7 +592,9 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	d.addPendingLocked(&pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)})
 	d.mu.Unlock()
 	cmd.SentTimeMs = sent.UnixMilli()
-	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
+	// A COMMAND_SENT that Kafka refuses is only logged (by emit): the
+	// command is pending, and its outcome is what must reach Kafka.
+	_ = d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
 }
 
 // addPendingLocked makes pc pending; wardstream_mqtt_commands_pending
@@ -642,7 +686,11 @@ func (d *dispatcher) expire(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	for _, pc := range due {
-		d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+		if err := d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device"); err != nil {
+			// Left pending (and expiring): its offset stays unmarked.
+			d.fail(fmt.Errorf("command %s/%d@%d: %w", d.cmdTopic, pc.part, pc.offset, err))
+			return
+		}
 		// Resolved only now that COMMAND_TIMED_OUT is in Kafka: until
 		// then the command keeps its offset unmarked.
 		d.mu.Lock()
@@ -654,7 +702,9 @@ func (d *dispatcher) expire(ctx context.Context) {
 	}
 }
 
-func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.CommandState, now time.Time, errText string) {
+// emit produces cmd's state s and waits for Kafka; it returns (and logs)
+// the error of a state Kafka refused for good.
+func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.CommandState, now time.Time, errText string) error {
 	st := &pb.DeviceCommand{
 		Meta:      &pb.Meta{Tenant: d.c.shared.Tenant, EventId: cmd.CommandId + "/" + s.String(), EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: payload.Stage},
 		CommandId: cmd.CommandId, DeviceId: cmd.DeviceId, CommandType: cmd.CommandType, PayloadJson: cmd.PayloadJson,
@@ -668,5 +718,7 @@ func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.Comma
 	}
 	if err := d.c.produceSync(context.WithoutCancel(ctx), payload.Out{Topic: topics.CommandStates, Key: cmd.DeviceId, Msg: st}); err != nil {
 		d.c.log.Error("producing command state failed", "state", s.String(), "err", err)
+		return fmt.Errorf("producing %s: %w", s, err)
 	}
+	return nil
 }

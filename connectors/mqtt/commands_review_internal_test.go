@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -662,4 +663,105 @@ func TestEarlyAcksBounded(t *testing.T) {
 	if _, states := d.marks(); states[0] != maxEarlyAcks+10 {
 		t.Errorf("states partition marked at %d after the TTL, want %d", states[0], maxEarlyAcks+10)
 	}
+}
+
+// refuseProduce makes kc answer every produce request from now on with
+// MESSAGE_TOO_LARGE: Kafka refusing the records for good.
+func refuseProduce(kc *kfake.Cluster) {
+	kc.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		resp.Version = pr.Version
+		for _, tp := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = kerr.MessageTooLarge.Code
+				rp.BaseOffset = -1
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+// A command's outcome that Kafka refuses for good (its COMMAND_FAILED,
+// COMMAND_TIMED_OUT or dead letter) was logged and the command resolved
+// anyway: its offset was marked and committed, so the outcome was lost and
+// the command never retried. The dispatcher must keep the offset unmarked
+// and stop the role with the error, so that the next start handles the
+// command again.
+func TestCommandOutcomeRefusedStopsTheRole(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		publish error
+		bad     bool // a record that is no command: dead-lettered
+		expire  bool // the outcome is the timeout
+	}{
+		{name: "COMMAND_FAILED refused", publish: errors.New("broker refused")},
+		{name: "dead letter refused", bad: true},
+		{name: "COMMAND_TIMED_OUT refused", expire: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			const off = 7
+			d.mu.Lock()
+			d.next[0] = off
+			d.mu.Unlock()
+			d.publish = func(context.Context, string, []byte) error { return tc.publish }
+			rec := cmdRecord(t, "c1", "d1", 0, off, 10*time.Second)
+			if tc.bad {
+				rec.Value = []byte("not a command")
+			}
+			if !tc.expire {
+				refuseProduce(h.kc)
+			}
+			d.send(context.Background(), rec)
+			if tc.expire {
+				refuseProduce(h.kc)
+				h.clock.add(11 * time.Second)
+				d.expire(context.Background())
+			}
+			if cmds, _ := d.marks(); cmds[0] > off {
+				t.Errorf("commands partition marked at %d, past the command at %d whose outcome Kafka refused", cmds[0], off)
+			}
+			if err := d.failure(); err == nil {
+				t.Error("no error to stop the role with")
+			}
+		})
+	}
+
+	// End to end: runCommands returns the error, and the commit it makes
+	// on the way out leaves the command to the next start.
+	t.Run("runCommands", func(t *testing.T) {
+		h := newCmdHarness(t, 1)
+		h.c.cmdPublish = func(context.Context, string, []byte) error { return nil }
+		if err := h.c.kcl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Commands, Key: []byte("d1"), Value: []byte("not a command")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		refuseProduce(h.kc)
+		done := make(chan error, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { done <- h.c.runCommands(ctx) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("runCommands returned nil, want the produce error")
+			}
+		case <-time.After(20 * time.Second):
+			cancel()
+			<-done
+			t.Error("runCommands still runs 20 s after the dead letter was refused")
+		}
+		if got := h.committed(t)[topics.Commands][0]; got > 0 {
+			t.Errorf("commands partition committed at %d, past the refused command at 0", got)
+		}
+	})
 }
