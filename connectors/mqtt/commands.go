@@ -95,6 +95,129 @@ type dispatcher struct {
 	// returned before it), can tell that its partition went away.
 	owned map[string]map[int32]bool
 	gen   map[int32]uint64
+	// early holds, per states partition, device answers read before their
+	// command (see earlyAcks).
+	early map[int32]*earlyAcks
+	// err is the first outcome Kafka refused for good (see fail); stop
+	// ends runCommands' context with it.
+	err  error
+	stop context.CancelCauseFunc
+}
+
+// fail stops the dispatcher with err, an outcome (COMMAND_FAILED,
+// COMMAND_TIMED_OUT, a dead letter) that Kafka refused for good. Its
+// command's offset stays unmarked, so the next start handles the command
+// again; going on would mark later commands and commit past it.
+func (d *dispatcher) fail(err error) {
+	d.mu.Lock()
+	if d.err == nil {
+		d.err = err
+	}
+	d.mu.Unlock()
+	d.stop(err)
+}
+
+// failure is the error fail stopped the dispatcher with, if any.
+func (d *dispatcher) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Bounds of earlyAcks: per partition at most maxEarlyAcks answers, each
+// for at most earlyAckTTL.
+const (
+	maxEarlyAcks = 4096
+	earlyAckTTL  = 5 * time.Minute
+)
+
+// earlyAck is a device's answer to a command id that was not pending when
+// it was read.
+type earlyAck struct {
+	id, device string
+	state      pb.CommandState
+	offset     int64 // on the states partition
+	readAt     time.Time
+	claimed    bool
+}
+
+// earlyAcks are the device answers of one states partition that came
+// before their command. After a restart or rebalance the states partition
+// is read again from before the answers to the unresolved commands (mark),
+// but it is fetched independently of the commands partition, so an answer
+// can be read before the command it answers is read again; dropped, the
+// command was sent again and a device that deduplicates by commandId
+// without answering again got it timed out after it had acked it. The
+// states partition of a number holds the answers to the commands partition
+// of the same number (both keyed by device, as many partitions, the range
+// balancer), so send looks here before publishing. Answers to commands
+// resolved long ago (a replay goes back to the oldest unresolved command)
+// are never claimed: they leave after earlyAckTTL or when maxEarlyAcks
+// newer ones came, and count as unmatched then. While one is held the
+// states partition is not marked past it, so a crash or rebalance before
+// its command is read reads it again.
+type earlyAcks struct {
+	q    []*earlyAck // read order
+	byID map[string]*earlyAck
+}
+
+// holdLocked keeps a (read from states partition p) unless an answer to
+// its id is already held; it says whether it did.
+func (d *dispatcher) holdLocked(p int32, a *earlyAck) bool {
+	e := d.early[p]
+	if e == nil {
+		e = &earlyAcks{byID: map[string]*earlyAck{}}
+		d.early[p] = e
+	}
+	if _, dup := e.byID[a.id]; dup {
+		return false
+	}
+	e.q = append(e.q, a)
+	e.byID[a.id] = a
+	d.pruneLocked(p, a.readAt)
+	return true
+}
+
+// claimLocked takes the held answer to command id of device (commands
+// partition p), if any.
+func (d *dispatcher) claimLocked(p int32, id, device string) (*earlyAck, bool) {
+	e := d.early[p]
+	if e == nil {
+		return nil, false
+	}
+	a, ok := e.byID[id]
+	if !ok {
+		return nil, false
+	}
+	delete(e.byID, id)
+	a.claimed = true
+	if a.device != device {
+		d.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch).Inc()
+		d.c.log.Warn("command ack ignored", "reason", ackDeviceMismatch, "topic", d.statesTopic, "partition", p, "offset", a.offset)
+		return nil, false
+	}
+	return a, true
+}
+
+// pruneLocked drops the answers of states partition p held longer than
+// earlyAckTTL and the oldest beyond maxEarlyAcks, counting the unclaimed.
+func (d *dispatcher) pruneLocked(p int32, now time.Time) {
+	e := d.early[p]
+	if e == nil {
+		return
+	}
+	for len(e.q) > 0 && (e.q[0].claimed || len(e.q) > maxEarlyAcks || now.Sub(e.q[0].readAt) > earlyAckTTL) {
+		if a := e.q[0]; !a.claimed {
+			delete(e.byID, a.id)
+			d.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand).Inc()
+			d.c.log.Debug("command ack ignored", "reason", ackUnknownCommand, "topic", d.statesTopic, "partition", p, "offset", a.offset)
+		}
+		e.q[0] = nil
+		e.q = e.q[1:]
+	}
+	if len(e.q) == 0 {
+		delete(d.early, p)
+	}
 }
 
 // runCommands consumes the commands topic and the command states topic in
@@ -102,29 +225,18 @@ type dispatcher struct {
 // consumes its ack). A command's offset is committed only once it is
 // resolved (acked, failed or timed out); after a crash or rebalance the new
 // owner sends unresolved commands again (devices deduplicate by commandId).
+// It returns nil when ctx is done, and an error when Kafka refused a
+// command's outcome for good (see dispatcher.fail): the role stops, and the
+// next start handles that command again.
 func (c *Connector) runCommands(ctx context.Context) error {
 	d := newDispatcher(c)
+	ctx, d.stop = context.WithCancelCause(ctx)
+	defer d.stop(nil)
 	group := c.cfg.Commands.Group
 	if group == "" {
 		group = c.cfg.TopicPrefix + topics.GroupCommands
 	}
-	cl, err := kafka.NewClient(c.shared.Kafka,
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
-		// The range balancer gives a member the same partition numbers of
-		// both topics (they have as many partitions and the same keys), so
-		// a device's ack reaches the replica holding its pending command;
-		// franz-go's default cooperative-sticky balancer does not promise
-		// that, and the ack could reach a replica that then also reports
-		// the command timed out.
-		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
-		kgo.OnPartitionsAssigned(d.assigned),
-		kgo.OnPartitionsRevoked(d.revoked),
-		kgo.OnPartitionsLost(d.revoked),
-	)
+	cl, err := kafka.NewClient(c.shared.Kafka, d.groupOpts(group)...)
 	if err != nil {
 		return err
 	}
@@ -151,12 +263,15 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	for {
 		fs := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
-			return nil
+			return d.failure()
 		}
 		fs.EachError(func(t string, p int32, err error) {
 			c.log.Warn("consuming commands", "topic", t, "partition", p, "err", err)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
+			if ctx.Err() != nil {
+				return // stopping (fail): leave the rest to the next start
+			}
 			if r.Topic == d.cmdTopic {
 				d.send(ctx, r)
 			} else {
@@ -167,10 +282,34 @@ func (c *Connector) runCommands(ctx context.Context) error {
 	}
 }
 
+// groupOpts are the consumer options of the dispatcher's group.
+func (d *dispatcher) groupOpts(group string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(d.cmdTopic, d.statesTopic),
+		// The range balancer gives a member the same partition numbers of
+		// both topics (they have as many partitions and the same keys), so
+		// a device's ack reaches the replica holding its pending command;
+		// franz-go's default cooperative-sticky balancer does not promise
+		// that, and the ack could reach a replica that then also reports
+		// the command timed out.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(d.assigned),
+		// Our own revoke callback replaces franz-go's default one, which
+		// commits at a revocation, so revoked commits the marks itself.
+		kgo.OnPartitionsRevoked(d.revoked),
+		kgo.OnPartitionsLost(d.lost),
+	}
+}
+
 func newDispatcher(c *Connector) *dispatcher {
 	d := &dispatcher{c: c, cmdTopic: c.topics[topics.Commands], statesTopic: c.topics[topics.CommandStates],
 		pending: map[string]*pendingCmd{}, next: map[int32]int64{}, busy: map[int32]int64{}, statesNext: map[int32]int64{},
-		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}}
+		owned: map[string]map[int32]bool{}, gen: map[int32]uint64{}, early: map[int32]*earlyAcks{},
+		stop: func(error) {}}
 	d.publish = func(ctx context.Context, deviceID string, body []byte) error {
 		return c.PublishDevice(ctx, "commands", deviceID, body)
 	}
@@ -193,9 +332,32 @@ func (d *dispatcher) assigned(_ context.Context, _ *kgo.Client, added map[string
 	}
 }
 
-// revoked forgets the commands of lost partitions: their new owner sends
-// them again from the committed offset and resolves them.
-func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+// revoked commits what is resolved, then forgets the commands of the
+// revoked partitions: their new owner sends the unresolved ones again from
+// the committed offset and resolves them. franz-go drops its marks after
+// this callback and commits nothing itself (we replaced its default revoke
+// callback), so without the commit here everything resolved since the last
+// autocommit (up to a second) would be sent again.
+func (d *dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	if cl != nil {
+		d.mark(cl)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			d.c.log.Warn("committing command offsets at a revocation", "err", err)
+		}
+		cancel()
+	}
+	d.forget(revoked)
+}
+
+// lost forgets the commands of partitions lost to a group error; a commit
+// would fail (our generation is gone), so none is tried.
+func (d *dispatcher) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.forget(lost)
+}
+
+// forget drops the state of partitions that are no longer ours.
+func (d *dispatcher) forget(lost map[string][]int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, p := range lost[d.cmdTopic] {
@@ -209,10 +371,14 @@ func (d *dispatcher) revoked(_ context.Context, _ *kgo.Client, lost map[string][
 		delete(d.busy, p)
 		delete(d.owned[d.cmdTopic], p)
 		d.gen[p]++
+		// The new owner reads the held answers again (the states mark
+		// stayed before them).
+		delete(d.early, p)
 	}
 	for _, p := range lost[d.statesTopic] {
 		delete(d.statesNext, p)
 		delete(d.owned[d.statesTopic], p)
+		delete(d.early, p)
 	}
 }
 
@@ -281,6 +447,17 @@ func (d *dispatcher) marksLocked() (cmds, states map[int32]int64) {
 			states[pc.part] = pc.statesAt
 		}
 	}
+	for p, e := range d.early {
+		for _, a := range e.q {
+			if a.claimed {
+				continue
+			}
+			if o, ok := states[p]; !ok || a.offset < o {
+				states[p] = a.offset
+			}
+			break // read order is offset order
+		}
+	}
 	for p := range unknown {
 		// Sent before we read anything of its states partition: keep what
 		// is committed there.
@@ -330,9 +507,10 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 	}
 	d.busy[r.Partition] = r.Offset
 	d.mu.Unlock()
+	refused := false // its outcome did not reach Kafka: stays busy
 	defer func() {
 		d.mu.Lock()
-		if d.ownsLocked(r.Partition, gen) {
+		if !refused && d.ownsLocked(r.Partition, gen) {
 			delete(d.busy, r.Partition)
 			d.next[r.Partition] = r.Offset + 1
 		}
@@ -350,12 +528,26 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		dlm.Stage, dlm.SourcePartition, dlm.SourceOffset = payload.Stage+"/commands", r.Partition, r.Offset
 		c.m.rejected.WithLabelValues(string(dl.Reason)).Inc()
 		if err := c.produceSync(ctx, dl); err != nil {
-			c.log.Error("dead-lettering a command failed", "partition", r.Partition, "offset", r.Offset, "err", err)
+			// Left unmarked either way: the next start dead-letters it.
+			refused = true
+			if ctx.Err() == nil {
+				c.log.Error("dead-lettering a command failed", "partition", r.Partition, "offset", r.Offset, "err", err)
+				d.fail(fmt.Errorf("dead-lettering the command at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+			}
 		}
 		return
 	}
 	if cmd.State != pb.CommandState_COMMAND_STATE_UNSPECIFIED && cmd.State != pb.CommandState_COMMAND_PENDING {
 		return // a state record written to the requests topic; not a request
+	}
+	d.mu.Lock()
+	a, answered := d.claimLocked(r.Partition, cmd.CommandId, cmd.DeviceId)
+	d.mu.Unlock()
+	if answered {
+		// Sent before a restart or rebalance and answered: the answer is in
+		// Kafka already, and the device would not answer a second send.
+		c.m.commands.WithLabelValues(a.state.String()).Inc()
+		return
 	}
 	timeout := c.cfg.Commands.Timeout.D()
 	if cmd.TimeoutMs > 0 {
@@ -379,11 +571,14 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		if ctx.Err() != nil {
 			// Shutting down: leave it unresolved so the next owner sends it.
 			d.mu.Lock()
-			d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
+			d.addPendingLocked(&pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: now.Add(timeout), statesAt: d.statesAtLocked(r.Partition)})
 			d.mu.Unlock()
 			return
 		}
-		d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error())
+		if err := d.emit(ctx, cmd, pb.CommandState_COMMAND_FAILED, now, err.Error()); err != nil {
+			refused = true
+			d.fail(fmt.Errorf("command at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+		}
 		return
 	}
 	// The device's window starts at the broker's PUBACK: a publish that
@@ -394,13 +589,21 @@ func (d *dispatcher) send(ctx context.Context, r *kgo.Record) {
 		d.mu.Unlock()
 		return
 	}
-	if _, dup := d.pending[cmd.CommandId]; !dup {
-		c.m.commandsOpen.Inc()
-	}
-	d.pending[cmd.CommandId] = &pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)}
+	d.addPendingLocked(&pendingCmd{cmd: cmd, part: r.Partition, offset: r.Offset, deadline: sent.Add(timeout), statesAt: d.statesAtLocked(r.Partition)})
 	d.mu.Unlock()
 	cmd.SentTimeMs = sent.UnixMilli()
-	d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
+	// A COMMAND_SENT that Kafka refuses is only logged (by emit): the
+	// command is pending, and its outcome is what must reach Kafka.
+	_ = d.emit(ctx, cmd, pb.CommandState_COMMAND_SENT, sent, "")
+}
+
+// addPendingLocked makes pc pending; wardstream_mqtt_commands_pending
+// counts every command in pending, and every removal from it decrements it.
+func (d *dispatcher) addPendingLocked(pc *pendingCmd) {
+	if _, dup := d.pending[pc.cmd.CommandId]; !dup {
+		d.c.m.commandsOpen.Inc()
+	}
+	d.pending[pc.cmd.CommandId] = pc
 }
 
 // statesAtLocked is pendingCmd.statesAt for a command of partition p.
@@ -411,27 +614,60 @@ func (d *dispatcher) statesAtLocked(p int32) int64 {
 	return -1
 }
 
+// Reasons of wardstream_mqtt_command_acks_unmatched_total: the ack's
+// command is not pending here (a duplicate, a replay of an answer already
+// counted, an id nobody sent), or it is, for another device.
+const (
+	ackUnknownCommand = "unknown_command"
+	ackDeviceMismatch = "device_mismatch"
+)
+
 // state resolves a pending command from an ack state record.
 func (d *dispatcher) state(r *kgo.Record) {
+	st := &pb.DeviceCommand{}
+	// A broken record was written by us (one from a device was already
+	// dead-lettered upstream); a state without ack time is not a device's
+	// answer.
+	answer := codec.Unmarshal(r.Value, st) == nil && st.AckTimeMs != 0 &&
+		(st.State == pb.CommandState_COMMAND_ACKED || st.State == pb.CommandState_COMMAND_FAILED)
+	// One critical section from moving statesNext past the record to
+	// holding it, so that no mark in between passes a held answer.
 	d.mu.Lock()
 	if d.owned[d.statesTopic][r.Partition] {
 		d.statesNext[r.Partition] = r.Offset + 1
 	}
-	d.mu.Unlock()
-	st := &pb.DeviceCommand{}
-	if err := codec.Unmarshal(r.Value, st); err != nil {
-		return // written by us; a broken one was already dead-lettered upstream
+	if !answer {
+		d.mu.Unlock()
+		return
 	}
-	if st.AckTimeMs == 0 || (st.State != pb.CommandState_COMMAND_ACKED && st.State != pb.CommandState_COMMAND_FAILED) {
-		return // not a device's answer
-	}
-	d.mu.Lock()
-	if pc, ok := d.pending[st.CommandId]; ok && st.DeviceId == pc.cmd.DeviceId {
+	pc, ok := d.pending[st.CommandId]
+	resolved := ok && st.DeviceId == pc.cmd.DeviceId
+	if resolved {
 		delete(d.pending, st.CommandId)
 		d.c.m.commandsOpen.Dec()
 	}
+	held := false
+	if !ok && d.owned[d.statesTopic][r.Partition] {
+		held = d.holdLocked(r.Partition, &earlyAck{id: st.CommandId, device: st.DeviceId, state: st.State, offset: r.Offset, readAt: d.c.o.now()})
+	}
 	d.mu.Unlock()
-	d.c.m.commands.WithLabelValues(st.State.String()).Inc()
+	switch {
+	case held:
+		// Its command may come yet (see earlyAcks); counted when claimed
+		// or dropped.
+	case resolved:
+		// Counted once per command: duplicates and replays of the answer
+		// find nothing pending.
+		d.c.m.commands.WithLabelValues(st.State.String()).Inc()
+	case ok:
+		// The ack topic names the device; an ack for another device's
+		// command is refused, and the command keeps waiting.
+		d.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch).Inc()
+		d.c.log.Warn("command ack ignored", "reason", ackDeviceMismatch, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	default:
+		d.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand).Inc()
+		d.c.log.Debug("command ack ignored", "reason", ackUnknownCommand, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	}
 }
 
 // expire reports commands past their deadline as timed out.
@@ -439,6 +675,9 @@ func (d *dispatcher) expire(ctx context.Context) {
 	now := d.c.o.now()
 	var due []*pendingCmd
 	d.mu.Lock()
+	for p := range d.early {
+		d.pruneLocked(p, now)
+	}
 	for _, pc := range d.pending {
 		if !pc.expiring && now.After(pc.deadline) {
 			pc.expiring = true
@@ -447,7 +686,11 @@ func (d *dispatcher) expire(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	for _, pc := range due {
-		d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device")
+		if err := d.emit(ctx, pc.cmd, pb.CommandState_COMMAND_TIMED_OUT, now, "no ack from the device"); err != nil {
+			// Left pending (and expiring): its offset stays unmarked.
+			d.fail(fmt.Errorf("command %s/%d@%d: %w", d.cmdTopic, pc.part, pc.offset, err))
+			return
+		}
 		// Resolved only now that COMMAND_TIMED_OUT is in Kafka: until
 		// then the command keeps its offset unmarked.
 		d.mu.Lock()
@@ -459,7 +702,9 @@ func (d *dispatcher) expire(ctx context.Context) {
 	}
 }
 
-func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.CommandState, now time.Time, errText string) {
+// emit produces cmd's state s and waits for Kafka; it returns (and logs)
+// the error of a state Kafka refused for good.
+func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.CommandState, now time.Time, errText string) error {
 	st := &pb.DeviceCommand{
 		Meta:      &pb.Meta{Tenant: d.c.shared.Tenant, EventId: cmd.CommandId + "/" + s.String(), EventTimeMs: now.UnixMilli(), IngestTimeMs: now.UnixMilli(), Source: payload.Stage},
 		CommandId: cmd.CommandId, DeviceId: cmd.DeviceId, CommandType: cmd.CommandType, PayloadJson: cmd.PayloadJson,
@@ -473,5 +718,7 @@ func (d *dispatcher) emit(ctx context.Context, cmd *pb.DeviceCommand, s pb.Comma
 	}
 	if err := d.c.produceSync(context.WithoutCancel(ctx), payload.Out{Topic: topics.CommandStates, Key: cmd.DeviceId, Msg: st}); err != nil {
 		d.c.log.Error("producing command state failed", "state", s.String(), "err", err)
+		return fmt.Errorf("producing %s: %w", s, err)
 	}
+	return nil
 }

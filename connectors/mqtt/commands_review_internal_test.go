@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -10,11 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -387,4 +390,378 @@ func TestCommandRevokedDuringSend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pollUntil polls cl, handing every record to d (send or state, as the
+// poll loop does), until it has seen n records.
+func pollUntil(t *testing.T, cl *kgo.Client, d *dispatcher, n int) {
+	t.Helper()
+	seen := 0
+	for end := time.Now().Add(15 * time.Second); seen < n; {
+		if time.Now().After(end) {
+			t.Fatalf("polled %d of %d records", seen, n)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollRecords(ctx, 100)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			seen++
+			if r.Topic == d.cmdTopic {
+				d.send(context.Background(), r)
+			} else {
+				d.state(r)
+			}
+		})
+	}
+}
+
+// Passing our own OnPartitionsRevoked replaces franz-go's default one,
+// which commits the marked offsets at a revocation; franz-go then drops
+// its marks. So offsets marked since the last autocommit (up to a second)
+// were never committed, and the new owner sent commands that were already
+// resolved again (a second outcome for a device that deduplicates without
+// acking again). The revocation must commit what is marked.
+func TestCommandMarksCommittedOnRevoke(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	d := newDispatcher(h.c)
+	d.publish = func(context.Context, string, []byte) error { return nil }
+	// No autocommit during the test: only a revocation commits.
+	cl, err := kafka.NewClient(h.c.shared.Kafka, append(d.groupOpts(topics.GroupCommands), kgo.AutoCommitInterval(time.Hour))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	h.produce(t, topics.Commands, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", CommandType: pb.CommandType_PING})
+	pollUntil(t, cl, d, 2) // c1, then its COMMAND_SENT
+	h.produce(t, topics.CommandStates, "d1", &pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+	pollUntil(t, cl, d, 1) // the device's ack resolves c1
+	d.mark(cl)
+	if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+		t.Fatalf("commands_pending %v after the ack, want 0", g)
+	}
+
+	cl.ForceRebalance()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := h.committed(t)
+		if got[topics.Commands][0] == 1 && got[topics.CommandStates][0] == 2 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("committed %v 5 s after the rebalance, want %s/0 at 1 and %s/0 at 2 (the marks at the revocation)", got, topics.Commands, topics.CommandStates)
+		}
+	}
+}
+
+// wardstream_mqtt_commands_pending counts the commands in pending. A
+// publish cut short by the shutdown left its command pending (so that its
+// offset stays unmarked) without counting it, and the command's later
+// removal (its ack, its timeout, the revocation at Close) took the gauge
+// below zero.
+func TestCommandsPendingGaugeOnShutdownPath(t *testing.T) {
+	ack := func(t *testing.T, h *cmdHarness, d *dispatcher) {
+		b, err := codec.Marshal(&pb.DeviceCommand{CommandId: "c1", DeviceId: "d1", State: pb.CommandState_COMMAND_ACKED, AckTimeMs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.state(&kgo.Record{Topic: topics.CommandStates, Key: []byte("d1"), Value: b, Partition: 0, Offset: 0})
+	}
+	for _, tc := range []struct {
+		name   string
+		remove func(t *testing.T, h *cmdHarness, d *dispatcher)
+	}{
+		{"revoked", func(_ *testing.T, _ *cmdHarness, d *dispatcher) {
+			d.revoked(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+		}},
+		{"lost", func(_ *testing.T, _ *cmdHarness, d *dispatcher) {
+			d.lost(context.Background(), nil, map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}})
+		}},
+		{"acked", ack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			ctx, cancel := context.WithCancel(context.Background())
+			d.publish = func(ctx context.Context, _ string, _ []byte) error { cancel(); return ctx.Err() }
+			d.send(ctx, cmdRecord(t, "c1", "d1", 0, 0, 10*time.Second))
+			if g := gaugeValue(h.c.m.commandsOpen); g != 1 {
+				t.Errorf("commands_pending %v with c1 left pending at shutdown, want 1", g)
+			}
+			tc.remove(t, h, d)
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v after c1 was %s, want 0", g, tc.name)
+			}
+		})
+	}
+}
+
+// wardstream_mqtt_commands_total{state="COMMAND_ACKED"|"COMMAND_FAILED"}
+// counts commands the device answered. state counted every ack record it
+// read: a duplicate ack, an ack replayed after a restart, an ack for a
+// command id nobody sent; an ack from another device than the command's
+// was dropped with no trace. Only an ack that resolves a pending command
+// counts there; the others count in command_acks_unmatched_total{reason}.
+func TestCommandAckMetrics(t *testing.T) {
+	type ack struct {
+		id, device string
+		state      pb.CommandState
+	}
+	for _, tc := range []struct {
+		name              string
+		acks              []ack
+		acked, failed     float64
+		unknown, mismatch float64
+		pending           float64
+	}{
+		{name: "ack resolves", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_ACKED}}, acked: 1},
+		{name: "error ack resolves", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_FAILED}}, failed: 1},
+		{name: "duplicate ack", acks: []ack{{"c1", "d1", pb.CommandState_COMMAND_ACKED}, {"c1", "d1", pb.CommandState_COMMAND_ACKED}}, acked: 1, unknown: 1},
+		{name: "unknown command", acks: []ack{{"c9", "d1", pb.CommandState_COMMAND_ACKED}}, unknown: 1, pending: 1},
+		{name: "another device", acks: []ack{{"c1", "d2", pb.CommandState_COMMAND_ACKED}}, mismatch: 1, pending: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			d.publish = func(context.Context, string, []byte) error { return nil }
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 0, 10*time.Minute))
+			for i, a := range tc.acks {
+				d.state(ackRecord(t, a.id, a.device, a.state, int64(i+1)))
+			}
+			// An answer to no pending command is held for a while in case
+			// its command comes (TestCommandAckBeforeItsCommand), and
+			// counted when it leaves.
+			h.clock.add(earlyAckTTL + time.Second)
+			d.expire(context.Background())
+			m := h.c.m
+			got := []float64{
+				counterValue(m.commands.WithLabelValues(pb.CommandState_COMMAND_ACKED.String())),
+				counterValue(m.commands.WithLabelValues(pb.CommandState_COMMAND_FAILED.String())),
+				counterValue(m.acksUnmatched.WithLabelValues(ackUnknownCommand)),
+				counterValue(m.acksUnmatched.WithLabelValues(ackDeviceMismatch)),
+				gaugeValue(m.commandsOpen),
+			}
+			want := []float64{tc.acked, tc.failed, tc.unknown, tc.mismatch, tc.pending}
+			for i, name := range []string{"commands_total{ACKED}", "commands_total{FAILED}", "acks_unmatched{unknown_command}", "acks_unmatched{device_mismatch}", "commands_pending"} {
+				if got[i] != want[i] {
+					t.Errorf("%s = %v, want %v", name, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// ackRecord is a device's answer as the states topic carries it.
+func ackRecord(t *testing.T, id, device string, state pb.CommandState, off int64) *kgo.Record {
+	t.Helper()
+	b, err := codec.Marshal(&pb.DeviceCommand{CommandId: id, DeviceId: device, State: state, AckTimeMs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kgo.Record{Topic: topics.CommandStates, Key: []byte(device), Value: b, Partition: 0, Offset: off}
+}
+
+// After a restart or rebalance the dispatcher reads the commands partition
+// from its oldest unresolved command and the states partition from before
+// that command's answer, but the two are fetched independently: the
+// device's answer (replayed) can come before the command. state ignored it
+// (no such command pending), send published the command again, the device
+// deduplicated it without answering again, and the command was reported
+// COMMAND_TIMED_OUT after COMMAND_ACKED.
+func TestCommandAckBeforeItsCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		ackDevice   string
+		ackState    pb.CommandState
+		revoke      bool // a rebalance between the answer and the command
+		wantPublish int
+		wantStates  []string // produced by the dispatcher, in order
+		wantCount   string   // commands_total label counted once
+		mismatch    float64
+	}{
+		{name: "ack", ackDevice: "d1", ackState: pb.CommandState_COMMAND_ACKED, wantCount: "COMMAND_ACKED"},
+		{name: "error ack", ackDevice: "d1", ackState: pb.CommandState_COMMAND_FAILED, wantCount: "COMMAND_FAILED"},
+		{name: "ack from another device", ackDevice: "d2", ackState: pb.CommandState_COMMAND_ACKED, wantPublish: 1,
+			wantStates: []string{"c1/COMMAND_SENT", "c1/COMMAND_TIMED_OUT"}, wantCount: "COMMAND_TIMED_OUT", mismatch: 1},
+		// The new owner reads the answer again; this one forgets it.
+		{name: "revoked in between", ackDevice: "d1", ackState: pb.CommandState_COMMAND_ACKED, revoke: true, wantPublish: 1,
+			wantStates: []string{"c1/COMMAND_SENT", "c1/COMMAND_TIMED_OUT"}, wantCount: "COMMAND_TIMED_OUT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			published := 0
+			d.publish = func(context.Context, string, []byte) error { published++; return nil }
+			d.state(ackRecord(t, "c1", tc.ackDevice, tc.ackState, 5))
+			if _, states := d.marks(); states[0] != 5 {
+				t.Errorf("states partition marked at %d with the answer at 5 held for its command, want 5", states[0])
+			}
+			if tc.revoke {
+				all := map[string][]int32{d.cmdTopic: {0}, d.statesTopic: {0}}
+				d.revoked(context.Background(), nil, all)
+				d.assigned(context.Background(), nil, all)
+			}
+			d.send(context.Background(), cmdRecord(t, "c1", "d1", 0, 3, 10*time.Second))
+			h.clock.add(time.Minute)
+			d.expire(context.Background())
+			if published != tc.wantPublish {
+				t.Errorf("published c1 %d times, want %d", published, tc.wantPublish)
+			}
+			if got := stateNames(h.states(t)); fmt.Sprint(got) != fmt.Sprint(tc.wantStates) {
+				t.Errorf("states %v, want %v", got, tc.wantStates)
+			}
+			for _, s := range []string{"COMMAND_ACKED", "COMMAND_FAILED", "COMMAND_TIMED_OUT"} {
+				want := 0.0
+				if s == tc.wantCount {
+					want = 1
+				}
+				if n := counterValue(h.c.m.commands.WithLabelValues(s)); n != want {
+					t.Errorf("commands_total{%s} = %v, want %v", s, n, want)
+				}
+			}
+			if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackDeviceMismatch)); n != tc.mismatch {
+				t.Errorf("acks_unmatched{device_mismatch} = %v, want %v", n, tc.mismatch)
+			}
+			if cmds, _ := d.marks(); cmds[0] != 4 {
+				t.Errorf("commands partition marked at %d, want 4 (c1 resolved)", cmds[0])
+			}
+			if g := gaugeValue(h.c.m.commandsOpen); g != 0 {
+				t.Errorf("commands_pending %v, want 0", g)
+			}
+		})
+	}
+}
+
+// The answers held for their commands are bounded: per partition at most
+// maxEarlyAcks, each for at most earlyAckTTL; the states mark moves on
+// past those dropped.
+func TestEarlyAcksBounded(t *testing.T) {
+	h := newCmdHarness(t, 1)
+	d := newDispatcher(h.c)
+	assign(d)
+	for i := 0; i < maxEarlyAcks+10; i++ {
+		d.state(ackRecord(t, fmt.Sprintf("old-%d", i), "d1", pb.CommandState_COMMAND_ACKED, int64(i)))
+	}
+	d.mu.Lock()
+	held := len(d.early[0].byID)
+	d.mu.Unlock()
+	if held != maxEarlyAcks {
+		t.Errorf("%d answers held, want %d", held, maxEarlyAcks)
+	}
+	if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand)); n != 10 {
+		t.Errorf("acks_unmatched{unknown_command} = %v after dropping 10, want 10", n)
+	}
+	if _, states := d.marks(); states[0] != 10 {
+		t.Errorf("states partition marked at %d, want 10 (the oldest held answer)", states[0])
+	}
+	h.clock.add(earlyAckTTL + time.Second)
+	d.expire(context.Background())
+	if n := counterValue(h.c.m.acksUnmatched.WithLabelValues(ackUnknownCommand)); n != maxEarlyAcks+10 {
+		t.Errorf("acks_unmatched{unknown_command} = %v after the TTL, want %d", n, maxEarlyAcks+10)
+	}
+	if _, states := d.marks(); states[0] != maxEarlyAcks+10 {
+		t.Errorf("states partition marked at %d after the TTL, want %d", states[0], maxEarlyAcks+10)
+	}
+}
+
+// refuseProduce makes kc answer every produce request from now on with
+// MESSAGE_TOO_LARGE: Kafka refusing the records for good.
+func refuseProduce(kc *kfake.Cluster) {
+	kc.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		resp.Version = pr.Version
+		for _, tp := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = kerr.MessageTooLarge.Code
+				rp.BaseOffset = -1
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+// A command's outcome that Kafka refuses for good (its COMMAND_FAILED,
+// COMMAND_TIMED_OUT or dead letter) was logged and the command resolved
+// anyway: its offset was marked and committed, so the outcome was lost and
+// the command never retried. The dispatcher must keep the offset unmarked
+// and stop the role with the error, so that the next start handles the
+// command again.
+func TestCommandOutcomeRefusedStopsTheRole(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		publish error
+		bad     bool // a record that is no command: dead-lettered
+		expire  bool // the outcome is the timeout
+	}{
+		{name: "COMMAND_FAILED refused", publish: errors.New("broker refused")},
+		{name: "dead letter refused", bad: true},
+		{name: "COMMAND_TIMED_OUT refused", expire: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCmdHarness(t, 1)
+			d := newDispatcher(h.c)
+			assign(d)
+			const off = 7
+			d.mu.Lock()
+			d.next[0] = off
+			d.mu.Unlock()
+			d.publish = func(context.Context, string, []byte) error { return tc.publish }
+			rec := cmdRecord(t, "c1", "d1", 0, off, 10*time.Second)
+			if tc.bad {
+				rec.Value = []byte("not a command")
+			}
+			if !tc.expire {
+				refuseProduce(h.kc)
+			}
+			d.send(context.Background(), rec)
+			if tc.expire {
+				refuseProduce(h.kc)
+				h.clock.add(11 * time.Second)
+				d.expire(context.Background())
+			}
+			if cmds, _ := d.marks(); cmds[0] > off {
+				t.Errorf("commands partition marked at %d, past the command at %d whose outcome Kafka refused", cmds[0], off)
+			}
+			if err := d.failure(); err == nil {
+				t.Error("no error to stop the role with")
+			}
+		})
+	}
+
+	// End to end: runCommands returns the error, and the commit it makes
+	// on the way out leaves the command to the next start.
+	t.Run("runCommands", func(t *testing.T) {
+		h := newCmdHarness(t, 1)
+		h.c.cmdPublish = func(context.Context, string, []byte) error { return nil }
+		if err := h.c.kcl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Commands, Key: []byte("d1"), Value: []byte("not a command")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		refuseProduce(h.kc)
+		done := make(chan error, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() { done <- h.c.runCommands(ctx) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("runCommands returned nil, want the produce error")
+			}
+		case <-time.After(20 * time.Second):
+			cancel()
+			<-done
+			t.Error("runCommands still runs 20 s after the dead letter was refused")
+		}
+		if got := h.committed(t)[topics.Commands][0]; got > 0 {
+			t.Errorf("commands partition committed at %d, past the refused command at 0", got)
+		}
+	})
 }

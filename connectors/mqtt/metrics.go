@@ -23,6 +23,7 @@ type metrics struct {
 	ackLatency     prometheus.Histogram
 	commands       *prometheus.CounterVec
 	commandsOpen   prometheus.Gauge
+	acksUnmatched  *prometheus.CounterVec
 	batchEncoded   prometheus.Counter
 }
 
@@ -42,6 +43,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		commands:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_mqtt_commands_total", Help: "Device command state changes, by state."}, []string{"state"}),
 		commandsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wardstream_mqtt_commands_pending", Help: "Commands sent and waiting for the device's ack."}),
+		acksUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_mqtt_command_acks_unmatched_total",
+			Help: "Device acks that resolved no pending command of this replica, by reason (unknown_command: duplicates, replays, ids not pending here; device_mismatch: sent by another device than the command's)."}, []string{"reason"}),
 		batchEncoded: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_mqtt_batches_encoded_total",
 			Help: "Device batches encoded straight from JSON to one VitalsBatch record (payload's batch encoder); other batches took the general path."}),
 	}
@@ -51,9 +54,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, s := range []pb.CommandState{pb.CommandState_COMMAND_SENT, pb.CommandState_COMMAND_ACKED, pb.CommandState_COMMAND_TIMED_OUT, pb.CommandState_COMMAND_FAILED} {
 		m.commands.WithLabelValues(s.String())
 	}
+	for _, r := range []string{ackUnknownCommand, ackDeviceMismatch} {
+		m.acksUnmatched.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.records, m.rejected, m.ignored, m.produceFailed, m.unacked, m.inflight, m.connections,
-			m.connectionLost, m.connectFailed, m.ackLatency, m.commands, m.commandsOpen, m.batchEncoded)
+			m.connectionLost, m.connectFailed, m.ackLatency, m.commands, m.commandsOpen, m.acksUnmatched, m.batchEncoded)
 	}
 	return m
 }
