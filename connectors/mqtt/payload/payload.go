@@ -57,7 +57,8 @@ const (
 	// (last will).
 	Status Type = "status"
 	// Telemetry is vitals, pump readings and device alerts; the kind comes
-	// from the last topic level (vitals, readings, alerts, status).
+	// from the last topic level (vitals, readings, alerts). A telemetry
+	// topic whose kind is status carries a [Status].
 	Telemetry Type = "telemetry"
 	// Batch is the seed's batched form {batchId, deviceId, messages, count};
 	// each message becomes its own record.
@@ -345,6 +346,13 @@ func Decode(t Type, src Source, raw []byte, o Options) []Out {
 	}
 	if t == Batch {
 		return decodeBatch(src, raw, o)
+	}
+	if t == Telemetry && src.Kind == "status" {
+		// medical/{tenant}/{deviceType}/{deviceId}/status is a device
+		// status (a last will, online/offline, reported state) like
+		// medical/devices/{deviceId}/status and a batch part of type
+		// status, not a reading.
+		t = Status
 	}
 	out, err := decodeOne(t, src, raw, o)
 	if err != nil {
