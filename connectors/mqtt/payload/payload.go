@@ -57,7 +57,8 @@ const (
 	// (last will).
 	Status Type = "status"
 	// Telemetry is vitals, pump readings and device alerts; the kind comes
-	// from the last topic level (vitals, readings, alerts, status).
+	// from the last topic level (vitals, readings, alerts). A telemetry
+	// topic whose kind is status carries a [Status].
 	Telemetry Type = "telemetry"
 	// Batch is the seed's batched form {batchId, deviceId, messages, count};
 	// each message becomes its own record.
@@ -341,10 +342,17 @@ func (b *body) id() string {
 // returns an empty slice: every input is accounted for.
 func Decode(t Type, src Source, raw []byte, o Options) []Out {
 	if o.MaxBytes > 0 && len(raw) > o.MaxBytes {
-		return []Out{DeadLetter(src, raw, o, reject(ReasonOversize, "payload of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes))}
+		return []Out{oversize(src, raw, o)}
 	}
 	if t == Batch {
 		return decodeBatch(src, raw, o)
+	}
+	if t == Telemetry && src.Kind == "status" {
+		// medical/{tenant}/{deviceType}/{deviceId}/status is a device
+		// status (a last will, online/offline, reported state) like
+		// medical/devices/{deviceId}/status and a batch part of type
+		// status, not a reading.
+		t = Status
 	}
 	out, err := decodeOne(t, src, raw, o)
 	if err != nil {
@@ -368,6 +376,27 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 		Reason: string(reason), Error: strings.ToValidUTF8(err.Error(), "\uFFFD"), SourcePartition: -1, SourceOffset: -1,
 	}
 	return Out{Topic: topics.DeadLetters, Key: src.Topic, Msg: dl, Reason: reason}
+}
+
+// MaxDeadLetterRaw is the most of an oversize payload a dead letter keeps:
+// half of the 1 MB a Kafka record holds by default (franz-go's
+// ProducerBatchMaxBytes, the broker's message.max.bytes), leaving room for
+// the rest of the record. MQTT carries payloads up to 256 MB, and a dead
+// letter Kafka refuses leaves its message unacknowledged.
+const MaxDeadLetterRaw = 512 << 10
+
+// oversize dead-letters a payload larger than o.MaxBytes, with at most its
+// first MaxDeadLetterRaw bytes; the event id hashes the whole payload.
+func oversize(src Source, raw []byte, o Options) Out {
+	err := reject(ReasonOversize, "payload of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes)
+	kept := raw
+	if len(kept) > MaxDeadLetterRaw {
+		kept = kept[:MaxDeadLetterRaw]
+		err = reject(ReasonOversize, "payload of %d bytes exceeds the limit of %d (raw holds its first %d bytes)", len(raw), o.MaxBytes, len(kept))
+	}
+	out := DeadLetter(src, kept, o, err)
+	out.Msg.(*pb.DeadLetter).Meta.EventId = EventID("", src.DeviceID, src.Topic, raw)
+	return out
 }
 
 func tenantOf(t string, o Options) string {

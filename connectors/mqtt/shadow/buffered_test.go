@@ -25,7 +25,10 @@ func TestBufferedOldStatusDoesNotRegressReported(t *testing.T) {
 			DeviceId: "d1", Online: true, Reported: rep})
 	}
 	t0 := h.clock()
-	at(t0, t0, "2.2.0")                                  // the device's current state, sent on reconnect
+	// The device's current state, sent on reconnect and received 20 ms
+	// later (event time = ingest time is what the connector gives a status
+	// without a device time: TestJSONWillWithoutTimestamp).
+	at(t0, t0.Add(20*time.Millisecond), "2.2.0")
 	at(t0.Add(-time.Hour), t0.Add(time.Second), "2.1.0") // from its offline buffer, recorded an hour earlier
 	v := h.tt.TableValue(goka.GroupTable("g"), "d1").(*pb.DeviceShadow)
 	fw := v.GetReported().GetFields()["firmwareVersion"].GetStringValue()

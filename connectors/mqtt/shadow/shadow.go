@@ -270,11 +270,15 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	// A status older than the reported state (a device flushing its
 	// offline buffer after a fresh status) is a sign of life, nothing
 	// more: it must not take the reported state or the online flag back.
-	// A status without reported state (a last will, a bare word) carries
-	// the arrival time, not the device's clock the reported state's time
-	// is on: it is not compared with it (the arrival order above decides).
+	// A status without a device time (a bare word, a JSON last will such
+	// as {"status":"offline"}) is stamped by the connector with its
+	// arrival time, event time = ingest time: that is the connector's
+	// clock, not the device's the reported state's time is on, so it is
+	// neither compared with it (the arrival order above decides) nor
+	// becomes it.
 	ev := st.GetMeta().GetEventTimeMs()
-	if ev > 0 && ev < sh.ReportedUpdatedMs && len(st.GetReported().GetFields()) > 0 {
+	deviceTime := ev > 0 && ev != st.GetMeta().GetIngestTimeMs()
+	if deviceTime && ev < sh.ReportedUpdatedMs && len(st.GetReported().GetFields()) > 0 {
 		p.commit(ctx, before, sh, "reported", false)
 		return
 	}
@@ -291,7 +295,9 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 		for k, v := range st.Reported.Fields {
 			sh.Reported.Fields[k] = v
 		}
-		sh.ReportedUpdatedMs = st.GetMeta().GetEventTimeMs()
+		if deviceTime {
+			sh.ReportedUpdatedMs = ev
+		}
 	}
 	cause := "reported"
 	if cameOnline {

@@ -1,0 +1,53 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/wardstream/wardstream/connectors/mqtt/payload"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
+	"github.com/wardstream/wardstream/schemas/topics"
+)
+
+// An oversize payload is dead-lettered with its raw bytes, and the raw bytes
+// were the whole payload: MQTT carries up to 256 MB, a Kafka record 1 MB
+// (franz-go's ProducerBatchMaxBytes, the broker's message.max.bytes). A
+// 2 MB publish made a dead letter Kafka refused (MESSAGE_TOO_LARGE); a
+// refused dead letter is not replaced, so the message was left unacked:
+// nothing reached the dead-letter topic, and at QoS 1 the message blocked
+// every later PUBACK of its session (paho sends acks in order) and came
+// again after every reconnect.
+func TestOversizePayloadDeadLetterFitsKafka(t *testing.T) {
+	c, kc, closeAll := reviewConnector(t, DefaultConfig(), "")
+	defer closeAll()
+	raw := append([]byte(`{"deviceId":"pc-1","note":"`), bytes.Repeat([]byte{'x'}, 2<<20)...)
+	raw = append(raw, `"}`...)
+	c.onPublish(paho.PublishReceived{Packet: &paho.Publish{Topic: "medical/devices/pc-1/medication_intake", QoS: 0, Payload: raw}})
+	for wait := time.Now().Add(10 * time.Second); len(c.slots) > 0 && time.Now().Before(wait); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.kcl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := counterValue(c.m.unacked); n != 0 {
+		t.Errorf("%v messages left unacknowledged; want 0", n)
+	}
+	var found *pb.DeadLetter
+	for _, r := range readTopic(t, kc, topics.DeadLetters) {
+		var dl pb.DeadLetter
+		if codec.Unmarshal(r.Value, &dl) == nil && dl.Reason == string(payload.ReasonOversize) {
+			found = &dl
+		}
+	}
+	if found == nil {
+		t.Fatalf("no oversize dead letter for a %d-byte payload (produce failures: %v)", len(raw), counterValue(c.m.produceFailed))
+	}
+	if len(found.Raw) == 0 || len(found.Raw) > payload.MaxDeadLetterRaw || !bytes.HasPrefix(raw, found.Raw) {
+		t.Errorf("dead letter raw: %d bytes; want a prefix of the payload of at most payload.MaxDeadLetterRaw", len(found.Raw))
+	}
+}
