@@ -17,8 +17,9 @@ import (
 // "<db>_bi" with SELECT on the BI views and on the tables they read (views
 // run with the invoker's rights, so the invoker needs both). [UserStatements]
 // creates each user with that role, and a row policy "tenant = '<t>'" on
-// every table the views read, so a BI user reading a view, or a table
-// directly, only ever gets its tenant's rows. Users without a policy are
+// every table the role may read (what the views read now, and what they
+// read when migration 4 granted them), so a BI user reading a view, or a
+// table directly, only ever gets its tenant's rows. Users without a policy are
 // unaffected (users_without_row_policies_can_read_rows, the default).
 //
 // Compat servers (18.16) have no SQL users, no row filters in users.xml
@@ -97,7 +98,11 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 			name, tg.onCluster(), quoteString(sha256Hex(u.Password)), quoteIdent(BIRole(tg.Database))),
 		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
 	}
-	for _, t := range biReadTables(Views()) {
+	// Every table the role may read: what the current views read, and what
+	// migration 4 granted for migration 3's views (the adherence_daily
+	// rollup is still granted; without a policy its rows were every
+	// tenant's).
+	for _, t := range biReadTables(append(v3Views(), Views()...)) {
 		on := []string{t}
 		if tg.sharded() {
 			on = append(on, tg.Local(t))

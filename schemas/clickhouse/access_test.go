@@ -159,3 +159,53 @@ func TestTenantBackfillResumes(t *testing.T) {
 		t.Errorf("rerun ran %d backfills, want the %d not recorded", n, len(backfills)/2-done)
 	}
 }
+
+// TestRowPolicyOnEveryGrantedTable: on modern servers a BI user may read
+// exactly its tenant's rows of every table its role is granted. Migration 4
+// granted the role SELECT on the adherence_daily rollup (what migration 3's
+// bi_adherence_daily read); since migration 5 the row policies followed
+// the current views only, so adherence_daily was still granted but had no
+// policy: a BI user read every tenant's rollup rows (patient ids and their
+// daily counts) with SELECT * FROM adherence_daily.
+func TestRowPolicyOnEveryGrantedTable(t *testing.T) {
+	views := map[string]bool{}
+	for _, v := range chschema.Views() {
+		views[v.Name] = true
+	}
+	for _, tg := range []chschema.Target{
+		{Database: "wardstream", Caps: chschema.CapsFor(chschema.Modern)},
+		{Database: "wardstream", Cluster: "c1", Sharded: true, Caps: chschema.CapsFor(chschema.Modern)},
+	} {
+		role := chschema.BIRole(tg.Database)
+		granted := map[string]bool{}
+		for _, q := range chschema.Plan(tg) {
+			if !strings.HasPrefix(q, "GRANT") || !strings.HasSuffix(q, " TO "+role) {
+				continue
+			}
+			_, on, _ := strings.Cut(q, " SELECT ON wardstream.")
+			obj := strings.Fields(on)[0]
+			if !views[obj] {
+				granted[obj] = true
+			}
+		}
+		if len(granted) == 0 {
+			t.Fatal("the plan grants the BI role no table")
+		}
+		stmts, err := chschema.UserStatements(tg, chschema.BIUser{Name: "bi_h1", Tenant: "h1", Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		policed := map[string]bool{}
+		for _, q := range stmts {
+			if _, on, ok := strings.Cut(q, "CREATE ROW POLICY IF NOT EXISTS tenant_bi_h1"); ok {
+				_, on, _ = strings.Cut(on, " ON wardstream.")
+				policed[strings.Fields(on)[0]] = true
+			}
+		}
+		for obj := range granted {
+			if !policed[obj] {
+				t.Errorf("sharded %v: the BI role may read %s, which has no tenant row policy: every tenant's rows", tg.Sharded, obj)
+			}
+		}
+	}
+}
