@@ -96,6 +96,11 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 	out := []string{
 		fmt.Sprintf("CREATE USER IF NOT EXISTS %s%s IDENTIFIED WITH sha256_hash BY %s DEFAULT ROLE %s SETTINGS readonly = 1",
 			name, tg.onCluster(), quoteString(sha256Hex(u.Password)), quoteIdent(BIRole(tg.Database))),
+		// The password and the tenant are the configuration's, also for a
+		// user that exists: CREATE ... IF NOT EXISTS alone kept a rotated
+		// password working, and the old tenant's rows visible to a user
+		// moved to another tenant.
+		fmt.Sprintf("ALTER USER %s%s IDENTIFIED WITH sha256_hash BY %s", name, tg.onCluster(), quoteString(sha256Hex(u.Password))),
 		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
 	}
 	// Every table the role may read: what the current views read, and what
@@ -108,7 +113,7 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 			on = append(on, tg.Local(t))
 		}
 		for _, o := range on {
-			out = append(out, fmt.Sprintf("CREATE ROW POLICY IF NOT EXISTS %s%s ON %s FOR SELECT USING tenant = %s TO %s",
+			out = append(out, fmt.Sprintf("CREATE ROW POLICY OR REPLACE %s%s ON %s FOR SELECT USING tenant = %s TO %s",
 				quoteIdent("tenant_"+u.Name), tg.onCluster(), tg.q(o), quoteString(u.Tenant), name))
 		}
 	}
