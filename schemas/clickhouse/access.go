@@ -17,8 +17,9 @@ import (
 // "<db>_bi" with SELECT on the BI views and on the tables they read (views
 // run with the invoker's rights, so the invoker needs both). [UserStatements]
 // creates each user with that role, and a row policy "tenant = '<t>'" on
-// every table the views read, so a BI user reading a view, or a table
-// directly, only ever gets its tenant's rows. Users without a policy are
+// every table the role may read (what the views read now, and what they
+// read when migration 4 granted them), so a BI user reading a view, or a
+// table directly, only ever gets its tenant's rows. Users without a policy are
 // unaffected (users_without_row_policies_can_read_rows, the default).
 //
 // Compat servers (18.16) have no SQL users, no row filters in users.xml
@@ -95,15 +96,24 @@ func UserStatements(tg Target, u BIUser) ([]string, error) {
 	out := []string{
 		fmt.Sprintf("CREATE USER IF NOT EXISTS %s%s IDENTIFIED WITH sha256_hash BY %s DEFAULT ROLE %s SETTINGS readonly = 1",
 			name, tg.onCluster(), quoteString(sha256Hex(u.Password)), quoteIdent(BIRole(tg.Database))),
+		// The password and the tenant are the configuration's, also for a
+		// user that exists: CREATE ... IF NOT EXISTS alone kept a rotated
+		// password working, and the old tenant's rows visible to a user
+		// moved to another tenant.
+		fmt.Sprintf("ALTER USER %s%s IDENTIFIED WITH sha256_hash BY %s", name, tg.onCluster(), quoteString(sha256Hex(u.Password))),
 		fmt.Sprintf("GRANT%s %s TO %s", tg.onCluster(), quoteIdent(BIRole(tg.Database)), name),
 	}
-	for _, t := range biReadTables(Views()) {
+	// Every table the role may read: what the current views read, and what
+	// migration 4 granted for migration 3's views (the adherence_daily
+	// rollup is still granted; without a policy its rows were every
+	// tenant's).
+	for _, t := range biReadTables(append(v3Views(), Views()...)) {
 		on := []string{t}
 		if tg.sharded() {
 			on = append(on, tg.Local(t))
 		}
 		for _, o := range on {
-			out = append(out, fmt.Sprintf("CREATE ROW POLICY IF NOT EXISTS %s%s ON %s FOR SELECT USING tenant = %s TO %s",
+			out = append(out, fmt.Sprintf("CREATE ROW POLICY OR REPLACE %s%s ON %s FOR SELECT USING tenant = %s TO %s",
 				quoteIdent("tenant_"+u.Name), tg.onCluster(), tg.q(o), quoteString(u.Tenant), name))
 		}
 	}

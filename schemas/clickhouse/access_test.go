@@ -2,6 +2,8 @@ package clickhouse_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -157,5 +159,115 @@ func TestTenantBackfillResumes(t *testing.T) {
 	}
 	if n != len(backfills)/2-done {
 		t.Errorf("rerun ran %d backfills, want the %d not recorded", n, len(backfills)/2-done)
+	}
+}
+
+// TestRowPolicyOnEveryGrantedTable: on modern servers a BI user may read
+// exactly its tenant's rows of every table its role is granted. Migration 4
+// granted the role SELECT on the adherence_daily rollup (what migration 3's
+// bi_adherence_daily read); since migration 5 the row policies followed
+// the current views only, so adherence_daily was still granted but had no
+// policy: a BI user read every tenant's rollup rows (patient ids and their
+// daily counts) with SELECT * FROM adherence_daily.
+func TestRowPolicyOnEveryGrantedTable(t *testing.T) {
+	views := map[string]bool{}
+	for _, v := range chschema.Views() {
+		views[v.Name] = true
+	}
+	for _, tg := range []chschema.Target{
+		{Database: "wardstream", Caps: chschema.CapsFor(chschema.Modern)},
+		{Database: "wardstream", Cluster: "c1", Sharded: true, Caps: chschema.CapsFor(chschema.Modern)},
+	} {
+		role := chschema.BIRole(tg.Database)
+		granted := map[string]bool{}
+		for _, q := range chschema.Plan(tg) {
+			if !strings.HasPrefix(q, "GRANT") || !strings.HasSuffix(q, " TO "+role) {
+				continue
+			}
+			_, on, _ := strings.Cut(q, " SELECT ON wardstream.")
+			obj := strings.Fields(on)[0]
+			if !views[obj] {
+				granted[obj] = true
+			}
+		}
+		if len(granted) == 0 {
+			t.Fatal("the plan grants the BI role no table")
+		}
+		stmts, err := chschema.UserStatements(tg, chschema.BIUser{Name: "bi_h1", Tenant: "h1", Password: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		policed := map[string]bool{}
+		for _, q := range stmts {
+			if _, on, ok := strings.Cut(q, "CREATE ROW POLICY OR REPLACE tenant_bi_h1"); ok {
+				_, on, _ = strings.Cut(on, " ON wardstream.")
+				policed[strings.Fields(on)[0]] = true
+			}
+		}
+		for obj := range granted {
+			if !policed[obj] {
+				t.Errorf("sharded %v: the BI role may read %s, which has no tenant row policy: every tenant's rows", tg.Sharded, obj)
+			}
+		}
+	}
+}
+
+// accessModel keeps what CREATE USER / ALTER USER and CREATE ROW POLICY
+// leave on a modern server, with IF NOT EXISTS (keep) and OR REPLACE
+// (replace) semantics: user -> password hash, policy@table -> condition.
+type accessModel struct{ users, policies map[string]string }
+
+func (a *accessModel) Exec(_ context.Context, q string, _ ...any) error {
+	set := func(m map[string]string, k, v string, replace bool) {
+		if _, ok := m[k]; !ok || replace {
+			m[k] = v
+		}
+	}
+	replace := strings.Contains(q, " OR REPLACE ")
+	f := strings.Fields(strings.NewReplacer(" IF NOT EXISTS ", " ", " OR REPLACE ", " ").Replace(q))
+	switch {
+	case strings.HasPrefix(q, "CREATE USER ") && !replace:
+		set(a.users, f[2], f[7], false) // CREATE USER u IDENTIFIED WITH sha256_hash BY 'h'
+	case strings.HasPrefix(q, "ALTER USER ") && f[3] == "IDENTIFIED":
+		set(a.users, f[2], f[7], true)
+	case strings.HasPrefix(q, "CREATE ROW POLICY "):
+		// CREATE ROW POLICY p ON t FOR SELECT USING tenant = 'x' TO u
+		set(a.policies, f[3]+"@"+f[5], strings.Join(f[9:12], " ")+" "+f[13], replace)
+	}
+	return nil
+}
+func (a *accessModel) QueryStrings(context.Context, string, ...any) ([][]string, error) {
+	return nil, nil
+}
+func (a *accessModel) ServerVersion(context.Context) (string, error) { return "24.8.4.13", nil }
+
+// TestBIUserChangeApplied: `wardstream migrate` is how BI users are
+// configured (bi_users: name, tenant, password_env), and on compat servers
+// it rewrites the users.d file. On modern servers every statement was
+// IF NOT EXISTS, so a rerun after a user was moved to another tenant kept
+// the old tenant's row policies (the user went on reading the old
+// tenant's rows and none of the new one's, while migrate printed the new
+// tenant), and a rotated password left the old one working.
+func TestBIUserChangeApplied(t *testing.T) {
+	tg := chschema.Target{Database: "wardstream", Caps: chschema.CapsFor(chschema.Modern)}
+	a := &accessModel{users: map[string]string{}, policies: map[string]string{}}
+	ctx := context.Background()
+	if err := chschema.ApplyBIAccess(ctx, a, tg, []chschema.BIUser{{Name: "bi_x", Tenant: "hospital-a", Password: "old"}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.policies) == 0 || len(a.users) != 1 {
+		t.Fatalf("model understood none of the statements: %v %v", a.users, a.policies)
+	}
+	if err := chschema.ApplyBIAccess(ctx, a, tg, []chschema.BIUser{{Name: "bi_x", Tenant: "hospital-b", Password: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	for k, cond := range a.policies {
+		if cond != "tenant = 'hospital-b' bi_x" {
+			t.Errorf("policy %s after moving bi_x to hospital-b: %q", k, cond)
+		}
+	}
+	sum := sha256.Sum256([]byte("new"))
+	if got, want := a.users["bi_x"], "'"+hex.EncodeToString(sum[:])+"'"; got != want {
+		t.Errorf("bi_x password hash after rotation %s, want the new password's %s", got, want)
 	}
 }

@@ -101,6 +101,46 @@ func ExpiredPartitions(tg Target, partitions map[string][]string, now time.Time)
 	return out
 }
 
+// RetentionStatements lists the active partitions of tg's database and,
+// without a cluster, of its tenant BI databases ([TenantDatabase]: copies
+// of the tables the BI views read, same names and partitions), and returns
+// the [ExpiredPartitions] statements of each. The tenant copies used to be
+// left out, so they kept every row past its retention.
+func RetentionStatements(ctx context.Context, c Conn, tg Target, now time.Time) ([]string, error) {
+	rows, err := c.QueryStrings(ctx, PartitionsQuery(tg.Database))
+	if err != nil {
+		return nil, fmt.Errorf("listing partitions of %s: %w", tg.Database, err)
+	}
+	parts := map[string][]string{}
+	for _, r := range rows {
+		parts[r[0]] = append(parts[r[0]], r[1])
+	}
+	out := ExpiredPartitions(tg, parts, now)
+	if tg.Cluster != "" {
+		return out, nil // tenant BI databases exist without a cluster only
+	}
+	prefix := tg.Database + "_bi_"
+	rows, err = c.QueryStrings(ctx, fmt.Sprintf(
+		"SELECT DISTINCT database, table, partition FROM system.parts WHERE active AND length(database) > %d AND substring(database, 1, %d) = %s ORDER BY database, table, partition",
+		len(prefix), len(prefix), quoteString(prefix)))
+	if err != nil {
+		return out, fmt.Errorf("listing partitions of the tenant BI databases of %s: %w", tg.Database, err)
+	}
+	tenant := map[string]map[string][]string{}
+	var dbs []string
+	for _, r := range rows {
+		if tenant[r[0]] == nil {
+			tenant[r[0]] = map[string][]string{}
+			dbs = append(dbs, r[0])
+		}
+		tenant[r[0]][r[1]] = append(tenant[r[0]][r[1]], r[2])
+	}
+	for _, d := range dbs {
+		out = append(out, ExpiredPartitions(Target{Database: d, Caps: tg.Caps}, tenant[d], now)...)
+	}
+	return out, nil
+}
+
 // PartitionsQuery lists the active partitions of the database's tables as
 // (table, partition) rows, for [ExpiredPartitions].
 func PartitionsQuery(database string) string {

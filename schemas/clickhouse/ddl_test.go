@@ -191,7 +191,7 @@ func TestUserStatements(t *testing.T) {
 	}
 	all := strings.Join(stmts, "\n")
 	for _, m := range []string{"CREATE USER IF NOT EXISTS bi_a IDENTIFIED WITH sha256_hash BY", "DEFAULT ROLE wardstream_bi", "GRANT wardstream_bi TO bi_a",
-		"CREATE ROW POLICY IF NOT EXISTS tenant_bi_a ON wardstream.alerts FOR SELECT USING tenant = 'hospital-a' TO bi_a"} {
+		"CREATE ROW POLICY OR REPLACE tenant_bi_a ON wardstream.alerts FOR SELECT USING tenant = 'hospital-a' TO bi_a", "ALTER USER bi_a IDENTIFIED WITH sha256_hash BY"} {
 		if !strings.Contains(all, m) {
 			t.Errorf("statements lack %q:\n%s", m, all)
 		}

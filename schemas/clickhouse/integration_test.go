@@ -280,6 +280,17 @@ func loadFixture(t *testing.T, e engine, db string) {
 		[]any{"h1", "l3", t9, t9, "al2", "LOW_BATTERY", "LOW", "OPEN", "w1", "", t9, "", uint64(1)},
 	)
 	insert(t, conn, db, "alerts", al, []any{"h1", "l2", t1005, t1005, "al1", "MISSED_DOSE", "HIGH", "ACKNOWLEDGED", "w1", "p2", t10, "nurse-7", uint64(2)})
+
+	// Anomaly scores with the levels the anomaly processor writes
+	// (pipelines/anomaly.Level: NORMAL, WARNING, EMERGENCY), one twice.
+	const sc = "tenant, event_id, event_time, ingest_time, device_id, ward, reading_event_id, score, level"
+	insert(t, conn, db, "anomaly_scores", sc,
+		[]any{"h1", "anomaly|r1", t10, t10, "mon1", "w1", "r1", 1.0, "NORMAL"},
+		[]any{"h1", "anomaly|r2", t1005, t1005, "mon1", "w1", "r2", 6.5, "WARNING"},
+		[]any{"h1", "anomaly|r3", t9, t9, "mon2", "w2", "r3", 2.0, "NORMAL"},
+		[]any{"h2", "anomaly|r4", t9, t9, "mon9", "w1", "r4", 9.0, "EMERGENCY"},
+	)
+	insert(t, conn, db, "anomaly_scores", sc, []any{"h1", "anomaly|r2", t1005, t1005, "mon1", "w1", "r2", 6.5, "WARNING"})
 }
 
 // TestIntegrationBIViews checks every BI view against answers computed by
@@ -390,6 +401,8 @@ func dashboardQueries(t *testing.T, e engine, db string) {
 		"Devices online":          {{"1", "2"}},
 		"Low battery (< 20%)":     {{"dev1", "pillcase", "w1", "15", "0", "2026-11-01 10:05:00"}},
 		"Camera activity":         {{"cam1", "w1", "bed", "1", "0.6"}, {"cam1", "w1", "person", "4", "0.9"}},
+		// mon1: two readings, one anomalous (its duplicate collapses); mon2: one normal reading.
+		"Most anomalous devices": {{"mon1", "w1", "2", "1", "6.5"}, {"mon2", "w2", "1", "0", "2"}},
 	}
 	n := 0
 	for _, d := range chschema.Dashboards() {

@@ -1113,20 +1113,16 @@ func (s *Sink) dropAll() {
 }
 
 // dropExpired enforces retention on servers without TTL by dropping month
-// partitions older than each table's retention.
+// partitions older than each table's retention, in the database and in its
+// tenant BI databases.
 func (s *Sink) dropExpired(ctx context.Context) {
 	db := s.root.ClickHouse.Database
-	rows, err := chschema.Adapt(s.conn).QueryStrings(ctx, chschema.PartitionsQuery(db))
+	tg := chschema.Target{Database: db, Cluster: s.root.ClickHouse.Cluster, Sharded: s.root.ClickHouse.Sharded, Caps: s.caps}
+	stmts, err := chschema.RetentionStatements(ctx, chschema.Adapt(s.conn), tg, time.Now())
 	if err != nil {
 		s.log.Warn("listing partitions for retention failed", "err", err)
-		return
 	}
-	parts := map[string][]string{}
-	for _, r := range rows {
-		parts[r[0]] = append(parts[r[0]], r[1])
-	}
-	tg := chschema.Target{Database: db, Cluster: s.root.ClickHouse.Cluster, Sharded: s.root.ClickHouse.Sharded, Caps: s.caps}
-	for _, q := range chschema.ExpiredPartitions(tg, parts, time.Now()) {
+	for _, q := range stmts {
 		if err := s.conn.Exec(ctx, q); err != nil {
 			s.log.Warn("dropping expired partition failed", "query", q, "err", err)
 			continue
