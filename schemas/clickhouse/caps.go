@@ -11,8 +11,11 @@
 //     LowCardinality strings, column CODECs, table TTL retention,
 //     insert_deduplication_token, SQL users, roles and row policies.
 //   - compat (older servers such as Debian's 18.16): DateTime('UTC')
-//     (second precision; the millisecond value is kept in *_ms columns where
-//     it matters), plain String, no CODECs, retention by dropping whole
+//     (second precision: state tables order their rows by their version
+//     column, but "latest by time" views such as bi_fleet_health break a
+//     tie within one second by event id, so two device reports in the same
+//     second may show in the wrong order), plain String, no CODECs,
+//     retention by dropping whole
 //     month partitions ([ExpiredPartitions]), BI users through users.d XML
 //     ([UsersXML]).
 //
