@@ -10,7 +10,9 @@
 // device id). The baseline is kept per patient inside the state of the
 // device that measured them: no re-keying round trip on the hottest path,
 // at the price that a patient moved to another monitor starts a new
-// baseline there.
+// baseline there. A baseline learns each reading once and in event-time
+// order: a reading no newer than the newest it learned (a redelivery after
+// a restart, a device's buffer flushed late) is scored but not learned.
 //
 // Alerts are episodes: a condition that starts opens an alert whose id
 // carries the episode's start (type + subject + start), and the end of the
@@ -452,7 +454,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 			b = &Baseline{}
 			st.Patients[subject] = b
 		}
-		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
+		learn := b.Admit(ev, v.GetMeta().GetEventId())
+		score, rule, z, reasons := b.score(p.cfg.Baseline, vit, learn)
 		level := Level(score)
 		p.scoredBy(level).Inc()
 		p.metaInto(m, st, "anomaly|"+v.GetMeta().GetEventId(), ev, now)

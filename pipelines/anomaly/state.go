@@ -55,12 +55,14 @@ const MaxPrevEpisodes = 8
 
 // stateVersion is the format AppendBinary writes. Versions 1 (episodes
 // keyed by type alone, without their subject type), 2 (without the
-// previous episode) and 3 (one previous episode) are still read.
+// previous episode), 3 (one previous episode) and 4 (baselines without
+// the newest reading learned) are still read.
 const (
-	stateVersion   = 4
+	stateVersion   = 5
 	stateVersionV1 = 1
 	stateVersionV2 = 2
 	stateVersionV3 = 3
+	stateVersionV4 = 4
 )
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -74,8 +76,11 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 		return nil, fmt.Errorf("encoding anomaly state: got %T, want *anomaly.State", v)
 	}
 	n := 16 + len(s.Tenant) + len(s.Patients)*(2+nMetrics*(10+16)) + len(s.Episodes)*64
-	for k := range s.Patients {
-		n += len(k)
+	for k, p := range s.Patients {
+		n += len(k) + 12
+		for _, id := range p.LastIDs {
+			n += 2 + len(id)
+		}
 	}
 	for k, e := range s.Episodes {
 		n += len(k.Subject) + len(e.SubjectType)
@@ -123,6 +128,11 @@ func appendBaseline(b []byte, name string, p *Baseline) []byte {
 		b = binary.AppendUvarint(b, uint64(p.N[m]))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Mean[m]))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Var[m]))
+	}
+	b = binary.AppendVarint(b, p.Last)
+	b = binary.AppendUvarint(b, uint64(len(p.LastIDs)))
+	for _, id := range p.LastIDs {
+		b = appendString(b, id)
 	}
 	return b
 }
@@ -232,7 +242,7 @@ func (StateCodec) Decode(b []byte) (any, error) {
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 && b[0] != stateVersionV2 && b[0] != stateVersionV3 {
+	if len(b) == 0 || b[0] < stateVersionV1 || b[0] > stateVersion {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
 	format := b[0]
@@ -264,6 +274,19 @@ func DecodeState(b []byte) (*State, error) {
 			p.Mean[m] = r.f64()
 			p.Var[m] = r.f64()
 		}
+		if format >= stateVersion {
+			p.Last = r.varint()
+			nid := r.uvarint()
+			if nid > MaxLastIDs {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d ids of the newest reading, at most %d", len(b), nid, MaxLastIDs)
+			}
+			if nid > 0 && r.err == nil {
+				p.LastIDs = make([]string, 0, nid)
+				for range nid {
+					p.LastIDs = append(p.LastIDs, r.str())
+				}
+			}
+		}
 		s.Patients[k] = p
 	}
 	n = r.uvarint()
@@ -285,7 +308,7 @@ func DecodeState(b []byte) (*State, error) {
 			if start, last := r.varint(), r.varint(); start != 0 {
 				e.Prev = []Span{{Start: start, Last: last}}
 			}
-		case format >= stateVersion:
+		case format >= stateVersionV4:
 			np := r.uvarint()
 			if np > MaxPrevEpisodes {
 				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d earlier episodes, at most %d", len(b), np, MaxPrevEpisodes)
