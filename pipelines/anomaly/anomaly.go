@@ -17,7 +17,9 @@
 // Alerts are episodes: a condition that starts opens an alert whose id
 // carries the episode's start (type + subject + start), and the end of the
 // condition (score back to normal, battery recharged, device online again)
-// resolves it. Episodes are kept per alert type and subject, so one
+// resolves it. A reading older than the newest that judged a condition
+// (a redelivery, a buffered one) neither ends its episode nor opens one
+// the newer reading found over. Episodes are kept per alert type and subject, so one
 // patient's readings never open, continue or resolve another patient's
 // alert on the same monitor. Discrete device events (severity, pump
 // failure, negative dose) continue their episode while they repeat within
@@ -553,7 +555,18 @@ func (p *Processor) metaInto(m *pb.Meta, st *State, id string, ev int64, now tim
 func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
 	k := EpisodeKey{Type: int32(t), Subject: subject}
 	e, open := st.Episodes[k]
+	judged, known := st.Judged[k]
+	if !known || ev > judged {
+		if st.Judged == nil {
+			st.Judged = map[EpisodeKey]int64{}
+		}
+		st.Judged[k] = ev
+	}
 	switch {
+	case on && !open && known && ev < judged:
+		// Older than the newest reading that judged the condition and
+		// found it over (a redelivery after a restart, a device's buffer
+		// flushed late): opened now, it would be an episode nobody ends.
 	case on && !open:
 		if st.Episodes == nil {
 			st.Episodes = map[EpisodeKey]Episode{}

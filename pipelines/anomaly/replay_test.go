@@ -9,6 +9,8 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/wardstream/wardstream/pipelines/anomaly"
+	"github.com/wardstream/wardstream/schemas/codec"
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
 // TestReplayedReadingsLearnedOnce: goka delivers at least once, so after a
@@ -56,4 +58,59 @@ func TestStateFormatV4(t *testing.T) {
 	if b := h.tt.TableValue(table, "mon-1").(*anomaly.State).Patients["p1"]; b.N[anomaly.HR] != 31 || b.Last != 60_000 {
 		t.Fatalf("after a reading: %+v", b)
 	}
+}
+
+// TestReplayOpensNoPhantomEpisode: a reading older than the newest that
+// judged a condition (a redelivery after a restart, a buffered reading
+// flushed late) does not open an episode the newer reading already found
+// over: replaying the readings 3 and 4 of an emergency that opened at 2
+// and ended at 4 opened a second alert at 3, and a late abnormal reading
+// opened one that stayed open until the device's next reading.
+func TestReplayOpensNoPhantomEpisode(t *testing.T) {
+	t.Run("vitals replay", func(t *testing.T) {
+		h := newHarness(t)
+		h.vitals("r1", 60_000, "mon-1", "p1", 80)
+		h.vitals("r2", 120_000, "mon-1", "p1", 185)
+		h.vitals("r3", 180_000, "mon-1", "p1", 186)
+		h.vitals("r4", 240_000, "mon-1", "p1", 80)
+		want := "[OPEN:VITALS_EMERGENCY|patient|p1|120000 RESOLVED:VITALS_EMERGENCY|patient|p1|120000]"
+		if got := fmt.Sprint(alertStrings(h)); got != want {
+			t.Fatalf("first delivery: %s, want %s", got, want)
+		}
+		h.vitals("r3", 180_000, "mon-1", "p1", 186)
+		h.vitals("r4", 240_000, "mon-1", "p1", 80)
+		if got := alertStrings(h); len(got) != 0 {
+			t.Fatalf("replay raised %v", got)
+		}
+	})
+	t.Run("late abnormal reading", func(t *testing.T) {
+		h := newHarness(t)
+		h.vitals("r1", 60_000, "mon-1", "p1", 80)
+		h.vitals("r3", 180_000, "mon-1", "p1", 80)
+		h.vitals("r2", 120_000, "mon-1", "p1", 185)
+		alertStrings(h)
+		st := h.tt.TableValue(goka.GroupTable(goka.Group(h.cfg.Group)), "mon-1").(*anomaly.State)
+		if len(st.Episodes) != 0 {
+			t.Fatalf("a late reading left episodes open: %+v", st.Episodes)
+		}
+	})
+	t.Run("status replay", func(t *testing.T) {
+		h := newHarness(t)
+		status := func(id string, ev int64, online bool) {
+			b, _ := codec.Marshal(&pb.DeviceStatus{Meta: &pb.Meta{EventId: id, EventTimeMs: ev}, DeviceId: "mon-1", Online: online})
+			h.tt.Consume(h.cfg.Topics.DeviceStatus, "mon-1", b)
+		}
+		status("s1", 60_000, false)
+		status("s2", 120_000, false)
+		status("s3", 180_000, true)
+		want := "[OPEN:DEVICE_OFFLINE|device|mon-1|60000 RESOLVED:DEVICE_OFFLINE|device|mon-1|60000]"
+		if got := fmt.Sprint(alertStrings(h)); got != want {
+			t.Fatalf("first delivery: %s, want %s", got, want)
+		}
+		status("s2", 120_000, false)
+		status("s3", 180_000, true)
+		if got := alertStrings(h); len(got) != 0 {
+			t.Fatalf("replay raised %v", got)
+		}
+	})
 }

@@ -21,6 +21,12 @@ type State struct {
 	// monitor that measured two patients can have an emergency open for
 	// each.
 	Episodes map[EpisodeKey]Episode
+	// Judged is, per condition (alert type and subject: vitals emergency
+	// and warning, low battery, device offline), the event time (Unix ms)
+	// of the newest reading or status that judged it, open or not: an
+	// older one (a redelivery, a device's buffer flushed late) opens no
+	// episode the newer one found over.
+	Judged map[EpisodeKey]int64
 }
 
 // EpisodeKey names an open episode: the alert type number and the subject
@@ -55,14 +61,16 @@ const MaxPrevEpisodes = 8
 
 // stateVersion is the format AppendBinary writes. Versions 1 (episodes
 // keyed by type alone, without their subject type), 2 (without the
-// previous episode), 3 (one previous episode) and 4 (baselines without
-// the newest reading learned) are still read.
+// previous episode), 3 (one previous episode), 4 (baselines without
+// the newest reading learned) and 5 (without the judged conditions) are
+// still read.
 const (
-	stateVersion   = 5
+	stateVersion   = 6
 	stateVersionV1 = 1
 	stateVersionV2 = 2
 	stateVersionV3 = 3
 	stateVersionV4 = 4
+	stateVersionV5 = 5
 )
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -84,6 +92,9 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 	}
 	for k, e := range s.Episodes {
 		n += len(k.Subject) + len(e.SubjectType)
+	}
+	for k := range s.Judged {
+		n += 16 + len(k.Subject)
 	}
 	return s.AppendBinary(make([]byte, 0, n))
 }
@@ -110,16 +121,29 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	for k := range s.Episodes {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(x, y EpisodeKey) int {
-		if c := cmp.Compare(x.Type, y.Type); c != 0 {
-			return c
-		}
-		return strings.Compare(x.Subject, y.Subject)
-	})
+	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
 		b = appendEpisode(b, k, s.Episodes[k])
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.Judged)))
+	keys = keys[:0]
+	for k := range s.Judged {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		b = binary.AppendVarint(b, int64(k.Type))
+		b = appendString(b, k.Subject)
+		b = binary.AppendVarint(b, s.Judged[k])
+	}
 	return b, nil
+}
+
+func compareKeys(x, y EpisodeKey) int {
+	if c := cmp.Compare(x.Type, y.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(x.Subject, y.Subject)
 }
 
 func appendBaseline(b []byte, name string, p *Baseline) []byte {
@@ -274,7 +298,7 @@ func DecodeState(b []byte) (*State, error) {
 			p.Mean[m] = r.f64()
 			p.Var[m] = r.f64()
 		}
-		if format >= stateVersion {
+		if format >= stateVersionV5 {
 			p.Last = r.varint()
 			nid := r.uvarint()
 			if nid > MaxLastIDs {
@@ -324,6 +348,24 @@ func DecodeState(b []byte) (*State, error) {
 			return nil, fmt.Errorf("decoding anomaly state (%d bytes): episode %d/%q twice", len(b), k.Type, k.Subject)
 		}
 		s.Episodes[k] = e
+	}
+	if format >= stateVersion && r.err == nil {
+		n = r.uvarint()
+		if n > uint64(len(r.b)) {
+			return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d judged conditions cannot fit", len(b), n)
+		}
+		if n > 0 {
+			s.Judged = make(map[EpisodeKey]int64, n)
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			k := EpisodeKey{Type: int32(r.varint())}
+			k.Subject = r.str()
+			ev := r.varint()
+			if _, dup := s.Judged[k]; dup && r.err == nil {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): condition %d/%q judged twice", len(b), k.Type, k.Subject)
+			}
+			s.Judged[k] = ev
+		}
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %w", len(b), r.err)
