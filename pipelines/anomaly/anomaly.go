@@ -346,7 +346,8 @@ var scratches = sync.Pool{New: func() any { return new(scratch) }}
 // onVitalsBatch handles a device batch exactly as its readings one by one
 // on the vitals topic, in order, except that the state is read and written
 // once and the scores leave as one AnomalyScoreBatch record. A reading
-// without device or event id is dead-lettered alone.
+// without device or event id, or of another device, is dead-lettered
+// alone.
 func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	if raw == nil {
@@ -369,6 +370,13 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 		if v.GetDeviceId() == "" || v.GetMeta().GetEventId() == "" {
 			part, _ := proto.Marshal(v)
 			p.deadLetterAt(ctx, i, part, "missing_field", fmt.Errorf("batch %s reading %d lacks deviceId or meta.eventId", b.GetBatchId(), i))
+			continue
+		}
+		if v.GetDeviceId() != b.GetDeviceId() {
+			// As a single reading under another device's key: the state
+			// is the batch's device's.
+			part, _ := proto.Marshal(v)
+			p.deadLetterAt(ctx, i, part, "bad_key", fmt.Errorf("batch %s of device %q holds reading %d of device %q", b.GetBatchId(), b.GetDeviceId(), i, v.GetDeviceId()))
 			continue
 		}
 		score := true

@@ -114,3 +114,28 @@ func TestReplayOpensNoPhantomEpisode(t *testing.T) {
 		}
 	})
 }
+
+// TestBatchReadingOfAnotherDeviceDeadLettered: a batch is handled as its
+// readings one by one, and a single reading of another device than its
+// key is refused (bad_key): so is such a reading in a batch, instead of
+// being learned into this device's state and raising alerts for the
+// other device from it.
+func TestBatchReadingOfAnotherDeviceDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	r := func(id, dev string, hr float64) *pb.VitalsTelemetry {
+		return &pb.VitalsTelemetry{Meta: &pb.Meta{EventId: id, EventTimeMs: 60_000}, DeviceId: dev, PatientId: "p1", HeartRate: hr, Present: []string{"heart_rate"}}
+	}
+	b, _ := codec.Marshal(&pb.VitalsBatch{Meta: &pb.Meta{EventId: "batch|1"}, DeviceId: "mon-1", BatchId: "1",
+		Readings: []*pb.VitalsTelemetry{r("a", "mon-1", 80), r("b", "mon-2", 190)}})
+	h.tt.Consume(h.cfg.Topics.VitalsBatches, "mon-1", b)
+	_, v, ok := h.dlq.Next()
+	if !ok || v.(*pb.DeadLetter).Reason != "bad_key" || v.(*pb.DeadLetter).Meta.EventId != h.cfg.Topics.VitalsBatches+"/0/0#1" {
+		t.Fatalf("dead letter %v", v)
+	}
+	if got := alertStrings(h); len(got) != 0 {
+		t.Fatalf("alerts from another device's reading: %v", got)
+	}
+	if n := h.tt.TableValue(goka.GroupTable(goka.Group(h.cfg.Group)), "mon-1").(*anomaly.State).Patients["p1"].N[anomaly.HR]; n != 1 {
+		t.Fatalf("baseline learned %d readings, want 1", n)
+	}
+}
