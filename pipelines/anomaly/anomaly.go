@@ -464,6 +464,9 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 			b = &Baseline{}
 			st.Patients[subject] = b
 		}
+		// The baseline's newest reading is the newest that judged the
+		// patient's vitals conditions.
+		late := (b.Last != 0 || len(b.LastIDs) > 0) && ev < b.Last
 		learn := b.Admit(ev, v.GetMeta().GetEventId())
 		score, rule, z, reasons := b.score(p.cfg.Baseline, vit, learn)
 		level := Level(score)
@@ -482,8 +485,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		}
 		// Formatted only when an alert opens or resolves, not per reading.
 		msg := func() string { return fmt.Sprintf("anomaly score %.1f (%s)", score, level) }
-		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, v, msg)
-		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", late, ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", late, ev, now, v, msg)
 	}
 	dev := v.GetDeviceId()
 	if v.GetSeverity() > 5 {
@@ -500,7 +503,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
 	if pr.has(fieldBattery, v.GetBatteryLevel()) && finite(v.GetBatteryLevel()) {
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
+		late := st.judge(pb.AlertType_LOW_BATTERY, dev, ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
 			p.batteryMsg)
 	}
 	return scored
@@ -532,11 +536,13 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	}
 	ev := s.GetMeta().GetEventTimeMs()
 	v := &pb.VitalsTelemetry{DeviceId: s.GetDeviceId(), PatientId: s.GetPatientId(), Ward: s.GetWard()}
-	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), ev, now, v, func() string { return "device offline" })
+	late := st.judge(pb.AlertType_DEVICE_OFFLINE, s.GetDeviceId(), ev)
+	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), late, ev, now, v, func() string { return "device offline" })
 	// A status without a battery reading (0 while online) says nothing
 	// about the battery.
 	if s.GetBatteryLevel() > 0 || !s.GetOnline() && s.GetBatteryLevel() == 0 && s.GetStatus() == "battery_empty" {
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
+		late := st.judge(pb.AlertType_LOW_BATTERY, s.GetDeviceId(), ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
 			p.batteryMsg)
 	}
 	ctx.SetValue(st)
@@ -560,18 +566,15 @@ func (p *Processor) metaInto(m *pb.Meta, st *State, id string, ev int64, now tim
 // condition opens an episode when on starts and resolves it when on ends.
 // Episodes are per alert type and subject, so one patient's reading never
 // opens, continues or resolves another's.
-func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
+//
+// late says that an event newer than this one judged the condition
+// before: the subject's baseline's newest reading for the vitals
+// conditions, [State.judge] for the device's.
+func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on, late bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
 	k := EpisodeKey{Type: int32(t), Subject: subject}
 	e, open := st.Episodes[k]
-	judged, known := st.Judged[k]
-	if !known || ev > judged {
-		if st.Judged == nil {
-			st.Judged = map[EpisodeKey]int64{}
-		}
-		st.Judged[k] = ev
-	}
 	switch {
-	case on && !open && known && ev < judged:
+	case on && !open && late:
 		// Older than the newest reading that judged the condition and
 		// found it over (a redelivery after a restart, a device's buffer
 		// flushed late): opened now, it would be an episode nobody ends.

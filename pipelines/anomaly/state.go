@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
 // State is one device's state, the value of the group table (keyed by
@@ -21,12 +23,26 @@ type State struct {
 	// monitor that measured two patients can have an emergency open for
 	// each.
 	Episodes map[EpisodeKey]Episode
-	// Judged is, per condition (alert type and subject: vitals emergency
-	// and warning, low battery, device offline), the event time (Unix ms)
-	// of the newest reading or status that judged it, open or not: an
-	// older one (a redelivery, a device's buffer flushed late) opens no
-	// episode the newer one found over.
+	// Judged is, per device condition (low battery, device offline: alert
+	// type and device), the event time (Unix ms) of the newest reading or
+	// status that judged it, open or not: an older one (a redelivery, a
+	// device's buffer flushed late) opens no episode the newer one found
+	// over. The vitals conditions have their baseline's newest reading.
 	Judged map[EpisodeKey]int64
+}
+
+// judge notes that an event at ev judged the device condition t of
+// subject and reports whether a newer event judged it before.
+func (s *State) judge(t pb.AlertType, subject string, ev int64) (late bool) {
+	k := EpisodeKey{Type: int32(t), Subject: subject}
+	judged, known := s.Judged[k]
+	if !known || ev > judged {
+		if s.Judged == nil {
+			s.Judged = map[EpisodeKey]int64{}
+		}
+		s.Judged[k] = ev
+	}
+	return known && ev < judged
 }
 
 // EpisodeKey names an open episode: the alert type number and the subject
@@ -275,8 +291,9 @@ func DecodeState(b []byte) (*State, error) {
 	// patient) are one allocation; the tenant is shared with the previous
 	// state decoded when it is the same.
 	one := &struct {
-		s State
-		b Baseline
+		s   State
+		b   Baseline
+		ids [1]string // the first baseline's newest reading's: usually one
 	}{}
 	s := &one.s
 	s.Tenant = r.tenant()
@@ -305,7 +322,11 @@ func DecodeState(b []byte) (*State, error) {
 				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d ids of the newest reading, at most %d", len(b), nid, MaxLastIDs)
 			}
 			if nid > 0 && r.err == nil {
-				p.LastIDs = make([]string, 0, nid)
+				if p == &one.b && nid == 1 {
+					p.LastIDs = one.ids[:0:1]
+				} else {
+					p.LastIDs = make([]string, 0, nid)
+				}
 				for range nid {
 					p.LastIDs = append(p.LastIDs, r.str())
 				}
