@@ -10,12 +10,16 @@
 // device id). The baseline is kept per patient inside the state of the
 // device that measured them: no re-keying round trip on the hottest path,
 // at the price that a patient moved to another monitor starts a new
-// baseline there.
+// baseline there. A baseline learns each reading once and in event-time
+// order: a reading no newer than the newest it learned (a redelivery after
+// a restart, a device's buffer flushed late) is scored but not learned.
 //
 // Alerts are episodes: a condition that starts opens an alert whose id
 // carries the episode's start (type + subject + start), and the end of the
 // condition (score back to normal, battery recharged, device online again)
-// resolves it. Episodes are kept per alert type and subject, so one
+// resolves it. A reading older than the newest that judged a condition
+// (a redelivery, a buffered one) neither ends its episode nor opens one
+// the newer reading found over. Episodes are kept per alert type and subject, so one
 // patient's readings never open, continue or resolve another patient's
 // alert on the same monitor. Discrete device events (severity, pump
 // failure, negative dose) continue their episode while they repeat within
@@ -342,7 +346,8 @@ var scratches = sync.Pool{New: func() any { return new(scratch) }}
 // onVitalsBatch handles a device batch exactly as its readings one by one
 // on the vitals topic, in order, except that the state is read and written
 // once and the scores leave as one AnomalyScoreBatch record. A reading
-// without device or event id is dead-lettered alone.
+// without device or event id, or of another device, is dead-lettered
+// alone.
 func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	if raw == nil {
@@ -365,6 +370,13 @@ func (p *Processor) onVitalsBatch(ctx goka.Context, msg any) {
 		if v.GetDeviceId() == "" || v.GetMeta().GetEventId() == "" {
 			part, _ := proto.Marshal(v)
 			p.deadLetterAt(ctx, i, part, "missing_field", fmt.Errorf("batch %s reading %d lacks deviceId or meta.eventId", b.GetBatchId(), i))
+			continue
+		}
+		if v.GetDeviceId() != b.GetDeviceId() {
+			// As a single reading under another device's key: the state
+			// is the batch's device's.
+			part, _ := proto.Marshal(v)
+			p.deadLetterAt(ctx, i, part, "bad_key", fmt.Errorf("batch %s of device %q holds reading %d of device %q", b.GetBatchId(), b.GetDeviceId(), i, v.GetDeviceId()))
 			continue
 		}
 		score := true
@@ -452,7 +464,11 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 			b = &Baseline{}
 			st.Patients[subject] = b
 		}
-		score, rule, z, reasons := b.Score(p.cfg.Baseline, vit)
+		// The baseline's newest reading is the newest that judged the
+		// patient's vitals conditions.
+		late := (b.Last != 0 || len(b.LastIDs) > 0) && ev < b.Last
+		learn := b.Admit(ev, v.GetMeta().GetEventId())
+		score, rule, z, reasons := b.score(p.cfg.Baseline, vit, learn)
 		level := Level(score)
 		p.scoredBy(level).Inc()
 		p.metaInto(m, st, "anomaly|"+v.GetMeta().GetEventId(), ev, now)
@@ -469,8 +485,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		}
 		// Formatted only when an alert opens or resolves, not per reading.
 		msg := func() string { return fmt.Sprintf("anomaly score %.1f (%s)", score, level) }
-		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", ev, now, v, msg)
-		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", late, ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", late, ev, now, v, msg)
 	}
 	dev := v.GetDeviceId()
 	if v.GetSeverity() > 5 {
@@ -487,7 +503,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
 	if pr.has(fieldBattery, v.GetBatteryLevel()) && finite(v.GetBatteryLevel()) {
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
+		late := st.judge(pb.AlertType_LOW_BATTERY, dev, ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
 			p.batteryMsg)
 	}
 	return scored
@@ -519,11 +536,13 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	}
 	ev := s.GetMeta().GetEventTimeMs()
 	v := &pb.VitalsTelemetry{DeviceId: s.GetDeviceId(), PatientId: s.GetPatientId(), Ward: s.GetWard()}
-	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), ev, now, v, func() string { return "device offline" })
+	late := st.judge(pb.AlertType_DEVICE_OFFLINE, s.GetDeviceId(), ev)
+	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), late, ev, now, v, func() string { return "device offline" })
 	// A status without a battery reading (0 while online) says nothing
 	// about the battery.
 	if s.GetBatteryLevel() > 0 || !s.GetOnline() && s.GetBatteryLevel() == 0 && s.GetStatus() == "battery_empty" {
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, ev, now, v,
+		late := st.judge(pb.AlertType_LOW_BATTERY, s.GetDeviceId(), ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
 			p.batteryMsg)
 	}
 	ctx.SetValue(st)
@@ -547,10 +566,18 @@ func (p *Processor) metaInto(m *pb.Meta, st *State, id string, ev int64, now tim
 // condition opens an episode when on starts and resolves it when on ends.
 // Episodes are per alert type and subject, so one patient's reading never
 // opens, continues or resolves another's.
-func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
+//
+// late says that an event newer than this one judged the condition
+// before: the subject's baseline's newest reading for the vitals
+// conditions, [State.judge] for the device's.
+func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on, late bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
 	k := EpisodeKey{Type: int32(t), Subject: subject}
 	e, open := st.Episodes[k]
 	switch {
+	case on && !open && late:
+		// Older than the newest reading that judged the condition and
+		// found it over (a redelivery after a restart, a device's buffer
+		// flushed late): opened now, it would be an episode nobody ends.
 	case on && !open:
 		if st.Episodes == nil {
 			st.Episodes = map[EpisodeKey]Episode{}

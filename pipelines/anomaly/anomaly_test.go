@@ -92,7 +92,9 @@ func TestBaselineLearnsPatientNormal(t *testing.T) {
 
 func TestStateCodecRoundTrip(t *testing.T) {
 	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {N: [3]int64{1, 2, 3}, Mean: [3]float64{60, 120, 97}, Var: [3]float64{1, 2, 0.5}}},
-		Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: {Start: 5, Last: 9, SubjectType: "patient"}}}
+		Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: {Start: 5, Last: 9, SubjectType: "patient"}},
+		Judged:   map[anomaly.EpisodeKey]int64{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: 9, {Type: int32(pb.AlertType_LOW_BATTERY), Subject: "d"}: -3}}
+	s.Patients["p"].Last, s.Patients["p"].LastIDs = 9, []string{"a", "b"}
 	b, err := anomaly.StateCodec{}.Encode(s)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +104,7 @@ func TestStateCodecRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2, _ := anomaly.StateCodec{}.Encode(v)
-	if string(b) != string(b2) || v.(*anomaly.State).Patients["p"].Mean[1] != 120 {
+	if string(b) != string(b2) || !reflect.DeepEqual(v, s) {
 		t.Fatalf("round trip changed the state")
 	}
 	for i := 0; i < len(b); i++ {

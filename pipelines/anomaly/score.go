@@ -57,11 +57,44 @@ func RuleScore(v Vitals) (float64, []string) {
 }
 
 // Baseline is a patient's exponentially weighted mean and variance per
-// metric (West's EWMA update), learned from every reading.
+// metric (West's EWMA update), learned from every reading newer than the
+// ones learned before (see [Baseline.Admit]).
 type Baseline struct {
 	N    [nMetrics]int64
 	Mean [nMetrics]float64
 	Var  [nMetrics]float64
+	// Last is the event time (Unix ms) of the newest reading learned, and
+	// LastIDs the event ids learned at that time (at most [MaxLastIDs]).
+	Last    int64
+	LastIDs []string
+}
+
+// MaxLastIDs is how many event ids of readings at its newest event time a
+// baseline remembers.
+const MaxLastIDs = 16
+
+// Admit reports whether the reading with event time ev and event id id
+// is to be learned, and if so notes it learned: only a reading newer than
+// every reading learned, or as new and not learned yet, is. goka delivers
+// at least once, so after a restart the readings since the last committed
+// offset reach a baseline that learned them already; learned again, each
+// would count twice. A reading older than the newest learned (flushed from
+// a device's buffer) is scored but not learned either: the baseline
+// learns in event-time order.
+func (b *Baseline) Admit(ev int64, id string) bool {
+	switch {
+	case ev > b.Last || b.Last == 0 && len(b.LastIDs) == 0:
+		b.Last = ev
+		b.LastIDs = append(b.LastIDs[:0], id)
+		return true
+	case ev < b.Last || slices.Contains(b.LastIDs, id):
+		return false
+	}
+	if len(b.LastIDs) >= MaxLastIDs {
+		b.LastIDs = append(b.LastIDs[:0], b.LastIDs[1:]...)
+	}
+	b.LastIDs = append(b.LastIDs, id)
+	return true
 }
 
 // BaselineConfig tunes the statistical part of the score.
@@ -92,6 +125,11 @@ func DefaultBaselineConfig() BaselineConfig {
 // largest |z| and the reasons. The baseline can only raise a score: a
 // patient's learned normal never hides a reading the seed's rules flag.
 func (b *Baseline) Score(cfg BaselineConfig, v Vitals) (score, rule, z float64, reasons []string) {
+	return b.score(cfg, v, true)
+}
+
+// score is [Baseline.Score], learning v only if learn.
+func (b *Baseline) score(cfg BaselineConfig, v Vitals, learn bool) (score, rule, z float64, reasons []string) {
 	rule, reasons = RuleScore(v)
 	zs := 0.0
 	for m := 0; m < nMetrics; m++ {
@@ -108,7 +146,9 @@ func (b *Baseline) Score(cfg BaselineConfig, v Vitals) (score, rule, z float64, 
 				reasons = append(reasons, metricNames[m]+"_unusual_for_patient")
 			}
 		}
-		b.learn(cfg, m, v.V[m])
+		if learn {
+			b.learn(cfg, m, v.V[m])
+		}
 	}
 	if z > cfg.ZThreshold {
 		zs = math.Min(10, (z-cfg.ZThreshold)*cfg.ZScale)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 )
 
 // State is one device's state, the value of the group table (keyed by
@@ -21,6 +23,26 @@ type State struct {
 	// monitor that measured two patients can have an emergency open for
 	// each.
 	Episodes map[EpisodeKey]Episode
+	// Judged is, per device condition (low battery, device offline: alert
+	// type and device), the event time (Unix ms) of the newest reading or
+	// status that judged it, open or not: an older one (a redelivery, a
+	// device's buffer flushed late) opens no episode the newer one found
+	// over. The vitals conditions have their baseline's newest reading.
+	Judged map[EpisodeKey]int64
+}
+
+// judge notes that an event at ev judged the device condition t of
+// subject and reports whether a newer event judged it before.
+func (s *State) judge(t pb.AlertType, subject string, ev int64) (late bool) {
+	k := EpisodeKey{Type: int32(t), Subject: subject}
+	judged, known := s.Judged[k]
+	if !known || ev > judged {
+		if s.Judged == nil {
+			s.Judged = map[EpisodeKey]int64{}
+		}
+		s.Judged[k] = ev
+	}
+	return known && ev < judged
 }
 
 // EpisodeKey names an open episode: the alert type number and the subject
@@ -55,12 +77,16 @@ const MaxPrevEpisodes = 8
 
 // stateVersion is the format AppendBinary writes. Versions 1 (episodes
 // keyed by type alone, without their subject type), 2 (without the
-// previous episode) and 3 (one previous episode) are still read.
+// previous episode), 3 (one previous episode), 4 (baselines without
+// the newest reading learned) and 5 (without the judged conditions) are
+// still read.
 const (
-	stateVersion   = 4
+	stateVersion   = 6
 	stateVersionV1 = 1
 	stateVersionV2 = 2
 	stateVersionV3 = 3
+	stateVersionV4 = 4
+	stateVersionV5 = 5
 )
 
 // StateCodec is the goka codec of [State]: a compact, versioned binary
@@ -74,11 +100,17 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 		return nil, fmt.Errorf("encoding anomaly state: got %T, want *anomaly.State", v)
 	}
 	n := 16 + len(s.Tenant) + len(s.Patients)*(2+nMetrics*(10+16)) + len(s.Episodes)*64
-	for k := range s.Patients {
-		n += len(k)
+	for k, p := range s.Patients {
+		n += len(k) + 12
+		for _, id := range p.LastIDs {
+			n += 2 + len(id)
+		}
 	}
 	for k, e := range s.Episodes {
 		n += len(k.Subject) + len(e.SubjectType)
+	}
+	for k := range s.Judged {
+		n += 16 + len(k.Subject)
 	}
 	return s.AppendBinary(make([]byte, 0, n))
 }
@@ -105,16 +137,29 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	for k := range s.Episodes {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(x, y EpisodeKey) int {
-		if c := cmp.Compare(x.Type, y.Type); c != 0 {
-			return c
-		}
-		return strings.Compare(x.Subject, y.Subject)
-	})
+	slices.SortFunc(keys, compareKeys)
 	for _, k := range keys {
 		b = appendEpisode(b, k, s.Episodes[k])
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.Judged)))
+	keys = keys[:0]
+	for k := range s.Judged {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		b = binary.AppendVarint(b, int64(k.Type))
+		b = appendString(b, k.Subject)
+		b = binary.AppendVarint(b, s.Judged[k])
+	}
 	return b, nil
+}
+
+func compareKeys(x, y EpisodeKey) int {
+	if c := cmp.Compare(x.Type, y.Type); c != 0 {
+		return c
+	}
+	return strings.Compare(x.Subject, y.Subject)
 }
 
 func appendBaseline(b []byte, name string, p *Baseline) []byte {
@@ -123,6 +168,11 @@ func appendBaseline(b []byte, name string, p *Baseline) []byte {
 		b = binary.AppendUvarint(b, uint64(p.N[m]))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Mean[m]))
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(p.Var[m]))
+	}
+	b = binary.AppendVarint(b, p.Last)
+	b = binary.AppendUvarint(b, uint64(len(p.LastIDs)))
+	for _, id := range p.LastIDs {
+		b = appendString(b, id)
 	}
 	return b
 }
@@ -232,7 +282,7 @@ func (StateCodec) Decode(b []byte) (any, error) {
 
 // DecodeState parses the binary form of a State.
 func DecodeState(b []byte) (*State, error) {
-	if len(b) == 0 || b[0] != stateVersion && b[0] != stateVersionV1 && b[0] != stateVersionV2 && b[0] != stateVersionV3 {
+	if len(b) == 0 || b[0] < stateVersionV1 || b[0] > stateVersion {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): unknown format version", len(b))
 	}
 	format := b[0]
@@ -241,8 +291,9 @@ func DecodeState(b []byte) (*State, error) {
 	// patient) are one allocation; the tenant is shared with the previous
 	// state decoded when it is the same.
 	one := &struct {
-		s State
-		b Baseline
+		s   State
+		b   Baseline
+		ids [1]string // the first baseline's newest reading's: usually one
 	}{}
 	s := &one.s
 	s.Tenant = r.tenant()
@@ -263,6 +314,23 @@ func DecodeState(b []byte) (*State, error) {
 			p.N[m] = int64(r.uvarint())
 			p.Mean[m] = r.f64()
 			p.Var[m] = r.f64()
+		}
+		if format >= stateVersionV5 {
+			p.Last = r.varint()
+			nid := r.uvarint()
+			if nid > MaxLastIDs {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d ids of the newest reading, at most %d", len(b), nid, MaxLastIDs)
+			}
+			if nid > 0 && r.err == nil {
+				if p == &one.b && nid == 1 {
+					p.LastIDs = one.ids[:0:1]
+				} else {
+					p.LastIDs = make([]string, 0, nid)
+				}
+				for range nid {
+					p.LastIDs = append(p.LastIDs, r.str())
+				}
+			}
 		}
 		s.Patients[k] = p
 	}
@@ -285,7 +353,7 @@ func DecodeState(b []byte) (*State, error) {
 			if start, last := r.varint(), r.varint(); start != 0 {
 				e.Prev = []Span{{Start: start, Last: last}}
 			}
-		case format >= stateVersion:
+		case format >= stateVersionV4:
 			np := r.uvarint()
 			if np > MaxPrevEpisodes {
 				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d earlier episodes, at most %d", len(b), np, MaxPrevEpisodes)
@@ -301,6 +369,24 @@ func DecodeState(b []byte) (*State, error) {
 			return nil, fmt.Errorf("decoding anomaly state (%d bytes): episode %d/%q twice", len(b), k.Type, k.Subject)
 		}
 		s.Episodes[k] = e
+	}
+	if format >= stateVersion && r.err == nil {
+		n = r.uvarint()
+		if n > uint64(len(r.b)) {
+			return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d judged conditions cannot fit", len(b), n)
+		}
+		if n > 0 {
+			s.Judged = make(map[EpisodeKey]int64, n)
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			k := EpisodeKey{Type: int32(r.varint())}
+			k.Subject = r.str()
+			ev := r.varint()
+			if _, dup := s.Judged[k]; dup && r.err == nil {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): condition %d/%q judged twice", len(b), k.Type, k.Subject)
+			}
+			s.Judged[k] = ev
+		}
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %w", len(b), r.err)

@@ -94,3 +94,47 @@ func TestGapDoseCollidesWithNextTime(t *testing.T) {
 		})
 	}
 }
+
+// TestGapAcrossMidnightKeepsDoseIDs: America/Nuuk springs forward at
+// 23:00 local on the last Saturday of March (01:00 UTC), so Saturday's
+// 23:30 dose moves forward by the gap to Sunday 00:30, the instant of
+// Sunday's own 00:30 dose. Both are due there, each with its own dose id
+// (the earlier date's in the lower slots), whichever range is asked for.
+func TestGapAcrossMidnightKeepsDoseIDs(t *testing.T) {
+	for _, c := range []struct {
+		zone, sat string
+		times     []string
+	}{
+		{"America/Nuuk", "2024-03-30", []string{"00:30", "23:30"}},
+		{"Asia/Pyongyang", "2018-05-04", []string{"00:00", "23:30"}},
+		{"Pacific/Apia", "2011-12-29", []string{"08:00"}}, // 2011-12-30 did not exist
+	} {
+		t.Run(c.zone, func(t *testing.T) {
+			sp, err := Parse(&pb.DoseSchedule{PatientId: "p", MedicationId: "m", Timezone: c.zone, Times: c.times,
+				StartDate: c.sat, DosesPerTime: 2, Version: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := time.Parse(DateLayout, c.sat)
+			from, to := d.Add(-24*time.Hour), d.Add(96*time.Hour)
+			ins := sp.Instances(from, to)
+			ids := map[string]Instance{}
+			for _, in := range ins {
+				id := DoseID("p", "m", in.At.UnixMilli(), in.Slot)
+				if prev, dup := ids[id]; dup {
+					t.Fatalf("doses of %s and %s share dose id %s", prev.LocalDate, in.LocalDate, id)
+				}
+				ids[id] = in
+			}
+			// Any range gives a dose the same id.
+			for cut := from; cut.Before(to); cut = cut.Add(30 * time.Minute) {
+				for _, in := range sp.Instances(cut, to) {
+					id := DoseID("p", "m", in.At.UnixMilli(), in.Slot)
+					if got, ok := ids[id]; !ok || got.LocalDate != in.LocalDate {
+						t.Fatalf("from %v: dose %s (%s) is not the full range's (%+v)", cut, id, in.LocalDate, got)
+					}
+				}
+			}
+		})
+	}
+}

@@ -298,21 +298,30 @@ func (s *Spec) Instances(from, to time.Time) []Instance {
 		last = s.End
 	}
 	var out []Instance
+	// A time that does not exist on its date moves forward by the gap and
+	// can land on another listed time (01:00 and 02:00 on a spring forward
+	// day in London), also one of the next date when the gap spans
+	// midnight (23:30 on the day America/Nuuk springs forward at 23:00 is
+	// Sunday's 00:30): both are due at that instant, the one of the
+	// earlier date and listed time in the lower slots, so that every dose
+	// keeps its own id. A gap is at most a day, so the previous date's
+	// instants are all a date's can meet.
+	var bufPrev, bufCur [8]time.Time
+	prevDay, seen := bufPrev[:0], bufCur[:0]
 	for ; !d.After(last); d = d.AddDate(0, 0, 1) {
+		prevDay, seen = seen, prevDay[:0]
 		if s.Days&(1<<uint(d.Weekday())) == 0 {
 			continue
 		}
 		ds := d.Format(DateLayout)
-		// A time that does not exist today moves forward by the gap and
-		// can land on another listed time (01:00 and 02:00 on a spring
-		// forward day in London): both are due at that instant, the later
-		// listed one in the slots after the earlier one's, so that every
-		// dose keeps its own id.
-		var buf [8]time.Time
-		seen := buf[:0] // today's instants so far: a handful
 		for _, m := range s.Times {
 			at := LocalInstant(d, m, s.Loc)
 			base := 0
+			for _, prev := range prevDay {
+				if prev.Equal(at) {
+					base += s.DosesPerTime
+				}
+			}
 			for _, prev := range seen {
 				if prev.Equal(at) {
 					base += s.DosesPerTime
