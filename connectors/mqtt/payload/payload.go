@@ -8,8 +8,9 @@
 // medicationId, intakeTime as ISO-8601 or epoch ms/s, dosage, status,
 // timestamp, batteryLevel, heartRate, bloodPressure {systolic,diastolic} or
 // systolic/diastolic, oxygenSaturation/spo2, temperature, severity,
-// alertType, medicationDose, administrationRate, ...). Unknown fields are
-// ignored. It does not know MQTT topics: the caller resolves the topic into
+// alertType, medicationDose, administrationRate, ...), a reading's values
+// also nested in a data or vitalSigns object (the seed's
+// {type, deviceId, data, timestamp}). Unknown fields are ignored. It does not know MQTT topics: the caller resolves the topic into
 // a [Type] and a [Source] (tenant, device type, device id, kind).
 //
 // Decoding tries a hand-written fast path first (fast.go) and falls back to
@@ -180,61 +181,135 @@ func (o Out) Message() (proto.Message, error) {
 // body is the union of every field the seeds use. Pointers tell absent
 // from zero.
 type body struct {
-	MessageID     idValue  `json:"messageId"`
-	ID            idValue  `json:"id"`
-	EventID       idValue  `json:"eventId"`
-	DeviceID      *string  `json:"deviceId"`
-	DeviceType    string   `json:"deviceType"`
-	PatientID     *string  `json:"patientId"`
-	MedicationID  *string  `json:"medicationId"`
-	Tenant        string   `json:"tenant"`
-	Type          string   `json:"type"`
-	Ward          string   `json:"ward"`
-	Location      string   `json:"location"`
-	Timestamp     *tsValue `json:"timestamp"`
-	IntakeTime    *tsValue `json:"intakeTime"`
-	Status        *string  `json:"status"`
-	Online        *bool    `json:"online"`
-	Dosage        *float64 `json:"dosage"`
-	Unit          string   `json:"unit"`
-	Method        string   `json:"verificationMethod"`
-	Method2       string   `json:"method"`
-	Battery       *float64 `json:"batteryLevel"`
-	Battery2      *float64 `json:"deviceBattery"`
-	Signal        *float64 `json:"signalStrength"`
-	Firmware      string   `json:"firmwareVersion"`
-	HeartRate     *float64 `json:"heartRate"`
-	BloodPressure *struct {
-		Systolic  *float64 `json:"systolic"`
-		Diastolic *float64 `json:"diastolic"`
-	} `json:"bloodPressure"`
-	Systolic     *float64 `json:"systolic"`
-	Diastolic    *float64 `json:"diastolic"`
-	SystolicBp   *float64 `json:"systolicBp"`
-	DiastolicBp  *float64 `json:"diastolicBp"`
-	SpO2         *float64 `json:"spo2"`
-	OxygenSat    *float64 `json:"oxygenSaturation"`
-	Temperature  *float64 `json:"temperature"`
-	Respiratory  *float64 `json:"respiratoryRate"`
-	Glucose      *float64 `json:"glucose"`
-	Dose         *float64 `json:"medicationDose"`
-	Rate         *float64 `json:"administrationRate"`
-	Severity     *float64 `json:"severity"`
-	AlertType    string   `json:"alertType"`
-	Message      string   `json:"message"`
-	Quality      string   `json:"quality"`
-	MedName      string   `json:"medicationName"`
-	Timezone     string   `json:"timezone"`
-	Times        []string `json:"times"`
-	DaysOfWeek   []int32  `json:"daysOfWeek"`
-	StartDate    string   `json:"startDate"`
-	EndDate      string   `json:"endDate"`
-	DosesPerTime int32    `json:"dosesPerTime"`
-	Grace        int32    `json:"graceMinutes"`
-	Late         int32    `json:"lateWindowMinutes"`
-	Early        int32    `json:"earlyWindowMinutes"`
-	Version      int64    `json:"version"`
-	Deleted      bool     `json:"deleted"`
+	MessageID    idValue  `json:"messageId"`
+	ID           idValue  `json:"id"`
+	EventID      idValue  `json:"eventId"`
+	DeviceID     *string  `json:"deviceId"`
+	DeviceType   string   `json:"deviceType"`
+	PatientID    *string  `json:"patientId"`
+	MedicationID *string  `json:"medicationId"`
+	Tenant       string   `json:"tenant"`
+	Type         string   `json:"type"`
+	Ward         string   `json:"ward"`
+	Location     string   `json:"location"`
+	Timestamp    *tsValue `json:"timestamp"`
+	IntakeTime   *tsValue `json:"intakeTime"`
+	Status       *string  `json:"status"`
+	Online       *bool    `json:"online"`
+	Dosage       *float64 `json:"dosage"`
+	Unit         string   `json:"unit"`
+	Method       string   `json:"verificationMethod"`
+	Method2      string   `json:"method"`
+	Signal       *float64 `json:"signalStrength"`
+	Firmware     string   `json:"firmwareVersion"`
+	// values are a reading's measured values at the top level.
+	values
+	// Data and VitalSigns hold the same values nested, as the seed's
+	// devices send them ({type, deviceId, data: {...}, timestamp}; its IoT
+	// rules read vitalSigns.heartRate). Kept raw: only a reading decodes
+	// them (nestedValues), and only an object counts.
+	Data         json.RawMessage `json:"data"`
+	VitalSigns   json.RawMessage `json:"vitalSigns"`
+	Severity     *float64        `json:"severity"`
+	AlertType    string          `json:"alertType"`
+	Message      string          `json:"message"`
+	Quality      string          `json:"quality"`
+	MedName      string          `json:"medicationName"`
+	Timezone     string          `json:"timezone"`
+	Times        []string        `json:"times"`
+	DaysOfWeek   []int32         `json:"daysOfWeek"`
+	StartDate    string          `json:"startDate"`
+	EndDate      string          `json:"endDate"`
+	DosesPerTime int32           `json:"dosesPerTime"`
+	Grace        int32           `json:"graceMinutes"`
+	Late         int32           `json:"lateWindowMinutes"`
+	Early        int32           `json:"earlyWindowMinutes"`
+	Version      int64           `json:"version"`
+	Deleted      bool            `json:"deleted"`
+}
+
+// values are the measured values of a reading, under the names devices
+// use: at a payload's top level and nested in its data or vitalSigns
+// object.
+type values struct {
+	HeartRate     *float64       `json:"heartRate"`
+	BloodPressure *bloodPressure `json:"bloodPressure"`
+	Systolic      *float64       `json:"systolic"`
+	Diastolic     *float64       `json:"diastolic"`
+	SystolicBp    *float64       `json:"systolicBp"`
+	DiastolicBp   *float64       `json:"diastolicBp"`
+	SpO2          *float64       `json:"spo2"`
+	OxygenSat     *float64       `json:"oxygenSaturation"`
+	Temperature   *float64       `json:"temperature"`
+	Respiratory   *float64       `json:"respiratoryRate"`
+	Glucose       *float64       `json:"glucose"`
+	Dose          *float64       `json:"medicationDose"`
+	Rate          *float64       `json:"administrationRate"`
+	Battery       *float64       `json:"batteryLevel"`
+	Battery2      *float64       `json:"deviceBattery"`
+}
+
+type bloodPressure struct {
+	Systolic  *float64 `json:"systolic"`
+	Diastolic *float64 `json:"diastolic"`
+}
+
+// value returns the reading field vitalNames[j] (vitalsbatch.go: same
+// order, same aliases, first present wins) as v holds it, or nil.
+func (v *values) value(j int) *float64 {
+	switch j {
+	case 0:
+		return v.HeartRate
+	case 1:
+		var bp *float64
+		if v.BloodPressure != nil {
+			bp = v.BloodPressure.Systolic
+		}
+		return firstNum(bp, v.SystolicBp, v.Systolic)
+	case 2:
+		var bp *float64
+		if v.BloodPressure != nil {
+			bp = v.BloodPressure.Diastolic
+		}
+		return firstNum(bp, v.DiastolicBp, v.Diastolic)
+	case 3:
+		return firstNum(v.SpO2, v.OxygenSat)
+	case 4:
+		return v.Temperature
+	case 5:
+		return v.Respiratory
+	case 6:
+		return v.Glucose
+	case 7:
+		return v.Dose
+	case 8:
+		return v.Rate
+	case 9:
+		return firstNum(v.Battery, v.Battery2)
+	}
+	return nil
+}
+
+// nestedValues decodes a data or vitalSigns object (field names the key,
+// for errors); anything but an object is no values (nil), as before these
+// were read.
+func nestedValues(field string, raw json.RawMessage) (*values, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, nil
+	}
+	v := new(values)
+	if fastValues(raw, v) {
+		return v, nil
+	}
+	*v = values{}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return nil, reject(ReasonInvalidValue, "field %s.%s: %w", field, ute.Field, err)
+		}
+		return nil, reject(ReasonInvalidValue, "field %s: %w", field, err)
+	}
+	return v, nil
 }
 
 // idValue accepts a string or a number (the seed's batchId is Date.now()).
@@ -576,27 +651,34 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 		}
 		v := &pb.VitalsTelemetry{Meta: meta, DeviceId: dev, DeviceType: devType, PatientId: str(b.PatientID), Kind: kind,
 			AlertType: b.AlertType, Message: b.Message, Quality: b.Quality, Ward: ward}
+		// The top level first, then data, then vitalSigns: per field, the
+		// first that has it wins.
+		vs := [3]*values{&b.values}
+		for i, n := range [2]struct {
+			name string
+			raw  json.RawMessage
+		}{{"data", b.Data}, {"vitalSigns", b.VitalSigns}} {
+			nv, err := nestedValues(n.name, n.raw)
+			if err != nil {
+				return Out{}, err
+			}
+			vs[i+1] = nv
+		}
+		dsts := [len(vitalNames)]*float64{&v.HeartRate, &v.SystolicBp, &v.DiastolicBp, &v.Spo2, &v.Temperature, &v.RespiratoryRate,
+			&v.Glucose, &v.MedicationDose, &v.AdministrationRate, &v.BatteryLevel}
 		present := make([]string, 0, 8)
-		set := func(name string, dst *float64, vals ...*float64) {
-			if p := firstNum(vals...); p != nil {
-				*dst = *p
-				present = append(present, name)
+		for j, dst := range dsts {
+			for _, x := range vs {
+				if x == nil {
+					continue
+				}
+				if p := x.value(j); p != nil {
+					*dst = *p
+					present = append(present, vitalNames[j].name)
+					break
+				}
 			}
 		}
-		var sys, dia *float64
-		if b.BloodPressure != nil {
-			sys, dia = b.BloodPressure.Systolic, b.BloodPressure.Diastolic
-		}
-		set("heartRate", &v.HeartRate, b.HeartRate)
-		set("systolicBp", &v.SystolicBp, sys, b.SystolicBp, b.Systolic)
-		set("diastolicBp", &v.DiastolicBp, dia, b.DiastolicBp, b.Diastolic)
-		set("spo2", &v.Spo2, b.SpO2, b.OxygenSat)
-		set("temperature", &v.Temperature, b.Temperature)
-		set("respiratoryRate", &v.RespiratoryRate, b.Respiratory)
-		set("glucose", &v.Glucose, b.Glucose)
-		set("medicationDose", &v.MedicationDose, b.Dose)
-		set("administrationRate", &v.AdministrationRate, b.Rate)
-		set("batteryLevel", &v.BatteryLevel, b.Battery, b.Battery2)
 		if b.Severity != nil {
 			if *b.Severity < 0 || *b.Severity > 10 {
 				return Out{}, reject(ReasonInvalidValue, "severity %v is outside 0..10", *b.Severity)

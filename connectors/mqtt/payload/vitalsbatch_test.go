@@ -85,6 +85,10 @@ func TestVitalsBatchEncoder(t *testing.T) {
 		{"count mismatch", batchSrc, fmt.Sprintf(`{"deviceId":"d1","count":2,"messages":[{"timestamp":%d}]}`, ms), false},
 		{"escape", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d,"ward":"a\u00e9"}]}`, ms), false},
 		{"case variant", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d,"HeartRate":1}]}`, ms), false},
+		{"nested data", batchSrc, fmt.Sprintf(`{"batchId":1701,"deviceId":"d1","messages":[{"type":"vitals","deviceId":"d1","data":{"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80},"oxygenSaturation":97,"deviceBattery":5},"timestamp":%d},{"systolic":1,"data":{"bloodPressure":{"systolic":2,"diastolic":3},"glucose":3},"vitalSigns":{"glucose":4,"spo2":5,"severity":6},"timestamp":%d}],"count":2}`, ms, ms), true},
+		{"nested data replaced, not an object", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"data":{"spo2":1},"data":[1],"vitalSigns":null,"temperature":37,"timestamp":%d}]}`, ms), true},
+		{"nested case variant", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"data":{"HEARTRATE":1},"temperature":37,"timestamp":%d}]}`, ms), false},
+		{"nested wrong type", batchSrc, fmt.Sprintf(`{"deviceId":"d1","messages":[{"vitalSigns":{"heartRate":"1"},"temperature":37,"timestamp":%d}]}`, ms), false},
 		{"topic device differs", payload.Source{Topic: "medical/devices/d2/batch", DeviceID: "d2"}, fmt.Sprintf(`{"deviceId":"d1","messages":[{"timestamp":%d}]}`, ms), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -125,6 +129,8 @@ func FuzzVitalsBatchEncoder(f *testing.F) {
 		`{"deviceId":"d1","tenant":"h9","messages":[{"timestamp":%d,"heartRate":-0,"severity":9.7,"type":"alerts","alertType":"x"},{"timestamp":%d}]}`,
 		`{"deviceId":"d1","count":2,"messages":[{"timestamp":%d,"ward":"w1","ward":null,"bloodPressure":{"systolic":120},"bloodPressure":null,"id":7},{"timestamp":"%d","type":"readings"}]}`,
 		`{"deviceId":"d1","messages":[{"timestamp":%d,"deviceId":null,"deviceId":"d1","eventId":"","messageId":1e2},{"timestamp":%d,"x":{"y":[true,false,null]}}]}`,
+		`{"batchId":1701,"deviceId":"d1","messages":[{"type":"vitals","deviceId":"d1","data":{"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80},"oxygenSaturation":97},"timestamp":%d},{"heartRate":1,"data":{"heartRate":2,"glucose":3},"vitalSigns":{"glucose":4,"spo2":5,"severity":6},"timestamp":%d}],"count":2}`,
+		`{"deviceId":"d1","messages":[{"data":{"spo2":1},"data":"x","vitalSigns":{"bloodPressure":{"systolic":1},"bloodPressure":null,"x":[{}]},"temperature":37,"timestamp":%d},{"data":{"deviceBattery":50},"timestamp":%d}]}`,
 	} {
 		f.Add(uint8(0), []byte(fmt.Sprintf(s, ms, ms)))
 		f.Add(uint8(1), []byte(fmt.Sprintf(s, ms, ms)))
