@@ -417,7 +417,7 @@ func (b *body) id() string {
 // returns an empty slice: every input is accounted for.
 func Decode(t Type, src Source, raw []byte, o Options) []Out {
 	if o.MaxBytes > 0 && len(raw) > o.MaxBytes {
-		return []Out{oversize(src, raw, o)}
+		return []Out{Oversize(src, raw, o)}
 	}
 	if t == Batch {
 		return decodeBatch(src, raw, o)
@@ -460,9 +460,11 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 // letter Kafka refuses leaves its message unacknowledged.
 const MaxDeadLetterRaw = 512 << 10
 
-// oversize dead-letters a payload larger than o.MaxBytes, with at most its
-// first MaxDeadLetterRaw bytes; the event id hashes the whole payload.
-func oversize(src Source, raw []byte, o Options) Out {
+// Oversize dead-letters a payload larger than o.MaxBytes (ReasonOversize),
+// with at most its first MaxDeadLetterRaw bytes, so that the dead letter
+// fits a Kafka record; the event id hashes the whole payload. Decode uses
+// it; so must any other route that checks o.MaxBytes (command acks).
+func Oversize(src Source, raw []byte, o Options) Out {
 	err := reject(ReasonOversize, "payload of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes)
 	kept := raw
 	if len(kept) > MaxDeadLetterRaw {
