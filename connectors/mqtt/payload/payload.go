@@ -82,12 +82,15 @@ const (
 	ReasonUnknownTopic   Reason = "unknown_topic"
 	ReasonBatchMalformed Reason = "batch_malformed"
 	ReasonProduceFailed  Reason = "produce_failed"
+	// ReasonNoValues is a telemetry reading that carries no value at all
+	// (see build): it would land as an empty row.
+	ReasonNoValues Reason = "no_values"
 )
 
 // Reasons lists every Reason (for metric pre-registration).
 func Reasons() []Reason {
 	return []Reason{ReasonMalformedJSON, ReasonMissingField, ReasonSpoofedDevice, ReasonOversize, ReasonTimestamp,
-		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed}
+		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed, ReasonNoValues}
 }
 
 // Error is a rejection: why a payload (or one message of a batch) was not
@@ -688,10 +691,20 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 			v.Severity = int32(*b.Severity)
 			present = append(present, "severity")
 		}
+		if !hasContent(kind, len(present) > 0, b.AlertType != "" || b.Message != "") {
+			return Out{}, reject(ReasonNoValues, "%s reading of %s carries no values", kind, src.Topic)
+		}
 		v.Present = present
 		return Out{Topic: topics.Vitals, Key: dev, Msg: v}, nil
 	}
 	return Out{}, reject(ReasonUnknownTopic, "message type %q is not intake, schedule, status, telemetry or batch", t)
+}
+
+// hasContent reports whether a reading of kind is more than an empty row:
+// any value (a vital sign, a pump's dose or rate, a battery level, a
+// severity) counts; an alert may also be only its type or message.
+func hasContent(kind string, values, alertText bool) bool {
+	return values || kind == "alerts" && alertText
 }
 
 func firstNum(vals ...*float64) *float64 {

@@ -652,6 +652,12 @@ func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 		}
 	}
 	if r.set&(1<<xSeverity) != 0 {
+		present |= 1 << len(vitalNames)
+	}
+	if !hasContent(kindNames[kind], present != 0, len(r.alertType)|len(r.message) != 0) {
+		return false // no_values
+	}
+	if r.set&(1<<xSeverity) != 0 {
 		if sev := int32(r.f[xSeverity]); sev != 0 {
 			b = appendTag(b, fVSeverity, protowire.VarintType)
 			b = appendVarint(b, uint64(sev))
