@@ -446,12 +446,18 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 	if errors.As(err, &pe) {
 		reason = pe.Reason
 	}
-	// Errors may quote the offending bytes; protobuf strings must be UTF-8.
+	// Errors may quote the offending bytes (a spoofed device id, as long as
+	// the payload): at most MaxDeadLetterError bytes of it, so that the
+	// dead letter fits a Kafka record; protobuf strings must be UTF-8.
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
+	if len(msg) > MaxDeadLetterError {
+		msg = strings.ToValidUTF8(msg[:MaxDeadLetterError], "") + "... (truncated)"
+	}
 	dl := &pb.DeadLetter{
 		Meta: &pb.Meta{Tenant: tenantOf(src.Tenant, o), EventId: EventID("", src.DeviceID, src.Topic, raw),
 			EventTimeMs: o.Now.UnixMilli(), IngestTimeMs: o.Now.UnixMilli(), Source: src.Topic},
 		Stage: Stage, SourceTopic: src.Topic, Key: []byte(src.DeviceID), Raw: append([]byte(nil), raw...),
-		Reason: string(reason), Error: strings.ToValidUTF8(err.Error(), "\uFFFD"), SourcePartition: -1, SourceOffset: -1,
+		Reason: string(reason), Error: msg, SourcePartition: -1, SourceOffset: -1,
 	}
 	return Out{Topic: topics.DeadLetters, Key: src.Topic, Msg: dl, Reason: reason}
 }
@@ -462,6 +468,9 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 // the rest of the record. MQTT carries payloads up to 256 MB, and a dead
 // letter Kafka refuses leaves its message unacknowledged.
 const MaxDeadLetterRaw = 512 << 10
+
+// MaxDeadLetterError is the most of an error message a dead letter keeps.
+const MaxDeadLetterError = 4 << 10
 
 // Oversize dead-letters a payload larger than o.MaxBytes (ReasonOversize),
 // with at most its first MaxDeadLetterRaw bytes, so that the dead letter
