@@ -237,5 +237,9 @@ func FromRoot(r *config.Root, opts ...Option) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(cfg, Shared{Tenant: r.Tenant, Kafka: r.Kafka, MQTT: r.MQTT, DrainTimeout: r.DrainTimeout.D()}, opts...)
+	var tenants []string
+	for _, t := range r.Tenants {
+		tenants = append(tenants, t.ID)
+	}
+	return New(cfg, Shared{Tenant: r.Tenant, Tenants: tenants, Kafka: r.Kafka, MQTT: r.MQTT, DrainTimeout: r.DrainTimeout.D()}, opts...)
 }

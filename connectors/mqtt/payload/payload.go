@@ -85,12 +85,15 @@ const (
 	// ReasonNoValues is a telemetry reading that carries no value at all
 	// (see build): it would land as an empty row.
 	ReasonNoValues Reason = "no_values"
+	// ReasonUnknownTenant is a payload naming a tenant that is neither the
+	// default nor one of Options.Tenants.
+	ReasonUnknownTenant Reason = "unknown_tenant"
 )
 
 // Reasons lists every Reason (for metric pre-registration).
 func Reasons() []Reason {
 	return []Reason{ReasonMalformedJSON, ReasonMissingField, ReasonSpoofedDevice, ReasonOversize, ReasonTimestamp,
-		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed, ReasonNoValues}
+		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed, ReasonNoValues, ReasonUnknownTenant}
 }
 
 // Error is a rejection: why a payload (or one message of a batch) was not
@@ -127,6 +130,11 @@ type Source struct {
 type Options struct {
 	// Tenant is the default tenant.
 	Tenant string
+	// Tenants are the other tenants a payload's tenant field may name (on
+	// topics without a tenant level); a payload naming one that is neither
+	// Tenant nor in Tenants is rejected (ReasonUnknownTenant). nil: only
+	// Tenant.
+	Tenants []string
 	// MaxBytes rejects larger payloads (0: no limit).
 	MaxBytes int
 	// MaxAge rejects event times older than Now-MaxAge (0: no limit). Old
@@ -488,6 +496,21 @@ func Oversize(src Source, raw []byte, o Options) Out {
 	return out
 }
 
+// knownTenant reports whether a payload may name tenant t: the default or
+// one of o.Tenants. It takes bytes (the batch encoder's subslices) without
+// converting them.
+func (o *Options) knownTenant(t []byte) bool {
+	if string(t) == o.Tenant {
+		return true
+	}
+	for _, k := range o.Tenants {
+		if string(t) == k {
+			return true
+		}
+	}
+	return false
+}
+
 func tenantOf(t string, o Options) string {
 	if t != "" {
 		return t
@@ -572,6 +595,12 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 	}
 	tenant := tenantOf(src.Tenant, o)
 	if src.Tenant == "" && b.Tenant != "" {
+		// The topic names no tenant: the payload may, but only a
+		// configured one (a device must not write into another hospital's
+		// tenant).
+		if !o.knownTenant([]byte(b.Tenant)) {
+			return Out{}, reject(ReasonUnknownTenant, "payload tenant %q is not a configured tenant", b.Tenant)
+		}
 		tenant = b.Tenant
 	}
 	devType := src.DeviceType
@@ -821,7 +850,10 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 	}
 	bsrc := src
 	bsrc.DeviceID = *bb.DeviceID
-	if bsrc.Tenant == "" {
+	if bsrc.Tenant == "" && bb.Tenant != "" {
+		if !o.knownTenant([]byte(bb.Tenant)) {
+			return []Out{DeadLetter(src, raw, o, reject(ReasonUnknownTenant, "batch %s: tenant %q is not a configured tenant", bb.BatchID, bb.Tenant))}
+		}
 		bsrc.Tenant = bb.Tenant
 	}
 	out := make([]Out, 0, len(bb.Messages))

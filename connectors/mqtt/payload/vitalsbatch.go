@@ -478,6 +478,9 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 			if src.DeviceID != "" && string(device) != src.DeviceID {
 				return Out{}, false
 			}
+			if src.Tenant == "" && len(tenant) > 0 && !o.knownTenant(tenant) {
+				return Out{}, false // unknown_tenant
+			}
 			e.start(src, o, device, batchID, tenant)
 			ok = e.messages(&s, &src, &o) // pointers: not two structs copied per reading
 		default:
@@ -585,6 +588,9 @@ func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 	}
 	tenant := e.tenant
 	if e.perReadingTenant && len(r.tenant) > 0 {
+		if !o.knownTenant(r.tenant) {
+			return false // unknown_tenant
+		}
 		tenant = r.tenant
 	}
 	var evID []byte
