@@ -31,8 +31,9 @@ type deviceAck struct {
 // device's partition) learns about it whichever replica received the ack.
 func (c *Connector) commandAck(src payload.Source, raw []byte, o payload.Options) []payload.Out {
 	if o.MaxBytes > 0 && len(raw) > o.MaxBytes {
-		return []payload.Out{payload.DeadLetter(src, raw, o, &payload.Error{Reason: payload.ReasonOversize,
-			Err: fmt.Errorf("command ack of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes)})}
+		// Truncated like the ingest path's: a dead letter with the whole
+		// payload may exceed what a Kafka record holds.
+		return []payload.Out{payload.Oversize(src, raw, o)}
 	}
 	var a deviceAck
 	if err := json.Unmarshal(raw, &a); err != nil {

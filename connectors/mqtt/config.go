@@ -8,6 +8,7 @@ import (
 
 	"github.com/wardstream/wardstream/connectors/mqtt/payload"
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/kafka"
 )
 
 // Route maps MQTT topics to a message type. Topic is a template whose levels
@@ -97,7 +98,10 @@ type Config struct {
 	// Routes map MQTT topics to message types, first match wins (default:
 	// the seeds' topics).
 	Routes []Route `yaml:"routes"`
-	// MaxPayloadBytes dead-letters larger payloads (default 256 KiB).
+	// MaxPayloadBytes dead-letters larger payloads (default 256 KiB, at
+	// most 512 KiB, payload.MaxDeadLetterRaw: a payload under it that is
+	// rejected goes to its dead letter whole, which must fit a Kafka
+	// record).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
 	// MaxEventAge dead-letters event times older than this (default 30
 	// days; offline buffers flush old readings, which are normal).
@@ -187,8 +191,9 @@ func (c Config) Validate() error {
 			add(fmt.Sprintf("routes[%d].type", i), "%q is not intake, schedule, status, telemetry, batch or command_ack", r.Type)
 		}
 	}
-	if c.MaxPayloadBytes < 64 {
-		add("max_payload_bytes", "%d must be at least 64", c.MaxPayloadBytes)
+	if c.MaxPayloadBytes < 64 || c.MaxPayloadBytes > payload.MaxDeadLetterRaw {
+		add("max_payload_bytes", "%d must be 64..%d: a rejected payload is dead-lettered whole, and its dead letter (payload, error, topic, metadata) must fit a Kafka record (the producer takes at most %d bytes, kafka.ProducerBatchMaxBytes)",
+			c.MaxPayloadBytes, payload.MaxDeadLetterRaw, kafka.ProducerBatchMaxBytes)
 	}
 	if c.MaxEventAge.D() < 0 {
 		add("max_event_age", "must not be negative")
@@ -232,5 +237,9 @@ func FromRoot(r *config.Root, opts ...Option) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(cfg, Shared{Tenant: r.Tenant, Kafka: r.Kafka, MQTT: r.MQTT, DrainTimeout: r.DrainTimeout.D()}, opts...)
+	var tenants []string
+	for _, t := range r.Tenants {
+		tenants = append(tenants, t.ID)
+	}
+	return New(cfg, Shared{Tenant: r.Tenant, Tenants: tenants, Kafka: r.Kafka, MQTT: r.MQTT, DrainTimeout: r.DrainTimeout.D()}, opts...)
 }

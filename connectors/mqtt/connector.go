@@ -62,7 +62,12 @@ import (
 
 // Shared is what the connector takes from the topology's shared sections.
 type Shared struct {
-	Tenant       string
+	// Tenant is the default tenant: of records whose topic names none.
+	Tenant string
+	// Tenants are the topology's other tenants (tenants[].id): a payload's
+	// tenant field (on topics without a tenant level) may name one of
+	// them or Tenant; any other is dead-lettered as unknown_tenant.
+	Tenants      []string
 	Kafka        config.Kafka
 	MQTT         config.MQTT
 	DrainTimeout time.Duration
@@ -487,7 +492,7 @@ func (c *Connector) onPublish(pr paho.PublishReceived) (bool, error) {
 	c.m.received.Inc()
 	d := &delivery{c: c, pr: pr, start: time.Now()}
 	rt, src, ok := c.router.match(p.Topic)
-	opts := payload.Options{Tenant: c.shared.Tenant, MaxBytes: c.cfg.MaxPayloadBytes, MaxAge: c.cfg.MaxEventAge.D(),
+	opts := payload.Options{Tenant: c.shared.Tenant, Tenants: c.shared.Tenants, MaxBytes: c.cfg.MaxPayloadBytes, MaxAge: c.cfg.MaxEventAge.D(),
 		MaxSkew: c.cfg.MaxClockSkew.D(), Now: c.o.now(), BatchRecords: c.cfg.BatchRecords}
 	var outs []payload.Out
 	switch {

@@ -51,3 +51,41 @@ func TestOversizePayloadDeadLetterFitsKafka(t *testing.T) {
 		t.Errorf("dead letter raw: %d bytes; want a prefix of the payload of at most payload.MaxDeadLetterRaw", len(found.Raw))
 	}
 }
+
+// The command ack route has its own oversize check, and it kept the whole
+// payload in the dead letter, as the ingest path did before: a 2 MB ack
+// made a dead letter Kafka refused, so nothing reached the dead-letter
+// topic and the message stayed unacknowledged. Its dead letter keeps at
+// most payload.MaxDeadLetterRaw bytes, like the ingest path's.
+func TestOversizeCommandAckDeadLetterFitsKafka(t *testing.T) {
+	c, kc, closeAll := reviewConnector(t, DefaultConfig(), "")
+	defer closeAll()
+	raw := append([]byte(`{"commandId":"c-1","status":"ok","note":"`), bytes.Repeat([]byte{'x'}, 2<<20)...)
+	raw = append(raw, `"}`...)
+	c.onPublish(paho.PublishReceived{Packet: &paho.Publish{Topic: "medical/devices/pc-1/commands/ack", QoS: 0, Payload: raw}})
+	for wait := time.Now().Add(10 * time.Second); len(c.slots) > 0 && time.Now().Before(wait); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.kcl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := counterValue(c.m.unacked); n != 0 {
+		t.Errorf("%v messages left unacknowledged; want 0", n)
+	}
+	var found *pb.DeadLetter
+	for _, r := range readTopic(t, kc, topics.DeadLetters) {
+		var dl pb.DeadLetter
+		if codec.Unmarshal(r.Value, &dl) == nil && dl.Reason == string(payload.ReasonOversize) {
+			found = &dl
+		}
+	}
+	if found == nil {
+		t.Fatalf("no oversize dead letter for a %d-byte command ack (produce failures: %v)", len(raw), counterValue(c.m.produceFailed))
+	}
+	if len(found.Raw) == 0 || len(found.Raw) > payload.MaxDeadLetterRaw || !bytes.HasPrefix(raw, found.Raw) {
+		t.Errorf("dead letter raw: %d bytes; want a prefix of the payload of at most payload.MaxDeadLetterRaw", len(found.Raw))
+	}
+	if found.SourceTopic != "medical/devices/pc-1/commands/ack" || found.Meta.GetEventTimeMs() == 0 {
+		t.Errorf("dead letter source %q time %d; want the ack topic and the arrival time", found.SourceTopic, found.Meta.GetEventTimeMs())
+	}
+}

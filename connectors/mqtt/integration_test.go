@@ -23,6 +23,7 @@ import (
 
 	"github.com/wardstream/wardstream/connectors/mqtt"
 	"github.com/wardstream/wardstream/connectors/mqtt/devicesim"
+	"github.com/wardstream/wardstream/connectors/mqtt/payload"
 	"github.com/wardstream/wardstream/connectors/mqtt/shadow"
 	"github.com/wardstream/wardstream/internal/config"
 	"github.com/wardstream/wardstream/internal/testutil"
@@ -493,7 +494,7 @@ func TestIntegrationHelperConnector(t *testing.T) {
 		cfg.QoS = 0
 	}
 	if os.Getenv(helperEnv+"_BENCH") == "1" {
-		cfg.MaxPayloadBytes = 1 << 20
+		cfg.MaxPayloadBytes = payload.MaxDeadLetterRaw // the most Validate allows; batches of 100 are ~21 KB
 		cfg.Connections = mqtt.DefaultConfig().Connections
 		if n, err := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_CONNS")); err == nil && n > 0 {
 			cfg.Connections = n

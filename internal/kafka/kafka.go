@@ -27,6 +27,13 @@ import (
 	"github.com/wardstream/wardstream/schemas/topics"
 )
 
+// ProducerBatchMaxBytes is the most bytes of one record batch the producer
+// sends, and so the largest record it can produce: franz-go's default,
+// which Opts sets explicitly so that what validates against it (the mqtt
+// connector's max_payload_bytes) cannot drift from it. The broker's default
+// message.max.bytes (1,048,588) is a little larger.
+const ProducerBatchMaxBytes = 1_000_012
+
 // Opts returns the franz-go client options for cfg followed by extra.
 // Producers are idempotent with acks=all (franz-go's default; we state it
 // so that nobody weakens it by accident).
@@ -36,6 +43,7 @@ func Opts(cfg config.Kafka, extra ...kgo.Opt) ([]kgo.Opt, error) {
 		kgo.ClientID(cfg.ClientID),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.ProducerBatchMaxBytes(ProducerBatchMaxBytes),
 		kgo.ProducerLinger(cfg.Linger.D()),
 	}
 	if cfg.FetchMinBytes > 0 {

@@ -14,6 +14,23 @@ func FastDecode(raw []byte, b *body) bool { return fastBody(raw, b) }
 // RefDecode runs the reference decoder.
 func RefDecode(raw []byte, b *body) bool { return json.Unmarshal(raw, b) == nil }
 
+// FastValuesAgrees runs the fast path of a nested data object and reports
+// whether it accepted raw, and if so, the disagreement with encoding/json
+// ("" if none).
+func FastValuesAgrees(raw []byte) (bool, string) {
+	var fast, ref values
+	if !fastValues(raw, &fast) {
+		return false, ""
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		return true, "encoding/json rejects it: " + err.Error()
+	}
+	if !reflect.DeepEqual(fast, ref) {
+		return true, "the values differ"
+	}
+	return true, ""
+}
+
 // FastBatch reports whether the fast path takes a batch envelope and all its messages.
 func FastBatch(raw []byte) bool {
 	var bb batchBody

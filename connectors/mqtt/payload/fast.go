@@ -375,7 +375,7 @@ var bodyKeys = func() []string {
 		"diastolicBp", "spo2", "oxygenSaturation", "temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate",
 		"severity", "alertType", "message", "quality", "medicationName", "timezone", "times", "daysOfWeek", "startDate", "endDate",
 		"dosesPerTime", "graceMinutes", "lateWindowMinutes", "earlyWindowMinutes", "version", "deleted",
-		"batchId", "messages", "count"} {
+		"data", "vitalSigns", "batchId", "messages", "count"} {
 		ks = append(ks, f)
 	}
 	return ks
@@ -460,62 +460,17 @@ func (s *scanner) body(b *body) bool {
 			return true
 		case "dosage":
 			return s.float(&b.Dosage)
-		case "batteryLevel":
-			return s.float(&b.Battery)
-		case "deviceBattery":
-			return s.float(&b.Battery2)
 		case "signalStrength":
 			return s.float(&b.Signal)
-		case "heartRate":
-			return s.float(&b.HeartRate)
-		case "systolic":
-			return s.float(&b.Systolic)
-		case "diastolic":
-			return s.float(&b.Diastolic)
-		case "systolicBp":
-			return s.float(&b.SystolicBp)
-		case "diastolicBp":
-			return s.float(&b.DiastolicBp)
-		case "spo2":
-			return s.float(&b.SpO2)
-		case "oxygenSaturation":
-			return s.float(&b.OxygenSat)
-		case "temperature":
-			return s.float(&b.Temperature)
-		case "respiratoryRate":
-			return s.float(&b.Respiratory)
-		case "glucose":
-			return s.float(&b.Glucose)
-		case "medicationDose":
-			return s.float(&b.Dose)
-		case "administrationRate":
-			return s.float(&b.Rate)
 		case "severity":
 			return s.float(&b.Severity)
-		case "bloodPressure":
-			if s.lit("null") {
-				b.BloodPressure = nil
-				return true
-			}
-			if b.BloodPressure == nil {
-				b.BloodPressure = &struct {
-					Systolic  *float64 `json:"systolic"`
-					Diastolic *float64 `json:"diastolic"`
-				}{}
-			}
-			bp := b.BloodPressure
-			return s.object(func(k []byte) bool {
-				switch string(k) {
-				case "systolic":
-					return s.float(&bp.Systolic)
-				case "diastolic":
-					return s.float(&bp.Diastolic)
-				}
-				if strings.EqualFold(string(k), "systolic") || strings.EqualFold(string(k), "diastolic") {
-					return false
-				}
-				return s.skip(1)
-			})
+		case "data":
+			return s.raw(&b.Data)
+		case "vitalSigns":
+			return s.raw(&b.VitalSigns)
+		}
+		if ok, known := s.value(&b.values, k); known {
+			return ok
 		}
 		if foldsToKnown(k) {
 			// Schedule fields, batch fields, or a case variant: the
@@ -524,6 +479,104 @@ func (s *scanner) body(b *body) bool {
 		}
 		return s.skip(0)
 	})
+}
+
+// raw reads any value as encoding/json fills a json.RawMessage: its bytes,
+// null included.
+func (s *scanner) raw(p *json.RawMessage) bool {
+	start := s.i
+	if !s.skip(1) {
+		return false
+	}
+	*p = json.RawMessage(s.d[start:s.i])
+	return true
+}
+
+// value reads the value of key k if k is one of values' keys (known);
+// ok=false means "use encoding/json".
+func (s *scanner) value(v *values, k []byte) (ok, known bool) {
+	switch string(k) {
+	case "heartRate":
+		return s.float(&v.HeartRate), true
+	case "systolic":
+		return s.float(&v.Systolic), true
+	case "diastolic":
+		return s.float(&v.Diastolic), true
+	case "systolicBp":
+		return s.float(&v.SystolicBp), true
+	case "diastolicBp":
+		return s.float(&v.DiastolicBp), true
+	case "spo2":
+		return s.float(&v.SpO2), true
+	case "oxygenSaturation":
+		return s.float(&v.OxygenSat), true
+	case "temperature":
+		return s.float(&v.Temperature), true
+	case "respiratoryRate":
+		return s.float(&v.Respiratory), true
+	case "glucose":
+		return s.float(&v.Glucose), true
+	case "medicationDose":
+		return s.float(&v.Dose), true
+	case "administrationRate":
+		return s.float(&v.Rate), true
+	case "batteryLevel":
+		return s.float(&v.Battery), true
+	case "deviceBattery":
+		return s.float(&v.Battery2), true
+	case "bloodPressure":
+		if s.lit("null") {
+			v.BloodPressure = nil
+			return true, true
+		}
+		if v.BloodPressure == nil {
+			v.BloodPressure = new(bloodPressure)
+		}
+		bp := v.BloodPressure
+		return s.object(func(k []byte) bool {
+			switch string(k) {
+			case "systolic":
+				return s.float(&bp.Systolic)
+			case "diastolic":
+				return s.float(&bp.Diastolic)
+			}
+			if strings.EqualFold(string(k), "systolic") || strings.EqualFold(string(k), "diastolic") {
+				return false
+			}
+			return s.skip(1)
+		}), true
+	}
+	return false, false
+}
+
+// valueKeys are values' keys, for the case variants in a nested object.
+var valueKeys = []string{"heartRate", "bloodPressure", "systolic", "diastolic", "systolicBp", "diastolicBp", "spo2", "oxygenSaturation",
+	"temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate", "batteryLevel", "deviceBattery"}
+
+func foldsToValue(k []byte) bool {
+	for _, f := range valueKeys {
+		if len(f) == len(k) && strings.EqualFold(f, string(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// fastValues decodes a nested data or vitalSigns object into v; false
+// means "use encoding/json" (FuzzFastValues holds it to encoding/json).
+func fastValues(data []byte, v *values) bool {
+	s := scanner{d: data}
+	s.ws()
+	ok := s.object(func(k []byte) bool {
+		if ok, known := s.value(v, k); known {
+			return ok
+		}
+		if foldsToValue(k) {
+			return false
+		}
+		return s.skip(1)
+	})
+	return ok && s.end()
 }
 
 // count reads a batch's count: an integer (null, a fraction or an exponent

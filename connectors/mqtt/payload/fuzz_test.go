@@ -25,6 +25,8 @@ func FuzzDecode(f *testing.F) {
 		fmt.Sprintf(`{"deviceId":"d1","timestamp":%d,"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80}}`, ms),
 		fmt.Sprintf(`{"batchId":"b","deviceId":"d1","count":2,"messages":[{"timestamp":%d},{"type":"status","online":false}]}`, ms),
 		`online`, `{"status":"offline","reported":{"a":1}}`, `{"deviceId":"d1","times":["08:00"],"patientId":"p","medicationId":"m"}`,
+		fmt.Sprintf(`{"type":"vitals","deviceId":"d1","data":{"heartRate":72,"spo2":97},"timestamp":%d}`, ms),
+		fmt.Sprintf(`{"batchId":1,"deviceId":"d1","messages":[{"type":"vitals","data":{"heartRate":72},"timestamp":%d}],"count":1}`, ms),
 		`{"timestamp":"1e400"}`, `{"intakeTime":-1}`, `null`, `""`, `{"messageId":{}}`, "\xff\xfe", `{"deviceId":"d1","timestamp":"2026-03-10 11:00:00"}`,
 	} {
 		for typ := range 5 {
@@ -83,6 +85,8 @@ func FuzzFastBody(f *testing.F) {
 		`{"messageId":17,"deviceId":"d1","intakeTime":"2026-03-10T11:00:00Z","status":"taken","dosage":1e0,"unit":null}`,
 		`{"DEVICEID":"d1"}`, `{"deviceId":"d\u00e9"}`, `{"heartRate":"72"}`, `{"a":1,}`, `{"messageId":1e400}`, `{"bloodPressure":{"Systolic":1}}`,
 		` {"deviceId" : "d1" , "severity":-0.5 } `, `{"deviceId":"d1"}x`, `{"timestamp":null,"bloodPressure":null}`,
+		`{"type":"vitals","deviceId":"d1","data":{"heartRate":72,"bloodPressure":{"systolic":120}},"timestamp":1700000000000}`,
+		`{"data":null,"vitalSigns":[1,{"heartRate":2}],"data":"x","Data":{}}`, `{"vitalSigns":{"heartRate":60,"oxygenSat":90},"heartRate":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -95,6 +99,24 @@ func FuzzFastBody(f *testing.F) {
 		}
 		if okFast && !reflect.DeepEqual(fast, ref) {
 			t.Fatalf("fast path and encoding/json differ on %q:\nfast %+v\nref  %+v", raw, fast, ref)
+		}
+	})
+}
+
+// FuzzFastValues holds the fast path of the nested data and vitalSigns
+// objects to encoding/json.
+func FuzzFastValues(f *testing.F) {
+	for _, s := range []string{
+		`{"heartRate":72,"bloodPressure":{"systolic":120,"diastolic":80},"oxygenSaturation":97,"temperature":36.8,"respiratoryRate":14}`,
+		`{"medicationDose":2.5,"administrationRate":10,"batteryLevel":80,"deviceBattery":null,"severity":3,"deviceId":"x"}`,
+		`{"HeartRate":1}`, `{"bloodPressure":{"Systolic":1},"bloodPressure":null}`, `{"spo2":"97"}`, `{"x":{"y":[1,"\u00e9"]}}`,
+		`{"bloodPressure":{"systolic":1},"bloodPressure":{"diastolic":2}}`, ` { } `, `{"glucose":1e400}`, `{}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if ok, diff := payload.FastValuesAgrees(raw); ok && diff != "" {
+			t.Fatalf("fast path of nested values vs encoding/json on %q: %s", raw, diff)
 		}
 	})
 }
@@ -124,6 +146,7 @@ func FuzzFastBatch(f *testing.F) {
 		`{"batchId":7,"deviceId":"d1","messages":[ {"type":"status","online":true} , 5, "x", {"a":[1,{"b":null}]} ]}`,
 		`{"deviceId":"d1","messages":[{"type":"vitals","note":"\u00e9"},{"type":"vitals","heartRate":1e400}]}`,
 		`{"deviceId":"d1","messages":[]}`, `{"deviceId":"d1","messages":[{"x":1},]}`, `{"messages":[{}]}x`,
+		`{"batchId":1701,"deviceId":"d1","messages":[{"type":"vitals","deviceId":"d1","data":{"heartRate":72},"timestamp":1},{"vitalSigns":{"spo2":9},"data":null}],"count":2}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -8,8 +8,9 @@
 // medicationId, intakeTime as ISO-8601 or epoch ms/s, dosage, status,
 // timestamp, batteryLevel, heartRate, bloodPressure {systolic,diastolic} or
 // systolic/diastolic, oxygenSaturation/spo2, temperature, severity,
-// alertType, medicationDose, administrationRate, ...). Unknown fields are
-// ignored. It does not know MQTT topics: the caller resolves the topic into
+// alertType, medicationDose, administrationRate, ...), a reading's values
+// also nested in a data or vitalSigns object (the seed's
+// {type, deviceId, data, timestamp}). Unknown fields are ignored. It does not know MQTT topics: the caller resolves the topic into
 // a [Type] and a [Source] (tenant, device type, device id, kind).
 //
 // Decoding tries a hand-written fast path first (fast.go) and falls back to
@@ -81,12 +82,18 @@ const (
 	ReasonUnknownTopic   Reason = "unknown_topic"
 	ReasonBatchMalformed Reason = "batch_malformed"
 	ReasonProduceFailed  Reason = "produce_failed"
+	// ReasonNoValues is a telemetry reading that carries no value at all
+	// (see build): it would land as an empty row.
+	ReasonNoValues Reason = "no_values"
+	// ReasonUnknownTenant is a payload naming a tenant that is neither the
+	// default nor one of Options.Tenants.
+	ReasonUnknownTenant Reason = "unknown_tenant"
 )
 
 // Reasons lists every Reason (for metric pre-registration).
 func Reasons() []Reason {
 	return []Reason{ReasonMalformedJSON, ReasonMissingField, ReasonSpoofedDevice, ReasonOversize, ReasonTimestamp,
-		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed}
+		ReasonInvalidValue, ReasonUnknownTopic, ReasonBatchMalformed, ReasonProduceFailed, ReasonNoValues, ReasonUnknownTenant}
 }
 
 // Error is a rejection: why a payload (or one message of a batch) was not
@@ -123,6 +130,11 @@ type Source struct {
 type Options struct {
 	// Tenant is the default tenant.
 	Tenant string
+	// Tenants are the other tenants a payload's tenant field may name (on
+	// topics without a tenant level); a payload naming one that is neither
+	// Tenant nor in Tenants is rejected (ReasonUnknownTenant). nil: only
+	// Tenant.
+	Tenants []string
 	// MaxBytes rejects larger payloads (0: no limit).
 	MaxBytes int
 	// MaxAge rejects event times older than Now-MaxAge (0: no limit). Old
@@ -180,61 +192,135 @@ func (o Out) Message() (proto.Message, error) {
 // body is the union of every field the seeds use. Pointers tell absent
 // from zero.
 type body struct {
-	MessageID     idValue  `json:"messageId"`
-	ID            idValue  `json:"id"`
-	EventID       idValue  `json:"eventId"`
-	DeviceID      *string  `json:"deviceId"`
-	DeviceType    string   `json:"deviceType"`
-	PatientID     *string  `json:"patientId"`
-	MedicationID  *string  `json:"medicationId"`
-	Tenant        string   `json:"tenant"`
-	Type          string   `json:"type"`
-	Ward          string   `json:"ward"`
-	Location      string   `json:"location"`
-	Timestamp     *tsValue `json:"timestamp"`
-	IntakeTime    *tsValue `json:"intakeTime"`
-	Status        *string  `json:"status"`
-	Online        *bool    `json:"online"`
-	Dosage        *float64 `json:"dosage"`
-	Unit          string   `json:"unit"`
-	Method        string   `json:"verificationMethod"`
-	Method2       string   `json:"method"`
-	Battery       *float64 `json:"batteryLevel"`
-	Battery2      *float64 `json:"deviceBattery"`
-	Signal        *float64 `json:"signalStrength"`
-	Firmware      string   `json:"firmwareVersion"`
-	HeartRate     *float64 `json:"heartRate"`
-	BloodPressure *struct {
-		Systolic  *float64 `json:"systolic"`
-		Diastolic *float64 `json:"diastolic"`
-	} `json:"bloodPressure"`
-	Systolic     *float64 `json:"systolic"`
-	Diastolic    *float64 `json:"diastolic"`
-	SystolicBp   *float64 `json:"systolicBp"`
-	DiastolicBp  *float64 `json:"diastolicBp"`
-	SpO2         *float64 `json:"spo2"`
-	OxygenSat    *float64 `json:"oxygenSaturation"`
-	Temperature  *float64 `json:"temperature"`
-	Respiratory  *float64 `json:"respiratoryRate"`
-	Glucose      *float64 `json:"glucose"`
-	Dose         *float64 `json:"medicationDose"`
-	Rate         *float64 `json:"administrationRate"`
-	Severity     *float64 `json:"severity"`
-	AlertType    string   `json:"alertType"`
-	Message      string   `json:"message"`
-	Quality      string   `json:"quality"`
-	MedName      string   `json:"medicationName"`
-	Timezone     string   `json:"timezone"`
-	Times        []string `json:"times"`
-	DaysOfWeek   []int32  `json:"daysOfWeek"`
-	StartDate    string   `json:"startDate"`
-	EndDate      string   `json:"endDate"`
-	DosesPerTime int32    `json:"dosesPerTime"`
-	Grace        int32    `json:"graceMinutes"`
-	Late         int32    `json:"lateWindowMinutes"`
-	Early        int32    `json:"earlyWindowMinutes"`
-	Version      int64    `json:"version"`
-	Deleted      bool     `json:"deleted"`
+	MessageID    idValue  `json:"messageId"`
+	ID           idValue  `json:"id"`
+	EventID      idValue  `json:"eventId"`
+	DeviceID     *string  `json:"deviceId"`
+	DeviceType   string   `json:"deviceType"`
+	PatientID    *string  `json:"patientId"`
+	MedicationID *string  `json:"medicationId"`
+	Tenant       string   `json:"tenant"`
+	Type         string   `json:"type"`
+	Ward         string   `json:"ward"`
+	Location     string   `json:"location"`
+	Timestamp    *tsValue `json:"timestamp"`
+	IntakeTime   *tsValue `json:"intakeTime"`
+	Status       *string  `json:"status"`
+	Online       *bool    `json:"online"`
+	Dosage       *float64 `json:"dosage"`
+	Unit         string   `json:"unit"`
+	Method       string   `json:"verificationMethod"`
+	Method2      string   `json:"method"`
+	Signal       *float64 `json:"signalStrength"`
+	Firmware     string   `json:"firmwareVersion"`
+	// values are a reading's measured values at the top level.
+	values
+	// Data and VitalSigns hold the same values nested, as the seed's
+	// devices send them ({type, deviceId, data: {...}, timestamp}; its IoT
+	// rules read vitalSigns.heartRate). Kept raw: only a reading decodes
+	// them (nestedValues), and only an object counts.
+	Data         json.RawMessage `json:"data"`
+	VitalSigns   json.RawMessage `json:"vitalSigns"`
+	Severity     *float64        `json:"severity"`
+	AlertType    string          `json:"alertType"`
+	Message      string          `json:"message"`
+	Quality      string          `json:"quality"`
+	MedName      string          `json:"medicationName"`
+	Timezone     string          `json:"timezone"`
+	Times        []string        `json:"times"`
+	DaysOfWeek   []int32         `json:"daysOfWeek"`
+	StartDate    string          `json:"startDate"`
+	EndDate      string          `json:"endDate"`
+	DosesPerTime int32           `json:"dosesPerTime"`
+	Grace        int32           `json:"graceMinutes"`
+	Late         int32           `json:"lateWindowMinutes"`
+	Early        int32           `json:"earlyWindowMinutes"`
+	Version      int64           `json:"version"`
+	Deleted      bool            `json:"deleted"`
+}
+
+// values are the measured values of a reading, under the names devices
+// use: at a payload's top level and nested in its data or vitalSigns
+// object.
+type values struct {
+	HeartRate     *float64       `json:"heartRate"`
+	BloodPressure *bloodPressure `json:"bloodPressure"`
+	Systolic      *float64       `json:"systolic"`
+	Diastolic     *float64       `json:"diastolic"`
+	SystolicBp    *float64       `json:"systolicBp"`
+	DiastolicBp   *float64       `json:"diastolicBp"`
+	SpO2          *float64       `json:"spo2"`
+	OxygenSat     *float64       `json:"oxygenSaturation"`
+	Temperature   *float64       `json:"temperature"`
+	Respiratory   *float64       `json:"respiratoryRate"`
+	Glucose       *float64       `json:"glucose"`
+	Dose          *float64       `json:"medicationDose"`
+	Rate          *float64       `json:"administrationRate"`
+	Battery       *float64       `json:"batteryLevel"`
+	Battery2      *float64       `json:"deviceBattery"`
+}
+
+type bloodPressure struct {
+	Systolic  *float64 `json:"systolic"`
+	Diastolic *float64 `json:"diastolic"`
+}
+
+// value returns the reading field vitalNames[j] (vitalsbatch.go: same
+// order, same aliases, first present wins) as v holds it, or nil.
+func (v *values) value(j int) *float64 {
+	switch j {
+	case 0:
+		return v.HeartRate
+	case 1:
+		var bp *float64
+		if v.BloodPressure != nil {
+			bp = v.BloodPressure.Systolic
+		}
+		return firstNum(bp, v.SystolicBp, v.Systolic)
+	case 2:
+		var bp *float64
+		if v.BloodPressure != nil {
+			bp = v.BloodPressure.Diastolic
+		}
+		return firstNum(bp, v.DiastolicBp, v.Diastolic)
+	case 3:
+		return firstNum(v.SpO2, v.OxygenSat)
+	case 4:
+		return v.Temperature
+	case 5:
+		return v.Respiratory
+	case 6:
+		return v.Glucose
+	case 7:
+		return v.Dose
+	case 8:
+		return v.Rate
+	case 9:
+		return firstNum(v.Battery, v.Battery2)
+	}
+	return nil
+}
+
+// nestedValues decodes a data or vitalSigns object (field names the key,
+// for errors); anything but an object is no values (nil), as before these
+// were read.
+func nestedValues(field string, raw json.RawMessage) (*values, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, nil
+	}
+	v := new(values)
+	if fastValues(raw, v) {
+		return v, nil
+	}
+	*v = values{}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return nil, reject(ReasonInvalidValue, "field %s.%s: %w", field, ute.Field, err)
+		}
+		return nil, reject(ReasonInvalidValue, "field %s: %w", field, err)
+	}
+	return v, nil
 }
 
 // idValue accepts a string or a number (the seed's batchId is Date.now()).
@@ -342,7 +428,7 @@ func (b *body) id() string {
 // returns an empty slice: every input is accounted for.
 func Decode(t Type, src Source, raw []byte, o Options) []Out {
 	if o.MaxBytes > 0 && len(raw) > o.MaxBytes {
-		return []Out{oversize(src, raw, o)}
+		return []Out{Oversize(src, raw, o)}
 	}
 	if t == Batch {
 		return decodeBatch(src, raw, o)
@@ -368,12 +454,18 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 	if errors.As(err, &pe) {
 		reason = pe.Reason
 	}
-	// Errors may quote the offending bytes; protobuf strings must be UTF-8.
+	// Errors may quote the offending bytes (a spoofed device id, as long as
+	// the payload): at most MaxDeadLetterError bytes of it, so that the
+	// dead letter fits a Kafka record; protobuf strings must be UTF-8.
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
+	if len(msg) > MaxDeadLetterError {
+		msg = strings.ToValidUTF8(msg[:MaxDeadLetterError], "") + "... (truncated)"
+	}
 	dl := &pb.DeadLetter{
 		Meta: &pb.Meta{Tenant: tenantOf(src.Tenant, o), EventId: EventID("", src.DeviceID, src.Topic, raw),
 			EventTimeMs: o.Now.UnixMilli(), IngestTimeMs: o.Now.UnixMilli(), Source: src.Topic},
 		Stage: Stage, SourceTopic: src.Topic, Key: []byte(src.DeviceID), Raw: append([]byte(nil), raw...),
-		Reason: string(reason), Error: strings.ToValidUTF8(err.Error(), "\uFFFD"), SourcePartition: -1, SourceOffset: -1,
+		Reason: string(reason), Error: msg, SourcePartition: -1, SourceOffset: -1,
 	}
 	return Out{Topic: topics.DeadLetters, Key: src.Topic, Msg: dl, Reason: reason}
 }
@@ -385,9 +477,14 @@ func DeadLetter(src Source, raw []byte, o Options, err error) Out {
 // letter Kafka refuses leaves its message unacknowledged.
 const MaxDeadLetterRaw = 512 << 10
 
-// oversize dead-letters a payload larger than o.MaxBytes, with at most its
-// first MaxDeadLetterRaw bytes; the event id hashes the whole payload.
-func oversize(src Source, raw []byte, o Options) Out {
+// MaxDeadLetterError is the most of an error message a dead letter keeps.
+const MaxDeadLetterError = 4 << 10
+
+// Oversize dead-letters a payload larger than o.MaxBytes (ReasonOversize),
+// with at most its first MaxDeadLetterRaw bytes, so that the dead letter
+// fits a Kafka record; the event id hashes the whole payload. Decode uses
+// it; so must any other route that checks o.MaxBytes (command acks).
+func Oversize(src Source, raw []byte, o Options) Out {
 	err := reject(ReasonOversize, "payload of %d bytes exceeds the limit of %d", len(raw), o.MaxBytes)
 	kept := raw
 	if len(kept) > MaxDeadLetterRaw {
@@ -397,6 +494,21 @@ func oversize(src Source, raw []byte, o Options) Out {
 	out := DeadLetter(src, kept, o, err)
 	out.Msg.(*pb.DeadLetter).Meta.EventId = EventID("", src.DeviceID, src.Topic, raw)
 	return out
+}
+
+// knownTenant reports whether a payload may name tenant t: the default or
+// one of o.Tenants. It takes bytes (the batch encoder's subslices) without
+// converting them.
+func (o *Options) knownTenant(t []byte) bool {
+	if string(t) == o.Tenant {
+		return true
+	}
+	for _, k := range o.Tenants {
+		if string(t) == k {
+			return true
+		}
+	}
+	return false
 }
 
 func tenantOf(t string, o Options) string {
@@ -483,6 +595,12 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 	}
 	tenant := tenantOf(src.Tenant, o)
 	if src.Tenant == "" && b.Tenant != "" {
+		// The topic names no tenant: the payload may, but only a
+		// configured one (a device must not write into another hospital's
+		// tenant).
+		if !o.knownTenant([]byte(b.Tenant)) {
+			return Out{}, reject(ReasonUnknownTenant, "payload tenant %q is not a configured tenant", b.Tenant)
+		}
 		tenant = b.Tenant
 	}
 	devType := src.DeviceType
@@ -576,27 +694,34 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 		}
 		v := &pb.VitalsTelemetry{Meta: meta, DeviceId: dev, DeviceType: devType, PatientId: str(b.PatientID), Kind: kind,
 			AlertType: b.AlertType, Message: b.Message, Quality: b.Quality, Ward: ward}
+		// The top level first, then data, then vitalSigns: per field, the
+		// first that has it wins.
+		vs := [3]*values{&b.values}
+		for i, n := range [2]struct {
+			name string
+			raw  json.RawMessage
+		}{{"data", b.Data}, {"vitalSigns", b.VitalSigns}} {
+			nv, err := nestedValues(n.name, n.raw)
+			if err != nil {
+				return Out{}, err
+			}
+			vs[i+1] = nv
+		}
+		dsts := [len(vitalNames)]*float64{&v.HeartRate, &v.SystolicBp, &v.DiastolicBp, &v.Spo2, &v.Temperature, &v.RespiratoryRate,
+			&v.Glucose, &v.MedicationDose, &v.AdministrationRate, &v.BatteryLevel}
 		present := make([]string, 0, 8)
-		set := func(name string, dst *float64, vals ...*float64) {
-			if p := firstNum(vals...); p != nil {
-				*dst = *p
-				present = append(present, name)
+		for j, dst := range dsts {
+			for _, x := range vs {
+				if x == nil {
+					continue
+				}
+				if p := x.value(j); p != nil {
+					*dst = *p
+					present = append(present, vitalNames[j].name)
+					break
+				}
 			}
 		}
-		var sys, dia *float64
-		if b.BloodPressure != nil {
-			sys, dia = b.BloodPressure.Systolic, b.BloodPressure.Diastolic
-		}
-		set("heartRate", &v.HeartRate, b.HeartRate)
-		set("systolicBp", &v.SystolicBp, sys, b.SystolicBp, b.Systolic)
-		set("diastolicBp", &v.DiastolicBp, dia, b.DiastolicBp, b.Diastolic)
-		set("spo2", &v.Spo2, b.SpO2, b.OxygenSat)
-		set("temperature", &v.Temperature, b.Temperature)
-		set("respiratoryRate", &v.RespiratoryRate, b.Respiratory)
-		set("glucose", &v.Glucose, b.Glucose)
-		set("medicationDose", &v.MedicationDose, b.Dose)
-		set("administrationRate", &v.AdministrationRate, b.Rate)
-		set("batteryLevel", &v.BatteryLevel, b.Battery, b.Battery2)
 		if b.Severity != nil {
 			if *b.Severity < 0 || *b.Severity > 10 {
 				return Out{}, reject(ReasonInvalidValue, "severity %v is outside 0..10", *b.Severity)
@@ -604,10 +729,20 @@ func build(t Type, src Source, b *body, raw []byte, o Options) (Out, error) {
 			v.Severity = int32(*b.Severity)
 			present = append(present, "severity")
 		}
+		if !hasContent(kind, len(present) > 0, b.AlertType != "" || b.Message != "") {
+			return Out{}, reject(ReasonNoValues, "%s reading of %s carries no values", kind, src.Topic)
+		}
 		v.Present = present
 		return Out{Topic: topics.Vitals, Key: dev, Msg: v}, nil
 	}
 	return Out{}, reject(ReasonUnknownTopic, "message type %q is not intake, schedule, status, telemetry or batch", t)
+}
+
+// hasContent reports whether a reading of kind is more than an empty row:
+// any value (a vital sign, a pump's dose or rate, a battery level, a
+// severity) counts; an alert may also be only its type or message.
+func hasContent(kind string, values, alertText bool) bool {
+	return values || kind == "alerts" && alertText
 }
 
 func firstNum(vals ...*float64) *float64 {
@@ -715,7 +850,10 @@ func decodeBatch(src Source, raw []byte, o Options) []Out {
 	}
 	bsrc := src
 	bsrc.DeviceID = *bb.DeviceID
-	if bsrc.Tenant == "" {
+	if bsrc.Tenant == "" && bb.Tenant != "" {
+		if !o.knownTenant([]byte(bb.Tenant)) {
+			return []Out{DeadLetter(src, raw, o, reject(ReasonUnknownTenant, "batch %s: tenant %q is not a configured tenant", bb.BatchID, bb.Tenant))}
+		}
 		bsrc.Tenant = bb.Tenant
 	}
 	out := make([]Out, 0, len(bb.Messages))

@@ -15,7 +15,8 @@ import (
 var now = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 func opts() payload.Options {
-	return payload.Options{Tenant: "t0", MaxBytes: 1024, MaxAge: 30 * 24 * time.Hour, MaxSkew: 10 * time.Minute, Now: now}
+	// Tenants: the tenants the tests' payloads name.
+	return payload.Options{Tenant: "t0", Tenants: []string{"h2", "h9", "m1"}, MaxBytes: 1024, MaxAge: 30 * 24 * time.Hour, MaxSkew: 10 * time.Minute, Now: now}
 }
 
 func TestDecode(t *testing.T) {

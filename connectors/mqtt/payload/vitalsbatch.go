@@ -22,7 +22,8 @@ import (
 // message of the batch is a valid vitals reading with the usual keys and
 // gives up (ok=false) on anything else: a message another type, a reading
 // that would be dead-lettered, an escape or non-ASCII byte, a key it does
-// not decode, envelope fields after the messages. The caller then takes the
+// not decode, envelope fields after the messages (a reading's values nested
+// in data or vitalSigns it decodes, nestedVals). The caller then takes the
 // general path (decodeBatch), which stays the reference:
 // FuzzVitalsBatchEncoder requires byte-identical records whenever the
 // encoder accepts an input. In the connector this doubles the decode rate of
@@ -150,6 +151,8 @@ const (
 	kQuality
 	kTimestamp
 	kBloodPressure
+	kData
+	kVitalSigns
 	kOther = -1
 )
 
@@ -214,17 +217,21 @@ func readingKey(k []byte) int {
 		return kTimestamp
 	case "bloodPressure":
 		return kBloodPressure
+	case "data":
+		return kData
+	case "vitalSigns":
+		return kVitalSigns
 	}
 	return kOther
 }
 
 // keyNames are the keys by id, for the guesses (see guesses): readingKey's
 // keys, and systolic and diastolic inside bloodPressure.
-var keyNames = func() (n [kBloodPressure + 1]string) {
+var keyNames = func() (n [kVitalSigns + 1]string) {
 	for _, k := range []string{"heartRate", "systolicBp", "diastolicBp", "systolic", "diastolic", "spo2", "oxygenSaturation",
 		"temperature", "respiratoryRate", "glucose", "medicationDose", "administrationRate", "batteryLevel", "deviceBattery",
 		"severity", "messageId", "eventId", "id", "deviceId", "patientId", "deviceType", "tenant", "type", "ward", "alertType",
-		"message", "quality", "timestamp", "bloodPressure"} {
+		"message", "quality", "timestamp", "bloodPressure", "data", "vitalSigns"} {
 		id := readingKey([]byte(k))
 		if id == kOther || n[id] != "" {
 			panic("keyNames: " + k)
@@ -322,9 +329,27 @@ type reading struct {
 	devType, patientID, tenant, typ   []byte
 	ward, alertType, message, quality []byte
 	ts                                int64
-	hasTS, hasBP                      bool
-	f                                 [nSlots]float64
-	set                               uint32
+	hasTS                             bool
+	// nested has bit n set when the reading's values nested in data (n=0)
+	// or vitalSigns (n=1) are in the encoder's nested[n].
+	nested uint8
+	vals
+}
+
+// vals are a reading's values (body's values) by slot: a number and a
+// presence bit each; hasBP: a bloodPressure object was there.
+type vals struct {
+	f     [nSlots]float64
+	set   uint32
+	hasBP bool
+}
+
+// value returns vitalNames[j]'s value in v: the first present of its slots.
+func (v *vals) value(j int) (float64, bool) {
+	if m := v.set & vitalMasks[j]; m != 0 {
+		return v.f[bits.TrailingZeros32(m)], true
+	}
+	return 0, false
 }
 
 // encoder holds the reusable buffers of one batch and what its readings
@@ -333,6 +358,9 @@ type encoder struct {
 	readings, meta, idb, hdr []byte
 	firstTenant, firstID     []byte
 	guesses                  guesses
+	// nested are the values of the current reading's data and vitalSigns
+	// objects (reading.nested says which it has).
+	nested [2]vals
 
 	// The batch's values, set when its messages start.
 	device, batchID []byte
@@ -450,6 +478,9 @@ func encodeVitalsBatch(src Source, raw []byte, o Options) (Out, bool) {
 			if src.DeviceID != "" && string(device) != src.DeviceID {
 				return Out{}, false
 			}
+			if src.Tenant == "" && len(tenant) > 0 && !o.knownTenant(tenant) {
+				return Out{}, false // unknown_tenant
+			}
 			e.start(src, o, device, batchID, tenant)
 			ok = e.messages(&s, &src, &o) // pointers: not two structs copied per reading
 		default:
@@ -542,7 +573,7 @@ func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 	// need no write barriers, which they did in the pooled encoder.
 	var rd reading
 	r := &rd
-	if !s.reading(r, &e.guesses) {
+	if !s.reading(r, &e.guesses, &e.nested) {
 		return false
 	}
 	kind := batchKind(r.typ)
@@ -557,6 +588,9 @@ func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 	}
 	tenant := e.tenant
 	if e.perReadingTenant && len(r.tenant) > 0 {
+		if !o.knownTenant(r.tenant) {
+			return false // unknown_tenant
+		}
 		tenant = r.tenant
 	}
 	var evID []byte
@@ -611,10 +645,23 @@ func (e *encoder) reading(s *scanner, src *Source, o *Options) bool {
 	}
 	var present uint32 // bit j: vitalNames[j] present; bit len(vitalNames): severity
 	for j := range vitalNames {
-		if m := r.set & vitalMasks[j]; m != 0 {
-			b = appendDoubleField(b, fVFirstValue+protowire.Number(j), r.f[bits.TrailingZeros32(m)])
+		// The top level first, then data, then vitalSigns (build's order).
+		f, ok := r.value(j)
+		for n := 0; !ok && r.nested>>n != 0; n++ {
+			if r.nested&(1<<n) != 0 {
+				f, ok = e.nested[n].value(j)
+			}
+		}
+		if ok {
+			b = appendDoubleField(b, fVFirstValue+protowire.Number(j), f)
 			present |= 1 << j
 		}
+	}
+	if r.set&(1<<xSeverity) != 0 {
+		present |= 1 << len(vitalNames)
+	}
+	if !hasContent(kindNames[kind], present != 0, len(r.alertType)|len(r.message) != 0) {
+		return false // no_values
 	}
 	if r.set&(1<<xSeverity) != 0 {
 		if sev := int32(r.f[xSeverity]); sev != 0 {
@@ -724,7 +771,7 @@ func keyAt(d []byte, i int, first bool) (k []byte, next int, done, ok bool) {
 // vitals reading uses; anything else that body would decode sends us to
 // the general path, as do values of the wrong type (body's rules: null
 // clears pointers and leaves strings and ids alone).
-func (s *scanner) reading(r *reading, g *guesses) bool {
+func (s *scanner) reading(r *reading, g *guesses, nested *[2]vals) bool {
 	d, i := s.d, s.i
 	if i >= len(d) || d[i] != '{' {
 		return false
@@ -790,9 +837,9 @@ func (s *scanner) reading(r *reading, g *guesses) bool {
 		s.i = i
 		var ok bool
 		if x == kBloodPressure {
-			ok = s.bloodPressure(r, g.bp[:]) // every reading has one: a call saved
+			ok = s.bloodPressure(&r.vals, g.bp[:]) // every reading has one: a call saved
 		} else {
-			ok = s.readingField(r, k, x, g)
+			ok = s.readingField(r, k, x, g, nested)
 		}
 		if !ok {
 			return false
@@ -818,7 +865,7 @@ func epochAt(d []byte, i int) (next int, ms int64, ok bool) {
 }
 
 // readingField reads the value of key k of a reading, x its readingKey.
-func (s *scanner) readingField(r *reading, k []byte, x int, g *guesses) bool {
+func (s *scanner) readingField(r *reading, k []byte, x int, g *guesses, nested *[2]vals) bool {
 	switch x {
 	case kMessageID:
 		return s.idBytes(&r.msgID)
@@ -851,15 +898,44 @@ func (s *scanner) readingField(r *reading, k []byte, x int, g *guesses) bool {
 	case kTimestamp:
 		return s.timestamp(r)
 	case kBloodPressure:
-		return s.bloodPressure(r, g.bp[:])
+		return s.bloodPressure(&r.vals, g.bp[:])
+	case kData, kVitalSigns:
+		// body keeps the raw value (the last one wins) and only an object
+		// holds values.
+		n := x - kData
+		r.nested &^= 1 << n
+		if s.peek() != '{' {
+			return s.skip(1)
+		}
+		nested[n] = vals{}
+		if !s.nestedVals(&nested[n]) {
+			return false
+		}
+		r.nested |= 1 << n
+		return true
 	case kOther:
 		if foldsToKnown(k) {
 			return false // another message type's field, or a case variant
 		}
 		return s.skip(0)
 	default:
-		return s.slot(r, x)
+		return s.slot(&r.vals, x)
 	}
+}
+
+// nestedVals reads a data or vitalSigns object into v as nestedValues
+// would: values' keys only (severity is not one), a case variant of one
+// sends us to the general path.
+func (s *scanner) nestedVals(v *vals) bool {
+	return s.object(func(k []byte) bool {
+		switch x := readingKey(k); {
+		case x == kBloodPressure:
+			return s.bloodPressure(v, nil)
+		case x >= 0 && x < nSlots && x != xSeverity:
+			return s.slot(v, x)
+		}
+		return !foldsToValue(k) && s.skip(1)
+	})
 }
 
 // timestamp reads a reading's timestamp as body's tsValue: null clears it,
@@ -895,7 +971,7 @@ func (s *scanner) timestamp(r *reading) bool {
 
 // bloodPressure reads the bloodPressure object (null clears it, as body's
 // pointer; a second object adds to the first, as encoding/json).
-func (s *scanner) bloodPressure(r *reading, g []keyPattern) bool {
+func (s *scanner) bloodPressure(r *vals, g []keyPattern) bool {
 	if s.lit("null") {
 		r.hasBP = false
 		r.set &^= 1<<xBPSystolic | 1<<xBPDiastolic
@@ -1057,7 +1133,7 @@ func floatAt(d []byte, i int) (f float64, next int, ok bool) {
 
 // slot reads a number or null into slot x (null clears it, as body's
 // pointers).
-func (s *scanner) slot(r *reading, x int) bool {
+func (s *scanner) slot(r *vals, x int) bool {
 	if isNull, ok := s.null(); isNull {
 		r.set &^= 1 << x
 		return ok
