@@ -17,11 +17,35 @@
 // Alerts are episodes: a condition that starts opens an alert whose id
 // carries the episode's start (type + subject + start), and the end of the
 // condition (score back to normal, battery recharged, device online again)
-// resolves it. A reading older than the newest that judged a condition
-// (a redelivery, a buffered one) neither ends its episode nor opens one
-// the newer reading found over. Episodes are kept per alert type and subject, so one
+// resolves it. Episodes are kept per alert type and subject, so one
 // patient's readings never open, continue or resolve another patient's
-// alert on the same monitor. Discrete device events (severity, pump
+// alert on the same monitor.
+//
+// Event time decides, whatever the arrival order. A reading older than
+// the newest that judged a condition (a redelivery after a restart, a
+// device's buffer flushed late) does not end the open episode (a newer
+// reading found the condition on). One that finds the condition on, with
+// no episode open or before the open one's start, is part of an episode
+// the readings judged so far did not show. Within a closed episode the
+// state remembers (per condition the latest [MaxPrevEpisodes], from their
+// start to the reading that ended them) it changes nothing: a replay
+// raises nothing. Otherwise it is the episode event order gives it: its
+// alert (id at its own time) is opened and resolved at once, and its span
+// up to the next known reading or episode is remembered, so the rest of
+// it, late too, changes nothing. So a condition that is on in one
+// reading of a stretch gives the same final alerts in any arrival order,
+// with any redeliveries. Bounded state that emits no retractions cannot
+// do that in general: the readings of one past episode arriving newest
+// first report it under a second, resolved id too (the event-order id is
+// there, with its final state); an abnormal reading older than the open
+// episode's start is reported as an episode of its own, right when a
+// normal reading lay between, else the ongoing condition stays open
+// under the later id; a late normal reading within an episode does not
+// split it; a late abnormal reading older than the remembered episodes
+// (the oldest are forgotten) is reported as a past episode again. Never
+// is an alert left open that event order would not leave open.
+//
+// Discrete device events (severity, pump
 // failure, negative dose) continue their episode while they repeat within
 // EpisodeQuiet (default 15 min, the seed's alert window), also when a late
 // one was buffered by the device; the alerts group suppresses repeated
@@ -466,7 +490,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		}
 		// The baseline's newest reading is the newest that judged the
 		// patient's vitals conditions.
-		late := (b.Last != 0 || len(b.LastIDs) > 0) && ev < b.Last
+		judged := b.Last
+		late := (b.Last != 0 || len(b.LastIDs) > 0) && ev < judged
 		learn := b.Admit(ev, v.GetMeta().GetEventId())
 		score, rule, z, reasons := b.score(p.cfg.Baseline, vit, learn)
 		level := Level(score)
@@ -485,8 +510,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		}
 		// Formatted only when an alert opens or resolves, not per reading.
 		msg := func() string { return fmt.Sprintf("anomaly score %.1f (%s)", score, level) }
-		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", late, ev, now, v, msg)
-		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", late, ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_EMERGENCY, pb.Priority_CRITICAL, subjType, subject, level == "EMERGENCY", judged, late, ev, now, v, msg)
+		p.condition(ctx, st, pb.AlertType_VITALS_WARNING, pb.Priority_HIGH, subjType, subject, level == "WARNING", judged, late, ev, now, v, msg)
 	}
 	dev := v.GetDeviceId()
 	if v.GetSeverity() > 5 {
@@ -503,8 +528,8 @@ func (p *Processor) reading(ctx goka.Context, st *State, v *pb.VitalsTelemetry, 
 		p.event(ctx, st, pb.AlertType_NEGATIVE_DOSE, pb.Priority_HIGH, dev, ev, now, v, "negative medication dose reported")
 	}
 	if pr.has(fieldBattery, v.GetBatteryLevel()) && finite(v.GetBatteryLevel()) {
-		late := st.judge(pb.AlertType_LOW_BATTERY, dev, ev)
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
+		judged, late := st.judge(pb.AlertType_LOW_BATTERY, dev, ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, dev, v.GetBatteryLevel() < p.cfg.BatteryThreshold, judged, late, ev, now, v,
 			p.batteryMsg)
 	}
 	return scored
@@ -536,13 +561,13 @@ func (p *Processor) onStatus(ctx goka.Context, msg any) {
 	}
 	ev := s.GetMeta().GetEventTimeMs()
 	v := &pb.VitalsTelemetry{DeviceId: s.GetDeviceId(), PatientId: s.GetPatientId(), Ward: s.GetWard()}
-	late := st.judge(pb.AlertType_DEVICE_OFFLINE, s.GetDeviceId(), ev)
-	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), late, ev, now, v, func() string { return "device offline" })
+	judged, late := st.judge(pb.AlertType_DEVICE_OFFLINE, s.GetDeviceId(), ev)
+	p.condition(ctx, st, pb.AlertType_DEVICE_OFFLINE, pb.Priority_HIGH, alerts.SubjectDevice, s.GetDeviceId(), !s.GetOnline(), judged, late, ev, now, v, func() string { return "device offline" })
 	// A status without a battery reading (0 while online) says nothing
 	// about the battery.
 	if s.GetBatteryLevel() > 0 || !s.GetOnline() && s.GetBatteryLevel() == 0 && s.GetStatus() == "battery_empty" {
-		late := st.judge(pb.AlertType_LOW_BATTERY, s.GetDeviceId(), ev)
-		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, late, ev, now, v,
+		judged, late := st.judge(pb.AlertType_LOW_BATTERY, s.GetDeviceId(), ev)
+		p.condition(ctx, st, pb.AlertType_LOW_BATTERY, pb.Priority_MEDIUM, alerts.SubjectDevice, s.GetDeviceId(), s.GetBatteryLevel() < p.cfg.BatteryThreshold, judged, late, ev, now, v,
 			p.batteryMsg)
 	}
 	ctx.SetValue(st)
@@ -567,17 +592,42 @@ func (p *Processor) metaInto(m *pb.Meta, st *State, id string, ev int64, now tim
 // Episodes are per alert type and subject, so one patient's reading never
 // opens, continues or resolves another's.
 //
-// late says that an event newer than this one judged the condition
-// before: the subject's baseline's newest reading for the vitals
-// conditions, [State.judge] for the device's.
-func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on, late bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
+// judged is the newest event time that judged the condition before this
+// one, and late says that it is newer than ev: the subject's baseline's
+// newest reading for the vitals conditions, [State.judge] for the
+// device's. A late reading that finds the condition on, with no episode
+// open or before the open one's start, is part of an episode that the
+// readings judged so far did not show: within a closed episode the state
+// remembers ([State.Closed]: a redelivery, a late part of a known
+// episode) it changes nothing; otherwise it is reported as the episode
+// that event order gives it, starting at ev (its alert id), opened and
+// resolved at once (the newer reading ended it, or the open episode is
+// the next one), and remembered as closed up to the next known reading
+// or episode, so that the rest of it, arriving late too, changes nothing.
+func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb.Priority, subjType, subject string, on bool, judged int64, late bool, ev int64, now time.Time, v *pb.VitalsTelemetry, msg func() string) {
 	k := EpisodeKey{Type: int32(t), Subject: subject}
 	e, open := st.Episodes[k]
 	switch {
-	case on && !open && late:
-		// Older than the newest reading that judged the condition and
-		// found it over (a redelivery after a restart, a device's buffer
-		// flushed late): opened now, it would be an episode nobody ends.
+	case on && (open && ev < e.Start || !open && late):
+		// Older than the newest reading that judged the condition (a
+		// redelivery after a restart, a device's buffer flushed late).
+		if st.closedAt(k, ev) {
+			return
+		}
+		end := judged
+		if open {
+			end = e.Start
+		}
+		for _, c := range st.Closed[k] {
+			if c.Start > ev && c.Start < end {
+				end = c.Start
+			}
+		}
+		st.addClosed(k, Span{Start: ev, Last: end})
+		past := Episode{Start: ev, Last: ev, SubjectType: subjType}
+		m := msg()
+		p.request(ctx, st, t, pr, pb.AlertState_OPEN, k, past, now, v, m)
+		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, k, past, now, v, m)
 	case on && !open:
 		if st.Episodes == nil {
 			st.Episodes = map[EpisodeKey]Episode{}
@@ -590,6 +640,7 @@ func (p *Processor) condition(ctx goka.Context, st *State, t pb.AlertType, pr pb
 		// device's buffer) does not end it: event time decides.
 	case !on && open:
 		delete(st.Episodes, k)
+		st.addClosed(k, Span{Start: e.Start, Last: ev})
 		p.request(ctx, st, t, pr, pb.AlertState_RESOLVED, k, e, now, v, msg())
 	case on && open:
 		e.Last = max(e.Last, ev)

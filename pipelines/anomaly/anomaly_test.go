@@ -93,7 +93,9 @@ func TestBaselineLearnsPatientNormal(t *testing.T) {
 func TestStateCodecRoundTrip(t *testing.T) {
 	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {N: [3]int64{1, 2, 3}, Mean: [3]float64{60, 120, 97}, Var: [3]float64{1, 2, 0.5}}},
 		Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: {Start: 5, Last: 9, SubjectType: "patient"}},
-		Judged:   map[anomaly.EpisodeKey]int64{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: 9, {Type: int32(pb.AlertType_LOW_BATTERY), Subject: "d"}: -3}}
+		Judged:   map[anomaly.EpisodeKey]int64{{Type: int32(pb.AlertType_VITALS_WARNING), Subject: "p"}: 9, {Type: int32(pb.AlertType_LOW_BATTERY), Subject: "d"}: -3},
+		Closed: map[anomaly.EpisodeKey][]anomaly.Span{{Type: int32(pb.AlertType_VITALS_EMERGENCY), Subject: "p"}: {{Start: 4, Last: 5}, {Start: 1, Last: 2}},
+			{Type: int32(pb.AlertType_DEVICE_OFFLINE), Subject: "d"}: {{Start: -7, Last: 3}}}}
 	s.Patients["p"].Last, s.Patients["p"].LastIDs = 9, []string{"a", "b"}
 	b, err := anomaly.StateCodec{}.Encode(s)
 	if err != nil {
@@ -117,6 +119,10 @@ func TestStateCodecRoundTrip(t *testing.T) {
 func FuzzDecodeState(f *testing.F) {
 	s := &anomaly.State{Tenant: "t", Patients: map[string]*anomaly.Baseline{"p": {}}, Episodes: map[anomaly.EpisodeKey]anomaly.Episode{{Type: 1}: {Start: 1}}}
 	b, _ := s.AppendBinary(nil)
+	f.Add(b)
+	s.Judged = map[anomaly.EpisodeKey]int64{{Type: 3, Subject: "d"}: 9}
+	s.Closed = map[anomaly.EpisodeKey][]anomaly.Span{{Type: 1, Subject: "p"}: {{Start: 4, Last: 6}}, {Type: 3, Subject: "d"}: {{Start: 1, Last: 2}}}
+	b, _ = s.AppendBinary(nil)
 	f.Add(b)
 	f.Add([]byte{1, 0, 0, 0})
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})

@@ -65,7 +65,13 @@ func (c *codecCtx) Emit(topic goka.Stream, key string, v any, _ ...goka.ContextO
 // BenchmarkOnVitals measures the anomaly group's callback per single
 // vitals record as goka runs it, without Kafka: decode the record, decode
 // the device's state, score, encode the score record and the state.
-func BenchmarkOnVitals(b *testing.B) {
+func BenchmarkOnVitals(b *testing.B) { benchOnVitals(b, false) }
+
+// BenchmarkOnVitalsAfterEpisodes is BenchmarkOnVitals for a patient whose
+// state remembers closed emergency and warning episodes.
+func BenchmarkOnVitalsAfterEpisodes(b *testing.B) { benchOnVitals(b, true) }
+
+func benchOnVitals(b *testing.B, episodes bool) {
 	p, err := New(DefaultConfig(), WithClock(func() time.Time { return time.Unix(1_700_000_000, 0) }))
 	if err != nil {
 		b.Fatal(err)
@@ -78,6 +84,17 @@ func BenchmarkOnVitals(b *testing.B) {
 		readings[i], _ = codec.Marshal(v)
 	}
 	ctx := &codecCtx{key: "mon-1"}
+	if episodes {
+		for i, hr := range []float64{185, 80, 155, 80, 186, 80} {
+			v := &pb.VitalsTelemetry{Meta: &pb.Meta{Tenant: "bench", EventId: fmt.Sprint("e", i), EventTimeMs: int64(i-10) * 1000}, DeviceId: "mon-1",
+				PatientId: "p-1", Kind: "vitals", HeartRate: hr, Present: []string{"heart_rate"}}
+			raw, _ := codec.Marshal(v)
+			p.onVitals(ctx, raw)
+		}
+		if st, _ := DecodeState(ctx.stored); len(st.Closed) != 2 {
+			b.Fatalf("closed episodes %v", st.Closed)
+		}
+	}
 	for i := range 200 { // past the baseline's warm-up
 		p.onVitals(ctx, readings[i%len(readings)])
 	}

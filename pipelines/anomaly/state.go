@@ -29,11 +29,20 @@ type State struct {
 	// device's buffer flushed late) opens no episode the newer one found
 	// over. The vitals conditions have their baseline's newest reading.
 	Judged map[EpisodeKey]int64
+	// Closed are, per condition (vitals emergency and warning, low
+	// battery, device offline: alert type and subject), the episodes that
+	// ended, newest first, at most [MaxPrevEpisodes]: Start is the
+	// episode's start (its alert id's), Last the event time of the reading
+	// that ended it, or of the next episode known after it for an episode
+	// reported late. A late reading within one (Start <= ev <= Last: a
+	// redelivery, a late part of a known episode) changes nothing.
+	Closed map[EpisodeKey][]Span
 }
 
 // judge notes that an event at ev judged the device condition t of
-// subject and reports whether a newer event judged it before.
-func (s *State) judge(t pb.AlertType, subject string, ev int64) (late bool) {
+// subject. It reports whether a newer event judged it before (late) and
+// the newest event time that judged it before this one.
+func (s *State) judge(t pb.AlertType, subject string, ev int64) (judged int64, late bool) {
 	k := EpisodeKey{Type: int32(t), Subject: subject}
 	judged, known := s.Judged[k]
 	if !known || ev > judged {
@@ -42,7 +51,38 @@ func (s *State) judge(t pb.AlertType, subject string, ev int64) (late bool) {
 		}
 		s.Judged[k] = ev
 	}
-	return known && ev < judged
+	return judged, known && ev < judged
+}
+
+// closedAt reports whether ev lies within a closed episode of k.
+func (s *State) closedAt(k EpisodeKey, ev int64) bool {
+	for _, c := range s.Closed[k] {
+		if c.Start <= ev && ev <= c.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// addClosed remembers the closed episode span of condition k, merged with
+// the ones it overlaps or touches, newest first, keeping the latest
+// MaxPrevEpisodes (a fresh slice: the decoded state's is not shared).
+func (s *State) addClosed(k EpisodeKey, span Span) {
+	old := s.Closed[k]
+	out := make([]Span, 0, len(old)+1)
+	for _, c := range old {
+		if c.Start <= span.Last && span.Start <= c.Last {
+			span = Span{Start: min(span.Start, c.Start), Last: max(span.Last, c.Last)}
+			continue
+		}
+		out = append(out, c)
+	}
+	out = append(out, span)
+	slices.SortFunc(out, func(a, b Span) int { return cmp.Compare(b.Start, a.Start) })
+	if s.Closed == nil {
+		s.Closed = map[EpisodeKey][]Span{}
+	}
+	s.Closed[k] = out[:min(len(out), MaxPrevEpisodes)]
 }
 
 // EpisodeKey names an open episode: the alert type number and the subject
@@ -68,20 +108,23 @@ type Episode struct {
 }
 
 // Span is an earlier episode: its window start (the alert id's) and its
-// latest event, Unix ms.
+// latest event (for a closed condition episode in [State.Closed]: its
+// end), Unix ms.
 type Span struct{ Start, Last int64 }
 
-// MaxPrevEpisodes is how many earlier episodes of a device event a state
-// keeps per alert type.
+// MaxPrevEpisodes is how many earlier episodes of a device event, and
+// closed episodes of a condition, a state keeps per alert type and
+// subject.
 const MaxPrevEpisodes = 8
 
 // stateVersion is the format AppendBinary writes. Versions 1 (episodes
 // keyed by type alone, without their subject type), 2 (without the
 // previous episode), 3 (one previous episode), 4 (baselines without
-// the newest reading learned) and 5 (without the judged conditions) are
-// still read.
+// the newest reading learned), 5 (without the judged conditions) and 6
+// (without the closed condition episodes) are still read.
 const (
-	stateVersion   = 6
+	stateVersion   = 7
+	stateVersionV6 = 6
 	stateVersionV1 = 1
 	stateVersionV2 = 2
 	stateVersionV3 = 3
@@ -111,6 +154,9 @@ func (StateCodec) Encode(v any) ([]byte, error) {
 	}
 	for k := range s.Judged {
 		n += 16 + len(k.Subject)
+	}
+	for k, c := range s.Closed {
+		n += 8 + len(k.Subject) + 20*len(c)
 	}
 	return s.AppendBinary(make([]byte, 0, n))
 }
@@ -151,6 +197,22 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 		b = binary.AppendVarint(b, int64(k.Type))
 		b = appendString(b, k.Subject)
 		b = binary.AppendVarint(b, s.Judged[k])
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Closed)))
+	keys = keys[:0]
+	for k := range s.Closed {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		b = binary.AppendVarint(b, int64(k.Type))
+		b = appendString(b, k.Subject)
+		c := s.Closed[k]
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		for _, sp := range c {
+			b = binary.AppendVarint(b, sp.Start)
+			b = binary.AppendVarint(b, sp.Last)
+		}
 	}
 	return b, nil
 }
@@ -250,6 +312,36 @@ func (r *reader) str() string {
 	return s
 }
 
+// names are the names a state decoding read so far: subjects repeat
+// them (a subject is usually a patient's or the device's name).
+type names struct {
+	buf [8]string
+	n   int
+}
+
+// name reads a string like str, returning one of known when the bytes
+// equal it, else adding the new string to known while it has room.
+func (r *reader) name(known *names) string {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errShort
+		return ""
+	}
+	bs := r.b[:n]
+	r.b = r.b[n:]
+	for _, k := range known.buf[:known.n] {
+		if k == string(bs) {
+			return k
+		}
+	}
+	t := string(bs)
+	if known.n < len(known.buf) {
+		known.buf[known.n] = t
+		known.n++
+	}
+	return t
+}
+
 // lastTenant is the tenant of the state decoded last (tenants repeat).
 var lastTenant atomic.Pointer[string]
 
@@ -297,6 +389,8 @@ func DecodeState(b []byte) (*State, error) {
 	}{}
 	s := &one.s
 	s.Tenant = r.tenant()
+	// The names read so far: subjects repeat them.
+	var known names
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d patients cannot fit", len(b), n)
@@ -305,7 +399,7 @@ func DecodeState(b []byte) (*State, error) {
 		s.Patients = make(map[string]*Baseline, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		k := r.str()
+		k := r.name(&known)
 		p := &one.b
 		if i > 0 {
 			p = &Baseline{}
@@ -344,7 +438,7 @@ func DecodeState(b []byte) (*State, error) {
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		k := EpisodeKey{Type: int32(r.varint())}
 		e := Episode{Start: r.varint(), Last: r.varint()}
-		k.Subject = r.str()
+		k.Subject = r.name(&known)
 		if format >= stateVersionV2 {
 			e.SubjectType = r.str()
 		}
@@ -370,7 +464,7 @@ func DecodeState(b []byte) (*State, error) {
 		}
 		s.Episodes[k] = e
 	}
-	if format >= stateVersion && r.err == nil {
+	if format >= stateVersionV6 && r.err == nil {
 		n = r.uvarint()
 		if n > uint64(len(r.b)) {
 			return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d judged conditions cannot fit", len(b), n)
@@ -380,12 +474,45 @@ func DecodeState(b []byte) (*State, error) {
 		}
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			k := EpisodeKey{Type: int32(r.varint())}
-			k.Subject = r.str()
+			k.Subject = r.name(&known)
 			ev := r.varint()
 			if _, dup := s.Judged[k]; dup && r.err == nil {
 				return nil, fmt.Errorf("decoding anomaly state (%d bytes): condition %d/%q judged twice", len(b), k.Type, k.Subject)
 			}
 			s.Judged[k] = ev
+		}
+	}
+	if format >= stateVersion && r.err == nil {
+		n = r.uvarint()
+		if n > uint64(len(r.b)) {
+			return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d closed conditions cannot fit", len(b), n)
+		}
+		// Every condition's spans in one slab (a span takes 2 bytes or more).
+		var slab []Span
+		if n > 0 {
+			s.Closed = make(map[EpisodeKey][]Span, n)
+			slab = make([]Span, 0, min(uint64(len(r.b)/2), n*MaxPrevEpisodes))
+		}
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			k := EpisodeKey{Type: int32(r.varint())}
+			k.Subject = r.name(&known)
+			np := r.uvarint()
+			if np == 0 || np > MaxPrevEpisodes {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): %d closed episodes, 1 to %d", len(b), np, MaxPrevEpisodes)
+			}
+			from := len(slab)
+			for range np {
+				if r.err != nil || len(slab) == cap(slab) {
+					r.err = cmp.Or(r.err, errShort)
+					break
+				}
+				slab = append(slab, Span{Start: r.varint(), Last: r.varint()})
+			}
+			c := slab[from:len(slab):len(slab)]
+			if _, dup := s.Closed[k]; dup && r.err == nil {
+				return nil, fmt.Errorf("decoding anomaly state (%d bytes): closed condition %d/%q twice", len(b), k.Type, k.Subject)
+			}
+			s.Closed[k] = c
 		}
 	}
 	if r.err != nil {
