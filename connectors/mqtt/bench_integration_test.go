@@ -23,7 +23,8 @@ import (
 // Metrics: msgs/s and readings/s end to end, and the connector process's
 // readings per CPU-second (per core). Run with -benchtime=1x; the message
 // count is WARDSTREAM_MQTT_BENCH_MSGS (default 60000 publishes; batch100
-// publishes a tenth as many batches of 100 readings).
+// publishes a tenth as many batches of 100 readings), the number of
+// simulated devices WARDSTREAM_MQTT_BENCH_DEVICES (default 20).
 func BenchmarkIntegrationThroughput(b *testing.B) {
 	n := 60000
 	if v, err := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_MSGS")); err == nil && v > 0 {
@@ -52,7 +53,13 @@ func throughputRun(b *testing.B, qos byte, batch, pubs int) {
 	if batch > 0 {
 		readings = int64(pubs) * int64(batch)
 	}
+	// WARDSTREAM_MQTT_BENCH_DEVICES: simulated devices (default 20; at
+	// QoS 1 with one reading per publish 20 devices are the limit, more
+	// drive the broker towards its own).
 	devices := 20
+	if v, err := strconv.Atoi(os.Getenv("WARDSTREAM_MQTT_BENCH_DEVICES")); err == nil && v > 0 {
+		devices = v
+	}
 	var acked atomic.Int64
 	var published atomic.Int64 // ns after start when the devices were done
 	b.ResetTimer()
