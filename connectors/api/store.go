@@ -85,7 +85,12 @@ type DoseFilter struct {
 	Ward      string
 	// From and To bound the scheduled time, [From, To).
 	From, To time.Time
-	Limit    int
+	// LocalDate (YYYY-MM-DD) keeps doses of that local day of their
+	// patient (local_date), "" every day. The scheduled time of a local
+	// day lies within a day either side of it, so From and To must still
+	// bound it (wider).
+	LocalDate string
+	Limit     int
 }
 
 // AnomalyFilter selects anomaly scores.
