@@ -112,7 +112,8 @@ type WardAdherence struct {
 	Taken    int64   `json:"taken"`
 	Missed   int64   `json:"missed"`
 	Ratio    float64 `json:"ratio"`
-	// Ratio7d is the mean of the patients' 7-day ratios that day.
+	// Ratio7d is taken over due, each summed over the ward's patients and
+	// the seven days ending that day (not a mean of per-patient ratios).
 	Ratio7d float64 `json:"ratio7d"`
 }
 
