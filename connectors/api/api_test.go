@@ -489,7 +489,7 @@ func TestWriteFailures(t *testing.T) {
 func TestReads(t *testing.T) {
 	h := newHarness(t, nil)
 	ta := "hospital-a"
-	h.store.missed[ta] = []*pb.DoseOutcome{{DoseId: "d1", PatientId: "p-1", MedicationId: "m-1", Ward: "ward-1", Outcome: pb.Outcome_MISSED, ScheduledTimeMs: testNow.Add(-time.Hour).UnixMilli()}}
+	h.store.missed[ta] = []*pb.DoseOutcome{{DoseId: "d1", PatientId: "p-1", MedicationId: "m-1", Ward: "ward-1", Outcome: pb.Outcome_MISSED, LocalDate: "2026-03-10", ScheduledTimeMs: testNow.Add(-time.Hour).UnixMilli()}}
 	h.store.adherence[ta] = []*pb.AdherenceWindow{{PatientId: "p-1", MedicationId: "m-1", Day: "2026-03-10", DailyDue: 2, DailyTaken: 1, DailyRatio: 0.5}}
 	h.store.wards[ta] = []api.WardAdherence{{Ward: "ward-1", Day: "2026-03-10", Patients: 3, Due: 6, Taken: 5, Missed: 1, Ratio: 5.0 / 6}}
 	h.store.anomalies[ta] = []*pb.AnomalyScore{{DeviceId: "mon-1", Score: 8.5, Level: "EMERGENCY"}, {DeviceId: "mon-2", Score: 2}}

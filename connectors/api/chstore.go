@@ -353,6 +353,10 @@ func (c *ClickHouseStore) MissedDoses(ctx context.Context, tenant string, f Dose
 		outer = " AND l_ward = ?"
 		args = append(args, f.Ward)
 	}
+	if f.LocalDate != "" {
+		outer += " AND l_day = toDate(?)"
+		args = append(args, f.LocalDate)
+	}
 	args = append(args, f.Limit)
 	q := `SELECT dose_id, l_patient, l_medication, l_device, l_ward, l_scheduled, toString(l_day), l_version
 FROM (SELECT dose_id, argMax(outcome, version) AS l_outcome, argMax(patient_id, version) AS l_patient,

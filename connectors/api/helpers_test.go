@@ -119,7 +119,8 @@ func (f *fakeStore) MissedDoses(_ context.Context, tenant string, flt api.DoseFi
 	}
 	var out []*pb.DoseOutcome
 	for _, d := range f.missed[tenant] {
-		if (flt.PatientID == "" || d.PatientId == flt.PatientID) && (flt.Ward == "" || d.Ward == flt.Ward) {
+		if (flt.PatientID == "" || d.PatientId == flt.PatientID) && (flt.Ward == "" || d.Ward == flt.Ward) &&
+			(flt.LocalDate == "" || d.LocalDate == flt.LocalDate) {
 			out = append(out, d)
 		}
 	}

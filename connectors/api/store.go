@@ -85,7 +85,12 @@ type DoseFilter struct {
 	Ward      string
 	// From and To bound the scheduled time, [From, To).
 	From, To time.Time
-	Limit    int
+	// LocalDate (YYYY-MM-DD) keeps doses of that local day of their
+	// patient (local_date), "" every day. The scheduled time of a local
+	// day lies within a day either side of it, so From and To must still
+	// bound it (wider).
+	LocalDate string
+	Limit     int
 }
 
 // AnomalyFilter selects anomaly scores.
@@ -107,7 +112,8 @@ type WardAdherence struct {
 	Taken    int64   `json:"taken"`
 	Missed   int64   `json:"missed"`
 	Ratio    float64 `json:"ratio"`
-	// Ratio7d is the mean of the patients' 7-day ratios that day.
+	// Ratio7d is taken over due, each summed over the ward's patients and
+	// the seven days ending that day (not a mean of per-patient ratios).
 	Ratio7d float64 `json:"ratio7d"`
 }
 

@@ -21,7 +21,8 @@ type Dashboard struct {
 	Today string `json:"today"`
 	// Wards is each ward's adherence today.
 	Wards []WardAdherence `json:"wards"`
-	// MissedToday are today's missed doses, newest first (at most 100).
+	// MissedToday are the missed doses whose patient-local date is Today,
+	// newest first (at most 100).
 	MissedToday []json.RawMessage `json:"missedToday"`
 	// OpenAlerts are OPEN and ESCALATED alerts, newest first (at most 100).
 	OpenAlerts []json.RawMessage `json:"openAlerts"`
@@ -69,7 +70,10 @@ func (s *Server) dashboard(ctx context.Context, tenant string) *Dashboard {
 		return err
 	})
 	panel("missedToday", func() error {
-		rows, err := s.store.MissedDoses(ctx, tenant, DoseFilter{From: today, To: now.Add(time.Minute), Limit: 100})
+		// Today's doses by the patient's local date, as the wards panel
+		// counts them (not those scheduled since midnight here).
+		rows, err := s.store.MissedDoses(ctx, tenant, DoseFilter{From: today.AddDate(0, 0, -1), To: today.AddDate(0, 0, 2),
+			LocalDate: d.Today, Limit: 100})
 		d.MissedToday = pbList(rows)
 		return err
 	})
