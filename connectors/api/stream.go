@@ -73,7 +73,7 @@ func (s *Server) dashboard(ctx context.Context, tenant string) *Dashboard {
 		// Today's doses by the patient's local date, as the wards panel
 		// counts them (not those scheduled since midnight here).
 		rows, err := s.store.MissedDoses(ctx, tenant, DoseFilter{From: today.AddDate(0, 0, -1), To: today.AddDate(0, 0, 2),
-			LocalDate: d.Today, Limit: 100})
+			LocalDate: d.Today, Limit: 100}) // web/app.js shows a full list as "100+"
 		d.MissedToday = pbList(rows)
 		return err
 	})

@@ -122,7 +122,8 @@ function render(d) {
   }, "no open alerts");
 
   const missed = d.missedToday || [];
-  $("#missed-count").textContent = missed.length;
+  // The snapshot lists at most 100 (stream.go): a full list means more.
+  $("#missed-count").textContent = missed.length >= 100 ? "100+" : missed.length;
   fill("#missed", missed, (tr, m) => {
     cell(tr, clock(m.scheduledTimeMs)); cell(tr, m.patientId); cell(tr, m.medicationId); cell(tr, m.ward);
   }, "no missed doses today");
