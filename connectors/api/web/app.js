@@ -103,7 +103,7 @@ function render(d) {
   for (const id of state.acked.keys()) {
     if (!alerts.some((a) => a.alertId === id)) state.acked.delete(id);
   }
-  $("#alert-count").textContent = alerts.length;
+  $("#alert-count").textContent = alerts.length >= 100 ? "100+" : alerts.length;
   fill("#alerts", alerts, (tr, a) => {
     tr.dataset.alertId = a.alertId;
     cell(tr, a.priority, "p-" + a.priority); cell(tr, a.alertType);
