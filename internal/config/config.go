@@ -459,6 +459,9 @@ func (r *Root) Validate() error {
 }
 
 func splitHostPort(s string) (string, int, error) {
+	if strings.ContainsAny(s, " \t\r\n") {
+		return "", 0, errors.New("contains white space")
+	}
 	i := strings.LastIndexByte(s, ':')
 	if i <= 0 || i == len(s)-1 {
 		return "", 0, errors.New("missing port")
