@@ -295,3 +295,72 @@ func TestMissedWatchWithoutLiveMissedDoses(t *testing.T) {
 		t.Errorf("missed_alert %+v with no live missed dose, want method none", got)
 	}
 }
+
+// correctness.alerts matched MISSED_DOSE alerts by their number per
+// patient and medication: a missed dose without its alert went unseen
+// when another dose of the same medication (one the patient took) had an
+// unresolved MISSED_DOSE alert in its place, and the check read all right.
+func TestMissedAlertsMatchedByDose(t *testing.T) {
+	sc := DefaultScenario()
+	sc.Name = "t"
+	sc.Pillcases.Count = 4
+	sc.Pillcases.Medications = 1
+	sc.Pillcases.Profiles = map[string]float64{ProfileForgetful: 1}
+	start := time.Date(2026, 3, 10, 12, 0, 30, 0, time.UTC)
+	f, err := NewFleet(&sc, "r1", "bench-r1", start, start.Add(60*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.Expect(nil)
+	var outcomes, adherence, alertRows [][]any
+	swapped := false
+	for _, p := range f.Patients {
+		for _, m := range p.Meds {
+			var missed, taken []*Dose
+			for _, d := range m.Doses {
+				outcomes = append(outcomes, []any{p.ID, m.ID, uint32(d.Scheduled.Unix()), d.Expected.String()})
+				if d.Expected == pb.Outcome_MISSED {
+					missed = append(missed, d)
+				} else {
+					taken = append(taken, d)
+				}
+			}
+			a := want.Adherence[p.ID+"|"+m.ID]
+			adherence = append(adherence, []any{p.ID, m.ID, int32(a[0]), int32(a[1]), int32(a[0]), int32(a[1])})
+			for i, d := range missed {
+				at := d.Scheduled
+				if !swapped && i == 0 && len(taken) > 0 {
+					// The missed dose's alert is absent; a taken dose's is open.
+					at, swapped = taken[0].Scheduled, true
+				}
+				alertRows = append(alertRows, []any{missedID(p.ID, m.ID, at), "MISSED_DOSE", "OPEN", p.ID, m.ID, ""})
+			}
+		}
+	}
+	if !swapped {
+		t.Fatal("no medication with both a missed and a taken dose: adjust the scenario")
+	}
+	fake := &fakeCH{answer: func(q string, _ []any) [][]any {
+		switch {
+		case strings.Contains(q, "dose_outcomes"):
+			return outcomes
+		case strings.Contains(q, "adherence"):
+			return adherence
+		case strings.Contains(q, "alerts"):
+			return alertRows
+		}
+		return nil
+	}}
+	h := &harness{o: Options{Stage: StageAll, Roles: "none"}, res: &Results{}, runID: "r1", tenant: "bench-r1",
+		obs: &Observer{conn: fake, tenant: "bench-r1", runID: "r1"}}
+	c, err := h.correctness(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DoseOutcomes.OK() || !c.Adherence.OK() {
+		t.Fatalf("outcomes %+v, adherence %+v: want both right", c.DoseOutcomes, c.Adherence)
+	}
+	if c.Alerts.OK() || c.Alerts.Missing != 1 || c.Alerts.Unexpected+c.Alerts.Wrong != 1 {
+		t.Errorf("alerts %+v: want 1 missing (the missed dose's) and 1 wrong or unexpected (the taken dose's)", c.Alerts)
+	}
+}

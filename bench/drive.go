@@ -821,34 +821,40 @@ func (h *harness) correctness(ctx context.Context, fleet *Fleet) (*Correctness, 
 	if err != nil {
 		return c, err
 	}
-	openMissed := map[string]int{}
+	// MISSED_DOSE alerts are matched to the doses by id: a missing alert
+	// is not made up for by another dose's alert of the same medication.
+	openMissed := map[string]AlertRow{}
 	pumpAlert := map[string]bool{}
 	for _, a := range alerts {
 		switch a.Type {
 		case pb.AlertType_MISSED_DOSE.String():
 			if a.State != pb.AlertState_RESOLVED.String() {
-				openMissed[a.PatientID+"|"+a.MedicationID]++
+				openMissed[missedAlertKey(a.AlertID)] = a
 			}
 		case pb.AlertType_PUMP_FAILURE.String():
 			pumpAlert[a.DeviceID] = true
 		}
 	}
-	for k, n := range want.MissedAlerts {
-		c.Alerts.Expected += n
-		g := openMissed[k]
-		c.Alerts.Matched += min(g, n)
-		if g < n {
-			c.Alerts.Missing += n - g
-			c.Alerts.example("%s: %d unresolved MISSED_DOSE alert(s), expected %d", k, g, n)
-		} else if g > n {
-			c.Alerts.Wrong += g - n
-			c.Alerts.example("%s: %d unresolved MISSED_DOSE alert(s), expected %d", k, g, n)
+	for _, id := range slices.Sorted(maps.Keys(want.MissedAlertIDs)) {
+		c.Alerts.Expected++
+		if _, ok := openMissed[id]; ok {
+			c.Alerts.Matched++
+			delete(openMissed, id)
+		} else {
+			c.Alerts.Missing++
+			c.Alerts.example("no unresolved MISSED_DOSE alert %s for a missed dose", id)
 		}
-		delete(openMissed, k)
 	}
-	for k, g := range openMissed {
-		c.Alerts.Unexpected += g
-		c.Alerts.example("%s: %d unresolved MISSED_DOSE alert(s), expected none", k, g)
+	// An unresolved alert of a dose that was not missed: wrong where the
+	// medication has missed doses, unexpected where it has none.
+	for _, id := range slices.Sorted(maps.Keys(openMissed)) {
+		a := openMissed[id]
+		if want.MissedAlerts[a.PatientID+"|"+a.MedicationID] > 0 {
+			c.Alerts.Wrong++
+		} else {
+			c.Alerts.Unexpected++
+		}
+		c.Alerts.example("unresolved MISSED_DOSE alert %s for a dose not missed", id)
 	}
 	for id := range want.PumpFailures {
 		c.Alerts.Expected++
@@ -865,7 +871,7 @@ func (h *harness) correctness(ctx context.Context, fleet *Fleet) (*Correctness, 
 		c.Alerts.Unexpected++
 		c.Alerts.example("PUMP_FAILURE alert for %s, which did not fail", id)
 	}
-	c.Note = "Dose outcomes: final (highest version) outcome per dose vs the simulator's plan; adherence: latest daily and 7-day due/taken of the run's day; alerts: unresolved MISSED_DOSE alerts per patient and medication vs doses finally missed, plus one PUMP_FAILURE alert per failing pump (one for a pump that did not fail is unexpected). PDC and LOW_ADHERENCE/vitals alerts are not checked."
+	c.Note = "Dose outcomes: final (highest version) outcome per dose vs the simulator's plan; adherence: latest daily and 7-day due/taken of the run's day; alerts: one unresolved MISSED_DOSE alert per dose finally missed, matched by alert id, plus one PUMP_FAILURE alert per failing pump (one for a pump that did not fail is unexpected). PDC and LOW_ADHERENCE/vitals alerts are not checked."
 	return c, nil
 }
 

@@ -535,6 +535,10 @@ type Expectations struct {
 	// MissedAlerts maps patient|medication to the number of doses finally
 	// missed (each must have a MISSED_DOSE alert that is not resolved).
 	MissedAlerts map[string]int
+	// MissedAlertIDs is the set of the MISSED_DOSE alert ids (less their
+	// slot, see MissedAlertKey) of the doses finally missed: the checker
+	// matches alerts to doses by id, not by their number.
+	MissedAlertIDs map[string]bool
 	// PumpFailures is the set of pumps that reported PUMP_FAILURE.
 	PumpFailures map[string]bool
 	// LiveMissed are the live doses finally missed: their MISSED alerts are
@@ -578,7 +582,7 @@ func DoseKey(patient, med string, scheduled time.Time) string {
 func (f *Fleet) Expect(failedPumps map[string]bool) Expectations {
 	pc := f.sc.Pillcases
 	grace := time.Duration(pc.GraceMinutes) * time.Minute
-	e := Expectations{Doses: map[string]pb.Outcome{}, Adherence: map[string][2]int{}, MissedAlerts: map[string]int{}, PumpFailures: failedPumps}
+	e := Expectations{Doses: map[string]pb.Outcome{}, Adherence: map[string][2]int{}, MissedAlerts: map[string]int{}, MissedAlertIDs: map[string]bool{}, PumpFailures: failedPumps}
 	for _, p := range f.Patients {
 		for _, m := range p.Meds {
 			k := p.ID + "|" + m.ID
@@ -590,6 +594,7 @@ func (f *Fleet) Expect(failedPumps map[string]bool) Expectations {
 					taken++
 				} else {
 					e.MissedAlerts[k]++
+					e.MissedAlertIDs[MissedAlertKey(p.ID, m.ID, d.Scheduled)] = true
 					if d.Live {
 						e.LiveMissed = append(e.LiveMissed, LiveMissed{PatientID: p.ID, MedicationID: m.ID, Scheduled: d.Scheduled, Due: d.Scheduled.Add(grace)})
 					}

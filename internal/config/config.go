@@ -382,6 +382,12 @@ func (r *Root) Validate() error {
 	if r.Kafka.MaxBufferedRecords < 1 {
 		add("kafka.max_buffered_records", "must be >= 1")
 	}
+	if r.Kafka.MaxBufferedBytes < 0 {
+		add("kafka.max_buffered_bytes", "must be >= 0 (0: the client's default)")
+	}
+	if r.Kafka.Linger.D() < 0 {
+		add("kafka.linger", "%v must not be negative", r.Kafka.Linger.D())
+	}
 	if r.Kafka.FetchMinBytes < 1 {
 		add("kafka.fetch_min_bytes", "must be >= 1")
 	}
@@ -420,6 +426,9 @@ func (r *Root) Validate() error {
 	if r.ClickHouse.Sharded && r.ClickHouse.Cluster == "" {
 		add("clickhouse.sharded", "needs clickhouse.cluster (the cluster whose shards hold the tables)")
 	}
+	if d := r.ClickHouse.DialTimeout.D(); d <= 0 {
+		add("clickhouse.dial_timeout", "%v must be > 0", d)
+	}
 	if r.ClickHouse.Database == "" {
 		add("clickhouse.database", "must not be empty")
 	}
@@ -450,6 +459,9 @@ func (r *Root) Validate() error {
 }
 
 func splitHostPort(s string) (string, int, error) {
+	if strings.ContainsAny(s, " \t\r\n") {
+		return "", 0, errors.New("contains white space")
+	}
 	i := strings.LastIndexByte(s, ':')
 	if i <= 0 || i == len(s)-1 {
 		return "", 0, errors.New("missing port")

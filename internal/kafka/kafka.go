@@ -263,8 +263,9 @@ func PartitionsFor(cfg config.Kafka, t topics.Topic) int32 {
 }
 
 // ApplyTopics creates every catalog topic that is missing and brings the
-// configs of existing ones in line (idempotent). Partition counts are only
-// ever raised, never lowered.
+// configs of existing ones in line (idempotent). Partition counts of
+// existing topics are never changed: lowering is impossible, and raising
+// a keyed topic's moves its keys (an error names the topic).
 func ApplyTopics(ctx context.Context, adm *kadm.Client, cfg config.Kafka, log *slog.Logger) ([]TopicResult, error) {
 	all := topics.All()
 	names := make([]string, len(all))
@@ -298,15 +299,13 @@ func ApplyTopics(ctx context.Context, adm *kadm.Client, cfg config.Kafka, log *s
 		action := "unchanged"
 		var perr error
 		if have := int32(len(td.Partitions)); have < parts {
-			rs, err := adm.UpdatePartitions(ctx, int(parts), t.Name)
-			if err == nil {
-				err = rs.Error()
-			}
-			if err != nil {
-				perr = fmt.Errorf("raising partitions of %s to %d: %w", t.Name, parts, err)
-				errs = append(errs, perr)
-			}
-			action = "updated"
+			// Every catalog topic is keyed: more partitions remap keys,
+			// which breaks goka's co-partitioning with its tables and
+			// leaves a compacted topic's old values in their old
+			// partitions. Refused; the count stays as it is.
+			perr = fmt.Errorf("raising partitions of %s from %d to %d: refused: the topic is keyed by %s and more partitions move keys to other partitions (goka tables, compacted topics); keep kafka.partitions at %d or recreate the topics and group tables",
+				t.Name, have, parts, t.Key, have)
+			errs = append(errs, perr)
 		}
 		var alters []kadm.AlterConfig
 		for k, v := range t.Configs() {

@@ -49,7 +49,7 @@ func TestSASLPasswordEnvUnset(t *testing.T) {
 	}
 }
 
-// TestApplyTopicsPartitionErrors: ApplyTopics ignores the per-topic
+// TestApplyTopicsPartitionErrors: ApplyTopics ignored the per-topic
 // errors of CreatePartitions: a topic whose partitions could not be raised
 // is reported "updated" with no error, and `topics apply` exits 0.
 func TestApplyTopicsPartitionErrors(t *testing.T) {
@@ -124,6 +124,47 @@ func TestSaramaSCRAMAuthenticates(t *testing.T) {
 				t.Errorf("topics after SCRAM: %v %v", topics, err)
 			}
 			cl.Close()
+		}
+	}
+}
+
+// Every catalog topic is keyed (goka tables, co-partitioned inputs,
+// compacted latest-per-key topics): raising an existing topic's partition
+// count remaps keys to other partitions, so goka groups refuse to start
+// (inputs no longer co-partitioned with their tables) and a compacted
+// topic keeps a key's old value in its old partition. `topics apply`
+// raised them; it must refuse and leave the count as it is.
+func TestApplyTopicsRefusesToRepartitionKeyedTopics(t *testing.T) {
+	var names []string
+	for _, tp := range topics.All() {
+		names = append(names, tp.Name)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, names...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := config.Default().Kafka
+	cfg.Brokers = c.ListenAddrs()
+	cfg.Partitions = 4
+	cl, err := kafka.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	if _, err := kafka.ApplyTopics(ctx, adm, cfg, nil); err == nil {
+		t.Error("ApplyTopics raised keyed topics from 2 to 4 partitions without an error")
+	}
+	td, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if got := len(td[n].Partitions); got != 2 {
+			t.Errorf("%s has %d partitions after apply, want 2 (unchanged)", n, got)
 		}
 	}
 }

@@ -197,6 +197,10 @@ func loadLocation(name string) (*time.Location, error) {
 	if l, ok := locations.Load(name); ok {
 		return l.(*time.Location), nil
 	}
+	if name == "Local" {
+		// time.LoadLocation's "Local" is the computing host's zone.
+		return nil, errors.New(`"Local" is the host's zone, not a fixed one`)
+	}
 	l, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, err
