@@ -507,7 +507,11 @@ func TestReads(t *testing.T) {
 		{"/api/v1/alerts?state=OPEN", []string{`"alertId":"a1"`, `"state":"OPEN"`, `"alertType":"MISSED_DOSE"`}, []string{"a2"}},
 		{"/api/v1/alerts/a2", []string{`"state":"ACKNOWLEDGED"`}, nil},
 		{"/api/v1/patients/p-1/missed-doses", []string{`"doseId":"d1"`, `"outcome":"MISSED"`}, nil},
-		{"/api/v1/wards/ward-1/missed-doses?from=2026-03-01&to=2026-03-11", []string{`"doseId":"d1"`, `"from":"2026-03-01T00:00:00Z"`}, nil},
+		{"/api/v1/wards/ward-1/missed-doses?from=2026-03-01&to=2026-03-11", []string{`"doseId":"d1"`, `"from":"2026-03-01T00:00:00Z"`, `"to":"2026-03-12T00:00:00Z"`}, nil},
+		// A date as to includes that day, as the adherence routes' to does:
+		// from=D&to=D is day D (it was refused: from not before to).
+		{"/api/v1/wards/ward-1/missed-doses?from=2026-03-10&to=2026-03-10", []string{`"from":"2026-03-10T00:00:00Z"`, `"to":"2026-03-11T00:00:00Z"`}, nil},
+		{"/api/v1/wards/ward-1/missed-doses?from=2026-03-10T00:00:00Z&to=2026-03-10T12:00:00Z", []string{`"to":"2026-03-10T12:00:00Z"`}, nil},
 		{"/api/v1/patients/p-1/adherence?from=2026-03-01", []string{`"dailyRatio":0.5`, `"from":"2026-03-01"`, `"to":"2026-03-10"`}, nil},
 		{"/api/v1/wards/adherence", []string{`"ward":"ward-1"`, `"missed":1`}, nil},
 		{"/api/v1/wards/ward-1/adherence", []string{`"patients":3`}, nil},

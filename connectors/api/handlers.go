@@ -163,6 +163,13 @@ func (rc *reqCtx) timeParam(name string, def time.Time) (time.Time, error) {
 	return time.Time{}, errf(http.StatusBadRequest, "query %s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", name, v)
 }
 
+// isDate reports whether a time parameter's value is a YYYY-MM-DD date
+// (not an RFC 3339 time).
+func isDate(v string) bool {
+	_, err := time.Parse(time.DateOnly, v)
+	return err == nil
+}
+
 // dayRange parses from/to days (YYYY-MM-DD); default the last 30 days.
 func (rc *reqCtx) dayRange() (time.Time, time.Time, error) {
 	today := startOfDay(rc.s.now().In(rc.s.loc))
@@ -835,6 +842,11 @@ func (s *Server) missedDoses(rc *reqCtx, f DoseFilter) (int, any, error) {
 	}
 	if f.To, err = rc.timeParam("to", now.Add(time.Minute)); err != nil {
 		return 0, nil, err
+	}
+	if isDate(rc.r.URL.Query().Get("to")) {
+		// A date as to includes that day, as on the adherence routes:
+		// from=D&to=D is day D. The bound is the next day's midnight.
+		f.To = f.To.AddDate(0, 0, 1)
 	}
 	if !f.From.Before(f.To) {
 		return 0, nil, errf(http.StatusBadRequest, "from must be before to")
