@@ -263,6 +263,10 @@ func (cam *camera) session(ctx context.Context) error {
 		return stageErr("connect", fmt.Errorf("%s: %w", redact(raw), err))
 	}
 	defer cl.Close()
+	// The client's requests take no context: closing it on ctx's end
+	// unblocks a DESCRIBE, SETUP or PLAY that a silent camera would
+	// otherwise hold up to the read timeout, and with it shutdown.
+	defer context.AfterFunc(ctx, cl.Close)()
 	desc, _, err := cl.Describe(u)
 	if err != nil {
 		return stageErr("describe", fmt.Errorf("%s: %w", redact(raw), err))
