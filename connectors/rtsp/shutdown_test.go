@@ -66,3 +66,29 @@ func TestShutdownWithSilentCamera(t *testing.T) {
 		t.Fatal("Run did not return within 20s of cancel (waits for the camera's read timeout)")
 	}
 }
+
+// TestUnknownPersonClass: events.person_class or a camera's
+// class_confidence naming no class of the model makes Run fail with a
+// clear error instead of running without ever raising a person event.
+func TestUnknownPersonClass(t *testing.T) {
+	lib := rtsptest.NeedRuntime(t)
+	for name, mut := range map[string]func(*rtsp.Config){
+		"person_class":     func(c *rtsp.Config) { c.Events.PersonClass = "human" },
+		"class_confidence": func(c *rtsp.Config) { c.Cameras[0].ClassConfidence = map[string]float32{"persn": 0.5} },
+	} {
+		cfg := baseConfig(t, lib, rtsp.Camera{ID: "c1", URL: "rtsp://127.0.0.1:1/x", Tenant: "t1"})
+		mut(&cfg)
+		root := config.Default()
+		root.Kafka.Brokers = []string{"127.0.0.1:1"}
+		conn, err := rtsp.New(&root, cfg, rtsp.WithRegisterer(prometheus.NewRegistry()), rtsp.WithLogger(testLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = conn.Run(ctx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: Run accepted a class the model does not have", name)
+		}
+	}
+}
