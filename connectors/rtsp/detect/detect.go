@@ -553,13 +553,17 @@ func candidates(dst []cand, out []float32, attrs, anchors int, transposed bool, 
 			continue
 		}
 		cx, cy, w, h := at(0, i), at(1, i), at(2, i), at(3, i)
-		if !(w > 0 && h > 0) {
+		// Drop empty and non-finite boxes: clamping keeps NaN, and a NaN
+		// box would reach Kafka and the sink.
+		if !(w > 0 && h > 0) || !finite(cx) || !finite(cy) || !finite(w) || !finite(h) {
 			continue
 		}
 		dst = append(dst, cand{cls: bc, conf: best, x1: cx - w/2, y1: cy - h/2, x2: cx + w/2, y2: cy + h/2})
 	}
 	return dst
 }
+
+func finite(v float32) bool { return v-v == 0 }
 
 // nms keeps the best candidates of each class, dropping any that overlaps
 // a better one of the same class by more than iou, at most maxDet in all.
