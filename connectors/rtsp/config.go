@@ -167,6 +167,9 @@ func (c Config) Validate() error {
 	if c.MotionThreshold < 0 || c.MotionThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("motion_threshold: %v not in [0,1)", c.MotionThreshold))
 	}
+	if c.MotionMaxSkip.D() < 0 || (c.Motion && c.MotionMaxSkip.D() == 0) {
+		errs = append(errs, fmt.Errorf("motion_max_skip: %v must be > 0", c.MotionMaxSkip.D()))
+	}
 	if c.FrameClock != "camera" && c.FrameClock != "local" {
 		errs = append(errs, fmt.Errorf("frame_clock: %q (want camera or local)", c.FrameClock))
 	}
@@ -194,11 +197,16 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s.url: does not parse", p)) // never echo: it may hold a password
 			case u.Scheme != "rtsp" && u.Scheme != "rtsps":
 				errs = append(errs, fmt.Errorf("%s.url: scheme %q (want rtsp or rtsps)", p, u.Scheme))
+			case u.Hostname() == "":
+				errs = append(errs, fmt.Errorf("%s.url: no host", p))
 			default:
 				if _, has := u.User.Password(); has {
 					errs = append(errs, fmt.Errorf("%s.url: holds a password; use username + password_env or url_env", p))
 				}
 			}
+		}
+		if cam.PasswordEnv != "" && cam.Username == "" {
+			errs = append(errs, fmt.Errorf("%s.password_env: set without username (the password would never be sent)", p))
 		}
 		if !validTransport(cam.Transport) {
 			errs = append(errs, fmt.Errorf("%s.transport: %q (want tcp, udp or auto)", p, cam.Transport))
@@ -239,6 +247,9 @@ func (c Camera) resolveURL(getenv func(string) string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("camera %s: url does not parse", c.ID)
+	}
+	if (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Hostname() == "" {
+		return "", fmt.Errorf("camera %s: url %s: want rtsp://host[:port]/path or rtsps://", c.ID, u.Redacted())
 	}
 	if c.Username != "" {
 		pw := ""
