@@ -383,6 +383,27 @@ type sampler struct {
 	seq         int64
 	annexb      []byte
 	paramsGiven bool
+	clockWarned bool
+}
+
+// maxClockSkew is how far a camera's NTP time (RTCP sender reports) may
+// be from the local frame clock before we distrust it: a camera whose
+// clock was never set, or reset to its factory date, would otherwise date
+// every frame and event years or hours off.
+const maxClockSkew = 30 * time.Second
+
+// frameTime picks a frame's time (Unix ms): the camera's NTP time when
+// mode is "camera", one is known and it is within maxClockSkew of local
+// (our clock at the session's first packet plus the RTP time since), else
+// local. rejected reports a camera time refused for its skew.
+func frameTime(mode string, local, ntp int64, ntpOK bool) (t int64, rejected bool) {
+	if mode != "camera" || !ntpOK {
+		return local, false
+	}
+	if d := ntp - local; d > maxClockSkew.Milliseconds() || d < -maxClockSkew.Milliseconds() {
+		return local, true
+	}
+	return ntp, false
 }
 
 func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
@@ -459,11 +480,20 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 
 	// Frame time: the camera's NTP clock (RTCP sender reports) when known,
 	// else the local clock at the first packet plus RTP time since.
-	var t int64
-	if ntp, ok := cl.PacketNTP(s.tr.media, pkt); ok && s.cam.c.cfg.FrameClock == "camera" {
-		t = ntp.UnixMilli()
-	} else {
-		t = s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate
+	local := s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate
+	var ntpMs int64
+	ntp, ntpOK := cl.PacketNTP(s.tr.media, pkt)
+	if ntpOK {
+		ntpMs = ntp.UnixMilli()
+	}
+	t, rejected := frameTime(s.cam.c.cfg.FrameClock, local, ntpMs, ntpOK)
+	if rejected {
+		m.clockRejected.Inc()
+		if !s.clockWarned {
+			s.clockWarned = true
+			s.cam.log.Warn("camera clock far from ours, using the local frame clock (set frame_clock: local or fix the camera's NTP)",
+				"skew", time.Duration(ntpMs-local)*time.Millisecond)
+		}
 	}
 	interval := int64(1000 / s.cam.sampleFPS(now))
 	// Sample on a steady cadence, tolerating a little jitter in the

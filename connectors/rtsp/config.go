@@ -56,7 +56,8 @@ type Config struct {
 	// FrameClock picks the clock frame times come from: "camera" (default)
 	// uses the camera's NTP time from RTCP sender reports once one arrived;
 	// "local" always uses our clock at the session's first packet plus the
-	// RTP time since (for cameras whose clocks are not synchronized).
+	// RTP time since (for cameras whose clocks are not synchronized). A
+	// camera time more than 30s from the local one is never used.
 	FrameClock string `yaml:"frame_clock"`
 	// Controls makes the role follow the camera-controls topic (sample
 	// rate boosts from the correlation processor); default true.
