@@ -284,7 +284,7 @@ func (cam *camera) session(ctx context.Context) error {
 		return stageErr("setup", fmt.Errorf("%s: %w", redact(raw), err))
 	}
 
-	st := &sampler{cam: cam, dec: dec, tr: tr, clockRate: int64(tr.format.ClockRate())}
+	st := &sampler{cam: cam, dec: dec, tr: tr, clock: localClock{rate: int64(tr.format.ClockRate())}}
 	cl.OnPacketRTP(tr.media, tr.format, func(pkt *rtp.Packet) { st.onPacket(cl, pkt) })
 	if _, err := cl.Play(nil); err != nil {
 		return stageErr("play", fmt.Errorf("%s: %w", redact(raw), err))
@@ -374,16 +374,41 @@ type sampler struct {
 	cam         *camera
 	dec         *decode.Decoder
 	tr          *track
-	clockRate   int64
 	started     bool // saw a random-access unit
-	anchorSet   bool
-	anchorWall  int64
-	anchorPTS   int64
+	clock       localClock
 	nextSample  int64
 	seq         int64
 	annexb      []byte
 	paramsGiven bool
 	clockWarned bool
+}
+
+// localClock maps a session's RTP time (PTS in clock-rate units) to the
+// wall clock: our time at the first packet plus the RTP time since.
+type localClock struct {
+	set       bool
+	wall, pts int64 // the anchor: Unix ms and PTS
+	rate      int64
+}
+
+// at returns the wall time (Unix ms) of a packet with the given PTS that
+// arrived at arrival (Unix ms). A frame is never captured after it
+// arrived: when the mapping says so, the camera's RTP clock runs fast (or
+// the first packet came late) and the clock re-anchors at this packet, so
+// drift cannot carry frame times into the future over a long session. A
+// slow camera clock is not corrected: its growing lag cannot be told
+// from a decoding backlog.
+func (c *localClock) at(pts, arrival int64) int64 {
+	if !c.set {
+		c.set, c.wall, c.pts = true, arrival, pts
+		return arrival
+	}
+	t := c.wall + (pts-c.pts)*1000/c.rate
+	if t > arrival {
+		c.wall, c.pts = arrival, pts
+		return arrival
+	}
+	return t
 }
 
 // maxClockSkew is how far a camera's NTP time (RTCP sender reports) may
@@ -412,11 +437,9 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	if !ok {
 		return
 	}
-	if !s.anchorSet {
-		// Anchor the local clock at the first packet, before any decoding
-		// delay, so that frame times stay accurate when decoding lags.
-		s.anchorSet, s.anchorWall, s.anchorPTS = true, time.Now().UnixMilli(), pts
-	}
+	// Read the local clock at the packet's arrival, before any decoding
+	// delay, so that frame times stay accurate when decoding lags.
+	local := s.clock.at(pts, time.Now().UnixMilli())
 	var data []byte
 	switch s.tr.codec {
 	case decode.H264, decode.H265:
@@ -480,7 +503,6 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 
 	// Frame time: the camera's NTP clock (RTCP sender reports) when known,
 	// else the local clock at the first packet plus RTP time since.
-	local := s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate
 	var ntpMs int64
 	ntp, ntpOK := cl.PacketNTP(s.tr.media, pkt)
 	if ntpOK {

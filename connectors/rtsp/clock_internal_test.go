@@ -28,3 +28,23 @@ func TestFrameTimeUnsetCameraClock(t *testing.T) {
 		t.Errorf("frame_clock local: %d, want local", got)
 	}
 }
+
+// TestLocalClockFastCamera: a camera whose RTP clock runs 0.1% fast (a
+// cheap oscillator; 100-1000 ppm is common) must not carry frame times
+// into the future over a long session: a frame is never captured after it
+// arrived. After a day of 25 fps the drift would be 86 s.
+func TestLocalClockFastCamera(t *testing.T) {
+	c := localClock{rate: 90000}
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	const latency = 50 // ms from capture to arrival
+	var worst int64
+	for i := int64(0); i <= 24*3600*25; i += 25 { // one frame a second for a day
+		arrival := start + i*40 + latency
+		pts := i * 3600 * 1001 / 1000 // 3600 ticks a frame at 90 kHz, 0.1% fast
+		got := c.at(pts, arrival)
+		worst = max(worst, got-arrival)
+	}
+	if worst > 0 {
+		t.Fatalf("frame time up to %v after its arrival", time.Duration(worst)*time.Millisecond)
+	}
+}
