@@ -263,6 +263,10 @@ func (cam *camera) session(ctx context.Context) error {
 		return stageErr("connect", fmt.Errorf("%s: %w", redact(raw), err))
 	}
 	defer cl.Close()
+	// The client's requests take no context: closing it on ctx's end
+	// unblocks a DESCRIBE, SETUP or PLAY that a silent camera would
+	// otherwise hold up to the read timeout, and with it shutdown.
+	defer context.AfterFunc(ctx, cl.Close)()
 	desc, _, err := cl.Describe(u)
 	if err != nil {
 		return stageErr("describe", fmt.Errorf("%s: %w", redact(raw), err))
@@ -280,7 +284,7 @@ func (cam *camera) session(ctx context.Context) error {
 		return stageErr("setup", fmt.Errorf("%s: %w", redact(raw), err))
 	}
 
-	st := &sampler{cam: cam, dec: dec, tr: tr, clockRate: int64(tr.format.ClockRate())}
+	st := &sampler{cam: cam, dec: dec, tr: tr, clock: localClock{rate: int64(tr.format.ClockRate())}}
 	cl.OnPacketRTP(tr.media, tr.format, func(pkt *rtp.Packet) { st.onPacket(cl, pkt) })
 	if _, err := cl.Play(nil); err != nil {
 		return stageErr("play", fmt.Errorf("%s: %w", redact(raw), err))
@@ -370,15 +374,61 @@ type sampler struct {
 	cam         *camera
 	dec         *decode.Decoder
 	tr          *track
-	clockRate   int64
 	started     bool // saw a random-access unit
-	anchorSet   bool
-	anchorWall  int64
-	anchorPTS   int64
+	clock       localClock
 	nextSample  int64
 	seq         int64
 	annexb      []byte
 	paramsGiven bool
+	clockWarned bool
+}
+
+// localClock maps a session's RTP time (PTS in clock-rate units) to the
+// wall clock: our time at the first packet plus the RTP time since.
+type localClock struct {
+	set       bool
+	wall, pts int64 // the anchor: Unix ms and PTS
+	rate      int64
+}
+
+// at returns the wall time (Unix ms) of a packet with the given PTS that
+// arrived at arrival (Unix ms). A frame is never captured after it
+// arrived: when the mapping says so, the camera's RTP clock runs fast (or
+// the first packet came late) and the clock re-anchors at this packet, so
+// drift cannot carry frame times into the future over a long session. A
+// slow camera clock is not corrected: its growing lag cannot be told
+// from a decoding backlog.
+func (c *localClock) at(pts, arrival int64) int64 {
+	if !c.set {
+		c.set, c.wall, c.pts = true, arrival, pts
+		return arrival
+	}
+	t := c.wall + (pts-c.pts)*1000/c.rate
+	if t > arrival {
+		c.wall, c.pts = arrival, pts
+		return arrival
+	}
+	return t
+}
+
+// maxClockSkew is how far a camera's NTP time (RTCP sender reports) may
+// be from the local frame clock before we distrust it: a camera whose
+// clock was never set, or reset to its factory date, would otherwise date
+// every frame and event years or hours off.
+const maxClockSkew = 30 * time.Second
+
+// frameTime picks a frame's time (Unix ms): the camera's NTP time when
+// mode is "camera", one is known and it is within maxClockSkew of local
+// (our clock at the session's first packet plus the RTP time since), else
+// local. rejected reports a camera time refused for its skew.
+func frameTime(mode string, local, ntp int64, ntpOK bool) (t int64, rejected bool) {
+	if mode != "camera" || !ntpOK {
+		return local, false
+	}
+	if d := ntp - local; d > maxClockSkew.Milliseconds() || d < -maxClockSkew.Milliseconds() {
+		return local, true
+	}
+	return ntp, false
 }
 
 func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
@@ -387,11 +437,9 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	if !ok {
 		return
 	}
-	if !s.anchorSet {
-		// Anchor the local clock at the first packet, before any decoding
-		// delay, so that frame times stay accurate when decoding lags.
-		s.anchorSet, s.anchorWall, s.anchorPTS = true, time.Now().UnixMilli(), pts
-	}
+	// Read the local clock at the packet's arrival, before any decoding
+	// delay, so that frame times stay accurate when decoding lags.
+	local := s.clock.at(pts, time.Now().UnixMilli())
 	var data []byte
 	switch s.tr.codec {
 	case decode.H264, decode.H265:
@@ -455,11 +503,19 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 
 	// Frame time: the camera's NTP clock (RTCP sender reports) when known,
 	// else the local clock at the first packet plus RTP time since.
-	var t int64
-	if ntp, ok := cl.PacketNTP(s.tr.media, pkt); ok && s.cam.c.cfg.FrameClock == "camera" {
-		t = ntp.UnixMilli()
-	} else {
-		t = s.anchorWall + (pts-s.anchorPTS)*1000/s.clockRate
+	var ntpMs int64
+	ntp, ntpOK := cl.PacketNTP(s.tr.media, pkt)
+	if ntpOK {
+		ntpMs = ntp.UnixMilli()
+	}
+	t, rejected := frameTime(s.cam.c.cfg.FrameClock, local, ntpMs, ntpOK)
+	if rejected {
+		m.clockRejected.Inc()
+		if !s.clockWarned {
+			s.clockWarned = true
+			s.cam.log.Warn("camera clock far from ours, using the local frame clock (set frame_clock: local or fix the camera's NTP)",
+				"skew", time.Duration(ntpMs-local)*time.Millisecond)
+		}
 	}
 	interval := int64(1000 / s.cam.sampleFPS(now))
 	// Sample on a steady cadence, tolerating a little jitter in the

@@ -56,7 +56,8 @@ type Config struct {
 	// FrameClock picks the clock frame times come from: "camera" (default)
 	// uses the camera's NTP time from RTCP sender reports once one arrived;
 	// "local" always uses our clock at the session's first packet plus the
-	// RTP time since (for cameras whose clocks are not synchronized).
+	// RTP time since (for cameras whose clocks are not synchronized). A
+	// camera time more than 30s from the local one is never used.
 	FrameClock string `yaml:"frame_clock"`
 	// Controls makes the role follow the camera-controls topic (sample
 	// rate boosts from the correlation processor); default true.
@@ -167,6 +168,9 @@ func (c Config) Validate() error {
 	if c.MotionThreshold < 0 || c.MotionThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("motion_threshold: %v not in [0,1)", c.MotionThreshold))
 	}
+	if c.MotionMaxSkip.D() < 0 || (c.Motion && c.MotionMaxSkip.D() == 0) {
+		errs = append(errs, fmt.Errorf("motion_max_skip: %v must be > 0", c.MotionMaxSkip.D()))
+	}
 	if c.FrameClock != "camera" && c.FrameClock != "local" {
 		errs = append(errs, fmt.Errorf("frame_clock: %q (want camera or local)", c.FrameClock))
 	}
@@ -194,11 +198,16 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s.url: does not parse", p)) // never echo: it may hold a password
 			case u.Scheme != "rtsp" && u.Scheme != "rtsps":
 				errs = append(errs, fmt.Errorf("%s.url: scheme %q (want rtsp or rtsps)", p, u.Scheme))
+			case u.Hostname() == "":
+				errs = append(errs, fmt.Errorf("%s.url: no host", p))
 			default:
 				if _, has := u.User.Password(); has {
 					errs = append(errs, fmt.Errorf("%s.url: holds a password; use username + password_env or url_env", p))
 				}
 			}
+		}
+		if cam.PasswordEnv != "" && cam.Username == "" {
+			errs = append(errs, fmt.Errorf("%s.password_env: set without username (the password would never be sent)", p))
 		}
 		if !validTransport(cam.Transport) {
 			errs = append(errs, fmt.Errorf("%s.transport: %q (want tcp, udp or auto)", p, cam.Transport))
@@ -239,6 +248,9 @@ func (c Camera) resolveURL(getenv func(string) string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("camera %s: url does not parse", c.ID)
+	}
+	if (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Hostname() == "" {
+		return "", fmt.Errorf("camera %s: url %s: want rtsp://host[:port]/path or rtsps://", c.ID, u.Redacted())
 	}
 	if c.Username != "" {
 		pw := ""

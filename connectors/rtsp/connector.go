@@ -34,7 +34,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,6 +136,9 @@ func (c *Connector) Run(ctx context.Context) error {
 		return err
 	}
 	defer det.Close()
+	if err := checkClasses(c.cfg, det.Classes()); err != nil {
+		return fmt.Errorf("connectors.rtsp: %w", err)
+	}
 	c.log.Info("detector loaded", "model", det.Name(), "version", det.Version(), "classes", len(det.Classes()),
 		"sessions", det.Sessions())
 
@@ -215,6 +220,28 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	c.log.Info("rtsp drained")
 	return nil
+}
+
+// checkClasses reports event and camera settings that name a class the
+// model does not have: the role would run but never raise a person event
+// or apply the threshold.
+func checkClasses(cfg Config, classes []string) error {
+	known := make(map[string]bool, len(classes))
+	for _, n := range classes {
+		known[n] = true
+	}
+	var errs []error
+	if !known[cfg.Events.PersonClass] {
+		errs = append(errs, fmt.Errorf("events.person_class: %q is not a class of the model", cfg.Events.PersonClass))
+	}
+	for i, cam := range cfg.Cameras {
+		for _, k := range slices.Sorted(maps.Keys(cam.ClassConfidence)) {
+			if !known[k] {
+				errs = append(errs, fmt.Errorf("cameras[%d].class_confidence: %q is not a class of the model", i, k))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // work runs frames through the detector until done is closed and nothing

@@ -13,6 +13,7 @@ type metrics struct {
 	decodeErrors    *prometheus.CounterVec
 	rtpErrors       prometheus.Counter
 	rtpLost         prometheus.Counter
+	clockRejected   prometheus.Counter
 	sampled         prometheus.Counter
 	dropped         prometheus.Counter
 	skipped         prometheus.Counter
@@ -39,6 +40,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "RTP packets that could not be depacketized."}),
 		rtpLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_rtp_lost_packets_total",
 			Help: "RTP packets lost in transit."}),
+		clockRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_camera_clock_rejected_total",
+			Help: "Decoded pictures whose camera NTP time was more than 30s from the local frame clock, so the local one was used."}),
 		sampled: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_sampled_total",
 			Help: "Decoded pictures sampled for detection."}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "wardstream_rtsp_frames_dropped_total",
@@ -66,7 +69,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		controls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_controls_total",
 			Help: "Camera-control records, by outcome (applied, unknown_camera, invalid, ignored)."}, []string{"outcome"}),
 	}
-	f.MustRegister(m.decoded, m.decodeErrors, m.rtpErrors, m.rtpLost, m.sampled, m.dropped, m.skipped, m.inference,
+	f.MustRegister(m.decoded, m.decodeErrors, m.rtpErrors, m.rtpLost, m.clockRejected, m.sampled, m.dropped, m.skipped, m.inference,
 		m.inferErrors, m.detections, m.events, m.produced, m.produceErrors, m.latency, m.sessions, m.sessionFailures, m.controls)
 	return m
 }

@@ -282,6 +282,9 @@ func New(cfg Config) (*Detector, error) {
 	for len(d.names) < classes {
 		d.names = append(d.names, fmt.Sprintf("class%d", len(d.names)))
 	}
+	if err := checkClassNames(d.names[:classes], cfg); err != nil {
+		return nil, fmt.Errorf("detect: model %s: %w", cfg.Model, err)
+	}
 	keep := map[string]bool{}
 	for _, c := range cfg.Classes {
 		keep[c] = true
@@ -349,6 +352,36 @@ func (d *Detector) newSlot(inName, outName string, threads int) (*slot, error) {
 		return nil, fmt.Errorf("detect: session for %s: %w", d.cfg.Model, err)
 	}
 	return &slot{sess: sess, in: in, out: out, cand: make([]cand, 0, 256)}, nil
+}
+
+// checkClassNames reports classes and class_confidence entries that name
+// no class of the model: a typo there would otherwise silently drop every
+// detection or leave a threshold unapplied.
+func checkClassNames(names []string, cfg Config) error {
+	known := make(map[string]bool, len(names))
+	for _, n := range names {
+		known[n] = true
+	}
+	var errs []error
+	for _, c := range cfg.Classes {
+		if !known[c] {
+			errs = append(errs, fmt.Errorf("classes: %q is not a class of the model", c))
+		}
+	}
+	var thr []string
+	for c := range cfg.ClassConfidence {
+		thr = append(thr, c)
+	}
+	sort.Strings(thr)
+	for _, c := range thr {
+		if !known[c] {
+			errs = append(errs, fmt.Errorf("class_confidence: %q is not a class of the model", c))
+		}
+	}
+	if len(errs) > 0 {
+		errs = append(errs, fmt.Errorf("the model's classes: %s", truncate(strings.Join(names, ", "))))
+	}
+	return errors.Join(errs...)
 }
 
 func probeOutput(model, inName, outName string, w, h int) (int, int, error) {
@@ -520,13 +553,17 @@ func candidates(dst []cand, out []float32, attrs, anchors int, transposed bool, 
 			continue
 		}
 		cx, cy, w, h := at(0, i), at(1, i), at(2, i), at(3, i)
-		if !(w > 0 && h > 0) {
+		// Drop empty and non-finite boxes: clamping keeps NaN, and a NaN
+		// box would reach Kafka and the sink.
+		if !(w > 0 && h > 0) || !finite(cx) || !finite(cy) || !finite(w) || !finite(h) {
 			continue
 		}
 		dst = append(dst, cand{cls: bc, conf: best, x1: cx - w/2, y1: cy - h/2, x2: cx + w/2, y2: cy + h/2})
 	}
 	return dst
 }
+
+func finite(v float32) bool { return v-v == 0 }
 
 // nms keeps the best candidates of each class, dropping any that overlaps
 // a better one of the same class by more than iou, at most maxDet in all.

@@ -256,9 +256,11 @@ func (e *Engine) Observe(fd *pb.FrameDetections) []*pb.VideoEvent {
 // step advances an episode with a sighting at t and reports whether a new
 // episode (and so a new event) starts.
 func (e *Engine) step(ep *episode, t, deb int64, typ pb.VideoEventType, area string) bool {
-	// Small backward steps (a session switching from the local clock to
-	// the camera's NTP clock) continue the episode too.
-	if ep.active && t-ep.lastSeen <= deb && ep.lastSeen-t <= deb {
+	// Backward steps (a session switching from the local clock to the
+	// camera's NTP clock, which may be up to 30s behind ours) continue the
+	// episode too, however far back: the condition was seen at lastSeen,
+	// later than t, so it has not lapsed.
+	if ep.active && t-ep.lastSeen <= deb {
 		ep.lastSeen = max(ep.lastSeen, t)
 		return false
 	}
