@@ -11,9 +11,9 @@ import (
 // out at once).
 func TestInvalidDurationsAndSizesAreReported(t *testing.T) {
 	for doc, path := range map[string]string{
-		"kafka:\n  linger: -5ms\n":            "kafka.linger",
-		"clickhouse:\n  dial_timeout: 0s\n":   "clickhouse.dial_timeout",
-		"clickhouse:\n  dial_timeout: -1s\n":  "clickhouse.dial_timeout",
+		"kafka:\n  linger: -5ms\n":           "kafka.linger",
+		"clickhouse:\n  dial_timeout: 0s\n":  "clickhouse.dial_timeout",
+		"clickhouse:\n  dial_timeout: -1s\n": "clickhouse.dial_timeout",
 		"kafka:\n  max_buffered_bytes: -1\n": "kafka.max_buffered_bytes",
 	} {
 		_, err := Parse([]byte(doc))
