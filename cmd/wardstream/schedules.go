@@ -64,9 +64,10 @@ func cmdSchedules(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if err := processors.PublishSchedules(ctx, e.cfg, pcfg, sf.Tenant, scheds); err != nil {
+	n, err := processors.PublishSchedules(ctx, e.cfg, pcfg, sf.Tenant, scheds)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("published %d schedules\n", len(scheds))
+	fmt.Printf("published %d schedules (%d unchanged)\n", n, len(scheds)-n)
 	return nil
 }
