@@ -23,11 +23,18 @@ import (
 // every later PUBACK of its session (paho sends acks in order) and came
 // again after every reconnect.
 func TestOversizePayloadDeadLetterFitsKafka(t *testing.T) {
+	raw := append([]byte(`{"deviceId":"pc-1","note":"`), bytes.Repeat([]byte{'x'}, 2<<20)...)
+	oversizeDeadLetter(t, "medical/devices/pc-1/medication_intake", append(raw, `"}`...))
+}
+
+// oversizeDeadLetter publishes raw (over the size limit) on topic at QoS 0
+// and requires that the message was settled and that its oversize dead
+// letter reached Kafka with at most payload.MaxDeadLetterRaw bytes of it.
+func oversizeDeadLetter(t *testing.T, topic string, raw []byte) *pb.DeadLetter {
+	t.Helper()
 	c, kc, closeAll := reviewConnector(t, DefaultConfig(), "")
 	defer closeAll()
-	raw := append([]byte(`{"deviceId":"pc-1","note":"`), bytes.Repeat([]byte{'x'}, 2<<20)...)
-	raw = append(raw, `"}`...)
-	c.onPublish(paho.PublishReceived{Packet: &paho.Publish{Topic: "medical/devices/pc-1/medication_intake", QoS: 0, Payload: raw}})
+	c.onPublish(paho.PublishReceived{Packet: &paho.Publish{Topic: topic, QoS: 0, Payload: raw}})
 	for wait := time.Now().Add(10 * time.Second); len(c.slots) > 0 && time.Now().Before(wait); {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -45,11 +52,12 @@ func TestOversizePayloadDeadLetterFitsKafka(t *testing.T) {
 		}
 	}
 	if found == nil {
-		t.Fatalf("no oversize dead letter for a %d-byte payload (produce failures: %v)", len(raw), counterValue(c.m.produceFailed))
+		t.Fatalf("no oversize dead letter for a %d-byte payload on %s (produce failures: %v)", len(raw), topic, counterValue(c.m.produceFailed))
 	}
 	if len(found.Raw) == 0 || len(found.Raw) > payload.MaxDeadLetterRaw || !bytes.HasPrefix(raw, found.Raw) {
 		t.Errorf("dead letter raw: %d bytes; want a prefix of the payload of at most payload.MaxDeadLetterRaw", len(found.Raw))
 	}
+	return found
 }
 
 // The command ack route has its own oversize check, and it kept the whole
@@ -58,33 +66,8 @@ func TestOversizePayloadDeadLetterFitsKafka(t *testing.T) {
 // topic and the message stayed unacknowledged. Its dead letter keeps at
 // most payload.MaxDeadLetterRaw bytes, like the ingest path's.
 func TestOversizeCommandAckDeadLetterFitsKafka(t *testing.T) {
-	c, kc, closeAll := reviewConnector(t, DefaultConfig(), "")
-	defer closeAll()
 	raw := append([]byte(`{"commandId":"c-1","status":"ok","note":"`), bytes.Repeat([]byte{'x'}, 2<<20)...)
-	raw = append(raw, `"}`...)
-	c.onPublish(paho.PublishReceived{Packet: &paho.Publish{Topic: "medical/devices/pc-1/commands/ack", QoS: 0, Payload: raw}})
-	for wait := time.Now().Add(10 * time.Second); len(c.slots) > 0 && time.Now().Before(wait); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := c.kcl.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if n := counterValue(c.m.unacked); n != 0 {
-		t.Errorf("%v messages left unacknowledged; want 0", n)
-	}
-	var found *pb.DeadLetter
-	for _, r := range readTopic(t, kc, topics.DeadLetters) {
-		var dl pb.DeadLetter
-		if codec.Unmarshal(r.Value, &dl) == nil && dl.Reason == string(payload.ReasonOversize) {
-			found = &dl
-		}
-	}
-	if found == nil {
-		t.Fatalf("no oversize dead letter for a %d-byte command ack (produce failures: %v)", len(raw), counterValue(c.m.produceFailed))
-	}
-	if len(found.Raw) == 0 || len(found.Raw) > payload.MaxDeadLetterRaw || !bytes.HasPrefix(raw, found.Raw) {
-		t.Errorf("dead letter raw: %d bytes; want a prefix of the payload of at most payload.MaxDeadLetterRaw", len(found.Raw))
-	}
+	found := oversizeDeadLetter(t, "medical/devices/pc-1/commands/ack", append(raw, `"}`...))
 	if found.SourceTopic != "medical/devices/pc-1/commands/ack" || found.Meta.GetEventTimeMs() == 0 {
 		t.Errorf("dead letter source %q time %d; want the ack topic and the arrival time", found.SourceTopic, found.Meta.GetEventTimeMs())
 	}
