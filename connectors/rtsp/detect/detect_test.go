@@ -8,28 +8,14 @@ import (
 	"testing"
 
 	"github.com/wardstream/wardstream/connectors/rtsp/detect"
+	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 )
-
-// repoRoot walks up to the module root (go test runs in the package dir).
-func repoRoot(t testing.TB) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = parent
-	}
-}
 
 // newDetector loads the committed test model; it skips when the ONNX
 // Runtime library is not installed (deploy/local/onnxruntime.sh).
 func newDetector(t testing.TB, mut func(*detect.Config)) *detect.Detector {
 	t.Helper()
-	root := repoRoot(t)
+	root := rtsptest.RepoRoot(t)
 	lib := os.Getenv(detect.EnvLibrary)
 	if lib == "" {
 		lib = filepath.Join(root, detect.DefaultLibrary)

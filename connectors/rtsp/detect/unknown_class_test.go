@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wardstream/wardstream/connectors/rtsp/detect"
+	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 )
 
 // TestUnknownClassNames: a classes or class_confidence entry naming no
@@ -14,7 +15,7 @@ import (
 // not a silent "no detections ever" or an ignored threshold.
 func TestUnknownClassNames(t *testing.T) {
 	newDetector(t, nil) // Init, or skip without the runtime
-	root := repoRoot(t)
+	root := rtsptest.RepoRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "connectors/rtsp/testmodel/colorbox.onnx")); err != nil {
 		t.Skip(err)
 	}
