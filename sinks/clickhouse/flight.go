@@ -54,7 +54,16 @@ const parallelInserts = 4
 
 // due reports whether tb's batch should be inserted: full or old enough.
 func (s *Sink) due(tb *tableBuf, now time.Time) bool {
-	return tb.rows > 0 && (tb.rows >= s.cfg.BatchRows || now.Sub(tb.since) >= s.cfg.BatchAge.D())
+	return tb.rows > 0 && (tb.rows >= s.cfg.BatchRows || now.Sub(tb.since) >= s.batchAge(tb))
+}
+
+// batchAge is how long tb's oldest row may wait: its table's own age
+// (table_batch_age), else batch_age.
+func (s *Sink) batchAge(tb *tableBuf) time.Duration {
+	if d, ok := s.cfg.TableBatchAge[tb.table.Name]; ok {
+		return d.D()
+	}
+	return s.cfg.BatchAge.D()
 }
 
 // launch detaches tb's batch and inserts it in the background. The caller

@@ -481,7 +481,7 @@ func (s *Sink) pollContext(ctx context.Context) (context.Context, context.Cancel
 	var due time.Time
 	for _, tb := range s.tables {
 		if tb.rows > 0 && tb.fl == nil {
-			d := tb.since.Add(s.cfg.BatchAge.D())
+			d := tb.since.Add(s.batchAge(tb))
 			if due.IsZero() || d.Before(due) {
 				due = d
 			}

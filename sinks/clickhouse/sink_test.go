@@ -36,6 +36,9 @@ func TestConfig(t *testing.T) {
 		{"buffer below batch", "batch_rows: 1000\nmax_buffered_rows: 10\n", []string{"sinks.clickhouse.max_buffered_rows"}},
 		{"unknown key", "batch_size: 3\n", []string{"unknown field batch_size"}},
 		{"bi user", "bi_users: [{name: bi}]\n", []string{"sinks.clickhouse.bi_users[0]"}},
+		{"table batch age", "table_batch_age: {dead_letters: 5s, vitals: 250ms}\n", nil},
+		{"table batch age bad", "table_batch_age: {dead_letter: 5s, alerts: 0s}\n",
+			[]string{"sinks.clickhouse.table_batch_age.dead_letter", "sinks.clickhouse.table_batch_age.alerts: must be > 0"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -423,7 +426,7 @@ func TestTopologySection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.BatchRows != 100_000 || cfg.BatchAge.D() != time.Second || cfg.Group != topics.GroupSink {
+	if cfg.BatchRows != 100_000 || cfg.BatchAge.D() != 500*time.Millisecond || cfg.TableBatchAge[chschema.TDeadLetters].D() != 5*time.Second || cfg.Group != topics.GroupSink {
 		t.Fatalf("unexpected sample values: %+v", cfg)
 	}
 }
@@ -784,5 +787,31 @@ func TestFlights(t *testing.T) {
 	s.dropAll()
 	if s.rewind[pv] != 12 || s.buffered != 0 || vit.fl != nil || vit.rows != 0 {
 		t.Fatalf("after dropAll: rewind %v buffered %d flight %v rows %d", s.rewind, s.buffered, vit.fl, vit.rows)
+	}
+}
+
+func TestTableBatchAge(t *testing.T) {
+	s, _ := harness(t)
+	s.cfg.BatchAge = config.Duration(time.Second)
+	s.cfg.TableBatchAge = map[string]config.Duration{chschema.TDeadLetters: config.Duration(5 * time.Second)}
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		table string
+		rows  int
+		after time.Duration
+		want  bool
+	}{
+		{chschema.TVitals, 3, 999 * time.Millisecond, false},
+		{chschema.TVitals, 3, time.Second, true},
+		{chschema.TDeadLetters, 3, time.Second, false},
+		{chschema.TDeadLetters, 3, 4999 * time.Millisecond, false},
+		{chschema.TDeadLetters, 3, 5 * time.Second, true},
+		{chschema.TDeadLetters, 0, time.Minute, false},
+		{chschema.TDeadLetters, 100_000, 0, true}, // full: batch_rows holds for every table
+	} {
+		tb := &tableBuf{table: chschema.Table{Name: tc.table}, rows: tc.rows, since: t0}
+		if got := s.due(tb, t0.Add(tc.after)); got != tc.want {
+			t.Errorf("%s with %d rows after %v: due %v, want %v", tc.table, tc.rows, tc.after, got, tc.want)
+		}
 	}
 }
