@@ -333,7 +333,10 @@ func (c *Connector) clientConfig(i int, u *url.URL, tc *tls.Config) autopaho.Cli
 			ClientID:                   id,
 			EnableManualAcknowledgment: true,
 			SendAcksInterval:           3 * time.Millisecond,
-			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){c.onPublish},
+			// A PINGRESP late behind the broker's backlog must not drop a
+			// session that is receiving data (pinger.go).
+			PingHandler:       newLivenessPinger(),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.onPublish},
 			OnClientError: func(err error) {
 				c.log.Warn("mqtt client error", "client_id", id, "err", err)
 			},
