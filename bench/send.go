@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -12,11 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/eclipse/paho.golang/paho/session/state"
-	"github.com/eclipse/paho.golang/paho/store/memory"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/wardstream/wardstream/internal/coalesce"
 )
 
 // item is one unit of sending: one MQTT publish or a set of Kafka records.
@@ -58,54 +53,17 @@ type sender interface {
 // onAck is called for every acknowledged item with its ack time.
 type onAck func(it *item, at time.Time)
 
-// mqttSender publishes over a pool of MQTT v5 connections; each connection
-// has a fixed number of workers with one publish in flight each, so the
-// number of unacknowledged QoS1 publishes is bounded.
+// mqttSender publishes over a pool of MQTT v5 connections (mqttpub.go);
+// each connection has a fixed table of packet ids, so the number of
+// unacknowledged QoS1 publishes is bounded by connections * inflight.
 type mqttSender struct {
-	work   chan item
-	wg     sync.WaitGroup
-	c      *counters
-	ack    onAck
-	qos    byte
-	addr   string
-	prefix string
-	conns  []*mqttConn
-	epoch  atomic.Pointer[publishEpoch]
-}
-
-// publishEpoch is a deadline context shared by the publishes that start
-// within one epoch: one timer per epoch instead of one per publish (a
-// context.WithTimeout per publish was 7% of the harness's CPU).
-type publishEpoch struct {
-	ctx     context.Context
-	cancel  context.CancelFunc // released when the deadline passes
-	renewAt time.Time
-}
-
-// publishTimeout bounds one publish; an epoch's publishes get between
-// publishTimeout and publishTimeout + epochLength.
-const (
-	publishTimeout = 30 * time.Second
-	epochLength    = 5 * time.Second
-)
-
-// publishCtx returns the current epoch's context.
-func (s *mqttSender) publishCtx() context.Context {
-	now := time.Now()
-	if e := s.epoch.Load(); e != nil && now.Before(e.renewAt) {
-		return e.ctx
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), now.Add(publishTimeout+epochLength))
-	e := &publishEpoch{ctx: ctx, cancel: cancel, renewAt: now.Add(epochLength)}
-	s.epoch.Store(e)
-	return e.ctx
-}
-
-type mqttConn struct {
-	mu  sync.Mutex
-	cl  *paho.Client
-	id  string
-	gen int
+	work  chan item
+	wg    sync.WaitGroup
+	c     *counters
+	ack   onAck
+	qos   byte
+	addr  string
+	conns []*pubConn
 }
 
 // newMQTTSender dials n connections to brokerURL (tcp:// or mqtt://).
@@ -117,111 +75,25 @@ func newMQTTSender(ctx context.Context, brokerURL, clientPrefix string, n, infli
 	if u.Scheme != "tcp" && u.Scheme != "mqtt" {
 		return nil, fmt.Errorf("mqtt url %q: the bench publishes over tcp:// or mqtt:// only", brokerURL)
 	}
-	s := &mqttSender{work: make(chan item, n*inflight), c: c, ack: ack, qos: byte(qos), addr: u.Host, prefix: clientPrefix}
+	if inflight < 1 || inflight > 0xFFFF {
+		return nil, fmt.Errorf("mqtt inflight %d: must be 1..65535", inflight)
+	}
+	s := &mqttSender{work: make(chan item, n*inflight), c: c, ack: ack, qos: byte(qos), addr: u.Host}
 	for i := range n {
-		mc := &mqttConn{id: fmt.Sprintf("%s-%d", clientPrefix, i)}
-		if err := s.connect(ctx, mc, -1); err != nil {
-			s.closeConns()
+		pc := newPubConn(s, fmt.Sprintf("%s-%d", clientPrefix, i), inflight)
+		if err := pc.dial(ctx); err != nil {
+			for _, o := range s.conns {
+				o.close()
+			}
 			return nil, err
 		}
-		s.conns = append(s.conns, mc)
+		s.conns = append(s.conns, pc)
 	}
-	for _, mc := range s.conns {
-		for range inflight {
-			s.wg.Add(1)
-			go s.worker(mc)
-		}
+	for _, pc := range s.conns {
+		s.wg.Add(1)
+		go pc.run()
 	}
 	return s, nil
-}
-
-// connect (re)connects mc unless another worker already did since gen.
-func (s *mqttSender) connect(ctx context.Context, mc *mqttConn, gen int) error {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	if gen >= 0 && mc.gen != gen {
-		return nil
-	}
-	if mc.cl != nil {
-		_ = mc.cl.Disconnect(&paho.Disconnect{ReasonCode: 0})
-	}
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := d.DialContext(dctx, "tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("dialing mqtt broker %s: %w", s.addr, err)
-	}
-	// Coalesced writes: one system call for the publishes queued while
-	// the previous one was written (see internal/coalesce).
-	// The session keeps no copy of outgoing publishes: the connection
-	// starts clean, and a publish whose connection dropped fails and is
-	// sent again by publish (below), like a device's own retry. paho's
-	// in-memory store serialized every publish a second time (7% of the
-	// harness).
-	cl := paho.NewClient(paho.ClientConfig{Conn: coalesce.New(conn), ClientID: mc.id,
-		Session: state.New(discardStore{}, memory.New())})
-	ca, err := cl.Connect(dctx, &paho.Connect{ClientID: mc.id, CleanStart: true, KeepAlive: 30})
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("connecting to mqtt broker %s as %s: %w", s.addr, mc.id, err)
-	}
-	if ca.ReasonCode != 0 {
-		conn.Close()
-		return fmt.Errorf("mqtt broker %s refused %s: reason %d", s.addr, mc.id, ca.ReasonCode)
-	}
-	mc.cl = cl
-	mc.gen++
-	return nil
-}
-
-func (s *mqttSender) client(mc *mqttConn) (*paho.Client, int) {
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
-	return mc.cl, mc.gen
-}
-
-func (s *mqttSender) worker(mc *mqttConn) {
-	defer s.wg.Done()
-	for it := range s.work {
-		copies := max(it.copies, 1)
-		ok := true
-		for range copies {
-			if !s.publish(mc, &it) {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			s.c.failed.Add(int64(it.valid))
-			continue
-		}
-		s.c.publishes.Add(int64(copies))
-		s.c.sent.Add(int64(it.valid))
-		s.c.malformed.Add(int64(it.malformed))
-		s.c.dupCopies.Add(int64(copies - 1))
-		if s.ack != nil {
-			s.ack(&it, time.Now())
-		}
-	}
-}
-
-// publish sends one copy, retrying with reconnects like a device would
-// (at-least-once from the device side).
-func (s *mqttSender) publish(mc *mqttConn, it *item) bool {
-	backoff := 100 * time.Millisecond
-	for attempt := 0; attempt < 8; attempt++ {
-		cl, gen := s.client(mc)
-		_, err := cl.Publish(s.publishCtx(), &paho.Publish{Topic: it.pub.Topic, QoS: s.qos, Payload: it.pub.Payload})
-		if err == nil {
-			return true
-		}
-		s.c.errors.Add(1)
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 3*time.Second)
-		_ = s.connect(context.Background(), mc, gen)
-	}
-	return false
 }
 
 func (s *mqttSender) Send(ctx context.Context, it item) error {
@@ -233,27 +105,18 @@ func (s *mqttSender) Send(ctx context.Context, it item) error {
 	}
 }
 
+// Close waits until every item taken was acknowledged or given up; each
+// connection then disconnects. At the deadline Close returns with the
+// error; the writers go on until what they hold is acknowledged or given up.
 func (s *mqttSender) Close(ctx context.Context) error {
 	close(s.work)
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	var err error
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		err = fmt.Errorf("mqtt publishes still in flight at deadline: %w", ctx.Err())
-	}
-	s.closeConns()
-	return err
-}
-
-func (s *mqttSender) closeConns() {
-	for _, mc := range s.conns {
-		mc.mu.Lock()
-		if mc.cl != nil {
-			_ = mc.cl.Disconnect(&paho.Disconnect{ReasonCode: 0})
-		}
-		mc.mu.Unlock()
+		return fmt.Errorf("mqtt publishes still in flight at deadline: %w", ctx.Err())
 	}
 }
 
@@ -322,19 +185,6 @@ func (s *kafkaSender) Close(ctx context.Context) error {
 		return errors.New("kafka records still unacknowledged at deadline")
 	}
 }
-
-// discardStore is a paho session store that keeps nothing: Put drops the
-// packet and List reports none, so nothing is resent on a reconnect.
-type discardStore struct{}
-
-func (discardStore) Put(uint16, byte, io.WriterTo) error { return nil }
-func (discardStore) Get(id uint16) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("bench session store keeps no packets (id %d)", id)
-}
-func (discardStore) Delete(uint16) error     { return nil }
-func (discardStore) Quarantine(uint16) error { return nil }
-func (discardStore) List() ([]uint16, error) { return nil, nil }
-func (discardStore) Reset() error            { return nil }
 
 // endSessions removes the broker sessions of client ids: each connects
 // with clean start (dropping the stored session and its queue) and no
