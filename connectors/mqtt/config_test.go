@@ -64,7 +64,7 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		"override": {yaml: "connectors:\n  mqtt:\n    qos: 0\n    routes:\n      - {topic: \"x/{deviceId}/v\", type: telemetry}\n    shadow:\n      offline_after: 2m\n",
 			check: func(t *testing.T, cfg mqtt.Config) {
-				if cfg.QoS != 0 || len(cfg.Routes) != 1 || cfg.Shadow.OfflineAfter.D().Minutes() != 2 || !cfg.Shadow.Enabled || cfg.Connections != 4 {
+				if cfg.QoS != 0 || len(cfg.Routes) != 1 || cfg.Shadow.OfflineAfter.D().Minutes() != 2 || !cfg.Shadow.Enabled || cfg.Connections != 16 {
 					t.Errorf("cfg = %+v", cfg)
 				}
 			}},
