@@ -201,13 +201,8 @@ func (c *pubConn) next(work <-chan item, block bool) pubEvent {
 	}
 	if !block {
 		select {
-		case p := <-c.retry:
-			return pubEvent{kind: evRetry, p: p}
 		case it, ok := <-work:
-			if !ok {
-				return pubEvent{kind: evClosed}
-			}
-			return pubEvent{kind: evItem, it: it}
+			return itemEvent(it, ok)
 		case <-c.dead:
 			return pubEvent{kind: evDead}
 		default:
@@ -218,15 +213,19 @@ func (c *pubConn) next(work <-chan item, block bool) pubEvent {
 	case p := <-c.retry:
 		return pubEvent{kind: evRetry, p: p}
 	case it, ok := <-work:
-		if !ok {
-			return pubEvent{kind: evClosed}
-		}
-		return pubEvent{kind: evItem, it: it}
+		return itemEvent(it, ok)
 	case <-c.wake:
 		return pubEvent{kind: evWake}
 	case <-c.dead:
 		return pubEvent{kind: evDead}
 	}
+}
+
+func itemEvent(it item, ok bool) pubEvent {
+	if !ok {
+		return pubEvent{kind: evClosed}
+	}
+	return pubEvent{kind: evItem, it: it}
 }
 
 // send writes slot p's current copy into the buffer (QoS 0: the write is
