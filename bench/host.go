@@ -25,6 +25,9 @@ type HostResult struct {
 	StealShare float64 `json:"steal_share"`
 	Load1Start float64 `json:"loadavg_1m_start"`
 	Load1End   float64 `json:"loadavg_1m_end"`
+	// GoMaxProcs is the harness's GOMAXPROCS; the roles it starts take
+	// the same topology's process.gomaxprocs (or the same environment).
+	GoMaxProcs int `json:"gomaxprocs"`
 }
 
 // cpuTimes is the machine-wide "cpu" line of /proc/stat in seconds.
@@ -94,7 +97,8 @@ func (w hostWatch) stop() *HostResult {
 		return nil
 	}
 	r := &HostResult{Cores: runtime.NumCPU(), WallSeconds: time.Since(w.at).Seconds(), BusySeconds: t1.busy - w.t0.busy,
-		IdleSeconds: t1.idle - w.t0.idle, StealSeconds: t1.steal - w.t0.steal, Load1Start: w.load0, Load1End: loadavg1()}
+		IdleSeconds: t1.idle - w.t0.idle, StealSeconds: t1.steal - w.t0.steal, Load1Start: w.load0, Load1End: loadavg1(),
+		GoMaxProcs: runtime.GOMAXPROCS(0)}
 	if r.WallSeconds > 0 && r.Cores > 0 {
 		r.StealShare = r.StealSeconds / (float64(r.Cores) * r.WallSeconds)
 	}

@@ -309,8 +309,8 @@ func (r *Results) Markdown() string {
 	w("| of which event -> first hop acknowledged (devices' queue and broker) p50 / p95 / p99 / max | %s |", latWord(r.Latency.EventToFirstHop))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
 	if hr := r.Host; hr != nil {
-		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f |",
-			hr.Cores, hr.WallSeconds, hr.BusySeconds, hr.IdleSeconds, hr.StealSeconds, 100*hr.StealShare, hr.Load1Start, hr.Load1End)
+		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end; harness GOMAXPROCS | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f; %d |",
+			hr.Cores, hr.WallSeconds, hr.BusySeconds, hr.IdleSeconds, hr.StealSeconds, 100*hr.StealShare, hr.Load1Start, hr.Load1End, hr.GoMaxProcs)
 	}
 	w("| send errors (retried) / readings given up | %d / %d |", r.SendErrors, r.SendFailed)
 	w("")

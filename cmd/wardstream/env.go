@@ -4,6 +4,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	goruntime "runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,10 +33,25 @@ func loadEnv(path string) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := telemetry.NewLogger(os.Stderr, cfg.Telemetry.LogLevel, cfg.Telemetry.LogFormat)
+	if n, ok := goMaxProcs(cfg.Process, os.Getenv("GOMAXPROCS")); ok {
+		goruntime.GOMAXPROCS(n)
+		log.Debug("gomaxprocs set by the topology", "gomaxprocs", n)
+	}
 	return &env{
 		cfg:    cfg,
-		log:    telemetry.NewLogger(os.Stderr, cfg.Telemetry.LogLevel, cfg.Telemetry.LogFormat),
+		log:    log,
 		reg:    telemetry.NewRegistry(),
 		health: runtime.NewHealth(),
 	}, nil
+}
+
+// goMaxProcs returns the GOMAXPROCS the topology asks for, and whether to
+// apply it: not when it keeps Go's default (0), nor when the environment
+// variable already chose (env is its value).
+func goMaxProcs(p config.Process, env string) (int, bool) {
+	if p.GoMaxProcs <= 0 || env != "" {
+		return 0, false
+	}
+	return p.GoMaxProcs, true
 }

@@ -135,7 +135,7 @@ func validateTopology(data []byte) validateResult {
 	if shared > 0 {
 		status = fmt.Sprintf("%d problem(s)", shared)
 	}
-	res.sections = append(res.sections, "tenant, tenants, kafka, clickhouse, mqtt, telemetry, drain_timeout\t"+status)
+	res.sections = append(res.sections, "tenant, tenants, kafka, clickhouse, mqtt, telemetry, process, drain_timeout\t"+status)
 
 	for _, sc := range sectionChecks() {
 		n := sc.node(&root)

@@ -68,6 +68,7 @@ type Root struct {
 	ClickHouse   ClickHouse       `yaml:"clickhouse"`
 	MQTT         MQTT             `yaml:"mqtt"`
 	Telemetry    Telemetry        `yaml:"telemetry"`
+	Process      Process          `yaml:"process"`
 	DrainTimeout Duration         `yaml:"drain_timeout"`
 	Tenants      []TenantConfig   `yaml:"tenants"`
 	Connectors   ConnectorSection `yaml:"connectors"`
@@ -181,6 +182,21 @@ type Telemetry struct {
 	// Pprof adds Go's /debug/pprof/ endpoints to the listener (off by
 	// default: profiles reveal internals; keep the listener private).
 	Pprof bool `yaml:"pprof"`
+}
+
+// Process tunes the Go runtime of every wardstream process started with
+// the topology (each role process, the bench harness, the demo).
+type Process struct {
+	// GoMaxProcs is runtime.GOMAXPROCS: how many OS threads run Go code at
+	// once. 0 keeps Go's default (the machine's CPUs, or the container's
+	// CPU limit). The GOMAXPROCS environment variable, when set, wins.
+	//
+	// Set it to 1 where many processes share a few cores (every role,
+	// server and the bench harness on one small machine): with 2, the
+	// goroutines handing a message to one another wake the other thread
+	// for nearly every message, and on a virtual machine those wake-ups
+	// cost more than the work (bench/README.md, "GOMAXPROCS").
+	GoMaxProcs int `yaml:"gomaxprocs"`
 }
 
 // Default returns the defaults of the shared sections.
@@ -446,6 +462,9 @@ func (r *Root) Validate() error {
 	case "text", "json":
 	default:
 		add("telemetry.log_format", "%q is not text or json", r.Telemetry.LogFormat)
+	}
+	if r.Process.GoMaxProcs < 0 {
+		add("process.gomaxprocs", "%d is negative (0 keeps Go's default)", r.Process.GoMaxProcs)
 	}
 	if r.DrainTimeout.D() <= 0 {
 		add("drain_timeout", "must be > 0")

@@ -23,6 +23,8 @@ func TestParse(t *testing.T) {
 		{"bad mqtt url", "mqtt:\n  url: 127.0.0.1:1883\n", "mqtt.url"},
 		{"sharded without cluster", "clickhouse:\n  sharded: true\n", "clickhouse.sharded: needs clickhouse.cluster"},
 		{"sharded cluster", "clickhouse:\n  cluster: ws\n  sharded: true\n", ""},
+		{"gomaxprocs", "process:\n  gomaxprocs: 1\n", ""},
+		{"negative gomaxprocs", "process:\n  gomaxprocs: -1\n", "process.gomaxprocs: -1 is negative"},
 		{"many errors joined", "tenant: ''\nclickhouse:\n  database: ''\n", "clickhouse.database"},
 	}
 	for _, tc := range cases {
