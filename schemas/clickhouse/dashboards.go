@@ -52,7 +52,7 @@ func Dashboards() []Dashboard {
 		{UID: "wardstream-vitals-anomalies", Title: "wardstream / Vitals anomalies", Panels: []Panel{
 			{"Anomaly score (max per minute)", "timeseries", "SELECT toStartOfMinute(event_time) AS time, level, max(score) AS score\nFROM ${database}.anomaly_scores\nWHERE tenant = '${tenant}' AND $__timeFilter(event_time)\nGROUP BY time, level ORDER BY time, level", "time_series"},
 			{"Most anomalous devices", "table", "SELECT device_id, ward, count() AS scored, countIf(level != 'NORMAL') AS anomalies, max(score) AS max_score\nFROM (SELECT device_id, ward, level, score FROM ${database}.anomaly_scores FINAL WHERE tenant = '${tenant}' AND $__timeFilter(event_time))\nGROUP BY device_id, ward ORDER BY max_score DESC, device_id LIMIT 50", "table"},
-			{"Heart rate p95 per minute", "timeseries", "SELECT minute AS time, device_id, quantileIfMerge(0.95)(hr_p95) AS hr_p95\nFROM ${database}.vitals_1m\nWHERE tenant = '${tenant}' AND $__timeFilter(minute)\nGROUP BY time, device_id ORDER BY time, device_id", "time_series"},
+			{"Heart rate p95 per minute", "timeseries", "SELECT minute AS time, device_id, quantileTimingIfMerge(0.95)(hr_p95) AS hr_p95\nFROM ${database}.vitals_1m\nWHERE tenant = '${tenant}' AND $__timeFilter(minute)\nGROUP BY time, device_id ORDER BY time, device_id", "time_series"},
 		}},
 		{UID: "wardstream-fleet-health", Title: "wardstream / Fleet health", Panels: []Panel{
 			{"Devices online", "stat", "SELECT sum(online) AS online, count() AS devices FROM ${database}.bi_fleet_health WHERE tenant = '${tenant}'", "table"},

@@ -84,6 +84,10 @@ func Migrations() []Migration {
 			}
 			return out
 		}},
+		{6, "vitals_1m_lighter_states", func(tg Target) []string {
+			// vitals_1m rebuilt with cheaper states (see v6Vitals1m).
+			return v6Vitals1m().rebuild(tg)
+		}},
 	}
 }
 
