@@ -35,6 +35,11 @@ func TestAnomalySeverityRaiseReachesAlert(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
+	// A visit (the clock) before every partition table runs fails with
+	// "error creating storage iterator": wait for the processor first.
+	if err := proc.WaitForReady(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { cancel(); <-done })
 	reqs := tt.NewQueueTracker(anomaly.DefaultConfig().Topics.AlertRequests)
 	sev := func(id string, ev int64, s int32) {

@@ -169,6 +169,11 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- proc.Run(ctx) }()
+	// A visit (the clock) before every partition table runs fails with
+	// "error creating storage iterator": wait for the processor first.
+	if err := proc.WaitForReady(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { cancel(); <-done })
 	h.score = h.tt.NewQueueTracker(h.cfg.Topics.AnomalyScores)
 	h.alert = h.tt.NewQueueTracker(h.cfg.Topics.AlertRequests)

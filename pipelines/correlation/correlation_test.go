@@ -58,6 +58,11 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.proc.Run(ctx) }()
+	// A visit (the clock) before every partition table runs fails with
+	// "error creating storage iterator": wait for the processor first.
+	if err := h.proc.WaitForReady(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { cancel(); <-done })
 	h.intakes = h.tt.NewQueueTracker(h.tp.Intake)
 	h.commands = h.tt.NewQueueTracker(h.tp.Commands)
