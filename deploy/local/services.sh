@@ -531,6 +531,7 @@ clickhouse_storage() {
     rmdir "$tmp"
   fi
   if ! mount -o loop,discard,noatime "$CH_FS_IMG" "$data"; then
+    if ((fresh)); then rm -f "$CH_FS_IMG"; fi
     [ "$CH_FS" = auto ] || die "clickhouse: could not loop-mount $CH_FS_IMG"
     log "clickhouse: WARNING: could not loop-mount ${CH_FS_IMG#"$ROOT"/}; data stays on ext4 without a journal"
     return 0
