@@ -266,7 +266,7 @@ func TenantStatements(tg Target, tenant string, backfilled map[string]bool) ([]s
 	var backfill []string
 	for _, t := range biReadTables(Views()) {
 		feed := fmt.Sprintf("SELECT * FROM %s WHERE tenant = %s", tg.q(t), quoteString(tenant))
-		for _, r := range v2Rollups() {
+		for _, r := range Rollups() {
 			if r.Name == t {
 				// Inserts made by a materialized view do not trigger the
 				// views of its target table on old servers, so a rollup's

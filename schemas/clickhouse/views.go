@@ -240,7 +240,7 @@ func Views() []View {
 // the cost of the rollup is the cost of its states, paid at ~17k rows/s
 // and again in every merge. Migration 2's states cost 12.7 s of server CPU
 // per million readings on 18.16, twice the 6.8 s of the vitals insert
-// itself (bench/README.md, "vitals_1m"); these cost 5.4 s:
+// itself (bench/README.md, "2026-12-03"); these cost 5.4 s:
 //   - readings counts uniqExact over cityHash64(event_id), not the string:
 //     a set of 8-byte keys instead of copies of every id. A 64-bit
 //     collision among one device's readings of one minute (~120) has a
