@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	goruntime "runtime"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,12 +39,26 @@ func loadEnv(path string) (*env, error) {
 		goruntime.GOMAXPROCS(n)
 		log.Debug("gomaxprocs set by the topology", "gomaxprocs", n)
 	}
+	if pct, ok := gcPercent(cfg.Process, os.Getenv("GOGC")); ok {
+		debug.SetGCPercent(pct)
+		log.Debug("gc percent set by the topology", "gogc", pct)
+	}
 	return &env{
 		cfg:    cfg,
 		log:    log,
 		reg:    telemetry.NewRegistry(),
 		health: runtime.NewHealth(),
 	}, nil
+}
+
+// gcPercent returns the GC percent the topology asks for, and whether to
+// apply it: not when it keeps Go's default (0), nor when the GOGC
+// environment variable already chose (env is its value).
+func gcPercent(p config.Process, env string) (int, bool) {
+	if p.GOGC <= 0 || env != "" {
+		return 0, false
+	}
+	return p.GOGC, true
 }
 
 // goMaxProcs returns the GOMAXPROCS the topology asks for, and whether to

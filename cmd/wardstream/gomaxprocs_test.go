@@ -28,3 +28,27 @@ func TestGoMaxProcs(t *testing.T) {
 		})
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	cases := []struct {
+		name   string
+		gogc   int
+		env    string
+		want   int
+		wantOK bool
+	}{
+		{"default keeps Go's", 0, "", 0, false},
+		{"topology sets it", 400, "", 400, true},
+		{"environment wins", 400, "100", 0, false},
+		{"environment off wins", 400, "off", 0, false},
+		{"environment alone is Go's business", 0, "200", 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n, ok := gcPercent(config.Process{GOGC: tc.gogc}, tc.env)
+			if n != tc.want || ok != tc.wantOK {
+				t.Fatalf("gcPercent(%d, %q) = %d, %v; want %d, %v", tc.gogc, tc.env, n, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}

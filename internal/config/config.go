@@ -197,6 +197,16 @@ type Process struct {
 	// for nearly every message, and on a virtual machine those wake-ups
 	// cost more than the work (bench/README.md, "GOMAXPROCS").
 	GoMaxProcs int `yaml:"gomaxprocs"`
+	// GOGC is the garbage collector's target percent (runtime/debug
+	// SetGCPercent): heap growth over the live heap that triggers the next
+	// collection. 0 keeps Go's default (100). The GOGC environment variable,
+	// when set, wins. The bench harness, when neither sets it, uses 400.
+	//
+	// A larger value trades memory for CPU: 400 on every role took the
+	// processors from 18 to 13-16 us of CPU per reading in the hospital
+	// bench (bench/README.md, "2026-12-03, 09:00"); the k8s manifests set
+	// GOGC=400 with a GOMEMLIMIT for the same reason.
+	GOGC int `yaml:"gogc"`
 }
 
 // Default returns the defaults of the shared sections.
@@ -465,6 +475,9 @@ func (r *Root) Validate() error {
 	}
 	if r.Process.GoMaxProcs < 0 {
 		add("process.gomaxprocs", "%d is negative (0 keeps Go's default)", r.Process.GoMaxProcs)
+	}
+	if r.Process.GOGC < 0 {
+		add("process.gogc", "%d is negative (0 keeps Go's default; turning the collector off is the GOGC environment variable's business)", r.Process.GOGC)
 	}
 	if r.DrainTimeout.D() <= 0 {
 		add("drain_timeout", "must be > 0")

@@ -25,6 +25,8 @@ func TestParse(t *testing.T) {
 		{"sharded cluster", "clickhouse:\n  cluster: ws\n  sharded: true\n", ""},
 		{"gomaxprocs", "process:\n  gomaxprocs: 1\n", ""},
 		{"negative gomaxprocs", "process:\n  gomaxprocs: -1\n", "process.gomaxprocs: -1 is negative"},
+		{"gogc", "process:\n  gogc: 400\n", ""},
+		{"negative gogc", "process:\n  gogc: -1\n", "process.gogc: -1 is negative"},
 		{"many errors joined", "tenant: ''\nclickhouse:\n  database: ''\n", "clickhouse.database"},
 	}
 	for _, tc := range cases {
