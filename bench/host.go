@@ -28,6 +28,9 @@ type HostResult struct {
 	// GoMaxProcs is the harness's GOMAXPROCS; the roles it starts take
 	// the same topology's process.gomaxprocs (or the same environment).
 	GoMaxProcs int `json:"gomaxprocs"`
+	// GODEBUG is the harness's GODEBUG environment (the roles it starts
+	// inherit it): schedtrace=2147483647 there means process.keep_sysmon_awake.
+	GODEBUG string `json:"godebug,omitempty"`
 }
 
 // cpuTimes is the machine-wide "cpu" line of /proc/stat in seconds.
@@ -98,7 +101,7 @@ func (w hostWatch) stop() *HostResult {
 	}
 	r := &HostResult{Cores: runtime.NumCPU(), WallSeconds: time.Since(w.at).Seconds(), BusySeconds: t1.busy - w.t0.busy,
 		IdleSeconds: t1.idle - w.t0.idle, StealSeconds: t1.steal - w.t0.steal, Load1Start: w.load0, Load1End: loadavg1(),
-		GoMaxProcs: runtime.GOMAXPROCS(0)}
+		GoMaxProcs: runtime.GOMAXPROCS(0), GODEBUG: os.Getenv("GODEBUG")}
 	if r.WallSeconds > 0 && r.Cores > 0 {
 		r.StealShare = r.StealSeconds / (float64(r.Cores) * r.WallSeconds)
 	}

@@ -309,8 +309,8 @@ func (r *Results) Markdown() string {
 	w("| of which event -> first hop acknowledged (devices' queue and broker) p50 / p95 / p99 / max | %s |", latWord(r.Latency.EventToFirstHop))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
 	if hr := r.Host; hr != nil {
-		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end; harness GOMAXPROCS | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f; %d |",
-			hr.Cores, hr.WallSeconds, hr.BusySeconds, hr.IdleSeconds, hr.StealSeconds, 100*hr.StealShare, hr.Load1Start, hr.Load1End, hr.GoMaxProcs)
+		w("| host: %d cores, busy / idle / steal CPU seconds over %.0f s; load average 1 min start -> end; harness GOMAXPROCS; GODEBUG | %.0f / %.0f / %.1f (steal %.1f%%); %.2f -> %.2f; %d; %s |",
+			hr.Cores, hr.WallSeconds, hr.BusySeconds, hr.IdleSeconds, hr.StealSeconds, 100*hr.StealShare, hr.Load1Start, hr.Load1End, hr.GoMaxProcs, orDash(hr.GODEBUG))
 	}
 	w("| send errors (retried) / readings given up | %d / %d |", r.SendErrors, r.SendFailed)
 	w("")
@@ -398,4 +398,12 @@ func latWord(l LatencyStats) string {
 		return "not measured"
 	}
 	return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f ms (%d samples, %s, resolution %.0f ms)", l.P50Ms, l.P95Ms, l.P99Ms, l.MaxMs, l.Samples, l.Method, l.ResolutionMs)
+}
+
+// orDash returns s, or "-" when it is empty (a table cell).
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
+	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,6 +36,14 @@ func loadEnv(path string) (*env, error) {
 		return nil, err
 	}
 	log := telemetry.NewLogger(os.Stderr, cfg.Telemetry.LogLevel, cfg.Telemetry.LogFormat)
+	// Never in a test binary: re-executing would run its tests again.
+	if environ, ok := sysmonEnv(cfg.Process, os.Environ()); ok && !testing.Testing() {
+		// Only returns when the re-execution failed: go on as Go would.
+		err := reexec(environ)
+		log.Warn("keeping sysmon awake: re-executing with GODEBUG failed; going on with Go's default", "err", err)
+	} else if cfg.Process.KeepSysmonAwake {
+		log.Debug("sysmon kept awake", "godebug", os.Getenv("GODEBUG"))
+	}
 	if n, ok := goMaxProcs(cfg.Process, os.Getenv("GOMAXPROCS")); ok {
 		goruntime.GOMAXPROCS(n)
 		log.Debug("gomaxprocs set by the topology", "gomaxprocs", n)

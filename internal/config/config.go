@@ -207,6 +207,26 @@ type Process struct {
 	// bench (bench/README.md, "2026-12-03, 09:00"); the k8s manifests set
 	// GOGC=400 with a GOMEMLIMIT for the same reason.
 	GOGC int `yaml:"gogc"`
+	// KeepSysmonAwake keeps the Go runtime's monitor thread (sysmon) out of
+	// its deep sleep. Go parks sysmon whenever every P is idle and wakes it
+	// on the next syscall, after which it polls every 20 us for about a
+	// millisecond. A process that turns idle and busy thousands of times a
+	// second (a role handing messages on, on a saturated small machine)
+	// pays two context switches per poll: sysmon took 22-29% of the MQTT
+	// connector's and the bench harness's CPU at ~15k readings/s. Awake,
+	// sysmon backs off to one check per 10 ms while nothing needs it.
+	// Measured in the hospital bench: connector 23-28 -> 16-17 us of CPU per
+	// reading, harness 19-23 -> 11-12, the whole box 121-142 -> 99-106
+	// (bench/README.md, "2026-12-03, 09:00").
+	//
+	// The runtime has no setting for this alone: the process re-executes
+	// itself once at start with GODEBUG=schedtrace=2147483647 added (sysmon
+	// never deep-sleeps while a scheduler trace is due; the trace itself is
+	// due every 24.8 days, so it prints at most one "SCHED" line to stderr
+	// then, and a crash report gains the scheduler's state). A GODEBUG that
+	// already names schedtrace is left alone. Off by default (Go's own
+	// behaviour); Linux and other Unix systems only.
+	KeepSysmonAwake bool `yaml:"keep_sysmon_awake"`
 }
 
 // Default returns the defaults of the shared sections.

@@ -26,6 +26,7 @@ func TestParse(t *testing.T) {
 		{"gomaxprocs", "process:\n  gomaxprocs: 1\n", ""},
 		{"negative gomaxprocs", "process:\n  gomaxprocs: -1\n", "process.gomaxprocs: -1 is negative"},
 		{"gogc", "process:\n  gogc: 400\n", ""},
+		{"keep_sysmon_awake", "process:\n  keep_sysmon_awake: true\n", ""},
 		{"negative gogc", "process:\n  gogc: -1\n", "process.gogc: -1 is negative"},
 		{"many errors joined", "tenant: ''\nclickhouse:\n  database: ''\n", "clickhouse.database"},
 	}
