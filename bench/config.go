@@ -29,6 +29,12 @@ type Config struct {
 	StartupTimeout config.Duration `yaml:"startup_timeout"`
 	// StopTimeout bounds each role's drain after SIGTERM (default 30s).
 	StopTimeout config.Duration `yaml:"stop_timeout"`
+	// Warmup is the start of the sending phase that results.json's
+	// latency.event_to_queryable_after_warmup leaves out (default 15s; 0
+	// leaves out nothing): the steady state, apart from the start-up burst
+	// of schedules and histories and the roles' first seconds. The
+	// headline latency and the targets keep every probe.
+	Warmup config.Duration `yaml:"warmup"`
 }
 
 // DefaultConfig returns the defaults.
@@ -39,6 +45,7 @@ func DefaultConfig() Config {
 		DatabasePrefix:   "bench_",
 		StartupTimeout:   config.Duration(60 * time.Second),
 		StopTimeout:      config.Duration(30 * time.Second),
+		Warmup:           config.Duration(15 * time.Second),
 	}
 }
 
@@ -56,6 +63,9 @@ func (c Config) Validate() error {
 	var errs []error
 	add := func(field, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("bench.%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.Warmup.D() < 0 {
+		add("warmup", "%s is negative", c.Warmup.D())
 	}
 	if c.PollInterval.D() < 10*time.Millisecond {
 		add("poll_interval", "must be >= 10ms")

@@ -435,7 +435,7 @@ func (h *harness) probeLoop(ctx context.Context) {
 			h.mu.Lock()
 			for id, at := range seen {
 				if p, ok := h.outstanding[id]; ok {
-					h.record(float64(at.Sub(p.eventTime).Microseconds()) / 1000)
+					h.record(p.eventTime, float64(at.Sub(p.eventTime).Microseconds())/1000)
 					delete(h.outstanding, id)
 				}
 			}
@@ -466,7 +466,7 @@ func (h *harness) probeLoop(ctx context.Context) {
 			h.mu.Lock()
 			for id := range vis {
 				if p, ok := h.outstanding[id]; ok {
-					h.record(float64(at.Sub(p.eventTime).Microseconds()) / 1000)
+					h.record(p.eventTime, float64(at.Sub(p.eventTime).Microseconds())/1000)
 					delete(h.outstanding, id)
 				}
 			}
@@ -499,9 +499,13 @@ func (h *harness) probeInterval(base time.Duration, now time.Time) time.Duration
 	return wait
 }
 
-// record adds one latency sample; h.mu is held.
-func (h *harness) record(ms float64) {
+// record adds one latency sample of a probe with this event time; h.mu is
+// held.
+func (h *harness) record(event time.Time, ms float64) {
 	h.latencies = append(h.latencies, ms)
+	if !event.Before(h.start.Add(h.o.Config.Warmup.D())) {
+		h.afterWarmup = append(h.afterWarmup, ms)
+	}
 	h.intervalLat = append(h.intervalLat, ms)
 }
 
@@ -654,6 +658,13 @@ func (h *harness) measure(ctx context.Context, fleet *Fleet) error {
 	h.mu.Lock()
 	r.Latency.EventToQueryable = quantiles(append([]float64(nil), h.latencies...), "probes", max(h.resolution, h.o.Config.PollInterval.D()))
 	r.Latency.EventToFirstHop = quantiles(append([]float64(nil), h.ackLatencies...), "probes (publish acknowledged)", 0)
+	if w := h.o.Config.Warmup.D(); w > 0 {
+		aw := quantiles(append([]float64(nil), h.afterWarmup...), fmt.Sprintf("probes with event time >= start + %s", w), max(h.resolution, h.o.Config.PollInterval.D()))
+		if aw.Samples == 0 {
+			aw.Method = "none"
+		}
+		r.Latency.AfterWarmup = &aw
+	}
 	left := len(h.outstanding)
 	h.mu.Unlock()
 	if left > 0 {

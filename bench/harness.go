@@ -194,6 +194,8 @@ type harness struct {
 	// resolution is the coarsest probe interval used (probeInterval).
 	resolution time.Duration
 	latencies  []float64
+	// afterWarmup: latencies of probes with event time >= start + warmup.
+	afterWarmup []float64
 	// ackLatencies: probes' event time -> first hop's ack (ms); h.mu.
 	ackLatencies []float64
 	intervalLat  []float64

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/wardstream/wardstream/internal/config"
 )
 
 func TestSetPath(t *testing.T) {
@@ -121,5 +123,43 @@ func TestMovingAverage(t *testing.T) {
 	want := [][2]float64{{0, 2}, {1, 3}, {2, 2}, {3, 3}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v want %v", got, want)
+	}
+}
+
+func TestRecordAfterWarmup(t *testing.T) {
+	start := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name       string
+		warmup     time.Duration
+		events     []time.Duration // after start
+		wantAll    int
+		wantSteady int
+	}{
+		{"no warmup keeps every probe", 0, []time.Duration{0, time.Second, 20 * time.Second}, 3, 3},
+		{"warmup leaves out the start", 15 * time.Second, []time.Duration{0, 14 * time.Second, 15 * time.Second, 40 * time.Second}, 4, 2},
+		{"all inside the warmup", 15 * time.Second, []time.Duration{time.Second, 2 * time.Second}, 2, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{start: start}
+			h.o.Config.Warmup = config.Duration(tc.warmup)
+			for i, d := range tc.events {
+				h.record(start.Add(d), float64(100*(i+1)))
+			}
+			if len(h.latencies) != tc.wantAll || len(h.afterWarmup) != tc.wantSteady {
+				t.Fatalf("latencies %d, after warmup %d; want %d, %d", len(h.latencies), len(h.afterWarmup), tc.wantAll, tc.wantSteady)
+			}
+		})
+	}
+}
+
+func TestConfigWarmupValidated(t *testing.T) {
+	c := DefaultConfig()
+	if c.Warmup.D() != 15*time.Second {
+		t.Fatalf("default warmup %s, want 15s", c.Warmup.D())
+	}
+	c.Warmup = config.Duration(-time.Second)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "bench.warmup: -1s is negative") {
+		t.Fatalf("Validate() = %v, want bench.warmup negative", err)
 	}
 }

@@ -121,6 +121,10 @@ type LatencyResult struct {
 	// broker, before wardstream has the reading: on a saturated box the
 	// load generator itself falls behind.
 	EventToFirstHop LatencyStats `json:"event_to_first_hop"`
+	// AfterWarmup: EventToQueryable of the probes sent after bench.warmup
+	// (the steady state); nil with a warmup of 0. Informational: the
+	// targets judge EventToQueryable, every probe.
+	AfterWarmup *LatencyStats `json:"event_to_queryable_after_warmup,omitempty"`
 }
 
 // LatencyStats are quantiles in milliseconds.
@@ -306,6 +310,9 @@ func (r *Results) Markdown() string {
 	l := r.Latency.EventToQueryable
 	w("| latency event -> queryable p50 / p95 / p99 / max | %s |", latWord(l))
 	w("| latency scheduled+grace -> MISSED alert p50 / p95 / p99 / max | %s |", latWord(r.Latency.MissedAlert))
+	if aw := r.Latency.AfterWarmup; aw != nil {
+		w("| latency event -> queryable after the warmup (%s) p50 / p95 / p99 / max | %s |", aw.Method, latWord(*aw))
+	}
 	w("| of which event -> first hop acknowledged (devices' queue and broker) p50 / p95 / p99 / max | %s |", latWord(r.Latency.EventToFirstHop))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
 	if hr := r.Host; hr != nil {
