@@ -613,8 +613,17 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 	if ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](clickJS)); err != nil || !ok {
 		t.Fatalf("clicking acknowledge: found %v, %v", ok, err)
 	}
-	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS(`button.ack[data-alert-id="alrt-open-1"][disabled]`))); err != nil {
-		t.Fatalf("clicking acknowledge: %v", err)
+	// The button turns disabled while the acknowledgement is pending; the
+	// whole round trip (API, Kafka, sink, ClickHouse, live stream) can also
+	// remove the row before a check sees the button, so either counts. A
+	// failed acknowledgement re-enables the button and shows #errors.
+	ackedJS := `!!document.querySelector('button.ack[data-alert-id="alrt-open-1"][disabled]') || !document.querySelector('` + row + `')`
+	pollCtx, cancelPoll := context.WithTimeout(browser, 30*time.Second)
+	_, err = chromedp.Run(pollCtx, chromedp.Poll[bool](ackedJS, chromedp.WithPollingInterval(50*time.Millisecond)))
+	cancelPoll()
+	if err != nil {
+		errsText, _ := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`#errors`)))
+		t.Fatalf("clicking acknowledge: the button never turned disabled nor the row went: %v (page errors %q)", err, errsText)
 	}
 	// The alert changes in ClickHouse...
 	var a *pb.Alert

@@ -113,9 +113,10 @@ function render(d) {
     const btn = document.createElement("button");
     btn.className = "ack";
     btn.dataset.alertId = a.alertId;
-    const pending = state.acked.get(a.alertId);
-    btn.textContent = pending ? "acknowledged" : "Acknowledge";
-    btn.disabled = !!pending || !(state.me && state.me.canWrite);
+    // state.acked: 0 while the request is in flight, then its time.
+    const acking = state.acked.has(a.alertId);
+    btn.textContent = !acking ? "Acknowledge" : state.acked.get(a.alertId) ? "acknowledged" : "acknowledging…";
+    btn.disabled = acking || !(state.me && state.me.canWrite);
     if (!(state.me && state.me.canWrite)) btn.title = "your role cannot acknowledge";
     btn.addEventListener("click", () => ack(a.alertId, btn));
     td.appendChild(btn);
@@ -172,6 +173,9 @@ function renderPipeline(p) {
 }
 
 async function ack(id, btn) {
+  // Pending from the click on: a re-render by the live stream while the
+  // request is in flight must not offer the button again.
+  state.acked.set(id, 0);
   btn.disabled = true;
   btn.textContent = "acknowledging…";
   try {
@@ -183,6 +187,7 @@ async function ack(id, btn) {
     state.acked.set(id, Date.now());
     btn.textContent = "acknowledged";
   } catch (e) {
+    state.acked.delete(id);
     btn.disabled = false;
     btn.textContent = "Acknowledge";
     $("#errors").textContent = "Acknowledging " + id + " failed: " + e.message;
