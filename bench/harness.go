@@ -227,6 +227,10 @@ func newHarness(o Options) (*harness, error) {
 	return h, nil
 }
 
+// brokerWarmAge: a local Kafka broker younger than this at the start of a
+// run gets a note (its JVM compiles the hot paths during the first runs).
+const brokerWarmAge = 5 * time.Minute
+
 func (h *harness) note(format string, a ...any) {
 	h.res.Notes = append(h.res.Notes, fmt.Sprintf(format, a...))
 }
@@ -581,6 +585,9 @@ func (h *harness) startRoles(ctx context.Context, roles []string) error {
 	}
 	for name, pid := range ServicePids(h.o.RepoRoot) {
 		h.svcs = append(h.svcs, WatchPid("service "+name, pid))
+		if age, err := procAge(pid); err == nil && name == "kafka" && age < brokerWarmAge {
+			h.note("service kafka started %s before this run: the broker's JIT compiler is still warming up, and the first runs after `make services` measure a slower broker (bench/README.md, \"2026-12-03, 10:10\")", age.Round(time.Second))
+		}
 	}
 	sort.Slice(h.svcs, func(i, j int) bool { return h.svcs[i].Name < h.svcs[j].Name })
 	h.svcs = append(h.svcs, WatchPid("bench harness (simulator, publishers, observers)", os.Getpid()))

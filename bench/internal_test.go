@@ -163,3 +163,39 @@ func TestConfigWarmupValidated(t *testing.T) {
 		t.Fatalf("Validate() = %v, want bench.warmup negative", err)
 	}
 }
+
+func TestParseProcAge(t *testing.T) {
+	// starttime (field 22) 123456 ticks = 1234.56 s after boot.
+	stat := []byte("4242 (java -x) S 1 4242 4242 0 -1 4194560 100 0 0 0 50 20 0 0 20 0 80 0 123456 1000000 200 18446744073709551615")
+	cases := []struct {
+		name    string
+		stat    []byte
+		uptime  string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"a minute old", stat, "1294.56 2000.00\n", 60 * time.Second, false},
+		{"clock skew clamps to zero", stat, "1000.00 10.00\n", 0, false},
+		{"short stat", []byte("1 (x) S 1 2 3"), "10.0 1.0", 0, true},
+		{"no parenthesis", []byte("garbage"), "10.0 1.0", 0, true},
+		{"bad uptime", stat, "", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcAge(tc.stat, []byte(tc.uptime))
+			if (err != nil) != tc.wantErr || (!tc.wantErr && (got-tc.want).Abs() > 10*time.Millisecond) {
+				t.Fatalf("parseProcAge = %s, %v; want %s (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestProcAgeSelf(t *testing.T) {
+	age, err := procAge(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	if age < 0 || age > 24*time.Hour {
+		t.Fatalf("this test process started %s ago", age)
+	}
+}

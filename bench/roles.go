@@ -256,3 +256,44 @@ func ServicePids(root string) map[string]int {
 	}
 	return out
 }
+
+// procAge returns how long ago pid started: its starttime (field 22 of
+// /proc/PID/stat, clock ticks after boot) against /proc/uptime.
+func procAge(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	up, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcAge(stat, up)
+}
+
+// parseProcAge is procAge on the two files' contents.
+func parseProcAge(stat, uptime []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state): starttime, field 22, is f[19].
+	if len(f) < 20 {
+		return 0, errors.New("short /proc stat")
+	}
+	start, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc stat starttime %q: %w", f[19], err)
+	}
+	u := strings.Fields(string(uptime))
+	if len(u) == 0 {
+		return 0, errors.New("empty /proc/uptime")
+	}
+	secs, err := strconv.ParseFloat(u[0], 64)
+	if err != nil {
+		return 0, fmt.Errorf("/proc/uptime %q: %w", u[0], err)
+	}
+	age := time.Duration(secs*float64(time.Second)) - time.Duration(start)*time.Second/clockTicks
+	return max(age, 0), nil
+}
