@@ -311,7 +311,7 @@ func (r *Results) Markdown() string {
 	w("| latency event -> queryable p50 / p95 / p99 / max | %s |", latWord(l))
 	w("| latency scheduled+grace -> MISSED alert p50 / p95 / p99 / max | %s |", latWord(r.Latency.MissedAlert))
 	if aw := r.Latency.AfterWarmup; aw != nil {
-		w("| latency event -> queryable after the warmup (%s) p50 / p95 / p99 / max | %s |", aw.Method, latWord(*aw))
+		w("| latency event -> queryable after the warmup p50 / p95 / p99 / max | %s |", latWord(*aw))
 	}
 	w("| of which event -> first hop acknowledged (devices' queue and broker) p50 / p95 / p99 / max | %s |", latWord(r.Latency.EventToFirstHop))
 	w("| malformed sent / dead-lettered | %d / %d |", r.Malformed.Sent, r.Malformed.DeadLettered)
