@@ -6,6 +6,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,14 +42,14 @@ func loadEnv(path string) (*env, error) {
 		// Only returns when the re-execution failed: go on as Go would.
 		err := reexec(environ)
 		log.Warn("keeping sysmon awake: re-executing with GODEBUG failed; going on with Go's default", "err", err)
-	} else if cfg.Process.KeepSysmonAwake {
+	} else if cfg.Process.KeepSysmonAwake && strings.Contains(os.Getenv("GODEBUG"), "schedtrace=") {
 		log.Debug("sysmon kept awake", "godebug", os.Getenv("GODEBUG"))
 	}
-	if n, ok := goMaxProcs(cfg.Process, os.Getenv("GOMAXPROCS")); ok {
+	if n, ok := runtimeSetting(cfg.Process.GoMaxProcs, os.Getenv("GOMAXPROCS")); ok {
 		goruntime.GOMAXPROCS(n)
 		log.Debug("gomaxprocs set by the topology", "gomaxprocs", n)
 	}
-	if pct, ok := gcPercent(cfg.Process, os.Getenv("GOGC")); ok {
+	if pct, ok := runtimeSetting(cfg.Process.GOGC, os.Getenv("GOGC")); ok {
 		debug.SetGCPercent(pct)
 		log.Debug("gc percent set by the topology", "gogc", pct)
 	}
@@ -60,22 +61,13 @@ func loadEnv(path string) (*env, error) {
 	}, nil
 }
 
-// gcPercent returns the GC percent the topology asks for, and whether to
-// apply it: not when it keeps Go's default (0), nor when the GOGC
-// environment variable already chose (env is its value).
-func gcPercent(p config.Process, env string) (int, bool) {
-	if p.GOGC <= 0 || env != "" {
+// runtimeSetting returns a Go runtime setting the topology asks for
+// (process.gomaxprocs, process.gogc), and whether to apply it: not when it
+// keeps Go's default (0), nor when the setting's environment variable
+// already chose (env is its value: GOMAXPROCS, GOGC).
+func runtimeSetting(topology int, env string) (int, bool) {
+	if topology <= 0 || env != "" {
 		return 0, false
 	}
-	return p.GOGC, true
-}
-
-// goMaxProcs returns the GOMAXPROCS the topology asks for, and whether to
-// apply it: not when it keeps Go's default (0), nor when the environment
-// variable already chose (env is its value).
-func goMaxProcs(p config.Process, env string) (int, bool) {
-	if p.GoMaxProcs <= 0 || env != "" {
-		return 0, false
-	}
-	return p.GoMaxProcs, true
+	return topology, true
 }
