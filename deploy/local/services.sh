@@ -605,7 +605,13 @@ max_inflight_bytes 0
 max_packet_size 16777216
 persistent_client_expiration 1d
 retain_available true
-set_tcp_nodelay true
+# Nagle's algorithm on (Mosquitto's default): a PUBACK or forwarded PUBLISH
+# written while earlier bytes are unacknowledged joins them in one segment,
+# so the devices and the connector wake and read less often. With nodelay on,
+# every packet went out alone: Mosquitto, the MQTT connector and the bench
+# harness used 5-7, 2-4 and 3-4 us more CPU per reading, for no lower latency
+# (bench/README.md, "2026-12-03, 10:30").
+set_tcp_nodelay false
 
 log_dest file $MQ_DIR/mosquitto.log
 log_type error
