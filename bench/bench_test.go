@@ -42,6 +42,8 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"nominal rate without hz", "name: x\nmonitors: {count: 3}\n", []string{"rate: is 0 (nominal)"}},
 		{"unthrottled without hz ok", "name: x\nrate: -1\nmonitors: {count: 3}\n", nil},
 		{"bad rate", "name: x\nrate: -5\nmonitors: {count: 3, hz: 1}\n", []string{"rate: must be -1"}},
+		{"history in_run", "name: x\npillcases: {count: 1, history: in_run}\n", nil},
+		{"unknown history", "name: x\npillcases: {count: 1, history: later}\n", []string{`pillcases.history: "later" is not "preload" or "in_run"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,15 +22,6 @@ import (
 // to settle, and fills in the results.
 func (h *harness) drive(ctx context.Context) error {
 	o, sc := h.o, h.sc
-	h.start = time.Now()
-	h.res.Started = h.start
-	host := startHostWatch()
-	defer func() {
-		h.res.Host = host.stop()
-		if hr := h.res.Host; hr != nil && hr.StealShare > 0.05 {
-			h.note("host: the hypervisor gave %.0f%% of this machine's CPU time to other tenants during the run (steal %.0f CPU seconds): rates are lower than on a quiet machine", 100*hr.StealShare, hr.StealSeconds)
-		}
-	}()
 	dur := o.Duration
 	switch {
 	case o.Forever:
@@ -38,17 +29,21 @@ func (h *harness) drive(ctx context.Context) error {
 	case dur == 0 && o.Messages == 0:
 		dur = sc.Duration.D()
 	}
+	// The fleet is planned from now. With history preload the timed phase
+	// starts later, so planning the live doses to fit before now + dur is
+	// conservative: they fit before the real end too.
+	planned := time.Now()
 	// Without a duration the sending phase's end is unknown: plan live
 	// doses only when a target rate makes it predictable.
-	sendEnd := h.start.Add(dur)
+	sendEnd := planned.Add(dur)
 	if dur == 0 {
 		if r := h.rate(); r > 0 {
-			sendEnd = h.start.Add(time.Duration(float64(o.Messages) / r * float64(time.Second)))
+			sendEnd = planned.Add(time.Duration(float64(o.Messages) / r * float64(time.Second)))
 		} else {
-			sendEnd = h.start
+			sendEnd = planned
 		}
 	}
-	fleet, err := NewFleet(sc, h.runID, h.tenant, h.start, sendEnd)
+	fleet, err := NewFleet(sc, h.runID, h.tenant, planned, sendEnd)
 	if err != nil {
 		return err
 	}
@@ -62,6 +57,23 @@ func (h *harness) drive(ctx context.Context) error {
 	} else {
 		snd = newKafkaSender(h.kcl, &h.c, h.acked)
 	}
+	pills := fleet.PillEvents()
+	if h.preloads() {
+		if pills, err = h.preload(ctx, snd, fleet); err != nil {
+			return err
+		}
+		// The timed phase counts only its own readings.
+		h.preSent = h.c.sent.Load()
+	}
+	h.start = time.Now()
+	h.res.Started = h.start
+	host := startHostWatch()
+	defer func() {
+		h.res.Host = host.stop()
+		if hr := h.res.Host; hr != nil && hr.StealShare > 0.05 {
+			h.note("host: the hypervisor gave %.0f%% of this machine's CPU time to other tenants during the run (steal %.0f CPU seconds): rates are lower than on a quiet machine", 100*hr.StealShare, hr.StealSeconds)
+		}
+	}()
 	cameraNote(h)
 
 	obsCtx, cancelObs := context.WithCancel(context.WithoutCancel(ctx))
@@ -104,7 +116,7 @@ func (h *harness) drive(ctx context.Context) error {
 			}
 		}
 	}()
-	sendErr := h.send(sendCtx, snd, fleet, sendEnd, dur)
+	sendErr := h.send(sendCtx, snd, fleet, pills, dur)
 	h.mu.Lock()
 	if h.abort != nil {
 		sendErr = errors.Join(sendErr, h.abort)
@@ -119,7 +131,7 @@ func (h *harness) drive(ctx context.Context) error {
 	sent := time.Now()
 	h.res.SendSeconds = sent.Sub(h.start).Seconds()
 	if h.telemetryEnd.IsZero() {
-		h.telemetryEnd, h.sentAtTelemetryEnd = sent, h.c.sent.Load()
+		h.telemetryEnd, h.sentAtTelemetryEnd = sent, h.c.sent.Load()-h.preSent
 	}
 	h.res.TelemetrySeconds = h.telemetryEnd.Sub(h.start).Seconds()
 	if o.Forever {
@@ -221,14 +233,14 @@ func (h *harness) rate() float64 {
 // send is the sending phase: telemetry at the target rate (or as fast as
 // the sender accepts), pillcase messages at their planned times, malformed
 // traffic at its share.
-func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd time.Time, dur time.Duration) error {
+func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, pills []PillEvent, dur time.Duration) error {
 	// Pillcases talk on their own schedule, concurrently with telemetry
 	// (a burst of schedules and buffered intakes must not stall the
 	// monitors, nor the other way round).
 	pillsDone := make(chan struct{})
 	go func() {
 		defer close(pillsDone)
-		for _, e := range fleet.PillEvents() {
+		for _, e := range pills {
 			if d := time.Until(e.At); d > 0 {
 				select {
 				case <-ctx.Done():
@@ -244,7 +256,7 @@ func (h *harness) send(ctx context.Context, snd sender, fleet *Fleet, sendEnd ti
 	h.sendTelemetry(ctx, snd, fleet, dur)
 	h.mu.Lock()
 	h.telemetryEnd = time.Now()
-	h.sentAtTelemetryEnd = h.c.sent.Load()
+	h.sentAtTelemetryEnd = h.c.sent.Load() - h.preSent
 	h.mu.Unlock()
 	select {
 	case <-pillsDone:
@@ -642,7 +654,7 @@ func (h *harness) fillCounters() {
 	r.SendErrors = h.c.errors.Load()
 	r.SendFailed = h.c.failed.Load()
 	if r.SendSeconds > 0 {
-		r.MsgsPerMin = float64(r.Sent) / r.SendSeconds * 60
+		r.MsgsPerMin = float64(r.Sent-h.preSent) / r.SendSeconds * 60
 	}
 	if r.TelemetrySeconds > 0 && h.sentAtTelemetryEnd > 0 {
 		// Trailing pillcase messages (offline flushes) would dilute the
@@ -906,7 +918,8 @@ func (h *harness) fillUsage() {
 	}
 	per := func(u *Usage) {
 		if u.CPUSeconds > 0 {
-			u.ReadingsPerCPUSecond = math.Round(float64(h.c.sent.Load()) / u.CPUSeconds)
+			// The CPU window is the timed phase's (sampled from its start).
+			u.ReadingsPerCPUSecond = math.Round(float64(h.c.sent.Load()-h.preSent) / u.CPUSeconds)
 		}
 	}
 	for i := range h.res.Roles {

@@ -183,6 +183,10 @@ type harness struct {
 	// count then (the rates' window, without trailing pillcase messages).
 	telemetryEnd       time.Time
 	sentAtTelemetryEnd int64
+	// preSent is the sent count when the timed phase began (the load
+	// phase's intakes; 0 without history preload): the timed phase's
+	// rates and timeline count from it.
+	preSent int64
 
 	// failedPumps are the pumps that sent PUMP_FAILURE; h.mu.
 	failedPumps map[string]bool

@@ -29,7 +29,7 @@ func buildWardstream(t *testing.T, root string) string {
 	return bin
 }
 
-func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int) (*bench.Results, error) {
+func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int, history string) (*bench.Results, error) {
 	t.Helper()
 	t.Setenv(config.EnvKafkaBrokers, strings.Join(svc.KafkaBrokers, ","))
 	t.Setenv(config.EnvClickHouseAddr, svc.ClickHouseAddr)
@@ -46,6 +46,7 @@ func smokeRun(t *testing.T, svc testutil.Services, bin, stage string, batch int)
 	if batch > 0 {
 		sc.Transport.Batch = batch
 	}
+	sc.Pillcases.History = history
 	// The simulator plans a run's doses on the start's local day, history
 	// doses within the hour before the start: in the minutes after local
 	// midnight there are none, and the checks below would have nothing to
@@ -140,12 +141,23 @@ func roleStatus(r *bench.Results, name string) string {
 func TestIntegrationSmoke(t *testing.T) {
 	svc := testutil.Integration(t)
 	bin := buildWardstream(t, svc.Root)
-	res, err := smokeRun(t, svc, bin, bench.StageAll, 0)
+	res, err := smokeRun(t, svc, bin, bench.StageAll, 0, bench.HistoryPreload)
 	if err != nil && res != nil && roleStatus(res, "mqtt") == "unavailable" {
 		t.Logf("the mqtt role is not part of this build (%v): running stage kafka", err)
-		res, err = smokeRun(t, svc, bin, bench.StageKafka, 0)
+		res, err = smokeRun(t, svc, bin, bench.StageKafka, 0, bench.HistoryPreload)
 	}
 	checkSmoke(t, res, err)
+	// The load phase: sent, drained, and outside the timed phase.
+	p := res.Preload
+	if p == nil {
+		t.Fatalf("no preload in the results of a history: preload run (notes %q)", res.Notes)
+	}
+	if !p.Drained || p.Schedules == 0 || p.Intakes == 0 || p.HistoryDoses == 0 || p.Seconds <= 0 {
+		t.Errorf("preload: %+v (notes %q)", *p, res.Notes)
+	}
+	if tl := res.Timeline; len(tl) > 0 && tl[len(tl)-1].Sent >= res.Sent {
+		t.Errorf("the timeline counts the load phase: its last sample has sent %d of %d in all, %d of them preloaded intakes", tl[len(tl)-1].Sent, res.Sent, p.Intakes)
+	}
 }
 
 // TestIntegrationSmokeBatched is TestIntegrationSmoke with the seed's
@@ -153,12 +165,16 @@ func TestIntegrationSmoke(t *testing.T) {
 // medical/devices/batch/telemetry): the connector writes vitals batch
 // records (batch_records), the anomaly group scores them into score
 // batches and the sink lands every reading and score as its own row; the
-// same checks must hold.
+// same checks must hold. It sends the history in the run (history:
+// in_run), the other mode.
 func TestIntegrationSmokeBatched(t *testing.T) {
 	svc := testutil.Integration(t)
 	bin := buildWardstream(t, svc.Root)
-	res, err := smokeRun(t, svc, bin, bench.StageAll, 10)
+	res, err := smokeRun(t, svc, bin, bench.StageAll, 10, bench.HistoryInRun)
 	checkSmoke(t, res, err)
+	if res.Preload != nil {
+		t.Errorf("history: in_run reported a load phase: %+v", *res.Preload)
+	}
 }
 
 func checkSmoke(t *testing.T, res *bench.Results, err error) {

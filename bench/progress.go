@@ -46,7 +46,10 @@ func (p *progress) baseline(ctx context.Context) {
 	defer cancel()
 	s := Sample{T: 0, KafkaIn: max(0, p.kafkaIn(qctx)), ProcOut: max(0, p.procOut(qctx))}
 	// Shared runs (demo) see the tenant's earlier rows: count from here.
-	if d, err := p.h.delivered(qctx, false); err == nil {
+	// After a load phase, count its distinct readings: the duplicate rows
+	// of its duplicate senders merge away later, and counting them here
+	// would leave the timed phase's count short by as many.
+	if d, err := p.h.delivered(qctx, p.h.res.Preload != nil); err == nil {
 		p.baseDelivered = d
 	}
 	p.last = s
@@ -109,7 +112,7 @@ func (p *progress) sample(ctx context.Context) {
 	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s := Sample{T: now.Sub(h.start).Seconds(), Sent: h.c.sent.Load(), Errors: h.c.errors.Load() + h.c.failed.Load()}
+	s := Sample{T: now.Sub(h.start).Seconds(), Sent: h.c.sent.Load() - h.preSent, Errors: h.c.errors.Load() + h.c.failed.Load()}
 	if d, err := h.delivered(qctx, false); err == nil {
 		s.Delivered = d - p.baseDelivered
 	} else {

@@ -13,13 +13,15 @@ import (
 
 // Results is what a run measured; it is written as results.json.
 type Results struct {
-	RunID    string    `json:"run_id"`
-	Scenario string    `json:"scenario"`
-	Stage    string    `json:"stage"`
-	Tenant   string    `json:"tenant"`
-	Database string    `json:"database"`
-	Started  time.Time `json:"started"`
-	Ended    time.Time `json:"ended"`
+	RunID    string `json:"run_id"`
+	Scenario string `json:"scenario"`
+	Stage    string `json:"stage"`
+	Tenant   string `json:"tenant"`
+	Database string `json:"database"`
+	// Started is the timed phase's start: after the load phase, if any
+	// (Preload).
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
 	// SendSeconds is the length of the sending phase.
 	SendSeconds float64 `json:"send_seconds"`
 	// TelemetrySeconds is the telemetry part of it: msgs_per_min's window.
@@ -27,6 +29,10 @@ type Results struct {
 	Transport        Transport `json:"transport"`
 	// Rate is the scenario's target readings/s (-1 unthrottled, 0 nominal).
 	Rate int `json:"target_rate"`
+	// Preload is the load phase (history preload), before Started: its
+	// messages count in Sent, Delivered and Lost, not in any rate,
+	// latency or timeline.
+	Preload *PreloadResult `json:"preload,omitempty"`
 
 	// Sent is the number of valid readings acknowledged by the first hop
 	// (MQTT broker PUBACK at QoS1, Kafka ack for stages kafka and sink);
@@ -296,6 +302,14 @@ func (r *Results) Markdown() string {
 		r.RunID, r.Tenant, r.Database, r.Started.UTC().Format(time.RFC3339), r.Ended.UTC().Format(time.RFC3339), r.SendSeconds)
 	w("Transport: QoS %d, %d reading(s) per publish, %d connections x %d in flight; target rate %s.",
 		r.Transport.QoS, r.Transport.Batch, r.Transport.Connections, r.Transport.Inflight, rateWord(r.Rate))
+	if p := r.Preload; p != nil {
+		drained := "drained"
+		if !p.Drained {
+			drained = "NOT drained (the wait hit the settle bound)"
+		}
+		w("Load phase before the timed phase (`pillcases.history: preload`): %d schedules and %d intakes of %d history doses sent, %s in %.1f s (waited for %s); counted in sent, delivered and lost, not in any rate or latency below.",
+			p.Schedules, p.Intakes, p.HistoryDoses, drained, p.Seconds, p.WaitedFor)
+	}
 	w("")
 	w("| measure | value |")
 	w("|---|---|")

@@ -98,6 +98,14 @@ type Pillcases struct {
 	OfflineFor config.Duration `yaml:"offline_for"`
 	// ForgetShare is the share of doses a forgetful patient skips (default 0.5).
 	ForgetShare float64 `yaml:"forget_share"`
+	// History is how the fleet's start state (every schedule, and the
+	// intakes of the hour before the start, which the devices report at
+	// the start) is sent: "preload" (default) sends it in a load phase
+	// and starts the timed phase once the pipeline has drained it; "in_run"
+	// sends it at the timed phase's start, so the rates and latencies
+	// include that catch-up burst. Offline pillcases' buffer flushes are
+	// live behaviour either way (20-40 s after the fleet's start).
+	History string `yaml:"history"`
 }
 
 // Telemetry is a homogeneous group of telemetry devices.
@@ -153,6 +161,7 @@ func DefaultScenario() Scenario {
 			Profiles:    map[string]float64{ProfileAdherent: 1},
 			OfflineFor:  config.Duration(3 * time.Hour),
 			ForgetShare: 0.5,
+			History:     HistoryPreload,
 		},
 		Cameras: Cameras{FPS: 5},
 	}
@@ -265,6 +274,9 @@ func (s *Scenario) Validate() error {
 	}
 	if p.ForgetShare < 0 || p.ForgetShare > 1 {
 		add("pillcases.forget_share", "must be 0..1")
+	}
+	if p.History != HistoryPreload && p.History != HistoryInRun {
+		add("pillcases.history", "%q is not %q or %q", p.History, HistoryPreload, HistoryInRun)
 	}
 	for name, d := range map[string]Telemetry{"monitors": s.Monitors, "pumps": s.Pumps.Telemetry} {
 		if d.Count < 0 {

@@ -31,6 +31,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	bin := fs.String("bin", "", "wardstream binary started for roles (default: this executable)")
 	rate := fs.Int("rate", 0, "override the scenario's rate: readings/s, or -1 for as fast as the path accepts (0 keeps the scenario's)")
 	batch := fs.Int("batch", 0, "override the scenario's readings per publish (1: one per publish; > 1: the seed's batched topic)")
+	history := fs.String("history", "", "override the scenario's pillcases.history: preload (the start state is sent and drained before the timed phase) or in_run (sent at the timed phase's start)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the harness itself (simulated devices, observers) to this file; the roles have telemetry.pprof")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -75,6 +76,12 @@ func cmdBench(ctx context.Context, args []string) error {
 	}
 	if *rate != 0 {
 		sc.Rate = *rate
+	}
+	if *history != "" {
+		if *history != bench.HistoryPreload && *history != bench.HistoryInRun {
+			return fmt.Errorf("%w: --history %q is not %s or %s", errUsage, *history, bench.HistoryPreload, bench.HistoryInRun)
+		}
+		sc.Pillcases.History = *history
 	}
 	if *batch != 0 {
 		sc.Transport.Batch = *batch
