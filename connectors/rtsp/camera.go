@@ -55,6 +55,7 @@ type camera struct {
 	log   *slog.Logger
 	fps   float64
 	minC  map[string]float32
+	cm    cameraMetrics
 
 	mu        sync.Mutex
 	queue     []*frame
@@ -85,7 +86,7 @@ func newCamera(c *Connector, cc Camera, det *detect.Detector, ready chan *camera
 		cc.Transport = c.cfg.Transport
 	}
 	return &camera{c: c, cfg: cc, det: det, eng: eng, ready: ready, fps: fps, minC: cc.ClassConfidence,
-		log: c.log.With("camera", cc.ID)}, nil
+		log: c.log.With("camera", cc.ID), cm: c.m.camera(cc.ID)}, nil
 }
 
 // boost is a raised detection rate until a time (Unix ms).
@@ -142,6 +143,7 @@ func (cam *camera) push(f *frame) {
 		cam.queue = append(cam.queue[:0], cam.queue[1:]...)
 		cam.free = append(cam.free, old)
 		cam.c.m.dropped.Inc()
+		cam.cm.dropped.Inc()
 	}
 	cam.queue = append(cam.queue, f)
 	sched := !cam.scheduled
@@ -209,6 +211,7 @@ func (cam *camera) runSessions(ctx context.Context) {
 			stage = se.stage
 		}
 		cam.c.m.sessionFailures.WithLabelValues(stage).Inc()
+		cam.cm.failures.Inc()
 		// A session that ran a while was healthy: start over from the
 		// shortest wait.
 		if time.Since(start) > 4*cam.c.cfg.ReconnectMax.D() || time.Since(start) > time.Minute {
@@ -291,6 +294,8 @@ func (cam *camera) session(ctx context.Context) error {
 	}
 	cam.c.m.sessions.Inc()
 	defer cam.c.m.sessions.Dec()
+	cam.cm.up.Set(1)
+	defer cam.cm.up.Set(0)
 	cam.lastDecoded.Store(time.Now().UnixMilli())
 	cam.log.Info("camera playing", "url", redact(raw), "codec", tr.codec.String(), "transport", cam.cfg.Transport)
 
@@ -500,6 +505,8 @@ func (s *sampler) onPacket(cl *gortsplib.Client, pkt *rtp.Packet) {
 	now := time.Now().UnixMilli()
 	s.cam.lastDecoded.Store(now)
 	m.decoded.WithLabelValues(s.tr.codec.String()).Inc()
+	s.cam.cm.decoded.Inc()
+	s.cam.cm.lastFrame.Set(float64(now) / 1000)
 
 	// Frame time: the camera's NTP clock (RTCP sender reports) when known,
 	// else the local clock at the first packet plus RTP time since.
@@ -608,6 +615,7 @@ func (cam *camera) process(ctx context.Context, cl *kgo.Client, f *frame) {
 func (cam *camera) emitEvents(ctx context.Context, cl *kgo.Client, fd *pb.FrameDetections) {
 	for _, ev := range cam.eng.Observe(fd) {
 		cam.c.m.events.WithLabelValues(ev.EventType.String()).Inc()
+		cam.cm.events.WithLabelValues(ev.EventType.String()).Inc()
 		cam.c.produce(ctx, cl, cam.c.tEv, cam.cfg.ID, "events", ev)
 	}
 }

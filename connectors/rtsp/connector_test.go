@@ -256,6 +256,66 @@ func TestDeadCameraDoesNotStallOthers(t *testing.T) {
 		t.Errorf("session failures %v, want reconnect attempts for the dead and stalled cameras", fails)
 	}
 	rtsptest.CheckBoxes(t, good, res.frames, "good")
+
+	// The per-camera series say which camera is the problem.
+	cases := []struct {
+		camera                     string
+		decoded, failures, seenAgo bool // want > 0 / a last frame within the run
+	}{
+		{"good", true, false, true},
+		{"dead", false, true, false},
+		{"stalled", true, true, true},
+	}
+	for _, c := range cases {
+		t.Run(c.camera, func(t *testing.T) {
+			dec := cameraMetric(t, reg, "wardstream_rtsp_camera_frames_decoded_total", c.camera)
+			fail := cameraMetric(t, reg, "wardstream_rtsp_camera_session_failures_total", c.camera)
+			last := cameraMetric(t, reg, "wardstream_rtsp_camera_last_frame_timestamp_seconds", c.camera)
+			up := cameraMetric(t, reg, "wardstream_rtsp_camera_up", c.camera)
+			if (dec > 0) != c.decoded {
+				t.Errorf("frames decoded %v, want > 0: %v", dec, c.decoded)
+			}
+			if (fail > 0) != c.failures {
+				t.Errorf("session failures %v, want > 0: %v", fail, c.failures)
+			}
+			if age := time.Since(time.Unix(int64(last), 0)); (last > 0 && age < time.Minute) != c.seenAgo {
+				t.Errorf("last frame at %v (%v ago), want one within the run: %v", last, age, c.seenAgo)
+			}
+			if up != 0 {
+				t.Errorf("up %v after the role stopped", up)
+			}
+		})
+	}
+	if n := metricSum(t, reg, "wardstream_rtsp_camera_frames_decoded_total"); n != metricSum(t, reg, "wardstream_rtsp_frames_decoded_total") {
+		t.Errorf("per-camera decoded frames sum to %v, the role's counter says %v", n, metricSum(t, reg, "wardstream_rtsp_frames_decoded_total"))
+	}
+}
+
+// cameraMetric returns the value of name's series for camera (counter or
+// gauge); the series must exist.
+func cameraMetric(t *testing.T, reg *prometheus.Registry, name, camera string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "camera" && l.GetValue() == camera {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s series for camera %q", name, camera)
+	return 0
 }
 
 func TestCredentialsNeverLogged(t *testing.T) {

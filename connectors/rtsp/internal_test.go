@@ -18,7 +18,7 @@ func TestQueueDropsOldest(t *testing.T) {
 	cfg.QueueFrames = 2
 	c := &Connector{cfg: cfg, m: newMetrics(prometheus.NewRegistry())}
 	ready := make(chan *camera, 1)
-	cam := &camera{c: c, ready: ready}
+	cam := &camera{c: c, ready: ready, cm: c.m.camera("cam-1")}
 	for i := int64(1); i <= 5; i++ {
 		cam.push(&frame{seq: i})
 	}
@@ -43,6 +43,9 @@ func TestQueueDropsOldest(t *testing.T) {
 	}
 	if got := counterValue(t, c.m.dropped); got != 3 {
 		t.Fatalf("dropped %v, want 3", got)
+	}
+	if got := counterValue(t, c.m.camDropped.WithLabelValues("cam-1")); got != 3 {
+		t.Fatalf("camera cam-1 dropped %v, want 3", got)
 	}
 	// Dropped buffers are recycled.
 	if len(cam.free) != 3 {

@@ -7,7 +7,13 @@ import (
 )
 
 // metrics are the rtsp role's domain metrics. Labels are bounded (codec,
-// stage, event type, record kind); camera ids are never labels.
+// stage, event type, record kind). Camera ids label only the
+// wardstream_rtsp_camera_* families: one series per camera of the role's
+// configuration (a fixed list, so bounded too), which is what an operator
+// needs to find the one camera of hundreds that stopped (up, last frame,
+// session failures) or falls behind (frames dropped). The role-wide
+// families keep no camera label, so their cardinality does not grow with
+// the fleet.
 type metrics struct {
 	decoded         *prometheus.CounterVec
 	decodeErrors    *prometheus.CounterVec
@@ -27,6 +33,37 @@ type metrics struct {
 	sessions        prometheus.Gauge
 	sessionFailures *prometheus.CounterVec
 	controls        *prometheus.CounterVec
+
+	// Per camera (label camera).
+	camUp        *prometheus.GaugeVec
+	camLastFrame *prometheus.GaugeVec
+	camDecoded   *prometheus.CounterVec
+	camDropped   *prometheus.CounterVec
+	camFailures  *prometheus.CounterVec
+	camEvents    *prometheus.CounterVec
+}
+
+// cameraMetrics are one camera's series, resolved once (no label lookup
+// per frame).
+type cameraMetrics struct {
+	up, lastFrame    prometheus.Gauge
+	decoded, dropped prometheus.Counter
+	failures         prometheus.Counter
+	events           *prometheus.CounterVec // curried with the camera; label type
+}
+
+// camera returns id's series, created at zero so that a camera that never
+// played shows as such (up 0, no frames) instead of being absent.
+func (m *metrics) camera(id string) cameraMetrics {
+	cm := cameraMetrics{
+		up:        m.camUp.WithLabelValues(id),
+		lastFrame: m.camLastFrame.WithLabelValues(id),
+		decoded:   m.camDecoded.WithLabelValues(id),
+		dropped:   m.camDropped.WithLabelValues(id),
+		failures:  m.camFailures.WithLabelValues(id),
+		events:    m.camEvents.MustCurryWith(prometheus.Labels{"camera": id}),
+	}
+	return cm
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -69,7 +106,20 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		controls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_controls_total",
 			Help: "Camera-control records, by outcome (applied, unknown_camera, invalid, ignored)."}, []string{"outcome"}),
 	}
+	m.camUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wardstream_rtsp_camera_up",
+		Help: "1 while the camera's RTSP session is playing, else 0."}, []string{"camera"})
+	m.camLastFrame = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wardstream_rtsp_camera_last_frame_timestamp_seconds",
+		Help: "Unix time of the camera's last decoded picture (0: none yet); alert on time() minus this."}, []string{"camera"})
+	m.camDecoded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_camera_frames_decoded_total",
+		Help: "Pictures decoded, by camera."}, []string{"camera"})
+	m.camDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_camera_frames_dropped_total",
+		Help: "Sampled frames dropped because the camera's queue was full, by camera."}, []string{"camera"})
+	m.camFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_camera_session_failures_total",
+		Help: "Camera sessions that failed or ended, by camera (the stage is in wardstream_rtsp_session_failures_total)."}, []string{"camera"})
+	m.camEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_camera_events_total",
+		Help: "Video events raised, by camera and type."}, []string{"camera", "type"})
 	f.MustRegister(m.decoded, m.decodeErrors, m.rtpErrors, m.rtpLost, m.clockRejected, m.sampled, m.dropped, m.skipped, m.inference,
-		m.inferErrors, m.detections, m.events, m.produced, m.produceErrors, m.latency, m.sessions, m.sessionFailures, m.controls)
+		m.inferErrors, m.detections, m.events, m.produced, m.produceErrors, m.latency, m.sessions, m.sessionFailures, m.controls,
+		m.camUp, m.camLastFrame, m.camDecoded, m.camDropped, m.camFailures, m.camEvents)
 	return m
 }
