@@ -62,6 +62,16 @@ type Config struct {
 	// Controls makes the role follow the camera-controls topic (sample
 	// rate boosts from the correlation processor); default true.
 	Controls bool `yaml:"controls"`
+	// StateLookback is how far back a starting role reads the frame
+	// detections it produced before (its detections topic) to rebuild each
+	// camera's event state, so that a restart does not raise the events
+	// of episodes still going on again (1m; 0 turns it off). It must cover
+	// events.debounce and events.occupancy_stable.
+	StateLookback config.Duration `yaml:"state_lookback"`
+	// StateMaxGap is the longest time a camera may go unwatched across a
+	// restart (from its last replayed frame to its first live one) without
+	// that time counting toward the debounce (2m).
+	StateMaxGap config.Duration `yaml:"state_max_gap"`
 	// Cameras are the cameras to read.
 	Cameras []Camera `yaml:"cameras"`
 	// Correlation is the cross-system correlation group's section
@@ -120,6 +130,8 @@ func DefaultConfig() Config {
 		ReconnectMax:    config.Duration(30 * time.Second),
 		FrameClock:      "camera",
 		Controls:        true,
+		StateLookback:   config.Duration(time.Minute),
+		StateMaxGap:     config.Duration(2 * time.Minute),
 	}
 }
 
@@ -179,6 +191,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReadTimeout.D() <= 0 || c.ReconnectMin.D() <= 0 || c.ReconnectMax.D() < c.ReconnectMin.D() {
 		errs = append(errs, errors.New("read_timeout, reconnect_min, reconnect_max: must be > 0 with reconnect_max >= reconnect_min"))
+	}
+	if lb := c.StateLookback.D(); lb < 0 || (lb > 0 && lb < c.Events.Debounce.D()+c.Events.OccupancyStable.D()) {
+		errs = append(errs, fmt.Errorf("state_lookback: %v must be 0 (off) or >= events.debounce + events.occupancy_stable (%v)", lb, c.Events.Debounce.D()+c.Events.OccupancyStable.D()))
+	}
+	if c.StateMaxGap.D() < 0 {
+		errs = append(errs, fmt.Errorf("state_max_gap: %v must be >= 0", c.StateMaxGap.D()))
 	}
 	ids := map[string]bool{}
 	for i, cam := range c.Cameras {

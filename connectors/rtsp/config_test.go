@@ -43,6 +43,8 @@ func TestConfigErrors(t *testing.T) {
       - {id: a, url: 'http://h/x', areas: [{name: z, polygon: [[0,0],[1,1]], restricted: true}]}
       - {id: a}
 `, []string{"sample_fps", "transport", "frame_clock", "queue_frames", "detector.confidence", "cameras[0].url: scheme", "cameras[0].areas[0].polygon", "cameras[1].id", "cameras[1].url: required"}},
+		{"state lookback shorter than the debounce", "connectors:\n  rtsp:\n    state_lookback: 5s\n    state_max_gap: -1s\n",
+			[]string{"state_lookback: 5s must be 0 (off) or >= events.debounce + events.occupancy_stable (13s)", "state_max_gap: -1s must be >= 0"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

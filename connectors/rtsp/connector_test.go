@@ -42,13 +42,27 @@ type runResult struct {
 // timeout passes, and returns what it produced.
 func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout time.Duration, cond func(runResult) bool) runResult {
 	t.Helper()
+	cluster := newCluster(t)
+	defer cluster.Close()
+	return runRoleOn(t, cluster.ListenAddrs(), cfg, reg, timeout, cond)
+}
+
+func newCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.Detections, topics.VideoEvents, topics.CameraControls))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	return cluster
+}
+
+// runRoleOn is runRole on the given brokers (kfake or real, topics named
+// with cfg.TopicPrefix); what it returns is everything on the topics,
+// earlier runs' records included.
+func runRoleOn(t *testing.T, brokers []string, cfg rtsp.Config, reg prometheus.Registerer, timeout time.Duration, cond func(runResult) bool) runResult {
+	t.Helper()
 	root := config.Default()
-	root.Kafka.Brokers = cluster.ListenAddrs()
+	root.Kafka.Brokers = brokers
 	root.DrainTimeout = config.Duration(5 * time.Second)
 	conn, err := rtsp.New(&root, cfg, rtsp.WithRegisterer(reg), rtsp.WithLogger(testLogger()))
 	if err != nil {
@@ -58,7 +72,7 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 	errc := make(chan error, 1)
 	go func() { errc <- conn.Run(ctx) }()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topics.Detections, topics.VideoEvents))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(cfg.TopicPrefix+topics.Detections, cfg.TopicPrefix+topics.VideoEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +85,7 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 		pcancel()
 		fs.EachRecord(func(r *kgo.Record) {
 			switch r.Topic {
-			case topics.Detections:
+			case cfg.TopicPrefix + topics.Detections:
 				var fd pb.FrameDetections
 				if err := codec.Unmarshal(r.Value, &fd); err != nil {
 					t.Errorf("bad detections record: %v", err)
@@ -80,7 +94,7 @@ func runRole(t *testing.T, cfg rtsp.Config, reg prometheus.Registerer, timeout t
 					t.Errorf("key %q, camera %q", r.Key, fd.CameraId)
 				}
 				res.frames = append(res.frames, &fd)
-			case topics.VideoEvents:
+			case cfg.TopicPrefix + topics.VideoEvents:
 				var ev pb.VideoEvent
 				if err := codec.Unmarshal(r.Value, &ev); err != nil {
 					t.Errorf("bad event record: %v", err)

@@ -33,6 +33,7 @@ type metrics struct {
 	sessions        prometheus.Gauge
 	sessionFailures *prometheus.CounterVec
 	controls        *prometheus.CounterVec
+	restored        *prometheus.CounterVec
 
 	// Per camera (label camera).
 	camUp        *prometheus.GaugeVec
@@ -106,6 +107,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		controls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_controls_total",
 			Help: "Camera-control records, by outcome (applied, unknown_camera, invalid, ignored)."}, []string{"outcome"}),
 	}
+	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wardstream_rtsp_state_replayed_records_total",
+		Help: "Detections records read at start to rebuild the cameras' event state, by outcome (replayed, other_camera, invalid)."}, []string{"outcome"})
 	m.camUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wardstream_rtsp_camera_up",
 		Help: "1 while the camera's RTSP session is playing, else 0."}, []string{"camera"})
 	m.camLastFrame = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wardstream_rtsp_camera_last_frame_timestamp_seconds",
@@ -120,6 +123,6 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		Help: "Video events raised, by camera and type."}, []string{"camera", "type"})
 	f.MustRegister(m.decoded, m.decodeErrors, m.rtpErrors, m.rtpLost, m.clockRejected, m.sampled, m.dropped, m.skipped, m.inference,
 		m.inferErrors, m.detections, m.events, m.produced, m.produceErrors, m.latency, m.sessions, m.sessionFailures, m.controls,
-		m.camUp, m.camLastFrame, m.camDecoded, m.camDropped, m.camFailures, m.camEvents)
+		m.restored, m.camUp, m.camLastFrame, m.camDecoded, m.camDropped, m.camFailures, m.camEvents)
 	return m
 }

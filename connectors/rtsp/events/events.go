@@ -157,6 +157,12 @@ type Engine struct {
 	occReported  int
 	occCandidate int
 	occSince     int64
+
+	// lastT is the latest frame time observed; resumeMs is the longest
+	// unobserved gap the next frame may close without it counting (set by
+	// Resume, cleared by the next Observe).
+	lastT    int64
+	resumeMs int64
 }
 
 // NewEngine validates cfg and returns an engine for cam.
@@ -176,10 +182,54 @@ func NewEngine(cam Camera, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// Resume says that the frames observed so far were replayed (a restarted
+// connector rebuilding its state from the frames it produced before) and
+// that the camera was not watched from the last of them until the next
+// frame. If that next frame comes within maxGap of the last replayed one,
+// the unwatched time does not count: episodes live at the last replayed
+// frame go on (same event, no new one) if their condition still holds
+// within the debounce, and a pending occupancy count keeps its progress.
+// After a longer gap, or without frames replayed, nothing carries over
+// beyond what the debounce already allows.
+func (e *Engine) Resume(maxGap time.Duration) {
+	if e.lastT > 0 && maxGap > 0 {
+		e.resumeMs = maxGap.Milliseconds()
+	}
+}
+
+// resume shifts the engine's clocks by the unwatched gap before t.
+func (e *Engine) resume(t int64) {
+	gap := t - e.lastT
+	limit := e.resumeMs
+	e.resumeMs = 0
+	if gap <= 0 || gap > limit {
+		return
+	}
+	deb := e.cfg.Debounce.D().Milliseconds()
+	shift := func(ep *episode) {
+		// Only episodes live when watching stopped carry over.
+		if ep.active && e.lastT-ep.lastSeen <= deb {
+			ep.lastSeen += gap
+		}
+	}
+	shift(&e.person)
+	for _, a := range e.areas {
+		shift(&a.unauthorized)
+		shift(&a.anomaly)
+	}
+	if e.occCandidate != e.occReported {
+		e.occSince += gap
+	}
+}
+
 // Observe consumes one frame's detections (frames in time order) and
 // returns the events that start with it, usually none.
 func (e *Engine) Observe(fd *pb.FrameDetections) []*pb.VideoEvent {
 	t := fd.GetFrameTimeMs()
+	if e.resumeMs > 0 {
+		e.resume(t)
+	}
+	e.lastT = max(e.lastT, t)
 	deb := e.cfg.Debounce.D().Milliseconds()
 	var out []*pb.VideoEvent
 
