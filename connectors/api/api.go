@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -91,8 +92,13 @@ type Config struct {
 	// Roles maps a role name to its readiness URL (its telemetry /readyz),
 	// polled for pipeline health.
 	Roles map[string]string `yaml:"roles"`
-	// Timezone is the zone that "today" means on the dashboard. Default UTC.
+	// Timezone is the zone that "today" means on the dashboard, in default
+	// day ranges and in YYYY-MM-DD parameters. Default UTC.
 	Timezone string `yaml:"timezone"`
+	// TenantTimezones overrides Timezone per tenant (a hospital network
+	// whose hospitals lie in several zones): a user's "today" is that of
+	// the tenant in its token.
+	TenantTimezones map[string]string `yaml:"tenant_timezones"`
 	// RequireKnownDevice refuses commands, shadow changes and schedules for
 	// a device that has never reported (status or shadow) under the caller's
 	// tenant, so that a user cannot command another tenant's device by id.
@@ -224,6 +230,13 @@ func (c Config) Validate() error {
 	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
 		add("timezone", "%q is not an IANA time zone", c.Timezone)
 	}
+	for _, tenant := range slices.Sorted(maps.Keys(c.TenantTimezones)) {
+		if z := c.TenantTimezones[tenant]; z == "" {
+			add("tenant_timezones."+tenant, "empty zone")
+		} else if _, err := time.LoadLocation(z); err != nil {
+			add("tenant_timezones."+tenant, "%q is not an IANA time zone", z)
+		}
+	}
 	for name, u := range c.Roles {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			add("roles."+name, "%q is not an http(s) URL", u)
@@ -339,11 +352,13 @@ type Server struct {
 	verifier *Verifier
 	limiter  *Limiter
 	loc      *time.Location
-	metrics  *metrics
-	routes   []route
-	mux      *http.ServeMux
-	monitor  *monitor
-	hub      *hub
+	// tenantLoc are the zones of cfg.TenantTimezones.
+	tenantLoc map[string]*time.Location
+	metrics   *metrics
+	routes    []route
+	mux       *http.ServeMux
+	monitor   *monitor
+	hub       *hub
 
 	verMu   sync.Mutex
 	lastVer int64
@@ -352,6 +367,14 @@ type Server struct {
 
 // New builds the role from cfg (already validated) and opts. It does no
 // network I/O; with auth.demo_key_file it reads (or creates) the key file.
+// locFor is the zone "today" means for tenant's users.
+func (s *Server) locFor(tenant string) *time.Location {
+	if l, ok := s.tenantLoc[tenant]; ok {
+		return l
+	}
+	return s.loc
+}
+
 func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -365,6 +388,10 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s.log = telemetry.OrDiscard(s.log).With("component", "connectors/api")
 	s.loc, _ = time.LoadLocation(cfg.Timezone) // checked by Validate
+	s.tenantLoc = make(map[string]*time.Location, len(cfg.TenantTimezones))
+	for tenant, z := range cfg.TenantTimezones {
+		s.tenantLoc[tenant], _ = time.LoadLocation(z) // checked by Validate
+	}
 	if s.keys == nil {
 		switch {
 		case cfg.Auth.DemoKeyFile != "":

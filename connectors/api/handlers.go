@@ -157,7 +157,7 @@ func (rc *reqCtx) timeParam(name string, def time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation(time.DateOnly, v, rc.s.loc); err == nil {
+	if t, err := time.ParseInLocation(time.DateOnly, v, rc.s.locFor(rc.p.Tenant)); err == nil {
 		return t, nil
 	}
 	return time.Time{}, errf(http.StatusBadRequest, "query %s %q is neither an RFC 3339 time nor a YYYY-MM-DD date", name, v)
@@ -172,14 +172,15 @@ func isDate(v string) bool {
 
 // dayRange parses from/to days (YYYY-MM-DD); default the last 30 days.
 func (rc *reqCtx) dayRange() (time.Time, time.Time, error) {
-	today := startOfDay(rc.s.now().In(rc.s.loc))
+	loc := rc.s.locFor(rc.p.Tenant)
+	today := startOfDay(rc.s.now().In(loc))
 	q := rc.r.URL.Query()
 	parse := func(name string, def time.Time) (time.Time, error) {
 		v := q.Get(name)
 		if v == "" {
 			return def, nil
 		}
-		t, err := time.ParseInLocation(time.DateOnly, v, rc.s.loc)
+		t, err := time.ParseInLocation(time.DateOnly, v, loc)
 		if err != nil {
 			return time.Time{}, errf(http.StatusBadRequest, "query %s %q is not a YYYY-MM-DD date", name, v)
 		}

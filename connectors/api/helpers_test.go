@@ -40,6 +40,8 @@ type fakeStore struct {
 	devices map[string][]string
 	fail    error
 	calls   []string
+	// wardRanges are the from/to days WardAdherence was asked for.
+	wardRanges [][2]time.Time
 }
 
 func newFakeStore() *fakeStore {
@@ -104,6 +106,9 @@ func (f *fakeStore) WardAdherence(_ context.Context, tenant, ward string, from, 
 	if err := f.call("wardAdherence", tenant); err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	f.wardRanges = append(f.wardRanges, [2]time.Time{from, to})
+	f.mu.Unlock()
 	var out []api.WardAdherence
 	for _, w := range f.wards[tenant] {
 		if ward == "" || w.Ward == ward {

@@ -17,8 +17,11 @@ import (
 type Dashboard struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 	Tenant      string    `json:"tenant"`
-	// Today is the dashboard day (api.timezone), YYYY-MM-DD.
+	// Today is the dashboard day in Timezone, YYYY-MM-DD.
 	Today string `json:"today"`
+	// Timezone is the tenant's zone (api.tenant_timezones, else
+	// api.timezone).
+	Timezone string `json:"timezone"`
 	// Wards is each ward's adherence today.
 	Wards []WardAdherence `json:"wards"`
 	// MissedToday are the missed doses whose patient-local date is Today,
@@ -37,9 +40,10 @@ type Dashboard struct {
 // dashboard builds the snapshot with the panels' queries run concurrently.
 func (s *Server) dashboard(ctx context.Context, tenant string) *Dashboard {
 	now := s.now()
-	local := now.In(s.loc)
+	loc := s.locFor(tenant)
+	local := now.In(loc)
 	today := startOfDay(local)
-	d := &Dashboard{GeneratedAt: now.UTC(), Tenant: tenant, Today: today.Format(time.DateOnly),
+	d := &Dashboard{GeneratedAt: now.UTC(), Tenant: tenant, Today: today.Format(time.DateOnly), Timezone: loc.String(),
 		Wards: []WardAdherence{}, MissedToday: []json.RawMessage{}, OpenAlerts: []json.RawMessage{},
 		Anomalies: []json.RawMessage{}, CameraEvents: []json.RawMessage{}}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout.D())

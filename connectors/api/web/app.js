@@ -92,7 +92,7 @@ function bar(td, ratio) {
 }
 
 function render(d) {
-  $("#today").textContent = d.today || "";
+  $("#today").textContent = (d.today || "") + (d.timezone && d.timezone !== "UTC" ? " (" + d.timezone + ")" : "");
   fill("#wards", d.wards || [], (tr, w) => {
     cell(tr, w.ward); cell(tr, w.patients); cell(tr, w.due); cell(tr, w.taken); cell(tr, w.missed);
     bar(cell(tr, pct(w.ratio)), w.ratio); cell(tr, pct(w.ratio7d));
