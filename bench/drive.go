@@ -59,7 +59,7 @@ func (h *harness) drive(ctx context.Context) error {
 	}
 	pills := fleet.PillEvents()
 	if h.preloads() {
-		if pills, err = h.preload(ctx, snd, fleet); err != nil {
+		if pills, err = h.preload(ctx, snd, fleet, pills); err != nil {
 			return err
 		}
 		// The timed phase counts only its own readings.

@@ -71,9 +71,9 @@ func (h *harness) preloads() bool {
 // next clock tick); and every consumer group of the run caught up twice
 // in a row (alerts, adherence and the sink's last batch) on every topic
 // but the cameras', which stream all along. It returns the messages left
-// for the timed phase.
-func (h *harness) preload(ctx context.Context, snd sender, fleet *Fleet) ([]PillEvent, error) {
-	atStart, later := splitAtStart(fleet.PillEvents(), fleet.Start)
+// for the timed phase. pills are fleet's PillEvents.
+func (h *harness) preload(ctx context.Context, snd sender, fleet *Fleet, pills []PillEvent) ([]PillEvent, error) {
+	atStart, later := splitAtStart(pills, fleet.Start)
 	pr := &PreloadResult{}
 	intakes := map[string]bool{}
 	for _, e := range atStart {

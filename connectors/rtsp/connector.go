@@ -165,7 +165,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 
 	// Event state: replay what this role produced before a restart.
-	if n, err := c.restoreEvents(ctx, c.cams); err != nil {
+	if n, err := c.restoreEvents(ctx, cl, c.cams); err != nil {
 		c.log.Warn("event state not (fully) restored: episodes going on may be raised again", "frames_replayed", n, "err", err)
 	} else if n > 0 {
 		c.log.Info("event state restored", "frames_replayed", n, "lookback", c.cfg.StateLookback.D())

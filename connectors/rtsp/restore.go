@@ -27,19 +27,15 @@ const restoreTimeout = 30 * time.Second
 // new UNAUTHORIZED_ACCESS. It runs before the sessions and workers start,
 // so no engine is in use. Errors are the caller's to log: the role then
 // starts with fresh state, as it did before this existed.
-func (c *Connector) restoreEvents(ctx context.Context, cams map[string]*camera) (frames int, err error) {
+// prod is the role's producer client (used here for metadata only).
+func (c *Connector) restoreEvents(ctx context.Context, prod *kgo.Client, cams map[string]*camera) (frames int, err error) {
 	lb := c.cfg.StateLookback.D()
 	if lb <= 0 || len(cams) == 0 {
 		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
-	admCl, err := kafka.NewClient(c.root.Kafka, c.kopts...)
-	if err != nil {
-		return 0, fmt.Errorf("restoring event state: kafka client: %w", err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	adm := kadm.NewClient(prod) // not closed: that would close prod
 	starts, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-lb).UnixMilli(), c.tDet)
 	if err != nil {
 		return 0, fmt.Errorf("restoring event state: listing offsets of %s after %v ago: %w", c.tDet, lb, err)
