@@ -77,8 +77,21 @@ stop_all() {
   if command -v mosquitto_sub >/dev/null 2>&1 && [[ " ${STARTED[*]} " == *" mqtt "* ]]; then
     local hp="${WARDSTREAM_MQTT_URL:-tcp://127.0.0.1:1883}"
     hp="${hp#*://}"
-    for i in 0 1 2 3 4 5 6 7; do
-      timeout 5 mosquitto_sub -V mqttv5 -h "${hp%:*}" -p "${hp##*:}" -i "wardstream-mqtt-$i" -t wardstream/demo/ended -E >/dev/null 2>&1 || true
+    # Every session: connectors.mqtt.client_id-0..connections-1 of the
+    # demo's topology (the role's defaults where unset). A fixed 0..7 once
+    # left sessions 8..15 queueing every later device message (a bench run
+    # after the demo found Mosquitto holding 2.5 GB for them).
+    local mq_id mq_n
+    read -r mq_id mq_n < <(awk '
+      /^connectors:/ {c = 1; next}
+      c && /^[^ #]/ {c = 0}
+      c && /^  mqtt:/ {m = 1; next}
+      m && /^  [^ #]/ {m = 0}
+      m && $1 == "client_id:" {id = $2}
+      m && $1 == "connections:" {n = $2}
+      END {print (id == "" ? "wardstream-mqtt" : id), (n == "" ? 16 : n)}' "$CFG")
+    for ((i = 0; i < mq_n; i++)); do
+      timeout 5 mosquitto_sub -V mqttv5 -h "${hp%:*}" -p "${hp##*:}" -i "$mq_id-$i" -t wardstream/demo/ended -E >/dev/null 2>&1 || true
     done
   fi
   say "stopped everything this demo started (the services keep running: 'make services-down' stops them)"
