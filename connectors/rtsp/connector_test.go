@@ -309,6 +309,17 @@ func TestDeadCameraDoesNotStallOthers(t *testing.T) {
 // gauge); the series must exist.
 func cameraMetric(t *testing.T, reg *prometheus.Registry, name, camera string) float64 {
 	t.Helper()
+	v, ok := labeledValue(t, reg, name, "camera", camera)
+	if !ok {
+		t.Fatalf("no %s series for camera %q", name, camera)
+	}
+	return v
+}
+
+// labeledValue returns the value (counter or gauge) of name's series whose
+// label has value, and whether there is one.
+func labeledValue(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -319,17 +330,16 @@ func cameraMetric(t *testing.T, reg *prometheus.Registry, name, camera string) f
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "camera" && l.GetValue() == camera {
+				if l.GetName() == label && l.GetValue() == value {
 					if c := m.GetCounter(); c != nil {
-						return c.GetValue()
+						return c.GetValue(), true
 					}
-					return m.GetGauge().GetValue()
+					return m.GetGauge().GetValue(), true
 				}
 			}
 		}
 	}
-	t.Fatalf("no %s series for camera %q", name, camera)
-	return 0
+	return 0, false
 }
 
 func TestCredentialsNeverLogged(t *testing.T) {

@@ -120,7 +120,7 @@ func restartCases(t *testing.T, lib string, brokers []string, setup func(t *test
 			if n := countEvents(second.events, pb.VideoEventType_OCCUPANCY_CHANGED); n != c.wantOccupancy {
 				t.Errorf("OCCUPANCY_CHANGED over both runs: %d, want %d", n, c.wantOccupancy)
 			}
-			replayed := cameraMetricOutcome(t, reg, "replayed")
+			replayed, _ := labeledValue(t, reg, "wardstream_rtsp_state_replayed_records_total", "outcome", "replayed")
 			if (replayed > 0) != c.wantReplayed {
 				t.Errorf("replayed %v records at the restart, want > 0: %v", replayed, c.wantReplayed)
 			}
@@ -136,26 +136,4 @@ func countEvents(evs []*pb.VideoEvent, typ pb.VideoEventType) int {
 		}
 	}
 	return n
-}
-
-// cameraMetricOutcome is wardstream_rtsp_state_replayed_records_total{outcome}.
-func cameraMetricOutcome(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "wardstream_rtsp_state_replayed_records_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == outcome {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
