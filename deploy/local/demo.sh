@@ -87,7 +87,7 @@ stop_all() {
       c && /^[^ #]/ {c = 0}
       c && /^  mqtt:/ {m = 1; next}
       m && /^  [^ #]/ {m = 0}
-      m && $1 == "client_id:" {id = $2}
+      m && $1 == "client_id:" {id = $2; gsub(/"/, "", id)}
       m && $1 == "connections:" {n = $2}
       END {print (id == "" ? "wardstream-mqtt" : id), (n == "" ? 16 : n)}' "$CFG")
     for ((i = 0; i < mq_n; i++)); do

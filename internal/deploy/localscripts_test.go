@@ -202,3 +202,53 @@ kill "$kpid" 2>/dev/null || true
 		t.Errorf("BUG: services.sh up stopped a running broker that answers ApiVersions, because kafka.log had rolled")
 	}
 }
+
+// demo.sh ends its connector's persistent sessions when it stops: every
+// client_id-0..connections-1 of connectors.mqtt in the demo's topology
+// (the role's defaults where unset). A fixed 0..7 once left 8 of 16
+// sessions queueing every later device message in Mosquitto. The test
+// runs the awk program demo.sh ships against topologies.
+func TestDemoEndsEveryConnectorSession(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "local", "demo.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(data)
+	start := strings.Index(src, "read -r mq_id mq_n < <(awk '")
+	if start < 0 {
+		t.Fatal("demo.sh no longer reads the sessions with awk: update this test")
+	}
+	start += len("read -r mq_id mq_n < <(awk '")
+	end := strings.Index(src[start:], `' "$CFG")`)
+	if end < 0 {
+		t.Fatal("end of demo.sh's awk program not found")
+	}
+	prog := src[start : start+end]
+	local, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "local", "topology.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"the local topology", string(local), "wardstream-mqtt 16"},
+		{"set", "connectors:\n  mqtt:\n    client_id: \"ward-7\"   # quoted\n    connections: 4\n  rtsp:\n    connections: 99\n", "ward-7 4"},
+		{"defaults", "tenant: x\nconnectors:\n  rtsp: {}\n", "wardstream-mqtt 16"},
+		{"other sections ignored", "mqtt:\n  client_id: shared\n  connections: 2\nbench:\n  connections: 3\nconnectors:\n  mqtt:\n    qos: 1\n", "wardstream-mqtt 16"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "topology.yaml")
+			if err := os.WriteFile(cfg, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("awk", prog, cfg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("awk: %v: %s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != c.want {
+				t.Errorf("sessions %q, want %q", got, c.want)
+			}
+		})
+	}
+}
