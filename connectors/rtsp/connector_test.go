@@ -14,6 +14,7 @@ import (
 	"github.com/wardstream/wardstream/connectors/rtsp/events"
 	"github.com/wardstream/wardstream/connectors/rtsp/rtsptest"
 	"github.com/wardstream/wardstream/internal/config"
+	"github.com/wardstream/wardstream/internal/testutil"
 	"github.com/wardstream/wardstream/schemas/codec"
 	pb "github.com/wardstream/wardstream/schemas/proto/wardstreamv1"
 	"github.com/wardstream/wardstream/schemas/topics"
@@ -309,37 +310,11 @@ func TestDeadCameraDoesNotStallOthers(t *testing.T) {
 // gauge); the series must exist.
 func cameraMetric(t *testing.T, reg *prometheus.Registry, name, camera string) float64 {
 	t.Helper()
-	v, ok := labeledValue(t, reg, name, "camera", camera)
+	v, ok := testutil.MetricValue(t, reg, name, "camera", camera)
 	if !ok {
 		t.Fatalf("no %s series for camera %q", name, camera)
 	}
 	return v
-}
-
-// labeledValue returns the value (counter or gauge) of name's series whose
-// label has value, and whether there is one.
-func labeledValue(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					if c := m.GetCounter(); c != nil {
-						return c.GetValue(), true
-					}
-					return m.GetGauge().GetValue(), true
-				}
-			}
-		}
-	}
-	return 0, false
 }
 
 func TestCredentialsNeverLogged(t *testing.T) {

@@ -120,7 +120,7 @@ func restartCases(t *testing.T, lib string, brokers []string, setup func(t *test
 			if n := countEvents(second.events, pb.VideoEventType_OCCUPANCY_CHANGED); n != c.wantOccupancy {
 				t.Errorf("OCCUPANCY_CHANGED over both runs: %d, want %d", n, c.wantOccupancy)
 			}
-			replayed, _ := labeledValue(t, reg, "wardstream_rtsp_state_replayed_records_total", "outcome", "replayed")
+			replayed, _ := testutil.MetricValue(t, reg, "wardstream_rtsp_state_replayed_records_total", "outcome", "replayed")
 			if (replayed > 0) != c.wantReplayed {
 				t.Errorf("replayed %v records at the restart, want > 0: %v", replayed, c.wantReplayed)
 			}

@@ -578,23 +578,8 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 // labelled returns the counter name{label=value}, 0 when absent.
 func labelled(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := testutil.MetricValue(t, g, name, label, value)
+	return v
 }
 
 // TestIntegrationThroughput measures the sink alone: 1M vitals records
